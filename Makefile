@@ -1,0 +1,51 @@
+# Two commands on a new machine: `make run` and `make test` (plus `make bench`).
+# The virtual environment (.venv/) is built from uv.lock; uv itself lives in .tools/.
+
+PYTHON ?= $(shell command -v python3.12 2>/dev/null || command -v python3)
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint format bench manage browser venv clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python "$(PYTHON)"
+	touch $@
+
+venv: $(VENV)/.synced
+
+run: venv  ## the platform: web on 127.0.0.1:8000, Celery worker and beat (embedded PostgreSQL/Redis unless URLs are set)
+	$(PY) -m crm.local run
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+browser:  ## Debian's chromium for the Playwright tests (installed once, as root)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: venv lint browser  ## lint and every test, against real PostgreSQL and Redis
+	$(PY) -m crm.local exec -- $(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m crm.local exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv  ## the benchmark suite; writes docs/benchmarks.md
+	$(PY) -m crm.local exec -- $(PY) -m benchmarks $(BENCH_ARGS)
+
+manage: venv  ## make manage ARGS="createsuperuser"
+	$(PY) -m crm.local exec -- $(PY) manage.py $(ARGS)
+
+clean:
+	rm -rf .venv .tools .pytest_cache .ruff_cache

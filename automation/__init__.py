@@ -1,0 +1,1 @@
+"""Journeys, steps, enrollments, the journey engine, triggers and the wait sweep."""

@@ -1,0 +1,1 @@
+"""Views of the automation API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,0 +1,1 @@
+"""Reads of the automation app, always scoped to a tenant."""

@@ -1,0 +1,1 @@
+"""Writes of the automation app: typed, keyword-only, transactional functions."""

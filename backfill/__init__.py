@@ -1,0 +1,1 @@
+"""MCA v1 import commands, per-region transforms, runs and reconciliation."""

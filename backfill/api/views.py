@@ -1,0 +1,1 @@
+"""Views of the backfill API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,0 +1,1 @@
+"""Reads of the backfill app, always scoped to a tenant."""

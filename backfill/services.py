@@ -1,0 +1,1 @@
+"""Writes of the backfill app: typed, keyword-only, transactional functions."""

@@ -1,0 +1,78 @@
+"""The admin mixin that scopes every staff screen to the user's tenants.
+
+Staff see rows of the tenants they have a membership in; superusers see everything. Writes
+need one of ``write_roles`` in the row's tenant. Foreign-key choices are limited the same
+way, so a staff user cannot point a row at another tenant's club.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+
+from .models import StaffRole
+from .selectors import staff_tenant_ids, staff_tenant_ids_with_role
+from .tenancy import TenantOwnedModel
+
+
+class TenantScopedAdminMixin:
+    #: Lookup from the model to its tenant's id ("pk" on the Tenant model itself).
+    tenant_lookup = "tenant_id"
+    #: Roles allowed to add, change and delete rows of this screen.
+    write_roles: tuple[str, ...] = (StaffRole.ADMIN,)
+    show_full_result_count = False
+
+    # --- scope -------------------------------------------------------------------------------
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_lookup}__in": staff_tenant_ids(user=request.user)})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not request.user.is_superuser:
+            related = db_field.remote_field.model
+            writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+            if related._meta.label == "crm.Tenant":
+                kwargs["queryset"] = related.objects.filter(pk__in=writable)
+            elif issubclass(related, TenantOwnedModel):
+                kwargs["queryset"] = related.objects.for_tenants(writable)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    # --- permissions (roles, not Django model permissions) -----------------------------------
+    def _object_tenant_id(self, obj):
+        return obj.pk if self.tenant_lookup == "pk" else getattr(obj, self.tenant_lookup)
+
+    def _can_write(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+        if obj is None:
+            return bool(writable)
+        return self._object_tenant_id(obj) in writable
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and (
+            request.user.is_superuser or bool(staff_tenant_ids(user=request.user))
+        )
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        tenant_ids = staff_tenant_ids(user=request.user)
+        if obj is None:
+            return bool(tenant_ids)
+        return self._object_tenant_id(obj) in tenant_ids
+
+    def has_add_permission(self, request, *args) -> bool:
+        return self._can_write(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._can_write(request, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not self._can_write(request, obj):
+            raise PermissionDenied("You cannot write to this tenant.")
+        super().save_model(request, obj, form, change)

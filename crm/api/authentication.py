@@ -1,0 +1,117 @@
+"""API credentials: tenant API keys and platform JWTs. The tenant always comes from the
+credential, never from the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import jwt
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from crm.selectors import tenant_by_reference
+from crm.services import api_key_verify
+
+if TYPE_CHECKING:
+    from crm.models import Tenant
+
+JWT_LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    """Who is calling: a tenant API key or a platform service with a JWT."""
+
+    tenant: Tenant
+    kind: str  # "api_key" | "jwt"
+    subject: str
+    credential_id: str
+    scopes: tuple[str, ...] = field(default_factory=tuple)
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    pk = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.subject}"
+
+
+def _credential(request, keyword: str) -> str | None:
+    header = authentication.get_authorization_header(request).decode("latin-1")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != keyword.lower():
+        return None
+    value = value.strip()
+    if not value or " " in value:
+        raise exceptions.AuthenticationFailed(f"Malformed {keyword} credential.")
+    return value
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Api-Key <key>``."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        raw_key = _credential(request, self.keyword)
+        if raw_key is None:
+            return None
+        api_key = api_key_verify(raw_key=raw_key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        principal = ApiPrincipal(
+            tenant=api_key.tenant,
+            kind="api_key",
+            subject=api_key.prefix,
+            credential_id=f"key:{api_key.pk}",
+            scopes=tuple(api_key.scopes or ()),
+        )
+        return principal, api_key
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class PlatformJWTAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <jwt>``: HS256 with ``JWT_SECRET``; claims ``sub``,
+    ``tenant_id`` (the tenant's id or slug), ``scope`` and ``exp``."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        token = _credential(request, self.keyword)
+        if token is None:
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                settings.JWT_SECRET,
+                algorithms=settings.JWT_ALGORITHMS,
+                options={"require": ["exp", "sub", "tenant_id"]},
+                leeway=JWT_LEEWAY_SECONDS,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise exceptions.AuthenticationFailed("Token expired.") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise exceptions.AuthenticationFailed(f"Token lacks the {exc.claim!r} claim.") from exc
+        except jwt.InvalidTokenError as exc:
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        tenant = tenant_by_reference(reference=str(claims["tenant_id"]))
+        if tenant is None:
+            raise exceptions.AuthenticationFailed("Token names an unknown tenant.")
+        scope = claims.get("scope") or ()
+        scopes = tuple(scope.split()) if isinstance(scope, str) else tuple(scope)
+        principal = ApiPrincipal(
+            tenant=tenant,
+            kind="jwt",
+            subject=str(claims["sub"]),
+            credential_id=f"jwt:{tenant.pk}:{claims['sub']}",
+            scopes=scopes,
+        )
+        return principal, claims
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'

@@ -1,0 +1,81 @@
+"""Base API classes every app builds on, and the platform's own endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework import mixins, viewsets
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+
+from crm.models import Club
+from crm.services import club_create, club_update
+
+from .serializers import ClubSerializer, TenantSerializer
+
+if TYPE_CHECKING:
+    from crm.models import Tenant
+
+
+class TenantScopedAPIMixin:
+    """Scopes ``queryset`` to the caller's tenant; every tenant-owned API view uses it.
+
+    Another tenant's object is simply not in the queryset, so it answers 404 exactly like a
+    missing one. Creation gets the tenant from the credential, never from the body.
+    """
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.request.user.tenant  # type: ignore[attr-defined]
+
+    def get_queryset(self):
+        return super().get_queryset().for_tenant(self.tenant)  # type: ignore[misc]
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()  # type: ignore[misc]
+        context["tenant"] = self.tenant if getattr(self, "request", None) else None
+        return context
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(tenant=self.tenant)
+
+
+class TenantScopedViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
+    """Plain CRUD on a tenant-owned model."""
+
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+
+class ClubViewSet(
+    TenantScopedAPIMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The caller's clubs."""
+
+    queryset = Club.objects.all()
+    serializer_class = ClubSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = club_create(tenant=self.tenant, **_club_fields(serializer))
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = club_update(club=serializer.instance, **_club_fields(serializer))
+
+
+def _club_fields(serializer) -> dict:
+    data = serializer.validated_data
+    return {"name": data.get("name"), "timezone_name": data.get("timezone")}
+
+
+class CurrentTenantView(GenericAPIView):
+    """The tenant the credential belongs to."""
+
+    serializer_class = TenantSerializer
+
+    def get(self, request):
+        return Response(self.get_serializer(request.user.tenant).data)

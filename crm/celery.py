@@ -1,0 +1,21 @@
+"""The Celery app: `celery -A crm worker` and `celery -A crm beat`.
+
+Configuration lives in Django settings under the ``CELERY_`` prefix (see
+``crm/settings/base.py``). Tasks are JSON-only, acked late and idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.base")
+
+app = Celery("crm")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Dedicated queues so each kind of work can get its own workers when one machine is not enough.
+QUEUES = ("default", "ingest", "sends", "journeys", "scoring", "backfill")
+app.conf.task_queues = [Queue(name) for name in QUEUES]
+app.autodiscover_tasks()

@@ -1,0 +1,136 @@
+"""Tenancy and access: tenants, clubs, staff memberships, API keys."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .tenancy import TenantOwnedModel, TimestampedModel
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known IANA time zone.")
+
+
+def validate_phone_region(value: str) -> None:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(f"{value!r} is not a phone region (ISO 3166 alpha-2, e.g. ZA, GB).")
+
+
+class Region(models.TextChoices):
+    ZA = "ZA", "South Africa"
+    UK = "UK", "United Kingdom"
+
+
+# What a tenant gets when only its region is given.
+REGION_DEFAULTS: dict[str, dict[str, str]] = {
+    Region.ZA: {"timezone": "Africa/Johannesburg", "phone_region": "ZA", "currency": "ZAR"},
+    Region.UK: {"timezone": "Europe/London", "phone_region": "GB", "currency": "GBP"},
+}
+
+
+class Tenant(TimestampedModel):
+    """A customer of the platform: a club group or a single club, with its own data."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    region = models.CharField(max_length=2, choices=Region.choices)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+    default_phone_region = models.CharField(
+        max_length=2,
+        validators=[validate_phone_region],
+        help_text="Region used to read phone numbers written without a country code.",
+    )
+    currency = models.CharField(max_length=3, help_text="ISO 4217, e.g. ZAR, GBP.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Club(TenantOwnedModel):
+    """A golf club of a tenant."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="clubs")
+    name = models.CharField(max_length=200)
+    timezone = models.CharField(max_length=64, validators=[validate_timezone])
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="club_tenant_name_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StaffRole(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    MARKETER = "marketer", "Marketer"
+    SUPPORT = "support", "Support"
+
+
+class StaffMembership(TenantOwnedModel):
+    """A staff user's access to a tenant (optionally one club of it), with a role."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="staff")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crm_memberships"
+    )
+    club = models.ForeignKey(Club, on_delete=models.CASCADE, null=True, blank=True)
+    role = models.CharField(max_length=16, choices=StaffRole.choices, default=StaffRole.SUPPORT)
+
+    class Meta:
+        ordering = ["tenant", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="staff_tenant_user_uniq"),
+        ]
+        indexes = [models.Index(fields=["user", "tenant"], name="staff_user_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+    def clean(self) -> None:
+        if self.club_id and self.club.tenant_id != self.tenant_id:
+            raise ValidationError({"club": "The club belongs to another tenant."})
+
+
+class ApiKey(TenantOwnedModel):
+    """A tenant's API credential. Only a SHA-256 of the secret is stored; the key is shown
+    once, at creation. The prefix identifies it in lists and logs."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="apikey_tenant_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,151 @@
+"""Writes of the shared kernel: tenants, clubs, staff, API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import REGION_DEFAULTS, ApiKey, Club, StaffMembership, StaffRole, Tenant
+
+API_KEY_PREFIX = "crm"
+# last_used_at is a hint for staff, not an audit log: write it at most once a minute per key
+# so authentication does not turn every API read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def tenant_create(
+    *,
+    slug: str,
+    name: str,
+    region: str,
+    timezone_name: str | None = None,
+    phone_region: str | None = None,
+    currency: str | None = None,
+) -> tuple[Tenant, bool]:
+    """Create a tenant, or return the existing one with that slug (idempotent).
+
+    Region defaults fill whatever is not given. Returns ``(tenant, created)``.
+    """
+    defaults = REGION_DEFAULTS[region]
+    tenant = Tenant(
+        slug=slug,
+        name=name,
+        region=region,
+        timezone=timezone_name or defaults["timezone"],
+        default_phone_region=phone_region or defaults["phone_region"],
+        currency=(currency or defaults["currency"]).upper(),
+    )
+    tenant.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            tenant.save(force_insert=True)
+    except IntegrityError:
+        return Tenant.objects.get(slug=slug), False
+    return tenant, True
+
+
+def club_create(*, tenant: Tenant, name: str | None, timezone_name: str | None = None) -> Club:
+    club = Club(tenant=tenant, name=name, timezone=timezone_name or tenant.timezone)
+    club.full_clean()
+    club.save()
+    return club
+
+
+def club_update(*, club: Club, name: str | None = None, timezone_name: str | None = None) -> Club:
+    if name is not None:
+        club.name = name
+    if timezone_name is not None:
+        club.timezone = timezone_name
+    club.full_clean()
+    club.save()
+    return club
+
+
+def staff_membership_set(
+    *, tenant: Tenant, user, role: str = StaffRole.SUPPORT, club: Club | None = None
+) -> StaffMembership:
+    """Give ``user`` a role in ``tenant`` (and make them staff so they can use the console)."""
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    membership, _ = StaffMembership.objects.update_or_create(
+        tenant=tenant, user=user, defaults={"role": role, "club": club}
+    )
+    return membership
+
+
+def staff_user_create(
+    *, tenant: Tenant, username: str, password: str, role: str = StaffRole.ADMIN, email: str = ""
+):
+    """Create (or reset the password of) a staff login with a role in ``tenant``."""
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username=username, defaults={"email": email})
+    user.set_password(password)
+    user.is_staff = True
+    user.save()
+    staff_membership_set(tenant=tenant, user=user, role=role)
+    return user
+
+
+def _hash_secret(secret: str) -> str:
+    # API keys carry 256 bits of randomness, so a fast hash is enough (no brute force to slow).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedApiKey:
+    api_key: ApiKey
+    raw_key: str
+
+
+def api_key_create(
+    *, tenant: Tenant, name: str, created_by=None, scopes: list[str] | None = None
+) -> IssuedApiKey:
+    """Issue a key. ``raw_key`` is returned this once and never stored."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    raw_key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
+    api_key = ApiKey(
+        tenant=tenant,
+        name=name,
+        prefix=prefix,
+        key_hash=_hash_secret(raw_key),
+        scopes=scopes or [],
+        created_by=created_by,
+    )
+    api_key.full_clean(exclude=["prefix", "key_hash", "created_by"])
+    api_key.save(force_insert=True)
+    return IssuedApiKey(api_key=api_key, raw_key=raw_key)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; it stops authenticating at once. Revoking twice keeps the first time."""
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+def api_key_verify(*, raw_key: str) -> ApiKey | None:
+    """The active key matching ``raw_key``, or None. Touches ``last_used_at`` (coarsely)."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        return None
+    api_key = (
+        ApiKey.objects.select_related("tenant")
+        .filter(prefix=parts[1], revoked_at__isnull=True, tenant__is_active=True)
+        .first()
+    )
+    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash_secret(raw_key)):
+        return None
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+    return api_key

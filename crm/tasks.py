@@ -1,0 +1,72 @@
+"""The task base every app uses, and the kernel's periodic tasks.
+
+Tasks take ids and plain JSON data, are enqueued only once the surrounding transaction has
+committed (``enqueue``), and are idempotent: the broker may deliver a task again after a
+worker dies (late ack), so side effects are guarded by unique keys and status fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
+from django.core.cache import cache
+from django.utils import timezone
+
+from .models import Tenant
+
+logger = logging.getLogger(__name__)
+
+BEAT_HEARTBEAT_KEY = "crm:beat:last-seen"
+
+
+class TenantTask(DjangoTask):
+    """A task run on behalf of one tenant: its first argument is the tenant's id.
+
+    ``enqueue(tenant, ...)`` queues it after commit; the task body receives the loaded
+    ``Tenant``. A task for a deleted or deactivated tenant is dropped with a warning.
+    """
+
+    abstract = True
+    typing = True
+
+    def enqueue(self, tenant: Tenant, /, **kwargs: Any) -> None:
+        self.delay_on_commit(str(tenant.pk), **kwargs)
+
+    def __call__(self, tenant_id: str, /, *args: Any, **kwargs: Any) -> Any:
+        tenant = Tenant.objects.filter(pk=tenant_id, is_active=True).first()
+        if tenant is None:
+            logger.warning("task %s dropped: tenant %s is gone or inactive", self.name, tenant_id)
+            return None
+        return super().__call__(tenant, *args, **kwargs)
+
+
+@shared_task(name="crm.beat_heartbeat", ignore_result=True)
+def beat_heartbeat() -> str:
+    """Proves beat and a worker are alive; ``/readyz`` reports the last time seen."""
+    now = timezone.now().isoformat()
+    cache.set(BEAT_HEARTBEAT_KEY, now, timeout=None)
+    return now
+
+
+@shared_task(name="crm.purge_old_login_attempts", ignore_result=True)
+def purge_old_login_attempts(days: int = 30) -> int:
+    """Keeps django-axes' attempt log bounded."""
+    from axes.models import AccessAttempt, AccessLog
+
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = AccessAttempt.objects.filter(attempt_time__lt=cutoff).delete()
+    logs, _ = AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
+    logger.info("purged %s login attempts and %s access logs", deleted, logs)
+    return deleted + logs
+
+
+@shared_task(base=TenantTask, name="crm.tenant_ping", ignore_result=True)
+def tenant_ping(tenant: Tenant, *, marker: str) -> None:
+    """Diagnostic: records in Redis that a worker ran a task for ``tenant``.
+
+    Used by the worker tests and by operators checking a deployment end to end."""
+    cache.set(f"crm:ping:{tenant.pk}:{marker}", timezone.now().isoformat(), timeout=600)

@@ -1,0 +1,3 @@
+"""Profiles, identity aliases, identity resolution, merge, activities (timeline), notes, sync log
+and the event ingestion pipeline.
+"""

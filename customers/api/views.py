@@ -1,0 +1,1 @@
+"""Views of the customers API, built on crm.api.views.TenantScopedAPIMixin."""

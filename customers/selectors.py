@@ -1,0 +1,1 @@
+"""Reads of the customers app, always scoped to a tenant."""

@@ -1,0 +1,1 @@
+"""Writes of the customers app: typed, keyword-only, transactional functions."""

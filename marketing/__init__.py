@@ -1,0 +1,3 @@
+"""Segments, campaigns, A/B variants, templates, messaging backends, sends, interactions, webhooks
+and suppression.
+"""

@@ -1,0 +1,1 @@
+"""Views of the marketing API, built on crm.api.views.TenantScopedAPIMixin."""

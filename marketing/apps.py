@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class MarketingConfig(AppConfig):
+    """Segments, campaigns, A/B variants, templates, messaging backends, sends, interactions,
+    webhooks and suppression.
+    """
+
+    name = "marketing"
+    verbose_name = "Marketing"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Reads of the marketing app, always scoped to a tenant."""

@@ -1,0 +1,1 @@
+"""Writes of the marketing app: typed, keyword-only, transactional functions."""

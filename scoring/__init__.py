@@ -1,0 +1,1 @@
+"""Engagement and churn scoring, batch jobs, analytics endpoints and dashboards."""

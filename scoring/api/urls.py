@@ -1,0 +1,3 @@
+"""Routes of the scoring API under /api/v1/."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Views of the scoring API, built on crm.api.views.TenantScopedAPIMixin."""

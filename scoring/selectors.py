@@ -1,0 +1,1 @@
+"""Reads of the scoring app, always scoped to a tenant."""

@@ -1,0 +1,1 @@
+"""Writes of the scoring app: typed, keyword-only, transactional functions."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the scoring app: thin, JSON-only, idempotent; they call services."""

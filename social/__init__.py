@@ -1,0 +1,1 @@
+"""Social connections (OAuth), posts, per-platform publishers and event promotion."""

@@ -1,0 +1,1 @@
+"""Views of the social API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,0 +1,1 @@
+"""Reads of the social app, always scoped to a tenant."""

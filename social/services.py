@@ -1,0 +1,1 @@
+"""Writes of the social app: typed, keyword-only, transactional functions."""
