@@ -75,6 +75,7 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     env = services.environment()
     env.setdefault("DEBUG", "1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.base")
+    (BASE_DIR / "var" / "static").mkdir(parents=True, exist_ok=True)
     _manage(env, "migrate", "--noinput")
     _manage(env, "bootstrap_demo", "--data-dir", str(services.data_dir))
     celery = [sys.executable, "-m", "celery", "-A", "crm"]

@@ -29,3 +29,11 @@ class PlatformJWTScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "HS256 with JWT_SECRET; claims sub, tenant_id, scope, exp.",
         }
+
+
+def strip_trailing_slashes(result, generator, request, public):
+    """Our routes answer with or without the slash; document the canonical form without."""
+    result["paths"] = {
+        (path.rstrip("/") if path != "/" else path): item for path, item in result["paths"].items()
+    }
+    return result

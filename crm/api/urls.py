@@ -1,9 +1,10 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
+
+from .routers import OptionalSlashRouter
 from .views import ClubViewSet, CurrentTenantView
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("clubs", ClubViewSet, basename="club")
 
 urlpatterns = [

@@ -1,0 +1,103 @@
+"""Fixtures of the whole suite. Tests run on the real PostgreSQL and Redis named by
+DATABASE_URL / REDIS_URL (make test starts embedded ones when they are not set)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jwt
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from crm.services import api_key_create
+
+from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls of the same
+# tests are still synchronous, so allow them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Throttle counters and other cached state never leak between tests."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def tenant_a(db):
+    return TenantFactory(slug="links-a", name="Links A Golf")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return TenantFactory(slug="parkland-b", name="Parkland B Golf", uk=True)
+
+
+@pytest.fixture
+def club_a(tenant_a):
+    return ClubFactory(tenant=tenant_a, name="Links A Country Club")
+
+
+@pytest.fixture
+def club_b(tenant_b):
+    return ClubFactory(tenant=tenant_b, name="Parkland B Golf Club")
+
+
+@pytest.fixture
+def staff_a(tenant_a):
+    """A tenant-A admin (the owner)."""
+    return StaffMembershipFactory(tenant=tenant_a, user=UserFactory(username="anna")).user
+
+
+@pytest.fixture
+def staff_b(tenant_b):
+    """A tenant-B admin (the outsider, seen from tenant A)."""
+    return StaffMembershipFactory(tenant=tenant_b, user=UserFactory(username="ben")).user
+
+
+@pytest.fixture
+def make_jwt():
+    """Signs a platform JWT; pass ``tenant_id=None`` to leave the claim out."""
+
+    def sign(
+        *,
+        tenant_id: str | None,
+        sub: str = "svc-teetime",
+        exp_in: int = 300,
+        secret: str | None = None,
+        scope: str = "customers:read",
+    ) -> str:
+        claims: dict = {"sub": sub, "scope": scope, "exp": int(time.time()) + exp_in}
+        if tenant_id is not None:
+            claims["tenant_id"] = tenant_id
+        return jwt.encode(claims, secret or settings.JWT_SECRET, algorithm="HS256")
+
+    return sign
+
+
+@pytest.fixture
+def api_key_a(tenant_a):
+    return api_key_create(tenant=tenant_a, name="TeeTime service")
+
+
+@pytest.fixture
+def api_a(api_key_a):
+    """An API client authenticated with a tenant-A API key."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_a.raw_key}")
+    return client
+
+
+@pytest.fixture
+def api_b(tenant_b):
+    client = APIClient()
+    issued = api_key_create(tenant=tenant_b, name="SCL service")
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {issued.raw_key}")
+    return client

@@ -1,0 +1,68 @@
+"""Probes: /healthz answers while the process runs; /readyz only when PostgreSQL and Redis do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = """
+import django, json
+django.setup()
+from django.test import Client
+response = Client().get("/readyz")
+print(json.dumps({"status": response.status_code, "body": response.json()}))
+"""
+
+
+def _readyz_in_a_process(**env_overrides: str) -> dict:
+    """Runs the real app in a fresh process whose servers are the ones given."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "crm.settings.test", **env_overrides}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.django_db
+def test_healthz_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_200_when_database_and_redis_answer(client):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_readyz_is_503_when_the_database_is_unreachable():
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    result = _readyz_in_a_process(DATABASE_URL="postgres://postgres@127.0.0.1:1/crm")
+
+    assert result["status"] == 503
+    assert result["body"] == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "redis": "ok"},
+    }
+
+
+def test_readyz_is_503_when_redis_is_unreachable():
+    result = _readyz_in_a_process(REDIS_URL="redis://127.0.0.1:1/0")
+
+    assert result["status"] == 503
+    assert result["body"]["checks"] == {"database": "ok", "redis": "unavailable"}
