@@ -1,6 +1,5 @@
 from django.urls import path
 
-
 from .routers import OptionalSlashRouter
 from .views import ClubViewSet, CurrentTenantView
 
