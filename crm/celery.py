@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.base")
 
@@ -17,5 +17,6 @@ app = Celery("crm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Dedicated queues so each kind of work can get its own workers when one machine is not enough.
 QUEUES = ("default", "ingest", "sends", "journeys", "scoring", "backfill")
-app.conf.task_queues = [Queue(name) for name in QUEUES]
+# Each queue has its own exchange and routing key, so a message reaches exactly one queue.
+app.conf.task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 app.autodiscover_tasks()

@@ -112,7 +112,8 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     exit_code = 0
     while not stopping:
         for name, child in children.items():
-            if child.poll() is not None:
+            # After Ctrl-C the children get SIGINT too and may exit first: that is no failure.
+            if not stopping and child.poll() is not None:
                 print(f"{name} exited with {child.returncode}; stopping.", flush=True)
                 exit_code = child.returncode or 1
                 stopping = True
