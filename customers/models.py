@@ -1,1 +1,233 @@
-"""Models of the customers app; see the app docstring and docs/architecture.md."""
+"""Customer profiles and the identifiers that resolve to them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.db import models
+from django.db.models.functions import Upper
+
+from crm.tenancy import TenantOwnedModel
+
+
+class ProfileStatus(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    INACTIVE = "INACTIVE", "Inactive"
+    MERGED = "MERGED", "Merged"
+    ERASED = "ERASED", "Erased"
+
+
+class LifecycleStage(models.TextChoices):
+    SUBSCRIBER = "SUBSCRIBER", "Subscriber"
+    LEAD = "LEAD", "Lead"
+    VISITOR = "VISITOR", "Visitor (plays, not a member)"
+    MEMBER = "MEMBER", "Member"
+    LAPSED = "LAPSED", "Lapsed member"
+    CHURNED = "CHURNED", "Churned"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    WHATSAPP = "whatsapp", "WhatsApp"
+
+
+CHANNELS: tuple[str, ...] = tuple(Channel.values)
+
+
+class CustomerProfile(TenantOwnedModel):
+    """One person known to a tenant: identity links, consent, metrics, membership, golf."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+
+    # Identity links (current values; every value ever held is an IdentityAlias).
+    auth_user_id = models.CharField(max_length=64, blank=True, null=True)
+    email = models.CharField(max_length=254, blank=True, null=True)
+    phone = models.CharField(max_length=20, blank=True, null=True, help_text="E.164")
+    scl_member_id = models.CharField(max_length=64, blank=True, null=True)
+    teetime_player_id = models.CharField(max_length=64, blank=True, null=True)
+    messaging_contact_id = models.CharField(max_length=64, blank=True, null=True)
+    external_ids = models.JSONField(default=dict, blank=True)
+
+    first_name = models.CharField(max_length=100, blank=True, default="")
+    last_name = models.CharField(max_length=100, blank=True, default="")
+    date_of_birth = models.DateField(null=True, blank=True)
+    home_club = models.ForeignKey(
+        "crm.Club", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(
+        max_length=10, choices=ProfileStatus.choices, default=ProfileStatus.ACTIVE
+    )
+    lifecycle_stage = models.CharField(
+        max_length=12, choices=LifecycleStage.choices, default=LifecycleStage.SUBSCRIBER
+    )
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+
+    # Consent per channel: the decision, when it was made and by which source.
+    email_opt_in = models.BooleanField(default=False)
+    email_consent_at = models.DateTimeField(null=True, blank=True)
+    email_consent_source = models.CharField(max_length=64, blank=True, default="")
+    sms_opt_in = models.BooleanField(default=False)
+    sms_consent_at = models.DateTimeField(null=True, blank=True)
+    sms_consent_source = models.CharField(max_length=64, blank=True, default="")
+    push_opt_in = models.BooleanField(default=False)
+    push_consent_at = models.DateTimeField(null=True, blank=True)
+    push_consent_source = models.CharField(max_length=64, blank=True, default="")
+    whatsapp_opt_in = models.BooleanField(default=False)
+    whatsapp_consent_at = models.DateTimeField(null=True, blank=True)
+    whatsapp_consent_source = models.CharField(max_length=64, blank=True, default="")
+
+    # Activity metrics.
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    last_activity_type = models.CharField(max_length=64, blank=True, default="")
+    activity_count_30d = models.PositiveIntegerField(default=0)
+
+    # Value, in minor units of ``currency`` (the tenant's).
+    lifetime_value_minor = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+
+    # Scores.
+    engagement_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    engagement_scored_at = models.DateTimeField(null=True, blank=True)
+    churn_risk = models.PositiveSmallIntegerField(null=True, blank=True)
+    churn_scored_at = models.DateTimeField(null=True, blank=True)
+
+    # Membership (from SCL) and golf (from TeeTime).
+    membership_type = models.CharField(max_length=64, blank=True, default="")
+    membership_status = models.CharField(max_length=32, blank=True, default="")
+    membership_joined_on = models.DateField(null=True, blank=True)
+    membership_renewal_on = models.DateField(null=True, blank=True)
+    handicap_index = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
+    handicap_updated_at = models.DateTimeField(null=True, blank=True)
+
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="profile_tenant_created_idx"
+            ),
+            models.Index(fields=["tenant", "updated_at", "id"], name="profile_tenant_updated_idx"),
+            models.Index(fields=["tenant", "email"], name="profile_tenant_email_idx"),
+            models.Index(fields=["tenant", "phone"], name="profile_tenant_phone_idx"),
+            models.Index(
+                fields=["tenant", "status", "lifecycle_stage"], name="profile_tenant_status_idx"
+            ),
+            models.Index(fields=["tenant", "home_club"], name="profile_tenant_club_idx"),
+            # Name / email search (`q`) with pg_trgm, fast on a million rows.
+            GinIndex(OpClass(Upper("email"), name="gin_trgm_ops"), name="profile_email_trgm_idx"),
+            GinIndex(
+                OpClass(Upper("last_name"), name="gin_trgm_ops"), name="profile_lastname_trgm_idx"
+            ),
+            GinIndex(
+                OpClass(Upper("first_name"), name="gin_trgm_ops"),
+                name="profile_firstname_trgm_idx",
+            ),
+            GinIndex(fields=["tags"], name="profile_tags_idx"),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.phone or str(self.pk)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class AliasKind(models.TextChoices):
+    AUTH_USER = "auth_user", "Auth user id"
+    SCL_MEMBER = "scl_member", "SCL member id"
+    EMAIL = "email", "Email"
+    PHONE = "phone", "Phone (E.164)"
+    TEETIME_PLAYER = "teetime_player", "TeeTime player id"
+    MESSAGING_CONTACT = "messaging_contact", "Messaging contact id"
+    EXTERNAL = "external", "External id (system:id)"
+
+
+class IdentityAlias(TenantOwnedModel):
+    """An identifier a profile has (or ever had), unique per tenant. Merges move aliases to
+    the surviving profile, so old identifiers keep resolving."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=AliasKind.choices)
+    value = models.CharField(max_length=320)
+    profile = models.ForeignKey(CustomerProfile, on_delete=models.CASCADE, related_name="aliases")
+    source = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["kind", "value"]
+        verbose_name_plural = "identity aliases"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "value"], name="alias_tenant_kind_value_uniq"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "profile"], name="alias_tenant_profile_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.value}"
+
+
+class SuggestionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    MERGED = "MERGED", "Merged"
+    DISMISSED = "DISMISSED", "Dismissed"
+
+
+class MergeSuggestion(TenantOwnedModel):
+    """Two profiles that identity hints tied together. Staff (or a service) decide."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(CustomerProfile, on_delete=models.CASCADE, related_name="+")
+    candidate = models.ForeignKey(CustomerProfile, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=255)
+    evidence = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING
+    )
+    decided_by = models.CharField(max_length=150, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One open suggestion per pair (stored with profile < candidate).
+            models.UniqueConstraint(
+                fields=["tenant", "profile", "candidate"],
+                condition=models.Q(status="PENDING"),
+                name="suggestion_pending_pair_uniq",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "status", "-created_at"], name="suggestion_status_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_id} ~ {self.candidate_id} ({self.status})"
+
+
+class ProfileMerge(TenantOwnedModel):
+    """Audit of a merge: who merged which profile into which, why, and the loser as it was."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    winner = models.ForeignKey(CustomerProfile, on_delete=models.PROTECT, related_name="+")
+    loser = models.ForeignKey(CustomerProfile, on_delete=models.PROTECT, related_name="+")
+    loser_snapshot = models.JSONField()
+    moved = models.JSONField(default=dict, help_text="Rows moved per kind.")
+    actor = models.CharField(max_length=150)
+    reason = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "winner"], name="merge_tenant_winner_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.loser_id} → {self.winner_id}"

@@ -1,1 +1,400 @@
-"""Writes of the customers app: typed, keyword-only, transactional functions."""
+"""Writes of the customers app: identity resolution, profile updates, merges.
+
+Lock order (see docs/customers.md): when a transaction locks several profiles it locks them
+in ascending id order, so two merges of the same pair cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import F, Func, JSONField, Q, Value
+from django.db.models.functions import Coalesce
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from crm.models import Tenant
+from crm.registry import merge_hooks
+
+from .identity import CONFIDENCE, HINT_KINDS, IdentityHints
+from .models import (
+    CHANNELS,
+    CustomerProfile,
+    IdentityAlias,
+    MergeSuggestion,
+    ProfileMerge,
+    ProfileStatus,
+    SuggestionStatus,
+)
+
+CREATE_ATTEMPTS = 3
+
+
+class ProfileConflict(ValidationError):
+    """An identifier belongs to another profile (answered as 409 by the API)."""
+
+    status_code = 409
+
+
+class MergeError(ValidationError):
+    """A merge that cannot be done (same profile, already merged, ...)."""
+
+
+@dataclass
+class Resolution:
+    profile: CustomerProfile | None
+    is_new: bool
+    matched_by: list[str] = field(default_factory=list)
+    confidence: int = 0
+    suggestions: list[str] = field(default_factory=list)
+
+
+def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, IdentityAlias]]:
+    """Every alias the hints name, with its profile, in one query."""
+    pairs = hints.pairs()
+    condition = reduce(or_, (Q(kind=kind, value=value) for _, kind, value in pairs))
+    aliases = {
+        (a.kind, a.value): a
+        for a in IdentityAlias.objects.for_tenant(tenant)
+        .filter(condition)
+        .select_related("profile")
+    }
+    return [
+        (name, aliases[(kind, value)]) for name, kind, value in pairs if (kind, value) in aliases
+    ]
+
+
+def _choose(matches: list[tuple[str, IdentityAlias]]) -> tuple[CustomerProfile, list[str], int]:
+    """The profile with the strongest evidence: highest confidence, then most hints, then the
+    oldest profile."""
+    by_profile: dict[Any, list[tuple[str, IdentityAlias]]] = {}
+    for name, alias in matches:
+        by_profile.setdefault(alias.profile_id, []).append((name, alias))
+
+    def strength(items):
+        profile = items[0][1].profile
+        return (
+            max(CONFIDENCE[a.kind] for _, a in items),
+            len(items),
+            -profile.created_at.timestamp(),
+        )
+
+    best = max(by_profile.values(), key=strength)
+    names = sorted({name for name, _ in best})
+    return best[0][1].profile, names, max(CONFIDENCE[a.kind] for _, a in best)
+
+
+def _profile_fields_from_hints(hints: IdentityHints) -> dict[str, Any]:
+    values = {name: getattr(hints, name) for name in HINT_KINDS if getattr(hints, name)}
+    if hints.external_ids:
+        values["external_ids"] = dict(hints.external_ids)
+    return values
+
+
+def _new_aliases(
+    tenant: Tenant, profile: CustomerProfile, hints: IdentityHints, known: set, source: str
+) -> list[IdentityAlias]:
+    return [
+        IdentityAlias(tenant=tenant, kind=kind, value=value, profile=profile, source=source)
+        for _, kind, value in hints.pairs()
+        if (kind, value) not in known
+    ]
+
+
+def _attach(
+    tenant: Tenant, profile: CustomerProfile, hints: IdentityHints, known: set, source: str
+) -> None:
+    """Attach identifiers the profile did not have yet; fill its blank identity columns."""
+    new = _new_aliases(tenant, profile, hints, known, source)
+    if not new:
+        return
+    # A concurrent resolve may attach the same identifier elsewhere first; it keeps it.
+    IdentityAlias.objects.bulk_create(new, ignore_conflicts=True)
+    new_names = {a.kind for a in new}
+    updates: dict[str, Any] = {}
+    for name, kind in HINT_KINDS.items():
+        value = getattr(hints, name)
+        if value and kind in new_names:
+            updates[name] = Coalesce(F(name), Value(value))
+    if hints.external_ids:
+        # Existing ids win: new || existing (the right side of jsonb || wins).
+        updates["external_ids"] = Func(
+            Value(json.dumps(hints.external_ids), output_field=JSONField()),
+            F("external_ids"),
+            template="(%(expressions)s)",
+            arg_joiner=" || ",
+            output_field=JSONField(),
+        )
+    if updates:
+        updates["updated_at"] = timezone.now()
+        CustomerProfile.objects.filter(pk=profile.pk).update(**updates)
+        profile.refresh_from_db()
+
+
+def _suggest(
+    tenant: Tenant, chosen: CustomerProfile, matches, hints: IdentityHints, source: str
+) -> list[str]:
+    others: dict[Any, list[str]] = {}
+    for name, alias in matches:
+        if alias.profile_id != chosen.pk:
+            others.setdefault(alias.profile_id, []).append(name)
+    suggestions = []
+    for other_id, names in others.items():
+        first, second = sorted([chosen.pk, other_id], key=str)
+        suggestions.append(
+            MergeSuggestion(
+                tenant=tenant,
+                profile_id=first,
+                candidate_id=second,
+                reason=f"Hints from {source or 'a resolve'} tie these profiles by "
+                + ", ".join(sorted(set(names))),
+                evidence={"hints": {n: v for n, _, v in hints.pairs()}, "chosen": str(chosen.pk)},
+            )
+        )
+    MergeSuggestion.objects.bulk_create(suggestions, ignore_conflicts=True)
+    return [str(other) for other in others]
+
+
+def identity_resolve(
+    *, tenant: Tenant, hints: IdentityHints, create: bool = True, source: str = ""
+) -> Resolution:
+    """Find the person the hints describe, or create them.
+
+    All hints are looked up in one query. New identifiers are attached to the matched
+    profile. Hints that point at two profiles pick the strongest match and record a merge
+    suggestion rather than guessing silently. Two concurrent resolves of the same new person
+    create one profile: the alias unique key makes the second insert fail, and it retries
+    and finds the first.
+    """
+    if hints.is_empty():
+        raise ValidationError({"non_field_errors": ["Give at least one identifier."]})
+    for _attempt in range(CREATE_ATTEMPTS):
+        matches = _alias_rows(tenant, hints)
+        if matches:
+            profile, matched_by, confidence = _choose(matches)
+            known = {(a.kind, a.value) for _, a in matches}
+            with transaction.atomic():
+                _attach(tenant, profile, hints, known, source)
+                suggestions = _suggest(tenant, profile, matches, hints, source)
+            return Resolution(profile, False, matched_by, confidence, suggestions)
+        if not create:
+            return Resolution(None, False)
+        try:
+            with transaction.atomic():
+                profile = CustomerProfile.objects.create(
+                    tenant=tenant, currency=tenant.currency, **_profile_fields_from_hints(hints)
+                )
+                IdentityAlias.objects.bulk_create(
+                    _new_aliases(tenant, profile, hints, set(), source)
+                )
+            return Resolution(profile, True, [], 100)
+        except IntegrityError:
+            continue  # someone else just created this person: look again
+    raise RuntimeError("identity_resolve kept colliding; giving up")  # pragma: no cover
+
+
+IDENTITY_FIELDS = tuple(HINT_KINDS)
+
+
+def profile_update(
+    *, tenant: Tenant, profile: CustomerProfile, data: dict[str, Any]
+) -> CustomerProfile:
+    """Update a profile. Identity fields become aliases (old values keep resolving); an
+    identifier owned by another profile raises ``ProfileConflict`` and nothing changes."""
+    identity = {k: v for k, v in data.items() if k in IDENTITY_FIELDS and v}
+    with transaction.atomic():
+        if identity:
+            hints = IdentityHints(**identity)
+            owners = _alias_rows(tenant, hints)
+            conflicts = {
+                name: [f"Already belongs to customer {alias.profile_id}."]
+                for name, alias in owners
+                if alias.profile_id != profile.pk
+            }
+            if conflicts:
+                raise ProfileConflict(conflicts)
+            known = {(a.kind, a.value) for _, a in owners}
+            IdentityAlias.objects.bulk_create(
+                _new_aliases(tenant, profile, hints, known, "profile_update"), ignore_conflicts=True
+            )
+        for name, value in data.items():
+            setattr(profile, name, value)
+        profile.save()
+    return profile
+
+
+def _snapshot(profile: CustomerProfile) -> dict:
+    data = model_to_dict(profile)
+    data["id"] = str(profile.pk)
+    data["aliases"] = list(
+        IdentityAlias.objects.filter(profile=profile).values_list("kind", "value")
+    )
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+FILL_FIELDS = (
+    "auth_user_id",
+    "email",
+    "phone",
+    "scl_member_id",
+    "teetime_player_id",
+    "messaging_contact_id",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "home_club_id",
+    "membership_type",
+    "membership_status",
+    "membership_joined_on",
+    "membership_renewal_on",
+    "handicap_index",
+    "handicap_updated_at",
+    "engagement_score",
+    "engagement_scored_at",
+    "churn_risk",
+    "churn_scored_at",
+    "last_activity_type",
+)
+
+
+def _merge_consent(winner: CustomerProfile, loser: CustomerProfile) -> None:
+    """Per channel the most recent recorded decision wins; at the same instant an opt-out
+    holds. A merge therefore never turns a recorded opt-out into an opt-in unless the person
+    opted in later."""
+    for channel in CHANNELS:
+        loser_at = getattr(loser, f"{channel}_consent_at")
+        winner_at = getattr(winner, f"{channel}_consent_at")
+        if loser_at is None:
+            continue  # the loser never decided: the winner keeps its own state
+        newer = winner_at is None or loser_at > winner_at
+        tie_opt_out = loser_at == winner_at and not getattr(loser, f"{channel}_opt_in")
+        if newer or tie_opt_out:
+            for suffix in ("opt_in", "consent_at", "consent_source"):
+                setattr(winner, f"{channel}_{suffix}", getattr(loser, f"{channel}_{suffix}"))
+
+
+def profile_merge(
+    *, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile, actor: str, reason: str = ""
+) -> ProfileMerge:
+    """Merge ``loser`` into ``winner``: aliases and every related row move set-wise, blanks
+    are filled, consent is reconciled, the loser becomes MERGED, an audit row is kept."""
+    if winner.pk == loser.pk:
+        raise MergeError({"loser_id": ["A profile cannot be merged into itself."]})
+    with transaction.atomic():
+        locked = {
+            p.pk: p
+            for p in CustomerProfile.objects.for_tenant(tenant)
+            .filter(pk__in=[winner.pk, loser.pk])
+            .order_by("pk")
+            .select_for_update()
+        }
+        if len(locked) != 2:
+            raise MergeError({"loser_id": ["Both profiles must belong to this tenant."]})
+        winner, loser = locked[winner.pk], locked[loser.pk]
+        for label, profile in (("winner", winner), ("loser_id", loser)):
+            if profile.status in (ProfileStatus.MERGED, ProfileStatus.ERASED):
+                raise MergeError({label: [f"This profile is {profile.status.lower()}."]})
+        snapshot = _snapshot(loser)
+        moved = {
+            "aliases": IdentityAlias.objects.filter(tenant=tenant, profile=loser).update(
+                profile=winner
+            )
+        }
+        for name, hook in merge_hooks().items():
+            moved[name] = hook(tenant=tenant, winner=winner, loser=loser)
+
+        for name in FILL_FIELDS:
+            if getattr(winner, name) in (None, "") and getattr(loser, name) not in (None, ""):
+                setattr(winner, name, getattr(loser, name))
+        winner.external_ids = {**loser.external_ids, **winner.external_ids}
+        winner.tags = sorted(set(winner.tags) | set(loser.tags))
+        winner.lifetime_value_minor += loser.lifetime_value_minor
+        winner.activity_count_30d += loser.activity_count_30d
+        if loser.last_activity_at and (
+            winner.last_activity_at is None or loser.last_activity_at > winner.last_activity_at
+        ):
+            winner.last_activity_at = loser.last_activity_at
+            winner.last_activity_type = loser.last_activity_type
+        _merge_consent(winner, loser)
+        winner.save()
+
+        CustomerProfile.objects.filter(pk=loser.pk).update(
+            status=ProfileStatus.MERGED, merged_into=winner, updated_at=timezone.now()
+        )
+        # Profiles merged into the loser earlier now point at the final winner.
+        CustomerProfile.objects.for_tenant(tenant).filter(merged_into=loser).update(
+            merged_into=winner
+        )
+        now = timezone.now()
+        pair = Q(profile=loser) | Q(candidate=loser)
+        MergeSuggestion.objects.for_tenant(tenant).filter(
+            pair, status=SuggestionStatus.PENDING
+        ).filter(Q(profile=winner) | Q(candidate=winner)).update(
+            status=SuggestionStatus.MERGED, decided_by=actor, decided_at=now
+        )
+        MergeSuggestion.objects.for_tenant(tenant).filter(
+            pair, status=SuggestionStatus.PENDING
+        ).update(
+            status=SuggestionStatus.DISMISSED, decided_by=f"{actor} (loser merged)", decided_at=now
+        )
+        return ProfileMerge.objects.create(
+            tenant=tenant,
+            winner=winner,
+            loser=loser,
+            loser_snapshot=snapshot,
+            moved=moved,
+            actor=actor,
+            reason=reason,
+        )
+
+
+def merge_suggestion_accept(
+    *, tenant: Tenant, suggestion: MergeSuggestion, actor: str
+) -> ProfileMerge:
+    """Merge the pair; the profile the resolve chose (or the older one) survives."""
+    chosen = suggestion.evidence.get("chosen")
+    winner, loser = suggestion.profile, suggestion.candidate
+    if chosen == str(suggestion.candidate_id):
+        winner, loser = loser, winner
+    if suggestion.status != SuggestionStatus.PENDING:
+        raise MergeError({"status": [f"This suggestion is already {suggestion.status.lower()}."]})
+    return profile_merge(
+        tenant=tenant,
+        winner=winner,
+        loser=loser,
+        actor=actor,
+        reason=f"Accepted suggestion {suggestion.pk}: {suggestion.reason}",
+    )
+
+
+def merge_suggestion_dismiss(
+    *, tenant: Tenant, suggestion: MergeSuggestion, actor: str
+) -> MergeSuggestion:
+    updated = (
+        MergeSuggestion.objects.for_tenant(tenant)
+        .filter(pk=suggestion.pk, status=SuggestionStatus.PENDING)
+        .update(status=SuggestionStatus.DISMISSED, decided_by=actor, decided_at=timezone.now())
+    )
+    if not updated:
+        raise MergeError({"status": [f"This suggestion is already {suggestion.status.lower()}."]})
+    suggestion.refresh_from_db()
+    return suggestion
+
+
+__all__ = [
+    "MergeError",
+    "ProfileConflict",
+    "Resolution",
+    "identity_resolve",
+    "merge_suggestion_accept",
+    "merge_suggestion_dismiss",
+    "profile_merge",
+    "profile_update",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -25,6 +26,22 @@ def error_body(*, status_code: int, code: str, message: str, fields=None) -> dic
 
 
 def api_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        # A service refused: same shape as a serializer's error; 409 for conflicts.
+        fields = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+        status_code = getattr(exc, "status_code", status.HTTP_400_BAD_REQUEST)
+        code = "conflict" if status_code == status.HTTP_409_CONFLICT else "invalid"
+        return Response(
+            error_body(
+                status_code=status_code,
+                code=code,
+                message="The request was refused.",
+                fields=fields,
+            ),
+            status=status_code,
+        )
     response = exception_handler(exc, context)
     if response is None:
         # Unexpected: log it with its traceback, answer in the same shape, roll back.

@@ -1,1 +1,174 @@
 """Input and output serializers of the customers API."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+from crm.models import Club
+from customers.identity import HintError, IdentityHints, normalize_email, normalize_phone
+from customers.models import CustomerProfile, LifecycleStage, MergeSuggestion, ProfileStatus
+
+CONSENT_FIELDS = [
+    f"{channel}_{suffix}"
+    for channel in ("email", "sms", "push", "whatsapp")
+    for suffix in ("opt_in", "consent_at", "consent_source")
+]
+
+
+class CustomerOutputSerializer(serializers.ModelSerializer):
+    home_club_id = serializers.UUIDField(allow_null=True)
+    merged_into_id = serializers.UUIDField(allow_null=True)
+
+    class Meta:
+        model = CustomerProfile
+        fields = [
+            "id",
+            "auth_user_id",
+            "email",
+            "phone",
+            "scl_member_id",
+            "teetime_player_id",
+            "messaging_contact_id",
+            "external_ids",
+            "first_name",
+            "last_name",
+            "date_of_birth",
+            "home_club_id",
+            "status",
+            "lifecycle_stage",
+            "tags",
+            *CONSENT_FIELDS,
+            "last_activity_at",
+            "last_activity_type",
+            "activity_count_30d",
+            "lifetime_value_minor",
+            "currency",
+            "engagement_score",
+            "engagement_scored_at",
+            "churn_risk",
+            "churn_scored_at",
+            "membership_type",
+            "membership_status",
+            "membership_joined_on",
+            "membership_renewal_on",
+            "handicap_index",
+            "handicap_updated_at",
+            "merged_into_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class HintsSerializer(serializers.Serializer):
+    """Identity hints, normalised in the tenant's phone region."""
+
+    auth_user_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    email = serializers.CharField(required=False, allow_blank=True, max_length=254)
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    scl_member_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    teetime_player_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    messaging_contact_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    external_ids = serializers.DictField(child=serializers.CharField(max_length=64), required=False)
+
+    def validate(self, attrs):
+        try:
+            hints = IdentityHints.parse(
+                attrs, phone_region=self.context["tenant"].default_phone_region
+            )
+        except HintError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        if hints.is_empty():
+            raise serializers.ValidationError("Give at least one identifier.")
+        return {"hints": hints}
+
+
+class ResolveOutputSerializer(serializers.Serializer):
+    profile = CustomerOutputSerializer()
+    is_new = serializers.BooleanField()
+    matched_by = serializers.ListField(child=serializers.CharField())
+    confidence = serializers.IntegerField()
+    merge_suggested_with = serializers.ListField(child=serializers.UUIDField())
+
+
+class CustomerUpdateSerializer(serializers.Serializer):
+    """What PATCH may change. Identity fields go through aliases and conflict checks."""
+
+    first_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    last_name = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    date_of_birth = serializers.DateField(required=False, allow_null=True)
+    home_club_id = serializers.UUIDField(required=False, allow_null=True)
+    lifecycle_stage = serializers.ChoiceField(choices=LifecycleStage.choices, required=False)
+    status = serializers.ChoiceField(
+        choices=[ProfileStatus.ACTIVE, ProfileStatus.INACTIVE], required=False
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=100
+    )
+    auth_user_id = serializers.CharField(required=False, max_length=64)
+    email = serializers.CharField(required=False, max_length=254)
+    phone = serializers.CharField(required=False, max_length=40)
+    scl_member_id = serializers.CharField(required=False, max_length=64)
+    teetime_player_id = serializers.CharField(required=False, max_length=64)
+    messaging_contact_id = serializers.CharField(required=False, max_length=64)
+
+    def validate_email(self, value: str) -> str:
+        try:
+            return normalize_email(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+    def validate_phone(self, value: str) -> str:
+        try:
+            return normalize_phone(value, region=self.context["tenant"].default_phone_region)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+    def validate_home_club_id(self, value):
+        if (
+            value is not None
+            and not Club.objects.for_tenant(self.context["tenant"]).filter(pk=value).exists()
+        ):
+            raise serializers.ValidationError("No such club.")
+        return value
+
+    def validate_tags(self, value: list[str]) -> list[str]:
+        return sorted({tag.strip() for tag in value if tag.strip()})
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Nothing to change.")
+        return attrs
+
+
+class MergeInputSerializer(serializers.Serializer):
+    loser_id = serializers.UUIDField()
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+
+class MergeOutputSerializer(serializers.Serializer):
+    winner = CustomerOutputSerializer()
+    loser_id = serializers.UUIDField()
+    moved = serializers.DictField(child=serializers.IntegerField())
+    merge_id = serializers.IntegerField()
+
+
+class MergeSuggestionSerializer(serializers.ModelSerializer):
+    profile_id = serializers.UUIDField()
+    candidate_id = serializers.UUIDField()
+
+    class Meta:
+        model = MergeSuggestion
+        fields = [
+            "id",
+            "profile_id",
+            "candidate_id",
+            "reason",
+            "evidence",
+            "status",
+            "decided_by",
+            "decided_at",
+            "created_at",
+        ]
+        read_only_fields = fields

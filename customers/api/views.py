@@ -1,1 +1,181 @@
-"""Views of the customers API, built on crm.api.views.TenantScopedAPIMixin."""
+"""Views of the customers API."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from crm.api.views import TenantScopedAPIMixin
+from customers.models import CustomerProfile, MergeSuggestion
+from customers.selectors import customer_list, merge_suggestion_list
+from customers.services import (
+    identity_resolve,
+    merge_suggestion_accept,
+    merge_suggestion_dismiss,
+    profile_merge,
+    profile_update,
+)
+
+from .filters import CustomerFilter
+from .serializers import (
+    CustomerOutputSerializer,
+    CustomerUpdateSerializer,
+    HintsSerializer,
+    MergeInputSerializer,
+    MergeOutputSerializer,
+    MergeSuggestionSerializer,
+    ResolveOutputSerializer,
+)
+
+
+def _actor(request) -> str:
+    return str(request.user)
+
+
+def _merge_response(merge) -> Response:
+    return Response(
+        MergeOutputSerializer(
+            {
+                "winner": merge.winner,
+                "loser_id": merge.loser_id,
+                "moved": merge.moved,
+                "merge_id": merge.pk,
+            }
+        ).data
+    )
+
+
+class CustomerViewSet(
+    TenantScopedAPIMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Customer profiles of the caller's tenant."""
+
+    queryset = CustomerProfile.objects.all()
+    serializer_class = CustomerOutputSerializer
+    filterset_class = CustomerFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        if self.action == "list":
+            return customer_list(tenant=self.tenant)
+        return super().get_queryset()
+
+    def _hints(self, data):
+        serializer = HintsSerializer(data=data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data["hints"]
+
+    def _resolution_response(self, resolution, status_code: int) -> Response:
+        body = ResolveOutputSerializer(
+            {
+                "profile": resolution.profile,
+                "is_new": resolution.is_new,
+                "matched_by": resolution.matched_by,
+                "confidence": resolution.confidence,
+                "merge_suggested_with": resolution.suggestions,
+            }
+        ).data
+        return Response(body, status=status_code)
+
+    @extend_schema(
+        request=HintsSerializer,
+        responses={200: ResolveOutputSerializer, 201: ResolveOutputSerializer},
+        summary="Resolve identity hints to a customer, creating one when nobody matches",
+    )
+    @action(detail=False, methods=["post"])
+    def resolve(self, request):
+        hints = self._hints(request.data)
+        resolution = identity_resolve(tenant=self.tenant, hints=hints, source=_actor(request))
+        code = status.HTTP_201_CREATED if resolution.is_new else status.HTTP_200_OK
+        return self._resolution_response(resolution, code)
+
+    @extend_schema(
+        parameters=[HintsSerializer],
+        responses={200: ResolveOutputSerializer, 404: OpenApiResponse(description="No match")},
+        summary="Look a customer up by identity hints (never creates)",
+    )
+    @action(detail=False, methods=["get"])
+    def lookup(self, request):
+        data = {k: v for k, v in request.query_params.items() if not k.startswith("external_ids")}
+        external = {
+            key[len("external_ids[") : -1]: value
+            for key, value in request.query_params.items()
+            if key.startswith("external_ids[") and key.endswith("]")
+        }
+        if external:
+            data["external_ids"] = external
+        hints = self._hints(data)
+        resolution = identity_resolve(tenant=self.tenant, hints=hints, create=False)
+        if resolution.profile is None:
+            raise NotFound("No customer matches these identifiers.")
+        return self._resolution_response(resolution, status.HTTP_200_OK)
+
+    @extend_schema(request=CustomerUpdateSerializer, responses=CustomerOutputSerializer)
+    def partial_update(self, request, pk=None):
+        profile = self.get_object()
+        serializer = CustomerUpdateSerializer(
+            data=request.data, context=self.get_serializer_context()
+        )
+        serializer.is_valid(raise_exception=True)
+        profile = profile_update(
+            tenant=self.tenant, profile=profile, data=serializer.validated_data
+        )
+        return Response(CustomerOutputSerializer(profile).data)
+
+    @extend_schema(request=MergeInputSerializer, responses=MergeOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        winner = self.get_object()
+        serializer = MergeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        loser = get_object_or_404(
+            CustomerProfile.objects.for_tenant(self.tenant),
+            pk=serializer.validated_data["loser_id"],
+        )
+        merge = profile_merge(
+            tenant=self.tenant,
+            winner=winner,
+            loser=loser,
+            actor=_actor(request),
+            reason=serializer.validated_data.get("reason", ""),
+        )
+        return _merge_response(merge)
+
+
+class MergeSuggestionViewSet(
+    TenantScopedAPIMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Profiles that identity hints tied together, for a person or service to decide."""
+
+    queryset = MergeSuggestion.objects.all()
+    serializer_class = MergeSuggestionSerializer
+    filterset_fields = ["status"]
+
+    def get_queryset(self):
+        return merge_suggestion_list(tenant=self.tenant)
+
+    @extend_schema(request=None, responses=MergeOutputSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        merge = merge_suggestion_accept(
+            tenant=self.tenant, suggestion=self.get_object(), actor=_actor(request)
+        )
+        return _merge_response(merge)
+
+    @extend_schema(request=None, responses=MergeSuggestionSerializer)
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request, pk=None):
+        suggestion = merge_suggestion_dismiss(
+            tenant=self.tenant, suggestion=self.get_object(), actor=_actor(request)
+        )
+        return Response(MergeSuggestionSerializer(suggestion).data)
