@@ -1,1 +1,318 @@
-"""Staff console screens of the customers app."""
+"""Staff console: customers (fast on a million rows) and merge-suggestion review."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import display
+from unfold.paginator import InfinitePaginator
+
+from crm.admin_mixins import TenantScopedAdminMixin
+from crm.models import StaffRole, Tenant
+from crm.selectors import staff_tenant_ids
+
+from .identity import normalize_email, normalize_phone
+from .models import CustomerProfile, IdentityAlias, MergeSuggestion, SuggestionStatus
+from .services import merge_suggestion_dismiss, profile_merge
+
+STAFF_WRITE_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER, StaffRole.SUPPORT)
+
+COMPARED_FIELDS = [
+    ("Name", "full_name"),
+    ("Email", "email"),
+    ("Phone", "phone"),
+    ("Auth user", "auth_user_id"),
+    ("SCL member", "scl_member_id"),
+    ("TeeTime player", "teetime_player_id"),
+    ("Status", "status"),
+    ("Lifecycle", "lifecycle_stage"),
+    ("Membership", "membership_type"),
+    ("Handicap", "handicap_index"),
+    ("Email opt-in", "email_opt_in"),
+    ("SMS opt-in", "sms_opt_in"),
+    ("Last activity", "last_activity_at"),
+    ("Created", "created_at"),
+]
+
+
+class IdentityAliasInline(TabularInline):
+    model = IdentityAlias
+    fields = ["kind", "value", "source", "created_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _phone_regions(request) -> list[str]:
+    if request.user.is_superuser:
+        return ["ZA", "GB"]
+    regions = Tenant.objects.filter(pk__in=staff_tenant_ids(user=request.user)).values_list(
+        "default_phone_region", flat=True
+    )
+    return sorted(set(regions)) or ["ZA", "GB"]
+
+
+@admin.register(CustomerProfile)
+class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Customers. Search is exact on email and phone (any local format) and by name prefix,
+    so every search is an index look-up; the list never counts the table."""
+
+    write_roles = STAFF_WRITE_ROLES
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    list_per_page = 50
+    list_display = [
+        "display_name",
+        "email",
+        "phone",
+        "status",
+        "lifecycle_stage",
+        "home_club",
+        "last_activity_at",
+        "created_at",
+    ]
+    list_filter = ["status", "lifecycle_stage", "membership_status"]
+    list_select_related = ["home_club"]
+    search_fields = ["email"]  # replaced by get_search_results below
+    search_help_text = "Email, phone (any format) or the start of a first or last name."
+    inlines = [IdentityAliasInline]
+    raw_id_fields = ["merged_into"]
+    readonly_fields = [
+        "id",
+        "tenant",
+        "auth_user_id",
+        "email",
+        "phone",
+        "scl_member_id",
+        "teetime_player_id",
+        "messaging_contact_id",
+        "external_ids",
+        "status",
+        "merged_into",
+        "last_activity_at",
+        "last_activity_type",
+        "activity_count_30d",
+        "lifetime_value_minor",
+        "currency",
+        "engagement_score",
+        "engagement_scored_at",
+        "churn_risk",
+        "churn_scored_at",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        *[
+            f"{c}_{s}"
+            for c in ("email", "sms", "push", "whatsapp")
+            for s in ("opt_in", "consent_at", "consent_source")
+        ],
+    ]
+    fieldsets = [
+        (
+            "Person",
+            {
+                "fields": [
+                    "id",
+                    "tenant",
+                    "first_name",
+                    "last_name",
+                    "date_of_birth",
+                    "home_club",
+                    "status",
+                    "lifecycle_stage",
+                    "tags",
+                    "merged_into",
+                ]
+            },
+        ),
+        (
+            "Identity",
+            {
+                "fields": [
+                    "email",
+                    "phone",
+                    "auth_user_id",
+                    "scl_member_id",
+                    "teetime_player_id",
+                    "messaging_contact_id",
+                    "external_ids",
+                ]
+            },
+        ),
+        (
+            "Consent",
+            {
+                "fields": [
+                    f"{c}_{s}"
+                    for c in ("email", "sms", "push", "whatsapp")
+                    for s in ("opt_in", "consent_at", "consent_source")
+                ]
+            },
+        ),
+        (
+            "Membership and golf",
+            {
+                "fields": [
+                    "membership_type",
+                    "membership_status",
+                    "membership_joined_on",
+                    "membership_renewal_on",
+                    "handicap_index",
+                    "handicap_updated_at",
+                ]
+            },
+        ),
+        (
+            "Activity and value",
+            {
+                "fields": [
+                    "last_activity_at",
+                    "last_activity_type",
+                    "activity_count_30d",
+                    "lifetime_value_minor",
+                    "currency",
+                    "engagement_score",
+                    "engagement_scored_at",
+                    "churn_risk",
+                    "churn_scored_at",
+                ]
+            },
+        ),
+        ("Record", {"fields": ["created_at", "updated_at", "deleted_at"]}),
+    ]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False  # people arrive through identity resolution (API, events, imports)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # erasure is its own audited process, not a delete button
+
+    @display(description="Name", ordering="last_name")
+    def display_name(self, obj: CustomerProfile) -> str:
+        return obj.full_name or "—"
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            try:
+                return queryset.filter(email=normalize_email(term)), False
+            except ValidationError:
+                return queryset.none(), False
+        if sum(ch.isdigit() for ch in term) >= 6:
+            phones = set()
+            for region in _phone_regions(request):
+                try:
+                    phones.add(normalize_phone(term, region=region))
+                except ValidationError:
+                    continue
+            return queryset.filter(phone__in=phones), False
+        for word in term.split():
+            queryset = queryset.filter(first_name__istartswith=word) | queryset.filter(
+                last_name__istartswith=word
+            )
+        return queryset, False
+
+
+@admin.register(MergeSuggestion)
+class MergeSuggestionAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Review: the two profiles side by side, and a button to merge or dismiss."""
+
+    write_roles = STAFF_WRITE_ROLES
+    paginator = InfinitePaginator
+    list_display = ["__str__", "reason", "status", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["profile", "candidate"]
+    raw_id_fields = ["profile", "candidate"]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        suggestion = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if request.method == "POST":
+            return self._decide(request, suggestion)
+        chosen = suggestion.evidence.get("chosen")
+        left, right = suggestion.profile, suggestion.candidate
+        if chosen == str(right.pk):
+            left, right = right, left
+        rows = [
+            (
+                label,
+                getattr(left, attr),
+                getattr(right, attr),
+                getattr(left, attr) != getattr(right, attr),
+            )
+            for label, attr in COMPARED_FIELDS
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Review merge suggestion",
+            "opts": self.model._meta,
+            "suggestion": suggestion,
+            "left": left,
+            "right": right,
+            "rows": rows,
+            "aliases": {
+                p.pk: list(IdentityAlias.objects.filter(profile=p).values_list("kind", "value"))
+                for p in (left, right)
+            },
+            "can_decide": suggestion.status == SuggestionStatus.PENDING
+            and self._can_write(request, suggestion),
+        }
+        return TemplateResponse(request, "admin/customers/mergesuggestion/review.html", context)
+
+    def _decide(self, request, suggestion: MergeSuggestion):
+        if not self._can_write(request, suggestion):
+            messages.error(request, "You cannot change this tenant's customers.")
+            return HttpResponseRedirect(request.path)
+        actor = f"staff:{request.user.get_username()}"
+        decision = request.POST.get("decision")
+        try:
+            if decision == "dismiss":
+                merge_suggestion_dismiss(
+                    tenant=suggestion.tenant, suggestion=suggestion, actor=actor
+                )
+                messages.success(request, "Suggestion dismissed.")
+            elif decision in ("keep_left", "keep_right"):
+                keep = request.POST.get(decision)
+                pair = {
+                    str(suggestion.profile_id): suggestion.profile,
+                    str(suggestion.candidate_id): suggestion.candidate,
+                }
+                if keep not in pair:
+                    messages.error(request, "Unknown profile.")
+                    return HttpResponseRedirect(request.path)
+                winner = pair.pop(keep)
+                (loser,) = pair.values()
+                if suggestion.status != SuggestionStatus.PENDING:
+                    raise ValidationError("This suggestion is already decided.")
+                profile_merge(
+                    tenant=suggestion.tenant,
+                    winner=winner,
+                    loser=loser,
+                    actor=actor,
+                    reason=f"Merge suggestion {suggestion.pk} reviewed",
+                )
+                messages.success(request, f"Merged into {winner}.")
+                return HttpResponseRedirect(
+                    reverse("admin:customers_customerprofile_change", args=[winner.pk])
+                )
+            else:
+                messages.error(request, "Choose merge or dismiss.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return HttpResponseRedirect(request.path)
