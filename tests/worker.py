@@ -23,7 +23,8 @@ from crm.celery import app as celery_app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _test_database_url() -> str:
+def subprocess_database_url() -> str:
+    """A URL of the pytest-django test database, for processes the tests start."""
     db = connection.settings_dict
     host = db.get("HOST") or db.get("OPTIONS", {}).get("host", "")
     auth = quote(db["USER"] or "", safe="")
@@ -46,7 +47,7 @@ class WorkerProcess:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "crm.settings.test",
-            "DATABASE_URL": _test_database_url(),
+            "DATABASE_URL": subprocess_database_url(),
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         log = self.log_path.open("w")

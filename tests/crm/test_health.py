@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker import subprocess_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import django, json
@@ -61,8 +63,12 @@ def test_readyz_is_503_when_the_database_is_unreachable():
     }
 
 
+@pytest.mark.django_db
 def test_readyz_is_503_when_redis_is_unreachable():
-    result = _readyz_in_a_process(REDIS_URL="redis://127.0.0.1:1/0")
+    # The process uses the test database (which exists) and a Redis nobody listens on.
+    result = _readyz_in_a_process(
+        REDIS_URL="redis://127.0.0.1:1/0", DATABASE_URL=subprocess_database_url()
+    )
 
     assert result["status"] == 503
     assert result["body"]["checks"] == {"database": "ok", "redis": "unavailable"}
