@@ -11,6 +11,9 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+# Remember whether the settings module was chosen by the caller or defaulted here, so the
+# local runner does not hand our default down to the processes it starts (pytest has its own).
+SETTINGS_MODULE_DEFAULTED = "DJANGO_SETTINGS_MODULE" not in os.environ
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.base")
 
 app = Celery("crm")

@@ -35,7 +35,11 @@ class EmbeddedServices:
         self._redis = None
 
     def environment(self) -> dict[str, str]:
+        from crm.celery import SETTINGS_MODULE_DEFAULTED
+
         env = dict(os.environ)
+        if SETTINGS_MODULE_DEFAULTED:
+            env.pop("DJANGO_SETTINGS_MODULE", None)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not env.get("DATABASE_URL"):
             env["DATABASE_URL"] = self._start_postgres()
@@ -78,6 +82,7 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     (BASE_DIR / "var" / "static").mkdir(parents=True, exist_ok=True)
     _manage(env, "migrate", "--noinput")
     _manage(env, "bootstrap_demo", "--data-dir", str(services.data_dir))
+    _manage(env, "generate_demo_data", "--tenant", "demo", "--customers", "500", "--if-empty")
     celery = [sys.executable, "-m", "celery", "-A", "crm"]
     queues = "default,ingest,sends,journeys,scoring,backfill"
     commands = {
