@@ -180,9 +180,13 @@ def identity_resolve(
         if matches:
             profile, matched_by, confidence = _choose(matches)
             known = {(a.kind, a.value) for _, a in matches}
-            with transaction.atomic():
-                _attach(tenant, profile, hints, known, source)
-                suggestions = _suggest(tenant, profile, matches, hints, source)
+            conflicting = any(alias.profile_id != profile.pk for _, alias in matches)
+            suggestions: list[str] = []
+            # The common case (a known person, nothing new) is one query and no transaction.
+            if conflicting or len(known) < len(hints.pairs()):
+                with transaction.atomic():
+                    _attach(tenant, profile, hints, known, source)
+                    suggestions = _suggest(tenant, profile, matches, hints, source)
             return Resolution(profile, False, matched_by, confidence, suggestions)
         if not create:
             return Resolution(None, False)

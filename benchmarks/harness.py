@@ -1,0 +1,195 @@
+"""Shared pieces: the bench database, statistics, the HTTP server and load clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DATABASE = "crm_bench"
+
+
+def bench_database_url(base_url: str) -> str:
+    """The same server as ``base_url``, database ``crm_bench`` (created when missing)."""
+    import psycopg
+
+    parts = urlsplit(base_url)
+    admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]
+        ).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    return urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory_gib": f"{mem_kb / 1024 / 1024:.0f}",
+        "python": platform.python_version(),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn on 127.0.0.1 with the bench database."""
+
+    def __init__(self, env: dict[str, str], workers: int = 4) -> None:
+        self.port = free_port()
+        self.log = Path(f"/tmp/crm-bench-gunicorn-{self.port}.log")  # noqa: S108
+        server_env = {
+            **env,
+            "DJANGO_SETTINGS_MODULE": "crm.settings.base",
+            "DEBUG": "0",
+            "API_THROTTLE_RATE": "100000000/min",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "crm.wsgi",
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=server_env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"gunicorn did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _client(args) -> tuple[list[float], int, float]:
+    """One load client: a keep-alive connection posting ``bodies`` in turn until ``count``
+    requests or ``seconds`` have passed. Returns latencies, errors and elapsed time."""
+    port, path, headers, bodies, count, seconds = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies: list[float] = []
+    errors = 0
+    started = time.perf_counter()
+    for i in range(count):
+        body = json.dumps(bodies[i % len(bodies)])
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - t0)
+        if response.status >= 400:
+            errors += 1
+        if time.perf_counter() - started > seconds:
+            break
+    return latencies, errors, time.perf_counter() - started
+
+
+def http_load(
+    *,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    bodies: list[dict],
+    clients: int,
+    requests_per_client: int,
+    seconds: float,
+) -> dict[str, float]:
+    """``clients`` processes, each with its own connection; bounded in count and time."""
+    chunks = [bodies[i::clients] or bodies for i in range(clients)]
+    jobs = [(port, path, headers, chunk, requests_per_client, seconds) for chunk in chunks]
+    started = time.perf_counter()
+    if clients == 1:
+        results = [_client(jobs[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(clients) as pool:
+            results = pool.map(_client, jobs)
+    wall = time.perf_counter() - started
+    latencies = [latency for result in results for latency in result[0]]
+    errors = sum(result[1] for result in results)
+    busiest = max(result[2] for result in results)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / busiest, 1),
+        "wall_s": round(wall, 2),
+        **summary_ms(latencies),
+    }

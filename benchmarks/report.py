@@ -1,0 +1,87 @@
+"""docs/benchmarks.md, rendered from docs/benchmarks.json (every suite's latest results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _passes(name: str, value: float, target: float) -> bool:
+    return value >= target if name.endswith("_rps") else value <= target
+
+
+def _identity(results: dict) -> list[str]:
+    checks, targets = results["checks"], results["targets"]
+    labels = {
+        "resolve_existing_median_ms": ("Resolve an existing person, in-process, median", "ms", "≤"),
+        "http_single_p99_ms": ("HTTP resolve, 1 client, p99", "ms", "≤"),
+        "http_8_clients_rps": ("HTTP resolve, 8 clients, throughput", "req/s", "≥"),
+    }
+    lines = [
+        "## Identity resolution",
+        "",
+        f"Data: {results['data']['profiles']:,} profiles, {results['data']['aliases']:,} "
+        "identity aliases in one tenant (generated ZA members).",
+        "",
+        "| figure | measured | target | |",
+        "|---|---|---|---|",
+    ]
+    for name, (label, unit, sign) in labels.items():
+        ok = _passes(name, checks[name], targets[name])
+        lines.append(
+            f"| {label} | {checks[name]} {unit} | {sign} {targets[name]} {unit} | "
+            f"{'PASS' if ok else 'MISS'} |"
+        )
+    lines += [
+        "",
+        "| measurement | n | median ms | p99 ms | mean ms | extra |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("resolve_existing_by_email", "in-process, existing, by email"),
+        ("resolve_existing_by_phone", "in-process, existing, by phone"),
+        ("resolve_new", "in-process, new person (creates profile + alias)"),
+        ("http_single_client", "HTTP POST /customers/resolve, 1 client"),
+        ("http_8_clients", "HTTP POST /customers/resolve, 8 clients"),
+    ):
+        row = results[key]
+        extra = []
+        if "queries_per_call" in row:
+            extra.append(f"{row['queries_per_call']} query per call")
+        if "requests_per_s" in row:
+            extra.append(f"{row['requests_per_s']} req/s, {row['errors']} errors")
+        lines.append(
+            f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | {row['mean_ms']} "
+            f"| {', '.join(extra)} |"
+        )
+    return [*lines, ""]
+
+
+RENDERERS = {"identity": _identity}
+
+
+def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    raw_path = output_dir / "benchmarks.json"
+    raw = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    raw[suite] = {"meta": meta, "results": results}
+    raw_path.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+    lines = [
+        "# Benchmarks",
+        "",
+        "Measured by `make bench` (`python -m benchmarks`) on generated data in a separate",
+        "database (`crm_bench`), on the machine below. Figures are recorded here, never",
+        "asserted in timed unit tests. Raw results: `docs/benchmarks.json`.",
+        "",
+    ]
+    for name, entry in raw.items():
+        meta_ = entry["meta"]
+        lines += [
+            f"_Suite `{name}`: run {meta_['date']} on {meta_['cpus']} CPUs ({meta_['cpu']}), "
+            f"{meta_['memory_gib']} GiB, Python {meta_['python']}, {meta_['postgres']}._",
+            "",
+            *RENDERERS[name](entry["results"]),
+        ]
+    markdown = output_dir / "benchmarks.md"
+    markdown.write_text("\n".join(lines))
+    return markdown
