@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .harness import ROOT, bench_database_url, machine, migrate
+from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
 
 SUITES = ("identity",)
 
@@ -20,12 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke runs)")
     parser.add_argument("--output-dir", default=str(ROOT / "docs"))
     parser.add_argument("--suite", choices=SUITES, action="append")
+    parser.add_argument("--database", default=BENCH_DATABASE, help="bench database name")
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL"):
         print("DATABASE_URL is not set: run through `make bench`.", file=sys.stderr)
         return 2
 
-    env = {**os.environ, "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"])}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"], args.database),
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     migrate(env)
     os.environ.update(DATABASE_URL=env["DATABASE_URL"], DJANGO_SETTINGS_MODULE="crm.settings.base")

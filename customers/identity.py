@@ -2,8 +2,8 @@
 
 Emails are trimmed and lower-cased and checked by Django's validator. Phones are parsed with
 ``phonenumbers`` in the tenant's default region and stored as E.164. A number is accepted
-when it is valid, or when its length is possible for its country (so reserved ranges such as
-the UK's 07700 900xxx, used in examples and tests, are kept rather than rejected).
+when it is valid, or when it has the length of a mobile number of its country (so reserved
+ranges such as the UK's 07700 900xxx, used in examples and tests, are kept).
 """
 
 from __future__ import annotations
@@ -50,16 +50,23 @@ def normalize_email(value: str) -> str:
     return email
 
 
+def _has_mobile_length(number: phonenumbers.PhoneNumber) -> bool:
+    """As long as the country's example mobile number, and of a possible shape."""
+    region = phonenumbers.region_code_for_country_code(number.country_code)
+    example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
+    return (
+        example is not None
+        and len(str(number.national_number)) == len(str(example.national_number))
+        and phonenumbers.is_possible_number(number)
+    )
+
+
 def normalize_phone(value: str, *, region: str) -> str:
     try:
         number = phonenumbers.parse(value.strip(), region)
     except phonenumbers.NumberParseException as exc:
         raise ValidationError(f"{value!r} is not a phone number.") from exc
-    possible = phonenumbers.is_possible_number_with_reason(number)
-    if not (
-        phonenumbers.is_valid_number(number)
-        or possible == phonenumbers.ValidationResult.IS_POSSIBLE
-    ):
+    if not (phonenumbers.is_valid_number(number) or _has_mobile_length(number)):
         raise ValidationError(f"{value!r} is not a valid phone number for region {region}.")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

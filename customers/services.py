@@ -126,7 +126,7 @@ def _attach(
     if hints.external_ids:
         # Existing ids win: new || existing (the right side of jsonb || wins).
         updates["external_ids"] = Func(
-            Value(json.dumps(hints.external_ids), output_field=JSONField()),
+            Value(hints.external_ids, output_field=JSONField()),
             F("external_ids"),
             template="(%(expressions)s)",
             arg_joiner=" || ",

@@ -1,0 +1,51 @@
+"""The benchmark suite runs end to end (tiny data, few iterations) and writes its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.worker
+def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--profiles",
+            "2000",
+            "--quick",
+            "--output-dir",
+            str(tmp_path),
+            "--database",
+            "crm_bench_smoke",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    raw = json.loads((tmp_path / "benchmarks.json").read_text())
+    identity = raw["identity"]["results"]
+    assert identity["data"]["profiles"] >= 2000
+    assert identity["resolve_existing_by_email"]["queries_per_call"] == 1
+    assert identity["http_8_clients"]["errors"] == 0
+    assert identity["http_8_clients"]["requests"] > 0
+    report = (tmp_path / "benchmarks.md").read_text()
+    assert "## Identity resolution" in report
+    assert "HTTP resolve, 8 clients, throughput" in report
