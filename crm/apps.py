@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_save
 
 
 class CrmConfig(AppConfig):
@@ -11,3 +12,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from .models import Tenant
+        from .selectors import tenant_cache_clear
+
+        post_save.connect(tenant_cache_clear, sender=Tenant, dispatch_uid="tenant-cache")

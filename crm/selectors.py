@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from .models import StaffMembership, Tenant
@@ -39,3 +40,26 @@ def tenant_by_reference(*, reference: str) -> Tenant | None:
         return Tenant.objects.filter(pk=uuid.UUID(str(reference)), is_active=True).first()
     except ValueError:
         return Tenant.objects.filter(slug=reference, is_active=True).first()
+
+
+# Tenants change rarely and are read on every API request; each process keeps them for a
+# minute. Saving a tenant clears this process's copy at once (crm.apps connects it); other
+# processes catch up within TENANT_CACHE_SECONDS. Whether a tenant is active is checked in
+# the authenticating query itself, never from this cache.
+TENANT_CACHE_SECONDS = 60.0
+_tenant_cache: dict[uuid.UUID, tuple[float, Tenant]] = {}
+
+
+def tenant_cached(*, tenant_id: uuid.UUID) -> Tenant | None:
+    now = time.monotonic()
+    entry = _tenant_cache.get(tenant_id)
+    if entry is not None and now - entry[0] < TENANT_CACHE_SECONDS:
+        return entry[1]
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is not None:
+        _tenant_cache[tenant_id] = (now, tenant)
+    return tenant
+
+
+def tenant_cache_clear(**kwargs) -> None:
+    _tenant_cache.clear()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .models import REGION_DEFAULTS, ApiKey, Club, StaffMembership, StaffRole, Tenant
+from .selectors import tenant_cached
 
 API_KEY_PREFIX = "crm"
 # last_used_at is a hint for staff, not an audit log: write it at most once a minute per key
@@ -132,20 +135,43 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-def api_key_verify(*, raw_key: str) -> ApiKey | None:
-    """The active key matching ``raw_key``, or None. Touches ``last_used_at`` (coarsely)."""
+@dataclass(frozen=True)
+class VerifiedKey:
+    id: uuid.UUID
+    prefix: str
+    tenant: Tenant
+    scopes: list[str]
+
+
+_VERIFY_SQL = (
+    f'SELECT k."id", k."key_hash", k."scopes", k."last_used_at", k."tenant_id" '  # noqa: S608
+    f'FROM "{ApiKey._meta.db_table}" k JOIN "{Tenant._meta.db_table}" t ON t."id" = k."tenant_id" '
+    'WHERE k."prefix" = %s AND k."revoked_at" IS NULL AND t."is_active"'
+)
+
+
+def api_key_verify(*, raw_key: str) -> VerifiedKey | None:
+    """The active key matching ``raw_key``, or None. Touches ``last_used_at`` (coarsely).
+
+    Every request authenticates, so this is one hand-written query on the unique prefix;
+    revocation and tenant deactivation apply to the very next request.
+    """
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         return None
-    api_key = (
-        ApiKey.objects.select_related("tenant")
-        .filter(prefix=parts[1], revoked_at__isnull=True, tenant__is_active=True)
-        .first()
-    )
-    if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash_secret(raw_key)):
+    with connection.cursor() as cursor:
+        cursor.execute(_VERIFY_SQL, [parts[1]])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key_id, key_hash, scopes, last_used_at, tenant_id = row
+    if not hmac.compare_digest(key_hash, _hash_secret(raw_key)):
+        return None
+    tenant = tenant_cached(tenant_id=tenant_id)
+    if tenant is None:
         return None
     now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
-    return api_key
+    if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+    scopes = json.loads(scopes) if isinstance(scopes, str) else scopes
+    return VerifiedKey(id=key_id, prefix=parts[1], tenant=tenant, scopes=list(scopes or []))

@@ -66,7 +66,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             tenant=api_key.tenant,
             kind="api_key",
             subject=api_key.prefix,
-            credential_id=f"key:{api_key.pk}",
+            credential_id=f"key:{api_key.id}",
             scopes=tuple(api_key.scopes or ()),
         )
         return principal, api_key

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
@@ -16,9 +20,27 @@ CONSENT_FIELDS = [
 ]
 
 
+def _plain(value):
+    """JSON-ready value, formatted as DRF's fields format them."""
+    if value is None or isinstance(value, bool | int | str | list | dict):
+        return value
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, date | Decimal | UUID):
+        return value.isoformat() if isinstance(value, date) else str(value)
+    return str(value)
+
+
 class CustomerOutputSerializer(serializers.ModelSerializer):
+    """A profile as the API shows it. Rendering is a plain loop over the fields: DRF's
+    per-instance field building cost more than the database on the resolve hot path."""
+
     home_club_id = serializers.UUIDField(allow_null=True)
     merged_into_id = serializers.UUIDField(allow_null=True)
+
+    def to_representation(self, instance: CustomerProfile) -> dict:
+        return {name: _plain(getattr(instance, name)) for name in self.Meta.fields}
 
     class Meta:
         model = CustomerProfile
