@@ -17,7 +17,16 @@ from crm.models import StaffRole, Tenant
 from crm.selectors import staff_tenant_ids
 
 from .identity import normalize_email, normalize_phone
-from .models import CustomerProfile, IdentityAlias, MergeSuggestion, SuggestionStatus
+from .models import (
+    CONSENT_FIELDS,
+    IDENTITY_FIELDS,
+    MEMBERSHIP_FIELDS,
+    METRIC_FIELDS,
+    CustomerProfile,
+    IdentityAlias,
+    MergeSuggestion,
+    SuggestionStatus,
+)
 from .services import merge_suggestion_dismiss, profile_merge
 
 STAFF_WRITE_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER, StaffRole.SUPPORT)
@@ -89,32 +98,15 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
     readonly_fields = [
         "id",
         "tenant",
-        "auth_user_id",
-        "email",
-        "phone",
-        "scl_member_id",
-        "teetime_player_id",
-        "messaging_contact_id",
+        *IDENTITY_FIELDS,
         "external_ids",
         "status",
         "merged_into",
-        "last_activity_at",
-        "last_activity_type",
-        "activity_count_30d",
-        "lifetime_value_minor",
-        "currency",
-        "engagement_score",
-        "engagement_scored_at",
-        "churn_risk",
-        "churn_scored_at",
+        *METRIC_FIELDS,
+        *CONSENT_FIELDS,
         "created_at",
         "updated_at",
         "deleted_at",
-        *[
-            f"{c}_{s}"
-            for c in ("email", "sms", "push", "whatsapp")
-            for s in ("opt_in", "consent_at", "consent_source")
-        ],
     ]
     fieldsets = [
         (
@@ -134,59 +126,10 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
                 ]
             },
         ),
-        (
-            "Identity",
-            {
-                "fields": [
-                    "email",
-                    "phone",
-                    "auth_user_id",
-                    "scl_member_id",
-                    "teetime_player_id",
-                    "messaging_contact_id",
-                    "external_ids",
-                ]
-            },
-        ),
-        (
-            "Consent",
-            {
-                "fields": [
-                    f"{c}_{s}"
-                    for c in ("email", "sms", "push", "whatsapp")
-                    for s in ("opt_in", "consent_at", "consent_source")
-                ]
-            },
-        ),
-        (
-            "Membership and golf",
-            {
-                "fields": [
-                    "membership_type",
-                    "membership_status",
-                    "membership_joined_on",
-                    "membership_renewal_on",
-                    "handicap_index",
-                    "handicap_updated_at",
-                ]
-            },
-        ),
-        (
-            "Activity and value",
-            {
-                "fields": [
-                    "last_activity_at",
-                    "last_activity_type",
-                    "activity_count_30d",
-                    "lifetime_value_minor",
-                    "currency",
-                    "engagement_score",
-                    "engagement_scored_at",
-                    "churn_risk",
-                    "churn_scored_at",
-                ]
-            },
-        ),
+        ("Identity", {"fields": [*IDENTITY_FIELDS, "external_ids"]}),
+        ("Consent", {"fields": list(CONSENT_FIELDS)}),
+        ("Membership and golf", {"fields": list(MEMBERSHIP_FIELDS)}),
+        ("Activity and value", {"fields": list(METRIC_FIELDS)}),
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
 

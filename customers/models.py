@@ -37,6 +37,40 @@ class Channel(models.TextChoices):
 
 CHANNELS: tuple[str, ...] = tuple(Channel.values)
 
+# Field groups shared by the admin, the API and the services.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "auth_user_id",
+    "email",
+    "phone",
+    "scl_member_id",
+    "teetime_player_id",
+    "messaging_contact_id",
+)
+CONSENT_FIELDS: tuple[str, ...] = tuple(
+    f"{channel}_{suffix}"
+    for channel in CHANNELS
+    for suffix in ("opt_in", "consent_at", "consent_source")
+)
+METRIC_FIELDS: tuple[str, ...] = (
+    "last_activity_at",
+    "last_activity_type",
+    "activity_count_30d",
+    "lifetime_value_minor",
+    "currency",
+    "engagement_score",
+    "engagement_scored_at",
+    "churn_risk",
+    "churn_scored_at",
+)
+MEMBERSHIP_FIELDS: tuple[str, ...] = (
+    "membership_type",
+    "membership_status",
+    "membership_joined_on",
+    "membership_renewal_on",
+    "handicap_index",
+    "handicap_updated_at",
+)
+
 
 class CustomerProfile(TenantOwnedModel):
     """One person known to a tenant: identity links, consent, metrics, membership, golf."""

@@ -11,13 +11,16 @@ from rest_framework import serializers
 
 from crm.models import Club
 from customers.identity import HintError, IdentityHints, normalize_email, normalize_phone
-from customers.models import CustomerProfile, LifecycleStage, MergeSuggestion, ProfileStatus
-
-CONSENT_FIELDS = [
-    f"{channel}_{suffix}"
-    for channel in ("email", "sms", "push", "whatsapp")
-    for suffix in ("opt_in", "consent_at", "consent_source")
-]
+from customers.models import (
+    CONSENT_FIELDS,
+    IDENTITY_FIELDS,
+    MEMBERSHIP_FIELDS,
+    METRIC_FIELDS,
+    CustomerProfile,
+    LifecycleStage,
+    MergeSuggestion,
+    ProfileStatus,
+)
 
 
 def _plain(value):
@@ -46,12 +49,7 @@ class CustomerOutputSerializer(serializers.ModelSerializer):
         model = CustomerProfile
         fields = [
             "id",
-            "auth_user_id",
-            "email",
-            "phone",
-            "scl_member_id",
-            "teetime_player_id",
-            "messaging_contact_id",
+            *IDENTITY_FIELDS,
             "external_ids",
             "first_name",
             "last_name",
@@ -61,21 +59,8 @@ class CustomerOutputSerializer(serializers.ModelSerializer):
             "lifecycle_stage",
             "tags",
             *CONSENT_FIELDS,
-            "last_activity_at",
-            "last_activity_type",
-            "activity_count_30d",
-            "lifetime_value_minor",
-            "currency",
-            "engagement_score",
-            "engagement_scored_at",
-            "churn_risk",
-            "churn_scored_at",
-            "membership_type",
-            "membership_status",
-            "membership_joined_on",
-            "membership_renewal_on",
-            "handicap_index",
-            "handicap_updated_at",
+            *METRIC_FIELDS,
+            *MEMBERSHIP_FIELDS,
             "merged_into_id",
             "created_at",
             "updated_at",
