@@ -25,6 +25,8 @@ from crm.registry import merge_hooks
 from .identity import CONFIDENCE, HINT_KINDS, IdentityHints
 from .models import (
     CHANNELS,
+    IDENTITY_FIELDS,
+    MEMBERSHIP_FIELDS,
     CustomerProfile,
     IdentityAlias,
     MergeSuggestion,
@@ -237,9 +239,6 @@ def identity_resolve(
     raise RuntimeError("identity_resolve kept colliding; giving up")  # pragma: no cover
 
 
-IDENTITY_FIELDS = tuple(HINT_KINDS)
-
-
 def profile_update(
     *, tenant: Tenant, profile: CustomerProfile, data: dict[str, Any]
 ) -> CustomerProfile:
@@ -276,23 +275,14 @@ def _snapshot(profile: CustomerProfile) -> dict:
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
 
+# Blank fields of the winner that a merge fills from the loser.
 FILL_FIELDS = (
-    "auth_user_id",
-    "email",
-    "phone",
-    "scl_member_id",
-    "teetime_player_id",
-    "messaging_contact_id",
+    *IDENTITY_FIELDS,
     "first_name",
     "last_name",
     "date_of_birth",
     "home_club_id",
-    "membership_type",
-    "membership_status",
-    "membership_joined_on",
-    "membership_renewal_on",
-    "handicap_index",
-    "handicap_updated_at",
+    *MEMBERSHIP_FIELDS,
     "engagement_score",
     "engagement_scored_at",
     "churn_risk",
