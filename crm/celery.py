@@ -22,4 +22,28 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 QUEUES = ("default", "ingest", "sends", "journeys", "scoring", "backfill")
 # Each queue has its own exchange and routing key, so a message reaches exactly one queue.
 app.conf.task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
+# Tasks that go to a queue other than "default".
+TASK_QUEUES = {
+    "customers.process_events": "ingest",
+    "customers.ingest_events": "ingest",
+}
+# Tests (and operators debugging one worker) can send every task to one queue.
+_queue_override: str | None = None
+
+
+def set_queue_override(queue: str | None) -> None:
+    global _queue_override
+    _queue_override = queue
+
+
+def route_task(name, args, kwargs, options, task=None, **kw):
+    """The ``task_routes`` router: ``CRM_TASK_QUEUE`` (or the override) wins, then the map."""
+    override = _queue_override or os.environ.get("CRM_TASK_QUEUE")
+    if override:
+        return {"queue": override}
+    queue = TASK_QUEUES.get(name)
+    return {"queue": queue} if queue else None
+
+
+app.conf.task_routes = (route_task,)
 app.autodiscover_tasks()

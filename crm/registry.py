@@ -6,7 +6,13 @@ Apps register in their ``AppConfig.ready()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 #: ``hook(*, tenant, winner, loser) -> int``: moves the app's rows from loser to winner
 #: set-wise inside the merge's transaction and returns how many rows moved.
@@ -22,4 +28,58 @@ def merge_hooks() -> dict[str, MergeHook]:
     return dict(_merge_hooks)
 
 
-__all__ = ["MergeHook", "merge_hooks", "register_merge_hook"]
+@dataclass(frozen=True)
+class ProcessedEvent:
+    """An event the pipeline has applied, as subscribers receive it."""
+
+    event_id: str
+    type: str
+    source: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+    profile_id: Any | None  # None for events about no person (a competition published)
+    is_new_profile: bool = False
+
+
+#: ``subscriber(*, tenant, events: Sequence[ProcessedEvent]) -> None``: called once per
+#: processed batch, after its transaction committed. Subscribers must be quick and
+#: idempotent (enqueue their own tasks for real work); an exception is logged and does not
+#: affect the pipeline or the other subscribers.
+EventSubscriber = Callable[..., None]
+_event_subscribers: dict[str, EventSubscriber] = {}
+
+
+def register_event_subscriber(name: str, subscriber: EventSubscriber) -> None:
+    _event_subscribers[name] = subscriber
+
+
+def unregister_event_subscriber(name: str) -> None:
+    _event_subscribers.pop(name, None)
+
+
+def event_subscribers() -> dict[str, EventSubscriber]:
+    return dict(_event_subscribers)
+
+
+def publish_events(*, tenant: Any, events: Sequence[ProcessedEvent]) -> None:
+    """Hand processed events to every subscriber."""
+    if not events:
+        return
+    for name, subscriber in event_subscribers().items():
+        try:
+            subscriber(tenant=tenant, events=events)
+        except Exception:
+            logger.exception("event subscriber %s failed on %s events", name, len(events))
+
+
+__all__ = [
+    "EventSubscriber",
+    "MergeHook",
+    "ProcessedEvent",
+    "event_subscribers",
+    "merge_hooks",
+    "publish_events",
+    "register_event_subscriber",
+    "register_merge_hook",
+    "unregister_event_subscriber",
+]

@@ -9,3 +9,11 @@ class CustomersConfig(AppConfig):
     name = "customers"
     verbose_name = "Customers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from crm.registry import register_merge_hook
+
+        from .timeline import move_activities, move_notes
+
+        register_merge_hook("activities", move_activities)
+        register_merge_hook("notes", move_notes)

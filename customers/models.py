@@ -67,6 +67,7 @@ MEMBERSHIP_FIELDS: tuple[str, ...] = (
     "membership_status",
     "membership_joined_on",
     "membership_renewal_on",
+    "membership_updated_at",
     "handicap_index",
     "handicap_updated_at",
 )
@@ -134,6 +135,8 @@ class CustomerProfile(TenantOwnedModel):
     membership_status = models.CharField(max_length=32, blank=True, default="")
     membership_joined_on = models.DateField(null=True, blank=True)
     membership_renewal_on = models.DateField(null=True, blank=True)
+    # When SCL last told us about the membership: older events do not overwrite newer data.
+    membership_updated_at = models.DateTimeField(null=True, blank=True)
     handicap_index = models.DecimalField(max_digits=4, decimal_places=1, null=True, blank=True)
     handicap_updated_at = models.DateTimeField(null=True, blank=True)
 
@@ -265,3 +268,165 @@ class ProfileMerge(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.loser_id} → {self.winner_id}"
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class SyncStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    PROCESSED = "PROCESSED", "Processed"
+    FAILED = "FAILED", "Failed"
+
+
+class SyncLogEntry(TenantOwnedModel):
+    """The inbox: one row per event received, written before anything is queued.
+
+    Unique per (tenant, source, event id), so a replayed event is recognised. ``PENDING``
+    rows are processed by ``customers.process_events``; the sweep re-queues those whose
+    message was lost; a poison event ends ``FAILED`` with its error after bounded attempts.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=128)
+    type = models.CharField(max_length=100)
+    occurred_at = models.DateTimeField()
+    identity = models.JSONField(default=dict, blank=True, help_text="Normalised hints.")
+    payload = models.JSONField(default=dict, blank=True)
+    via = models.CharField(max_length=10, default="api", help_text="api or queue")
+    status = models.CharField(max_length=10, choices=SyncStatus.choices, default=SyncStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, default="")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    profile = models.ForeignKey(
+        CustomerProfile,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "sync log entry"
+        verbose_name_plural = "sync log"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "event_id"], name="synclog_tenant_source_event_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "-created_at", "-id"], name="synclog_tenant_created_idx"
+            ),
+            models.Index(fields=["tenant", "status", "-created_at"], name="synclog_status_idx"),
+            # The sweep's work list: small, because processed rows leave it.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status="PENDING"),
+                name="synclog_pending_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.event_id} ({self.status})"
+
+
+class Activity(TenantOwnedModel):
+    """Something a customer did or that happened to them: the timeline.
+
+    Unique per (tenant, source service, source event id), so an event never makes two.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(
+        CustomerProfile, on_delete=models.CASCADE, related_name="activities"
+    )
+    type = models.CharField(max_length=100)
+    category = models.CharField(max_length=12)
+    title = models.CharField(max_length=255)
+    metadata = models.JSONField(default=dict, blank=True)
+    source_service = models.CharField(max_length=32)
+    source_id = models.CharField(max_length=128, blank=True, default="")
+    source_event_id = models.CharField(max_length=128)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name_plural = "activities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source_service", "source_event_id"],
+                name="activity_source_event_uniq",
+            ),
+        ]
+        indexes = [
+            # The timeline: keyset on (occurred_at, id) per customer.
+            models.Index(
+                fields=["tenant", "customer", "-occurred_at", "-id"], name="activity_timeline_idx"
+            ),
+            # Set-wise metrics and segment rules ("an activity of type X in the last N days").
+            models.Index(fields=["tenant", "type", "-occurred_at"], name="activity_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class NoteType(models.TextChoices):
+    GENERAL = "GENERAL", "General"
+    CALL = "CALL", "Call"
+    MEETING = "MEETING", "Meeting"
+    COMPLAINT = "COMPLAINT", "Complaint"
+    FOLLOW_UP = "FOLLOW_UP", "Follow-up"
+
+
+class Note(TenantOwnedModel):
+    """A note staff or a service wrote about a customer. A private note is visible only to
+    its author (``author_ref``: ``user:<id>`` for staff, the credential for API callers)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(CustomerProfile, on_delete=models.CASCADE, related_name="notes")
+    type = models.CharField(max_length=10, choices=NoteType.choices, default=NoteType.GENERAL)
+    body = models.TextField()
+    is_pinned = models.BooleanField(default=False)
+    is_private = models.BooleanField(default=False)
+    author_ref = models.CharField(max_length=150)
+    author_name = models.CharField(max_length=150)
+    edited_by = models.CharField(max_length=150, blank=True, default="")
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-is_pinned", "-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["tenant", "customer", "-is_pinned", "-created_at"],
+                name="note_customer_idx",
+                condition=models.Q(deleted_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} note on {self.customer_id}"
+
+
+class NoteRevision(TenantOwnedModel):
+    """A note's text before an edit: who changed it and when."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    note = models.ForeignKey(Note, on_delete=models.CASCADE, related_name="revisions")
+    body = models.TextField()
+    type = models.CharField(max_length=10, choices=NoteType.choices)
+    edited_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "note"], name="noterevision_note_idx")]

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from django.db import connection
 
 from crm.celery import app as celery_app
+from crm.celery import set_queue_override
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +49,7 @@ class WorkerProcess:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "crm.settings.test",
             "DATABASE_URL": subprocess_database_url(),
+            "CRM_TASK_QUEUE": self.queue,
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         log = self.log_path.open("w")
@@ -113,10 +115,12 @@ def celery_worker(concurrency: int = 2):
     queue = f"test-{uuid.uuid4().hex[:10]}"
     previous = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
+    set_queue_override(queue)
     worker = WorkerProcess(queue, concurrency=concurrency)
     try:
         worker.start()
         yield worker
     finally:
         worker.stop()
+        set_queue_override(None)
         celery_app.conf.task_default_queue = previous

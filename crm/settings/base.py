@@ -242,4 +242,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "crm.purge_old_login_attempts",
         "schedule": crontab(hour=3, minute=17),
     },
+    "customers-requeue-stale-events": {
+        "task": "customers.requeue_stale_events",
+        "schedule": 60.0,
+    },
+    "customers-recompute-activity-counts": {
+        "task": "customers.recompute_activity_counts",
+        "schedule": crontab(hour=2, minute=5),
+    },
 }

@@ -179,3 +179,117 @@ class MergeSuggestionSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class EventEnvelopeSerializer(serializers.Serializer):
+    """The platform's event envelope (camelCase); see docs/events.md for each type's
+    payload. Documentation only: events are validated one by one by the pipeline."""
+
+    id = serializers.CharField(max_length=128)
+    type = serializers.CharField(max_length=100)
+    tenantId = serializers.CharField(help_text="The tenant's slug (must be the caller's).")
+    timestamp = serializers.DateTimeField()
+    identity = serializers.DictField(
+        required=False,
+        help_text="authUserId, email, phoneNumber, sclMemberId, teetimePlayerId, "
+        "messagingContactId, externalIds",
+    )
+    payload = serializers.DictField(required=False)
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventEnvelopeSerializer(many=True)
+
+
+class RejectedEventSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.CharField(allow_null=True)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class IngestResultSerializer(serializers.Serializer):
+    accepted = serializers.ListField(child=serializers.CharField())
+    duplicates = serializers.ListField(child=serializers.CharField())
+    rejected = RejectedEventSerializer(many=True)
+
+
+# ----------------------------------------------------------------------------- timeline, notes
+
+
+class ActivitySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.CharField()
+    category = serializers.CharField()
+    title = serializers.CharField()
+    metadata = serializers.DictField()
+    source_service = serializers.CharField()
+    source_id = serializers.CharField()
+    source_event_id = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+
+
+class TimelineQuerySerializer(serializers.Serializer):
+    category = serializers.CharField(
+        required=False, help_text="One category or several, comma-separated."
+    )
+    type = serializers.CharField(required=False, help_text="Activity types, comma-separated.")
+    since = serializers.DateTimeField(required=False, help_text="Occurred at or after.")
+    until = serializers.DateTimeField(required=False, help_text="Occurred before.")
+    cursor = serializers.CharField(required=False)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+
+    def validate_category(self, value: str) -> list[str]:
+        from customers.events import Category
+
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        valid = {choice for choice, _ in Category.CHOICES}
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown category {', '.join(unknown)}; use {', '.join(sorted(valid))}."
+            )
+        return names
+
+    def validate_type(self, value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+    def validate(self, attrs):
+        if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+
+class TimelinePageSerializer(serializers.Serializer):
+    results = ActivitySerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class NoteSerializer(serializers.ModelSerializer):
+    customer_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        from customers.models import Note
+
+        model = Note
+        fields = [
+            "id",
+            "customer_id",
+            "type",
+            "body",
+            "is_pinned",
+            "is_private",
+            "author_name",
+            "edited_by",
+            "edited_at",
+            "created_at",
+        ]
+        read_only_fields = ["id", "customer_id", "author_name", "edited_by", "edited_at"]
+        extra_kwargs = {"body": {"max_length": 10_000}}
+
+
+class NoteUpdateSerializer(NoteSerializer):
+    class Meta(NoteSerializer.Meta):
+        extra_kwargs = {"body": {"max_length": 10_000, "required": False}}

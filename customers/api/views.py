@@ -6,11 +6,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from crm.api.views import TenantScopedAPIMixin
-from customers.models import CustomerProfile, MergeSuggestion
+from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
+from customers.models import CustomerProfile, MergeSuggestion, Note
 from customers.selectors import customer_list, merge_suggestion_list
 from customers.services import (
     identity_resolve,
@@ -19,16 +21,32 @@ from customers.services import (
     profile_merge,
     profile_update,
 )
+from customers.timeline import (
+    Author,
+    note_create,
+    note_delete,
+    note_list,
+    note_update,
+    note_visible,
+    timeline_page,
+)
 
 from .filters import CustomerFilter
 from .serializers import (
+    ActivitySerializer,
     CustomerOutputSerializer,
     CustomerUpdateSerializer,
+    EventBatchSerializer,
     HintsSerializer,
+    IngestResultSerializer,
     MergeInputSerializer,
     MergeOutputSerializer,
     MergeSuggestionSerializer,
+    NoteSerializer,
+    NoteUpdateSerializer,
     ResolveOutputSerializer,
+    TimelinePageSerializer,
+    TimelineQuerySerializer,
 )
 
 
@@ -147,6 +165,132 @@ class CustomerViewSet(
             reason=serializer.validated_data.get("reason", ""),
         )
         return _merge_response(merge)
+
+    @extend_schema(
+        parameters=[TimelineQuerySerializer],
+        responses=TimelinePageSerializer,
+        summary="A customer's activities, newest first (keyset cursor on occurred_at, id)",
+    )
+    @action(detail=True, methods=["get"])
+    def timeline(self, request, pk=None):
+        customer = self.get_object()
+        query = TimelineQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        page = timeline_page(
+            tenant=self.tenant,
+            customer=customer,
+            categories=params.get("category", ()),
+            types=params.get("type", ()),
+            since=params.get("since"),
+            until=params.get("until"),
+            cursor=params.get("cursor"),
+            page_size=params["page_size"],
+        )
+        return Response(
+            {
+                "results": ActivitySerializer(page.activities, many=True).data,
+                "next_cursor": page.next_cursor,
+            }
+        )
+
+    @extend_schema(
+        methods=["GET"], responses=NoteSerializer(many=True), summary="A customer's notes"
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=NoteSerializer,
+        responses={201: NoteSerializer},
+        summary="Add a note (adds a NOTE_ADDED activity)",
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    def notes(self, request, pk=None):
+        customer = self.get_object()
+        author = Author.api(request.user)
+        if request.method == "GET":
+            notes = note_list(tenant=self.tenant, customer=customer, viewer=author)
+            return Response(NoteSerializer(notes[:500], many=True).data)
+        serializer = NoteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        note = note_create(
+            tenant=self.tenant, customer=customer, author=author, **serializer.validated_data
+        )
+        return Response(NoteSerializer(note).data, status=status.HTTP_201_CREATED)
+
+
+class NoteViewSet(
+    TenantScopedAPIMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """One note: read, change (the earlier text is kept), delete. A private note of another
+    author is a 404, like a missing one."""
+
+    queryset = Note.objects.all()
+    serializer_class = NoteSerializer
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        return note_visible(tenant=self.tenant, viewer=Author.api(self.request.user))
+
+    @extend_schema(request=NoteUpdateSerializer, responses=NoteSerializer)
+    def partial_update(self, request, pk=None):
+        note = self.get_object()
+        serializer = NoteUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        note = note_update(
+            tenant=self.tenant,
+            note=note,
+            editor=Author.api(request.user),
+            data=serializer.validated_data,
+        )
+        return Response(NoteSerializer(note).data)
+
+    def perform_destroy(self, instance) -> None:
+        note_delete(tenant=self.tenant, note=instance, editor=Author.api(self.request.user))
+
+
+class EventIngestView(TenantScopedAPIMixin, APIView):
+    """Events from the platform's services, one or up to 1,000 at a time."""
+
+    @extend_schema(
+        request=EventBatchSerializer,
+        responses={202: IngestResultSerializer},
+        summary='Ingest events (one envelope, a list, or {"events": [...]})',
+        description="Each event is validated on its own: valid ones are written to the sync "
+        "log and queued (202), replayed ones are reported as duplicates, invalid ones as "
+        "rejected with their errors. See docs/events.md for the catalog.",
+    )
+    def post(self, request):
+        events = _event_list(request.data)
+        result = events_ingest(tenant=self.tenant, raw_events=events)
+        body = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": [vars(r) for r in result.rejected],
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def _event_list(data) -> list:
+    if isinstance(data, list):
+        events = data
+    elif isinstance(data, dict) and "events" in data:
+        events = data["events"]
+        if not isinstance(events, list):
+            raise ValidationError({"events": ["Expected a list of events."]})
+    elif isinstance(data, dict) and "type" in data:
+        events = [data]
+    else:
+        raise ParseError('Send one event, a list of events, or {"events": [...]}.')
+    if not events:
+        raise ValidationError({"events": ["Send at least one event."]})
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise ValidationError(
+            {"events": [f"At most {MAX_EVENTS_PER_REQUEST:,} events per request."]}
+        )
+    return events
 
 
 class MergeSuggestionViewSet(

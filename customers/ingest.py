@@ -1,0 +1,591 @@
+"""The event pipeline: ingestion into the sync log, batched processing, failures, replay.
+
+Ingestion (``events_ingest``) validates each event, writes the valid ones to the sync log in
+one ``INSERT ... ON CONFLICT DO NOTHING`` (a replayed event is a duplicate, not a second row)
+and queues their processing when the transaction commits. Nothing is queued that is not in
+the sync log first, so a lost broker message loses no event: the sweep
+(``events_requeue_stale``) queues it again.
+
+Processing (``events_process``) takes a batch of sync-log rows in one transaction: it locks
+the rows still pending (``FOR UPDATE SKIP LOCKED``, so two deliveries of the same batch never
+both apply it), resolves every person of the batch with one alias query, creates the people
+nobody knows in bulk, inserts the activities in one statement, runs each type's handler
+set-wise (``customers.handlers``), moves the profile metrics, and marks the rows processed.
+Then, after commit, the processed events go to the subscribers registered in ``crm``.
+
+A batch that fails on bad data is retried event by event, each in its own transaction: the
+poison event gets its error and a later attempt (``MAX_ATTEMPTS`` in all, then ``FAILED``),
+the others are processed. Database outages propagate, so the task retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from crm.models import Tenant
+from crm.registry import ProcessedEvent, publish_events
+
+from .events import Envelope, EventInvalid, parse_envelope
+from .handlers import apply_handlers, update_activity_metrics
+from .identity import HINT_KINDS, IdentityHints
+from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
+from .services import identity_resolve
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_REQUEST = 1_000
+BATCH_SIZE = 500  # events per processing task (and per transaction)
+MAX_ATTEMPTS = 5
+STALE_AFTER = timedelta(minutes=5)  # a queued row not processed by then is queued again
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+# ----------------------------------------------------------------------------- ingestion
+
+
+@dataclass
+class Rejection:
+    index: int
+    id: str | None
+    errors: dict[str, list[str]]
+
+
+@dataclass
+class IngestResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    entry_ids: list[int] = field(default_factory=list)
+
+
+def _raw_id(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str | int):
+        return str(raw["id"])
+    return None
+
+
+def events_validate(
+    *, tenant: Tenant, raw_events: Sequence[Any]
+) -> tuple[list[tuple[int, Envelope]], list[Rejection]]:
+    valid: list[tuple[int, Envelope]] = []
+    rejected: list[Rejection] = []
+    for index, raw in enumerate(raw_events):
+        try:
+            envelope = parse_envelope(
+                raw,
+                tenant_slug=tenant.slug,
+                tenant_id=str(tenant.pk),
+                phone_region=tenant.default_phone_region,
+            )
+        except EventInvalid as exc:
+            rejected.append(Rejection(index, _raw_id(raw), exc.message_dict))
+        else:
+            valid.append((index, envelope))
+    return valid, rejected
+
+
+_INSERT_SQL = f"""
+    INSERT INTO "{SyncLogEntry._meta.db_table}"
+        (tenant_id, source, event_id, type, occurred_at, identity, payload, via, status,
+         attempts, error, queued_at, created_at, updated_at)
+    SELECT %s, e.source, e.event_id, e.type, e.occurred_at, e.identity, e.payload, %s,
+           'PENDING', 0, '', now(), now(), now()
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[], %s::jsonb[])
+        WITH ORDINALITY AS e(source, event_id, type, occurred_at, identity, payload, n)
+    ORDER BY e.n
+    ON CONFLICT (tenant_id, source, event_id) DO NOTHING
+    RETURNING id, source, event_id
+"""  # noqa: S608
+
+
+def _insert_entries(
+    tenant: Tenant, envelopes: Sequence[Envelope], via: str
+) -> dict[tuple[str, str], int]:
+    """Sync-log rows for ``envelopes``; returns ``{(source, event id): row id}`` of the rows
+    that are new (the others were already there)."""
+    from psycopg.types.json import Jsonb
+
+    if not envelopes:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_SQL,
+            [
+                tenant.pk,
+                via,
+                [e.source for e in envelopes],
+                [e.id for e in envelopes],
+                [e.type for e in envelopes],
+                [e.occurred_at for e in envelopes],
+                [Jsonb(e.identity) for e in envelopes],
+                [Jsonb(e.payload) for e in envelopes],
+            ],
+        )
+        return {(source, event_id): pk for pk, source, event_id in cursor.fetchall()}
+
+
+def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api") -> IngestResult:
+    """Validate events and write the valid ones to the sync log; their processing is queued
+    once the caller's transaction commits. Idempotent: a replayed event is a duplicate."""
+    valid, rejected = events_validate(tenant=tenant, raw_events=raw_events)
+    result = IngestResult(rejected=rejected)
+    # The same event twice in one request: the second is a duplicate.
+    unique: dict[tuple[str, str], Envelope] = {}
+    order: list[tuple[tuple[str, str], bool]] = []
+    for _, envelope in valid:
+        key = (envelope.source, envelope.id)
+        order.append((key, key in unique))
+        unique.setdefault(key, envelope)
+    with transaction.atomic():
+        inserted = _insert_entries(tenant, list(unique.values()), via)
+        for key, repeated in order:
+            if key in inserted and not repeated:
+                result.accepted.append(key[1])
+            else:
+                result.duplicates.append(key[1])
+        result.entry_ids = sorted(inserted.values())
+        if result.entry_ids:
+            ids = result.entry_ids
+            transaction.on_commit(lambda: _queue(tenant, ids))
+    return result
+
+
+def _queue(tenant: Tenant, entry_ids: Sequence[int]) -> None:
+    from .tasks import process_events
+
+    for start in range(0, len(entry_ids), BATCH_SIZE):
+        process_events.delay(str(tenant.pk), list(entry_ids[start : start + BATCH_SIZE]))
+
+
+# ----------------------------------------------------------------------------- processing
+
+
+@dataclass
+class Item:
+    """One sync-log row being processed."""
+
+    entry: SyncLogEntry
+    hints: IdentityHints | None
+    profile_id: Any = None
+    is_new_profile: bool = False
+    activity_new: bool = False
+
+
+@dataclass
+class ProcessResult:
+    processed: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+_CLAIM_SQL = f"""
+    SELECT * FROM "{SyncLogEntry._meta.db_table}"
+    WHERE tenant_id = %s AND id = ANY(%s) AND status = 'PENDING'
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+"""  # noqa: S608
+
+
+def _claim(tenant: Tenant, entry_ids: Sequence[int]) -> list[SyncLogEntry]:
+    return list(SyncLogEntry.objects.raw(_CLAIM_SQL, [tenant.pk, list(entry_ids)]))
+
+
+def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult:
+    """Process pending sync-log rows (see the module docstring). Safe to call again with the
+    same ids: rows already processed, or being processed elsewhere, are skipped."""
+    result = ProcessResult()
+    try:
+        with transaction.atomic():
+            entries = _claim(tenant, entry_ids)
+            result.skipped = len(entry_ids) - len(entries)
+            published = _apply(tenant, entries)
+            transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
+        result.processed = len(entries)
+        return result
+    except DATABASE_ERRORS:
+        raise
+    except Exception:
+        if len(entry_ids) == 1:
+            return _process_alone(tenant, entry_ids[0], result)
+        logger.warning("batch of %s events failed; retrying one by one", len(entry_ids))
+    result = ProcessResult()
+    for entry_id in entry_ids:
+        _process_alone(tenant, entry_id, result)
+    return result
+
+
+def _process_alone(tenant: Tenant, entry_id: int, result: ProcessResult) -> ProcessResult:
+    try:
+        with transaction.atomic():
+            entries = _claim(tenant, [entry_id])
+            if not entries:
+                result.skipped += 1
+                return result
+            published = _apply(tenant, entries)
+            transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
+        result.processed += 1
+    except DATABASE_ERRORS:
+        raise
+    except Exception as exc:
+        logger.exception("event %s failed", entry_id)
+        if _record_failure(tenant, entry_id, exc) == SyncStatus.FAILED:
+            result.failed += 1
+        else:
+            result.retrying += 1
+    return result
+
+
+def _record_failure(tenant: Tenant, entry_id: int, exc: Exception) -> str:
+    """Count the attempt; back off (1, 2, 4, 8 minutes) and finally mark it FAILED."""
+    with transaction.atomic():
+        entry = (
+            SyncLogEntry.objects.for_tenant(tenant)
+            .select_for_update()
+            .filter(pk=entry_id, status=SyncStatus.PENDING)
+            .first()
+        )
+        if entry is None:
+            return SyncStatus.PROCESSED
+        entry.attempts += 1
+        entry.error = f"{type(exc).__name__}: {exc}"[:2000]
+        if entry.attempts >= MAX_ATTEMPTS:
+            entry.status = SyncStatus.FAILED
+            entry.next_attempt_at = None
+        else:
+            entry.next_attempt_at = timezone.now() + timedelta(minutes=2 ** (entry.attempts - 1))
+        entry.queued_at = None
+        entry.save(update_fields=["attempts", "error", "status", "next_attempt_at", "queued_at"])
+        return entry.status
+
+
+def _apply(tenant: Tenant, entries: list[SyncLogEntry]) -> list[ProcessedEvent]:
+    if not entries:
+        return []
+    items = [
+        Item(entry, IdentityHints(**entry.identity) if entry.identity else None)
+        for entry in entries
+    ]
+    people = [item for item in items if item.hints is not None]
+    _resolve(tenant, people)
+    _insert_activities(tenant, people)
+    fresh = [item for item in people if item.activity_new]
+    apply_handlers(tenant, fresh)
+    update_activity_metrics(tenant, fresh)
+    _mark_processed(tenant, items)
+    return [
+        ProcessedEvent(
+            event_id=item.entry.event_id,
+            type=item.entry.type,
+            source=item.entry.source,
+            occurred_at=item.entry.occurred_at,
+            payload=item.entry.payload,
+            profile_id=item.profile_id,
+            is_new_profile=item.is_new_profile,
+        )
+        for item in items
+    ]
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+_ALIAS_SQL = f"""
+    SELECT a.kind, a.value, a.profile_id
+    FROM "{IdentityAlias._meta.db_table}" a
+    JOIN unnest(%s::text[], %s::text[]) AS h(kind, value)
+      ON a.kind = h.kind AND a.value = h.value
+    WHERE a.tenant_id = %s
+"""  # noqa: S608
+
+
+def _known_aliases(tenant: Tenant, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    pairs = list(set(pairs))
+    if not pairs:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _ALIAS_SQL, [[kind for kind, _ in pairs], [value for _, value in pairs], tenant.pk]
+        )
+        return {(kind, value): profile_id for kind, value, profile_id in cursor.fetchall()}
+
+
+def _pairs(hints: IdentityHints) -> list[tuple[str, str]]:
+    return [(kind, value) for _, kind, value in hints.pairs()]
+
+
+def _resolve(tenant: Tenant, items: list[Item]) -> None:
+    """Set ``profile_id`` on every item: one alias query for the batch; people nobody knows
+    are created in bulk; anything unusual (a new identifier for a known person, hints that
+    point at two people) goes through ``identity_resolve`` one by one."""
+    if not items:
+        return
+    known = _known_aliases(tenant, (pair for item in items for pair in _pairs(item.hints)))
+    unknown: list[Item] = []
+    unusual: list[Item] = []
+    for item in items:
+        pairs = _pairs(item.hints)
+        owners = {known[pair] for pair in pairs if pair in known}
+        if not owners:
+            unknown.append(item)
+        elif len(owners) == 1 and all(pair in known for pair in pairs):
+            item.profile_id = owners.pop()
+        else:
+            unusual.append(item)
+    if unknown and not _create_people(tenant, unknown):
+        unusual += unknown
+    for item in sorted(unusual, key=lambda i: i.entry.pk):
+        resolution = identity_resolve(
+            tenant=tenant, hints=item.hints, source=f"event:{item.entry.source}"
+        )
+        item.profile_id = resolution.profile.pk
+        item.is_new_profile = resolution.is_new
+
+
+def _groups(items: list[Item]) -> list[list[Item]]:
+    """Items that share an identifier are the same new person (union-find on identifiers)."""
+    parent = list(range(len(items)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first_seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        for pair in _pairs(item.hints):
+            if pair in first_seen:
+                parent[find(index)] = find(first_seen[pair])
+            else:
+                first_seen[pair] = index
+    groups: dict[int, list[Item]] = defaultdict(list)
+    for index, item in enumerate(items):
+        groups[find(index)].append(item)
+    return list(groups.values())
+
+
+_NEW_ALIAS_SQL = f"""
+    INSERT INTO "{IdentityAlias._meta.db_table}"
+        (tenant_id, kind, value, profile_id, source, created_at, updated_at)
+    SELECT %s, a.kind, a.value, a.profile_id, a.source, now(), now()
+    FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::text[])
+        AS a(kind, value, profile_id, source)
+    ON CONFLICT (tenant_id, kind, value) DO NOTHING
+    RETURNING kind
+"""  # noqa: S608
+
+
+def _create_people(tenant: Tenant, items: list[Item]) -> bool:
+    """One profile per group of new people, with their aliases, in bulk. Returns False (and
+    creates nothing) when another transaction created one of them meanwhile."""
+    profiles: list[CustomerProfile] = []
+    aliases: list[tuple[str, str, Any, str]] = []
+    for group in _groups(items):
+        group.sort(key=lambda i: (i.entry.occurred_at, i.entry.pk))
+        values: dict[str, Any] = {}
+        external: dict[str, str] = {}
+        pairs: dict[tuple[str, str], str] = {}
+        for item in group:
+            for name in HINT_KINDS:
+                value = getattr(item.hints, name)
+                if value and name not in values:
+                    values[name] = value
+            for system, ident in item.hints.external_ids.items():
+                external.setdefault(system, ident)
+            for pair in _pairs(item.hints):
+                pairs.setdefault(pair, f"event:{item.entry.source}")
+        profile = CustomerProfile(
+            tenant=tenant, currency=tenant.currency, external_ids=external, **values
+        )
+        profiles.append(profile)
+        for item in group:
+            item.profile_id = profile.pk
+            item.is_new_profile = True
+        aliases += [(kind, value, profile.pk, source) for (kind, value), source in pairs.items()]
+    aliases.sort(key=lambda a: (a[0], a[1]))  # one insert order everywhere: no deadlocks
+    sid = transaction.savepoint()
+    CustomerProfile.objects.bulk_create(profiles)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _NEW_ALIAS_SQL,
+            [
+                tenant.pk,
+                [a[0] for a in aliases],
+                [a[1] for a in aliases],
+                [a[2] for a in aliases],
+                [a[3] for a in aliases],
+            ],
+        )
+        created = len(cursor.fetchall())
+    if created == len(aliases):
+        transaction.savepoint_commit(sid)
+        return True
+    transaction.savepoint_rollback(sid)
+    for item in items:
+        item.profile_id, item.is_new_profile = None, False
+    return False
+
+
+# ----------------------------------------------------------------------------- activities
+
+
+_ACTIVITY_SQL = f"""
+    INSERT INTO "{Activity._meta.db_table}"
+        (tenant_id, customer_id, type, category, title, metadata, source_service, source_id,
+         source_event_id, occurred_at, created_at, updated_at)
+    SELECT %s, a.customer_id, a.type, a.category, a.title, a.metadata, a.source_service,
+           a.source_id, a.source_event_id, a.occurred_at, now(), now()
+    FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],
+                %s::text[], %s::text[], %s::timestamptz[])
+        AS a(customer_id, type, category, title, metadata, source_service, source_id,
+             source_event_id, occurred_at)
+    ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+    RETURNING source_event_id
+"""  # noqa: S608
+
+SOURCE_ID_KEYS = ("bookingId", "roundId", "competitionId", "memberId", "id")
+
+
+def _source_id(payload: dict) -> str:
+    for key in SOURCE_ID_KEYS:
+        if payload.get(key) not in (None, ""):
+            return str(payload[key])[:128]
+    return ""
+
+
+def _insert_activities(tenant: Tenant, items: list[Item]) -> None:
+    from psycopg.types.json import Jsonb
+
+    from .events import event_type
+
+    rows = []
+    for item in items:
+        entry = item.entry
+        spec = event_type(entry.type)
+        rows.append(
+            (
+                item.profile_id,
+                entry.type,
+                spec.category,
+                spec.title(entry.payload)[:255],
+                Jsonb(entry.payload),
+                entry.source,
+                _source_id(entry.payload),
+                entry.event_id,
+                entry.occurred_at,
+            )
+        )
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_ACTIVITY_SQL, [tenant.pk, *map(list, zip(*rows, strict=True))])
+        new = {row[0] for row in cursor.fetchall()}
+    for item in items:
+        item.activity_new = item.entry.event_id in new
+
+
+_DONE_SQL = f"""
+    UPDATE "{SyncLogEntry._meta.db_table}" s
+    SET status = 'PROCESSED', processed_at = now(), updated_at = now(),
+        attempts = s.attempts + 1, error = '', next_attempt_at = NULL, profile_id = d.profile_id
+    FROM unnest(%s::bigint[], %s::uuid[]) AS d(id, profile_id)
+    WHERE s.id = d.id AND s.tenant_id = %s
+"""  # noqa: S608
+
+
+def _mark_processed(tenant: Tenant, items: list[Item]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _DONE_SQL,
+            [[item.entry.pk for item in items], [item.profile_id for item in items], tenant.pk],
+        )
+
+
+# ----------------------------------------------------------------------------- sweep, replay
+
+
+def events_requeue_stale(
+    *, now: datetime | None = None, stale_after: timedelta = STALE_AFTER, limit: int = 50_000
+) -> int:
+    """Queue again the pending rows whose message was lost (queued long ago and still
+    pending) and those whose retry time has come. Returns how many were queued."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        rows = list(
+            SyncLogEntry.objects.select_for_update(skip_locked=True)
+            .filter(status=SyncStatus.PENDING)
+            .filter(_due(now, stale_after))
+            .order_by("id")
+            .values_list("id", "tenant_id")[:limit]
+        )
+        if not rows:
+            return 0
+        SyncLogEntry.objects.filter(id__in=[pk for pk, _ in rows]).update(queued_at=now)
+        by_tenant: dict[Any, list[int]] = defaultdict(list)
+        for pk, tenant_id in rows:
+            by_tenant[tenant_id].append(pk)
+        tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
+        for tenant_id, ids in by_tenant.items():
+            transaction.on_commit(lambda t=tenants[tenant_id], i=ids: _queue(t, i))
+    logger.info("re-queued %s pending events", len(rows))
+    return len(rows)
+
+
+def _due(now: datetime, stale_after: timedelta) -> Q:
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    lost = Q(queued_at__isnull=True) | Q(queued_at__lte=now - stale_after)
+    return due & lost
+
+
+def events_replay(
+    *, tenant: Tenant | None = None, entry_ids: Sequence[int] | None = None, queryset=None
+) -> int:
+    """Put FAILED rows back to PENDING with fresh attempts and queue them. Processed rows
+    are not touched (replaying them would apply nothing anyway)."""
+    rows = queryset if queryset is not None else SyncLogEntry.objects.all()
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    if entry_ids is not None:
+        rows = rows.filter(pk__in=list(entry_ids))
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            rows.filter(status=SyncStatus.FAILED)
+            .select_for_update(skip_locked=True)
+            .values_list("id", "tenant_id")
+        )
+        SyncLogEntry.objects.filter(id__in=[pk for pk, _ in ids]).update(
+            status=SyncStatus.PENDING, attempts=0, error="", next_attempt_at=None, queued_at=now
+        )
+        by_tenant: dict[Any, list[int]] = defaultdict(list)
+        for pk, tenant_id in ids:
+            by_tenant[tenant_id].append(pk)
+        tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
+        for tenant_id, pks in by_tenant.items():
+            transaction.on_commit(lambda t=tenants[tenant_id], i=pks: _queue(t, i))
+    return len(ids)
+
+
+__all__ = [
+    "BATCH_SIZE",
+    "MAX_ATTEMPTS",
+    "MAX_EVENTS_PER_REQUEST",
+    "IngestResult",
+    "ProcessResult",
+    "Rejection",
+    "events_ingest",
+    "events_process",
+    "events_replay",
+    "events_requeue_stale",
+    "events_validate",
+]

@@ -1,0 +1,222 @@
+"""The timeline (activities, keyset-paginated) and notes.
+
+The timeline is ordered by ``(occurred_at, id)`` descending and paged with a keyset cursor
+on that pair, served by the ``(tenant, customer, -occurred_at, -id)`` index: the first page
+and the thousandth cost the same, however many activities a customer has.
+
+Notes: a private note is visible only to its author (``author_ref``: ``user:<id>`` for
+staff, the API credential for services); creating one adds a ``NOTE_ADDED`` activity; an
+edit keeps the text before it (``NoteRevision``) with who and when.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from crm.models import Tenant
+
+from .events import Category
+from .models import Activity, CustomerProfile, Note, NoteRevision, NoteType
+
+NOTE_ACTIVITY = "NOTE_ADDED"
+MAX_PAGE_SIZE = 200
+
+
+# ----------------------------------------------------------------------------- timeline
+
+
+def encode_cursor(occurred_at: datetime, pk: int) -> str:
+    raw = f"{occurred_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
+
+
+@dataclass
+class TimelinePage:
+    activities: list[Activity]
+    next_cursor: str | None
+
+
+def timeline_page(
+    *,
+    tenant: Tenant,
+    customer: CustomerProfile,
+    categories: Sequence[str] = (),
+    types: Sequence[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    page_size: int = 50,
+) -> TimelinePage:
+    """One page of a customer's activities, newest first."""
+    rows: QuerySet[Activity] = Activity.objects.for_tenant(tenant).filter(customer=customer)
+    if categories:
+        rows = rows.filter(category__in=list(categories))
+    if types:
+        rows = rows.filter(type__in=list(types))
+    if since:
+        rows = rows.filter(occurred_at__gte=since)
+    if until:
+        rows = rows.filter(occurred_at__lt=until)
+    if cursor:
+        at, pk = decode_cursor(cursor)
+        # (occurred_at, id) < (at, pk), written so the index bounds occurred_at.
+        rows = rows.filter(Q(occurred_at__lte=at) & (Q(occurred_at__lt=at) | Q(id__lt=pk)))
+    page = list(rows.order_by("-occurred_at", "-id")[: page_size + 1])
+    next_cursor = None
+    if len(page) > page_size:
+        page = page[:page_size]
+        next_cursor = encode_cursor(page[-1].occurred_at, page[-1].pk)
+    return TimelinePage(page, next_cursor)
+
+
+# ----------------------------------------------------------------------------- notes
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who writes: ``ref`` identifies them for private notes, ``name`` is shown."""
+
+    ref: str
+    name: str
+
+    @classmethod
+    def staff(cls, user: Any) -> Author:
+        return cls(f"user:{user.pk}", user.get_username())
+
+    @classmethod
+    def api(cls, principal: Any) -> Author:
+        return cls(principal.credential_id, str(principal))
+
+
+def note_list(*, tenant: Tenant, customer: CustomerProfile, viewer: Author) -> QuerySet[Note]:
+    """Notes the viewer may see, pinned first, newest first."""
+    return (
+        Note.objects.for_tenant(tenant)
+        .filter(customer=customer, deleted_at__isnull=True)
+        .filter(Q(is_private=False) | Q(author_ref=viewer.ref))
+        .order_by("-is_pinned", "-created_at", "-id")
+    )
+
+
+def note_visible(*, tenant: Tenant, viewer: Author) -> QuerySet[Note]:
+    return (
+        Note.objects.for_tenant(tenant)
+        .filter(deleted_at__isnull=True)
+        .filter(Q(is_private=False) | Q(author_ref=viewer.ref))
+    )
+
+
+def note_create(
+    *,
+    tenant: Tenant,
+    customer: CustomerProfile,
+    author: Author,
+    body: str,
+    type: str = NoteType.GENERAL,
+    is_pinned: bool = False,
+    is_private: bool = False,
+) -> Note:
+    if not body.strip():
+        raise ValidationError({"body": ["Write something."]})
+    with transaction.atomic():
+        note = Note.objects.create(
+            tenant=tenant,
+            customer=customer,
+            type=type,
+            body=body,
+            is_pinned=is_pinned,
+            is_private=is_private,
+            author_ref=author.ref,
+            author_name=author.name,
+        )
+        title = (
+            "Private note added"
+            if is_private
+            else f"Note added: {NoteType(type).label} by {author.name}"
+        )
+        Activity.objects.create(
+            tenant=tenant,
+            customer=customer,
+            type=NOTE_ACTIVITY,
+            category=Category.SUPPORT,
+            title=title[:255],
+            metadata={"note_id": note.pk, "note_type": type, "private": is_private},
+            source_service="crm",
+            source_id=str(note.pk),
+            source_event_id=f"note:{note.pk}",
+            occurred_at=note.created_at,
+        )
+    return note
+
+
+NOTE_EDITABLE = ("body", "type", "is_pinned", "is_private")
+
+
+def note_update(*, tenant: Tenant, note: Note, editor: Author, data: dict[str, Any]) -> Note:
+    """Change a note; the text before the change is kept with who changed it and when. Only
+    the author may make a note private or public."""
+    if (
+        "is_private" in data
+        and data["is_private"] != note.is_private
+        and editor.ref != note.author_ref
+    ):
+        raise ValidationError({"is_private": ["Only the author can change who sees a note."]})
+    if "body" in data and not str(data["body"]).strip():
+        raise ValidationError({"body": ["Write something."]})
+    with transaction.atomic():
+        note = Note.objects.select_for_update().get(pk=note.pk, tenant=tenant)
+        text_changed = any(
+            name in data and data[name] != getattr(note, name) for name in ("body", "type")
+        )
+        if text_changed:
+            NoteRevision.objects.create(
+                tenant=tenant, note=note, body=note.body, type=note.type, edited_by=editor.name
+            )
+        for name in NOTE_EDITABLE:
+            if name in data:
+                setattr(note, name, data[name])
+        note.edited_by = editor.name
+        note.edited_at = timezone.now()
+        note.save()
+    return note
+
+
+def note_delete(*, tenant: Tenant, note: Note, editor: Author) -> None:
+    """Soft delete: the note disappears from every list; the row stays for audit."""
+    Note.objects.for_tenant(tenant).filter(pk=note.pk).update(
+        deleted_at=timezone.now(), edited_by=editor.name, edited_at=timezone.now()
+    )
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def move_activities(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    return (
+        Activity.objects.for_tenant(tenant)
+        .filter(customer=loser)
+        .update(customer=winner, updated_at=timezone.now())
+    )
+
+
+def move_notes(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    return Note.objects.for_tenant(tenant).filter(customer=loser).update(customer=winner)
