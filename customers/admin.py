@@ -1,14 +1,17 @@
-"""Staff console: customers (fast on a million rows) and merge-suggestion review."""
+"""Staff console: customers (fast on a million rows) with their timeline and notes,
+merge-suggestion review, and the sync log with replay."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
+from django.utils.http import urlencode
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import RangeDateTimeFilter
 from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
@@ -16,7 +19,9 @@ from crm.admin_mixins import TenantScopedAdminMixin
 from crm.models import StaffRole, Tenant
 from crm.selectors import staff_tenant_ids
 
+from .events import Category
 from .identity import normalize_email, normalize_phone
+from .ingest import events_replay
 from .models import (
     CONSENT_FIELDS,
     IDENTITY_FIELDS,
@@ -25,9 +30,15 @@ from .models import (
     CustomerProfile,
     IdentityAlias,
     MergeSuggestion,
+    NoteType,
     SuggestionStatus,
+    SyncLogEntry,
+    SyncStatus,
 )
 from .services import merge_suggestion_dismiss, profile_merge
+from .timeline import Author, note_create, note_list, note_update, timeline_page
+
+TIMELINE_PAGE_SIZE = 25
 
 STAFF_WRITE_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER, StaffRole.SUPPORT)
 
@@ -142,6 +153,114 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
     @display(description="Name", ordering="last_name")
     def display_name(self, obj: CustomerProfile) -> str:
         return obj.full_name or "—"
+
+    # --- timeline and notes on the customer page -------------------------------------------
+    def get_urls(self):
+        own = [
+            path(
+                "<uuid:object_id>/notes/add/",
+                self.admin_site.admin_view(self.note_add_view),
+                name="customers_customerprofile_note_add",
+            ),
+            path(
+                "<uuid:object_id>/notes/<int:note_id>/pin/",
+                self.admin_site.admin_view(self.note_pin_view),
+                name="customers_customerprofile_note_pin",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        profile = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if profile is not None and request.method == "GET":
+            extra_context.update(self._timeline_context(request, profile))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _timeline_context(self, request, profile: CustomerProfile) -> dict:
+        valid = {value for value, _ in Category.CHOICES}
+        category = request.GET.get("tl_category", "")
+        category = category if category in valid else ""
+        try:
+            page = timeline_page(
+                tenant=profile.tenant,
+                customer=profile,
+                categories=[category] if category else (),
+                cursor=request.GET.get("tl_cursor") or None,
+                page_size=TIMELINE_PAGE_SIZE,
+            )
+        except ValidationError:
+            page = timeline_page(tenant=profile.tenant, customer=profile, page_size=25)
+        next_url = None
+        if page.next_cursor:
+            query = {
+                "tl_cursor": page.next_cursor,
+                **({"tl_category": category} if category else {}),
+            }
+            next_url = f"?{urlencode(query)}#timeline"
+        return {
+            "timeline": page.activities,
+            "timeline_next_url": next_url,
+            "timeline_first_url": f"?{urlencode({'tl_category': category})}#timeline"
+            if category
+            else "?#timeline",
+            "timeline_categories": Category.CHOICES,
+            "timeline_category": category,
+            "timeline_paged": bool(request.GET.get("tl_cursor")),
+            "notes": list(
+                note_list(
+                    tenant=profile.tenant, customer=profile, viewer=Author.staff(request.user)
+                )[:100]
+            ),
+            "note_types": NoteType.choices,
+            "can_write_notes": self._can_write(request, profile),
+        }
+
+    def _profile_for_write(self, request, object_id) -> CustomerProfile | None:
+        profile = self.get_object(request, str(object_id))
+        if profile is None or request.method != "POST" or not self._can_write(request, profile):
+            return None
+        return profile
+
+    def note_add_view(self, request, object_id):
+        profile = self._profile_for_write(request, object_id)
+        if profile is None:
+            raise PermissionDenied
+        note_type = request.POST.get("type", NoteType.GENERAL)
+        try:
+            if note_type not in NoteType.values:
+                raise ValidationError({"type": ["Choose a note type."]})
+            note_create(
+                tenant=profile.tenant,
+                customer=profile,
+                author=Author.staff(request.user),
+                body=request.POST.get("body", ""),
+                type=note_type,
+                is_pinned=request.POST.get("is_pinned") == "on",
+                is_private=request.POST.get("is_private") == "on",
+            )
+            messages.success(request, "Note added.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return HttpResponseRedirect(self._change_url(profile) + "#notes")
+
+    def note_pin_view(self, request, object_id, note_id):
+        profile = self._profile_for_write(request, object_id)
+        if profile is None:
+            raise PermissionDenied
+        author = Author.staff(request.user)
+        note = get_object_or_404(
+            note_list(tenant=profile.tenant, customer=profile, viewer=author), pk=note_id
+        )
+        note_update(
+            tenant=profile.tenant, note=note, editor=author, data={"is_pinned": not note.is_pinned}
+        )
+        messages.success(request, "Note pinned." if not note.is_pinned else "Note unpinned.")
+        return HttpResponseRedirect(self._change_url(profile) + "#notes")
+
+    @staticmethod
+    def _change_url(profile: CustomerProfile) -> str:
+        return reverse("admin:customers_customerprofile_change", args=[profile.pk])
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -259,3 +378,97 @@ class MergeSuggestionAdmin(TenantScopedAdminMixin, ModelAdmin):
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
         return HttpResponseRedirect(request.path)
+
+
+@admin.register(SyncLogEntry)
+class SyncLogAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Every event received: filter by status, type, source and time; replay failed ones."""
+
+    write_roles = (StaffRole.ADMIN,)
+    paginator = InfinitePaginator
+    list_per_page = 50
+    list_display = [
+        "event_id",
+        "type",
+        "source",
+        "status_badge",
+        "attempts",
+        "occurred_at",
+        "created_at",
+        "processed_at",
+        "short_error",
+    ]
+    list_filter = [
+        "status",
+        "source",
+        "type",
+        "via",
+        ("created_at", RangeDateTimeFilter),
+    ]
+    list_filter_submit = True
+    search_fields = ["event_id"]
+    search_help_text = "Exact event id."
+    actions = ["replay_selected"]
+    raw_id_fields = ["profile"]
+    readonly_fields = [
+        "tenant",
+        "source",
+        "event_id",
+        "type",
+        "occurred_at",
+        "via",
+        "status",
+        "attempts",
+        "error",
+        "identity",
+        "payload",
+        "queued_at",
+        "next_attempt_at",
+        "processed_at",
+        "profile",
+        "created_at",
+        "updated_at",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        return (queryset.filter(event_id=term) if term else queryset), False
+
+    @display(
+        description="Status",
+        label={
+            SyncStatus.PROCESSED: "success",
+            SyncStatus.PENDING: "warning",
+            SyncStatus.FAILED: "danger",
+        },
+    )
+    def status_badge(self, obj: SyncLogEntry) -> str:
+        return obj.status
+
+    @display(description="Error")
+    def short_error(self, obj: SyncLogEntry) -> str:
+        return (obj.error[:80] + "…") if len(obj.error) > 80 else obj.error
+
+    @admin.action(description="Replay selected failed events")
+    def replay_selected(self, request, queryset):
+        if not request.user.is_superuser:
+            from crm.selectors import staff_tenant_ids_with_role
+
+            queryset = queryset.filter(
+                tenant_id__in=staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+            )
+        replayed = events_replay(queryset=queryset)
+        if replayed:
+            messages.success(request, f"Replayed {replayed} failed events; they are queued again.")
+        else:
+            messages.warning(request, "Nothing to replay: only failed events can be replayed.")
