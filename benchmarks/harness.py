@@ -89,7 +89,7 @@ def free_port() -> int:
 class Server:
     """gunicorn on 127.0.0.1 with the bench database."""
 
-    def __init__(self, env: dict[str, str], workers: int = 4) -> None:
+    def __init__(self, env: dict[str, str], workers: int = 4, extra: dict | None = None) -> None:
         self.port = free_port()
         self.log = Path(f"/tmp/crm-bench-gunicorn-{self.port}.log")  # noqa: S108
         server_env = {
@@ -98,6 +98,7 @@ class Server:
             "DEBUG": "0",
             "API_THROTTLE_RATE": "100000000/min",
             "LOG_LEVEL": "WARNING",
+            **(extra or {}),
         }
         self.process = subprocess.Popen(
             [
@@ -138,18 +139,77 @@ class Server:
             self.process.kill()
 
 
+class Worker:
+    """A Celery worker (prefork) on one queue, with the bench database."""
+
+    def __init__(self, env: dict[str, str], queue: str, concurrency: int = 2) -> None:
+        self.log = Path(f"/tmp/crm-bench-worker-{queue}.log")  # noqa: S108
+        worker_env = {
+            **env,
+            "DJANGO_SETTINGS_MODULE": "crm.settings.base",
+            "CRM_TASK_QUEUE": queue,
+            "LOG_LEVEL": "WARNING",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "crm",
+                "worker",
+                "-Q",
+                queue,
+                "-c",
+                str(concurrency),
+                "-l",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=worker_env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise TimeoutError(f"the Celery worker did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def _client(args) -> tuple[list[float], int, float]:
-    """One load client: a keep-alive connection posting ``bodies`` in turn until ``count``
-    requests or ``seconds`` have passed. Returns latencies, errors and elapsed time."""
-    port, path, headers, bodies, count, seconds = args
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    """One load client: a keep-alive connection sending ``bodies`` in turn (or GETs of
+    ``paths``) until ``count`` requests or ``seconds`` have passed. Returns latencies,
+    errors and elapsed time."""
+    port, path, headers, bodies, count, seconds, method = args
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies: list[float] = []
     errors = 0
     started = time.perf_counter()
     for i in range(count):
-        body = json.dumps(bodies[i % len(bodies)])
+        item = bodies[i % len(bodies)]
+        if method == "GET":
+            target, body = item, None
+        else:
+            target, body = path, json.dumps(item)
         t0 = time.perf_counter()
-        conn.request("POST", path, body=body, headers=headers)
+        conn.request(method, target, body=body, headers=headers)
         response = conn.getresponse()
         response.read()
         latencies.append(time.perf_counter() - t0)
@@ -169,10 +229,12 @@ def http_load(
     clients: int,
     requests_per_client: int,
     seconds: float,
+    method: str = "POST",
 ) -> dict[str, float]:
-    """``clients`` processes, each with its own connection; bounded in count and time."""
+    """``clients`` processes, each with its own connection; bounded in count and time. For
+    ``GET``, ``bodies`` are the paths to fetch."""
     chunks = [bodies[i::clients] or bodies for i in range(clients)]
-    jobs = [(port, path, headers, chunk, requests_per_client, seconds) for chunk in chunks]
+    jobs = [(port, path, headers, chunk, requests_per_client, seconds, method) for chunk in chunks]
     started = time.perf_counter()
     if clients == 1:
         results = [_client(jobs[0])]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def _passes(name: str, value: float, target: float) -> bool:
-    return value >= target if name.endswith("_rps") else value <= target
+    return value >= target if name.endswith(("_rps", "_per_s")) else value <= target
 
 
 def _identity(results: dict) -> list[str]:
@@ -57,7 +57,74 @@ def _identity(results: dict) -> list[str]:
     return [*lines, ""]
 
 
-RENDERERS = {"identity": _identity}
+def _checks_table(results: dict, labels: dict) -> list[str]:
+    checks, targets = results["checks"], results["targets"]
+    lines = ["| figure | measured | target | |", "|---|---|---|---|"]
+    for name, (label, unit, sign) in labels.items():
+        ok = _passes(name, checks[name], targets[name])
+        lines.append(
+            f"| {label} | {checks[name]:,} {unit} | {sign} {targets[name]:,} {unit} | "
+            f"{'PASS' if ok else 'MISS'} |"
+        )
+    return lines
+
+
+def _events(results: dict) -> list[str]:
+    data, worker, e2e, timeline = (
+        results["data"],
+        results["worker_in_process"],
+        results["end_to_end"],
+        results["timeline"],
+    )
+    lines = [
+        "## Event ingestion and the timeline",
+        "",
+        f"Data: {data['profiles']:,} profiles, {data['aliases']:,} aliases; "
+        f"{data['events_end_to_end']:,} events end to end, {data['known_share']:.0%} about "
+        "known people (by email, phone or SCL id), the rest about new people who each appear "
+        f"twice; types: {', '.join(data['types'])}.",
+        "",
+        *_checks_table(
+            results,
+            {
+                "end_to_end_events_per_s": (
+                    "End to end, REST → Redis → worker → PostgreSQL",
+                    "events/s",
+                    "≥",
+                ),
+                "timeline_first_page_p99_ms": (
+                    f"Timeline first page, customer with {timeline['activities']:,} "
+                    "activities, p99",
+                    "ms",
+                    "≤",
+                ),
+            },
+        ),
+        "",
+        "| measurement | figures |",
+        "|---|---|",
+        f"| worker's own rate (one process, in-process, batches of {worker['batch_size']}) | "
+        f"{worker['events']:,} events in {worker['seconds']} s = "
+        f"**{worker['events_per_s']:,} events/s** |",
+        f"| end to end ({e2e['gunicorn_workers']} gunicorn workers, Celery concurrency "
+        f"{e2e['celery_concurrency']}, 2 load clients posting 1,000 events per request) | "
+        f"{e2e['events']:,} events in {e2e['seconds']} s; all accepted (202) after "
+        f"{e2e['accepted_in_s']} s; POST p99 {e2e['post_p99_ms']} ms; "
+        f"{e2e['http_errors']} HTTP errors |",
+    ]
+    for key, label in (
+        ("first_page", "timeline first page (50), 1 client"),
+        ("first_page_commerce", "timeline first page, category filter, 1 client"),
+    ):
+        row = timeline[key]
+        lines.append(
+            f"| {label} | n {row['n']}, median {row['median_ms']} ms, p99 {row['p99_ms']} ms, "
+            f"{row['requests_per_s']} req/s, {row['errors']} errors |"
+        )
+    return [*lines, ""]
+
+
+RENDERERS = {"identity": _identity, "events": _events}
 
 
 def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:

@@ -239,6 +239,7 @@ def _person(n: int, tenant: Tenant, clubs: list[Club], rng: random.Random, now: 
         "membership_renewal_on": date(now.year, 1, 1) + timedelta(days=rng.randrange(365))
         if member
         else None,
+        "membership_updated_at": now - timedelta(days=rng.randrange(1, 400)) if member else None,
         "handicap_index": Decimal(rng.randrange(-30, 360)) / 10 if rng.random() < 0.85 else None,
         "handicap_updated_at": now - timedelta(days=rng.randrange(60)),
         "merged_into_id": None,

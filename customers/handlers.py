@@ -199,11 +199,13 @@ HANDLERS: dict[str, Callable[[Tenant, list[Item]], None]] = {
 
 def _lock_profiles(tenant: Tenant, profile_ids: list[Any]) -> None:
     """Lock the batch's profiles in id order, so two batches touching the same people wait
-    for each other instead of deadlocking."""
+    for each other instead of deadlocking. ``NO KEY UPDATE`` is the lock an UPDATE takes
+    anyway; unlike ``FOR UPDATE`` it does not block other batches' activity inserts (their
+    foreign-key checks take ``KEY SHARE``)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f'SELECT 1 FROM "{PROFILE}" WHERE tenant_id = %s AND id = ANY(%s) '  # noqa: S608
-            "ORDER BY id FOR UPDATE",
+            "ORDER BY id FOR NO KEY UPDATE",
             [tenant.pk, sorted(set(profile_ids), key=str)],
         )
 

@@ -278,10 +278,11 @@ def _apply(tenant: Tenant, entries: list[SyncLogEntry]) -> list[ProcessedEvent]:
     people = [item for item in items if item.hints is not None]
     _resolve(tenant, people)
     _insert_activities(tenant, people)
+    _mark_processed(tenant, items)
+    # Profile updates last: their row locks are held only until the commit that follows.
     fresh = [item for item in people if item.activity_new]
     apply_handlers(tenant, fresh)
     update_activity_metrics(tenant, fresh)
-    _mark_processed(tenant, items)
     return [
         ProcessedEvent(
             event_id=item.entry.event_id,
@@ -341,8 +342,8 @@ def _resolve(tenant: Tenant, items: list[Item]) -> None:
             item.profile_id = owners.pop()
         else:
             unusual.append(item)
-    if unknown and not _create_people(tenant, unknown):
-        unusual += unknown
+    if unknown:
+        unusual += _create_people(tenant, unknown)
     for item in sorted(unusual, key=lambda i: i.entry.pk):
         resolution = identity_resolve(
             tenant=tenant, hints=item.hints, source=f"event:{item.entry.source}"
@@ -381,15 +382,18 @@ _NEW_ALIAS_SQL = f"""
     FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::text[])
         AS a(kind, value, profile_id, source)
     ON CONFLICT (tenant_id, kind, value) DO NOTHING
-    RETURNING kind
+    RETURNING profile_id
 """  # noqa: S608
 
 
-def _create_people(tenant: Tenant, items: list[Item]) -> bool:
-    """One profile per group of new people, with their aliases, in bulk. Returns False (and
-    creates nothing) when another transaction created one of them meanwhile."""
+def _create_people(tenant: Tenant, items: list[Item]) -> list[Item]:
+    """One profile per group of new people, with their aliases, in bulk. A group one of
+    whose identifiers another transaction claimed meanwhile is undone; its items are
+    returned for ``identity_resolve`` (which finds the other transaction's person)."""
     profiles: list[CustomerProfile] = []
     aliases: list[tuple[str, str, Any, str]] = []
+    expected: dict[Any, int] = {}
+    members: dict[Any, list[Item]] = {}
     for group in _groups(items):
         group.sort(key=lambda i: (i.entry.occurred_at, i.entry.pk))
         values: dict[str, Any] = {}
@@ -408,12 +412,10 @@ def _create_people(tenant: Tenant, items: list[Item]) -> bool:
             tenant=tenant, currency=tenant.currency, external_ids=external, **values
         )
         profiles.append(profile)
-        for item in group:
-            item.profile_id = profile.pk
-            item.is_new_profile = True
+        expected[profile.pk] = len(pairs)
+        members[profile.pk] = group
         aliases += [(kind, value, profile.pk, source) for (kind, value), source in pairs.items()]
     aliases.sort(key=lambda a: (a[0], a[1]))  # one insert order everywhere: no deadlocks
-    sid = transaction.savepoint()
     CustomerProfile.objects.bulk_create(profiles)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -426,14 +428,30 @@ def _create_people(tenant: Tenant, items: list[Item]) -> bool:
                 [a[3] for a in aliases],
             ],
         )
-        created = len(cursor.fetchall())
-    if created == len(aliases):
-        transaction.savepoint_commit(sid)
-        return True
-    transaction.savepoint_rollback(sid)
-    for item in items:
-        item.profile_id, item.is_new_profile = None, False
-    return False
+        inserted: dict[Any, int] = defaultdict(int)
+        for (profile_id,) in cursor.fetchall():
+            inserted[profile_id] += 1
+        beaten = [pk for pk, count in expected.items() if inserted[pk] != count]
+        if beaten:
+            cursor.execute(
+                f'DELETE FROM "{IdentityAlias._meta.db_table}" '  # noqa: S608
+                "WHERE tenant_id = %s AND profile_id = ANY(%s)",
+                [tenant.pk, beaten],
+            )
+            cursor.execute(
+                f'DELETE FROM "{CustomerProfile._meta.db_table}" '  # noqa: S608
+                "WHERE tenant_id = %s AND id = ANY(%s)",
+                [tenant.pk, beaten],
+            )
+    created = set(expected) - set(beaten)
+    retry: list[Item] = []
+    for profile_id, group in members.items():
+        for item in group:
+            if profile_id in created:
+                item.profile_id, item.is_new_profile = profile_id, True
+            else:
+                retry.append(item)
+    return retry
 
 
 # ----------------------------------------------------------------------------- activities

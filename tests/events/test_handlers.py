@@ -562,3 +562,34 @@ def test_events_of_two_tenants_never_mix(tenant_a, tenant_b):
     assert a.pk != b.pk
     assert Activity.objects.filter(customer=a).count() == 1
     assert Activity.objects.filter(customer=b).count() == 1
+
+
+def test_a_person_created_concurrently_by_another_batch_is_not_created_twice(tenant_a, monkeypatch):
+    """Between this batch's alias look-up and its inserts, another transaction created the
+    person: the group is undone and resolved to that person; the others are still created."""
+    from customers import ingest
+
+    elsewhere = person(tenant_a, email="race@example.com")
+    monkeypatch.setattr(ingest, "_known_aliases", lambda tenant, pairs: {})
+    run(
+        tenant_a,
+        event(
+            tenant_a,
+            "teetime.round.completed",
+            {"email": "race@example.com", "phoneNumber": "+27825550777"},
+            {"roundId": "X1"},
+        ),
+        event(
+            tenant_a, "teetime.round.completed", {"email": "fresh@example.com"}, {"roundId": "X2"}
+        ),
+    )
+    assert CustomerProfile.objects.filter(tenant=tenant_a).count() == 2
+    elsewhere.refresh_from_db()
+    assert elsewhere.phone == "+27825550777"
+    assert Activity.objects.get(source_event_id__isnull=False, source_id="X1").customer_id == (
+        elsewhere.pk
+    )
+    fresh = profile_of(tenant_a, email="fresh@example.com")
+    assert Activity.objects.get(source_id="X2").customer_id == fresh.pk
+    assert not IdentityAlias.objects.filter(profile__isnull=True).exists()
+    assert IdentityAlias.objects.filter(tenant=tenant_a).count() == 3
