@@ -160,10 +160,18 @@ def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api"
 
 
 def _queue(tenant: Tenant, entry_ids: Sequence[int]) -> None:
+    """Queue processing tasks. The rows are already committed, so a broker outage loses
+    nothing: it is logged, and the sweep queues the rows once they are stale."""
     from .tasks import process_events
 
     for start in range(0, len(entry_ids), BATCH_SIZE):
-        process_events.delay(str(tenant.pk), list(entry_ids[start : start + BATCH_SIZE]))
+        batch = list(entry_ids[start : start + BATCH_SIZE])
+        try:
+            process_events.delay(str(tenant.pk), batch)
+        except Exception:
+            logger.exception(
+                "broker unavailable: %s events of %s wait for the sweep", len(batch), tenant.slug
+            )
 
 
 # ----------------------------------------------------------------------------- processing

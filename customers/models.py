@@ -288,7 +288,10 @@ class SyncLogEntry(TenantOwnedModel):
     """
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    # No single-column index: every index of this table starts with the tenant.
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     source = models.CharField(max_length=32)
     event_id = models.CharField(max_length=128)
     type = models.CharField(max_length=100)
@@ -309,6 +312,7 @@ class SyncLogEntry(TenantOwnedModel):
         blank=True,
         related_name="+",
         db_constraint=False,
+        db_index=False,
     )
 
     class Meta:
@@ -344,9 +348,12 @@ class Activity(TenantOwnedModel):
     """
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes: the composite ones below start with tenant and customer.
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     customer = models.ForeignKey(
-        CustomerProfile, on_delete=models.CASCADE, related_name="activities"
+        CustomerProfile, on_delete=models.CASCADE, related_name="activities", db_index=False
     )
     type = models.CharField(max_length=100)
     category = models.CharField(max_length=12)

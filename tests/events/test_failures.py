@@ -174,3 +174,35 @@ def test_a_database_outage_propagates_so_the_task_retries(tenant_a, monkeypatch)
     assert set(SyncLogEntry.objects.values_list("status", "attempts")) == {(SyncStatus.PENDING, 0)}
     assert OperationalError in process_events.autoretry_for
     assert process_events.retry_backoff
+
+
+def test_a_broker_outage_after_commit_still_answers_202_and_the_sweep_catches_up(
+    api_a, tenant_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from customers.tasks import process_events
+
+    def down(*args, **kwargs):
+        raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(process_events, "delay", down)
+    body = event(
+        tenant_a,
+        "teetime.round.completed",
+        {"email": "b@example.com"},
+        {"roundId": "R1"},
+        id="during-outage",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_a.post("/api/v1/events", body, format="json")
+    assert response.status_code == 202
+    assert response.json()["accepted"] == ["during-outage"]
+    entry = SyncLogEntry.objects.get(event_id="during-outage")
+    assert entry.status == SyncStatus.PENDING
+    # Five minutes later the sweep queues it (the broker is back).
+    calls = []
+    monkeypatch.setattr(ingest, "_queue", lambda tenant, ids: calls.append(list(ids)))
+    with django_capture_on_commit_callbacks(execute=True):
+        events_requeue_stale(now=timezone.now() + timedelta(minutes=6))
+    assert calls == [[entry.pk]]
