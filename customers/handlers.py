@@ -38,15 +38,19 @@ def _update_profiles(
     rows: list[tuple],
     set_sql: str,
     where_sql: str = "TRUE",
+    touch: bool = True,
 ) -> int:
     """``UPDATE profile p SET <set_sql> FROM unnest(<columns>) v WHERE p.id = v.id AND ...``;
-    ``rows`` are ``(profile id, *values)`` with at most one row per profile."""
+    ``rows`` are ``(profile id, *values)`` with at most one row per profile. ``touch``
+    moves ``updated_at`` (profile data changed); derived metrics do not, which keeps their
+    update free of indexed columns, so PostgreSQL can make it a HOT update."""
     if not rows:
         return 0
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(f"%s::{pg_type}[]" for _, pg_type in columns)
+    touched = ", updated_at = now()" if touch else ""
     sql = (
-        f'UPDATE "{PROFILE}" p SET {set_sql}, updated_at = now() '  # noqa: S608
+        f'UPDATE "{PROFILE}" p SET {set_sql}{touched} '  # noqa: S608
         f"FROM unnest(%s::uuid[], {arrays}) AS v(id, {names}) "
         f"WHERE p.tenant_id = %s AND p.id = v.id AND ({where_sql})"
     )
@@ -246,6 +250,7 @@ def update_activity_metrics(tenant: Tenant, items: list[Item]) -> None:
         f"last_activity_type = CASE WHEN {newer} THEN v.type ELSE p.last_activity_type END, "
         f"last_activity_at = CASE WHEN {newer} THEN v.at ELSE p.last_activity_at END, "
         f"activity_count_30d = {_COUNT_30D}",
+        touch=False,
     )
 
 
