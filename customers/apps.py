@@ -13,7 +13,10 @@ class CustomersConfig(AppConfig):
     def ready(self) -> None:
         from crm.registry import register_merge_hook
 
+        from .rules import register_customer_fields
         from .timeline import move_activities, move_notes
+
+        register_customer_fields()
 
         register_merge_hook("activities", move_activities)
         register_merge_hook("notes", move_notes)

@@ -9,3 +9,8 @@ class MarketingConfig(AppConfig):
     name = "marketing"
     verbose_name = "Marketing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .rules import register_marketing_fields
+
+        register_marketing_fields()

@@ -1,1 +1,67 @@
 """Celery tasks of the marketing app: thin, JSON-only, idempotent; they call services."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from celery import shared_task
+from django.utils import timezone
+
+from crm.models import Tenant
+from crm.tasks import TenantTask
+
+from .messaging import Member, MessagingError, get_backend
+from .models import Segment, SegmentMembership
+from .segments import segment_refresh, segments_refresh_due
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(base=TenantTask, name="marketing.refresh_segment", ignore_result=True)
+def refresh_segment(tenant: Tenant, *, segment_id: str) -> dict | None:
+    segment = Segment.objects.for_tenant(tenant).filter(pk=segment_id).first()
+    if segment is None:
+        return None
+    result = segment_refresh(segment=segment)
+    return vars(result) if result else None
+
+
+@shared_task(name="marketing.refresh_due_segments", ignore_result=True)
+def refresh_due_segments() -> int:
+    """Beat, every minute: queue the refresh of dynamic segments whose time has come."""
+    return segments_refresh_due()
+
+
+@shared_task(
+    base=TenantTask,
+    name="marketing.sync_segment",
+    ignore_result=True,
+    autoretry_for=(MessagingError,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def sync_segment(tenant: Tenant, *, segment_id: str) -> str | None:
+    """Push the segment's members to the Messaging service (a no-op on the local backend).
+    Idempotent: the whole member list is sent again under a fresh sync id."""
+    backend = get_backend()
+    if backend.name == "local":
+        return None
+    segment = Segment.objects.for_tenant(tenant).filter(pk=segment_id).first()
+    if segment is None:
+        return None
+    rows = (
+        SegmentMembership.objects.filter(tenant=tenant, segment=segment)
+        .order_by("customer_id")
+        .values_list(
+            "customer_id", "customer__email", "customer__phone", "customer__messaging_contact_id"
+        )
+        .iterator(chunk_size=5_000)
+    )
+    members = (Member(str(cid), email, phone, contact) for cid, email, phone, contact in rows)
+    remote_id = backend.upsert_segment(segment=segment, members=members, sync_id=uuid.uuid4().hex)
+    Segment.objects.filter(pk=segment.pk).update(
+        messaging_segment_id=remote_id or "", messaging_synced_at=timezone.now()
+    )
+    return remote_id

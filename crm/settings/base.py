@@ -208,6 +208,17 @@ UNFOLD = {
     "SHOW_HISTORY": True,
 }
 
+# --- Messaging --------------------------------------------------------------------------------
+# "local": the CRM sends by itself (embedded default); "http": the platform Messaging service.
+MESSAGING_BACKEND = env.str("MESSAGING_BACKEND", default="local")
+if MESSAGING_BACKEND not in ("local", "http"):
+    raise ImproperlyConfigured("MESSAGING_BACKEND must be local or http")
+MESSAGING_URL = env.str("MESSAGING_URL", default="")
+MESSAGING_API_KEY = env.str("MESSAGING_API_KEY", default="")
+MESSAGING_TIMEOUT = env.float("MESSAGING_TIMEOUT", default=10.0)
+if MESSAGING_BACKEND == "http" and not (MESSAGING_URL and MESSAGING_API_KEY):
+    raise ImproperlyConfigured("MESSAGING_BACKEND=http needs MESSAGING_URL and MESSAGING_API_KEY")
+
 # --- Celery ---------------------------------------------------------------------------------
 # Every task is idempotent (guarded by unique keys and status fields), so tasks are acked
 # late and re-queued when their worker dies; see docs/operations.md.
@@ -244,6 +255,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "customers-requeue-stale-events": {
         "task": "customers.requeue_stale_events",
+        "schedule": 60.0,
+    },
+    "marketing-refresh-due-segments": {
+        "task": "marketing.refresh_due_segments",
         "schedule": 60.0,
     },
     "customers-recompute-activity-counts": {

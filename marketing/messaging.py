@@ -1,0 +1,141 @@
+"""Messaging backends: how the CRM talks to the platform's Messaging service.
+
+``MESSAGING_BACKEND`` chooses one:
+
+- ``local`` (the default, embedded): the CRM is its own messaging system, so there is no
+  segment to push (campaign sends come with the campaigns work).
+- ``http``: the Messaging service's REST API (contract in docs/messaging.md), with a
+  timeout on every call, retries with backoff on connection errors, 429 and 5xx, and an
+  ``Idempotency-Key`` on every write so a retried call is applied once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_PAGE_SIZE = 5_000
+
+
+@dataclass(frozen=True)
+class Member:
+    customer_id: str
+    email: str | None
+    phone: str | None
+    messaging_contact_id: str | None
+
+
+class MessagingError(Exception):
+    """The Messaging service refused a call or could not be reached (after retries)."""
+
+
+class MessagingBackend(Protocol):
+    name: str
+
+    def upsert_segment(
+        self, *, segment: Any, members: Iterable[Member], sync_id: str
+    ) -> str | None:
+        """Create or replace the segment's members; returns the service's segment id."""
+
+
+class LocalBackend:
+    name = "local"
+
+    def upsert_segment(self, *, segment, members, sync_id):
+        return None
+
+
+def _pages(members: Iterable[Member], size: int) -> Iterator[list[Member]]:
+    page: list[Member] = []
+    for member in members:
+        page.append(member)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+class HttpBackend:
+    name = "http"
+
+    def __init__(self, base_url: str, api_key: str, timeout: float = 10.0, retries: int = 4):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        retry = Retry(
+            total=retries,
+            backoff_factor=0.5,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"GET", "PUT", "POST", "DELETE"}),  # every write is keyed
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session.headers.update({"Authorization": f"Bearer {api_key}"})
+
+    def _put(self, path: str, body: dict, key: str) -> dict:
+        try:
+            response = self.session.put(
+                f"{self.base_url}{path}",
+                json=body,
+                headers={"Idempotency-Key": key},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise MessagingError(f"Messaging unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise MessagingError(
+                f"Messaging answered {response.status_code}: {response.text[:300]}"
+            )
+        return response.json() if response.content else {}
+
+    def upsert_segment(self, *, segment, members, sync_id):
+        """``PUT /v1/segments/{id}`` (name), then the members page by page
+        (``PUT /v1/segments/{id}/members/{sync_id}/{page}``); the last page says ``final``,
+        which makes the service replace the old member list with the pages of this sync."""
+        path = f"/v1/segments/{segment.pk}"
+        answer = self._put(
+            path,
+            {"tenantId": segment.tenant.slug, "name": segment.name},
+            f"segment:{segment.pk}:{sync_id}",
+        )
+        pages = list(_pages(members, SEGMENT_PAGE_SIZE)) or [[]]
+        for number, page in enumerate(pages, start=1):
+            self._put(
+                f"{path}/members/{sync_id}/{number}",
+                {
+                    "final": number == len(pages),
+                    "members": [
+                        {
+                            "customerId": m.customer_id,
+                            "email": m.email,
+                            "phone": m.phone,
+                            "messagingContactId": m.messaging_contact_id,
+                        }
+                        for m in page
+                    ],
+                },
+                f"segment:{segment.pk}:{sync_id}:{number}",
+            )
+        return str(answer.get("id") or segment.pk)
+
+
+@cache
+def get_backend() -> MessagingBackend:
+    if settings.MESSAGING_BACKEND == "http":
+        return HttpBackend(
+            settings.MESSAGING_URL, settings.MESSAGING_API_KEY, settings.MESSAGING_TIMEOUT
+        )
+    return LocalBackend()

@@ -1,0 +1,424 @@
+"""Segments: validation, preview, set-wise refresh, static members and CSV import.
+
+A dynamic segment's refresh computes the matching set in SQL into a temporary table and
+applies only the difference in one transaction: who left is deleted (and recorded LEFT),
+who entered is inserted (and recorded ENTERED), members who stay are not touched. The
+segment row is locked ``FOR UPDATE SKIP LOCKED`` for the refresh, so two refreshes of one
+segment never run at once (the second returns ``None``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from crm import rules
+from crm.models import Tenant
+from customers.identity import normalize_email, normalize_phone
+from customers.models import AliasKind, CustomerProfile, IdentityAlias, ProfileStatus
+
+from .models import (
+    ChangeKind,
+    RefreshFrequency,
+    Segment,
+    SegmentChange,
+    SegmentMembership,
+    SegmentType,
+)
+
+SAMPLE_SIZE = 5
+SLOW_REFRESH_MS = 10_000
+MAX_CSV_ROWS = 100_000
+REFRESH_INTERVALS = {
+    RefreshFrequency.HOURLY: timedelta(hours=1),
+    RefreshFrequency.DAILY: timedelta(days=1),
+}
+
+
+class SegmentConflict(ValidationError):
+    status_code = 409
+
+
+def rule_context(tenant: Tenant, now: datetime | None = None) -> rules.Context:
+    return rules.Context(tz=ZoneInfo(tenant.timezone), now=now or timezone.now(), tenant=tenant)
+
+
+def customer_base(tenant: Tenant) -> QuerySet[CustomerProfile]:
+    """Who segments choose from: the tenant's live profiles (not merged, erased or deleted)."""
+    return CustomerProfile.objects.for_tenant(tenant).filter(
+        status__in=[ProfileStatus.ACTIVE, ProfileStatus.INACTIVE], deleted_at__isnull=True
+    )
+
+
+def _segment_refs(group: rules.Group) -> Iterable[UUID]:
+    for item in group.rules:
+        if isinstance(item, rules.Group):
+            yield from _segment_refs(item)
+        elif item.field.name == "segment":
+            yield from (item.value if isinstance(item.value, tuple) else (item.value,))
+
+
+def criteria_parse(tenant: Tenant, raw: Any, *, segment: Segment | None = None) -> rules.Group:
+    """Validate criteria for ``tenant``: fields, operators, values, and that segments named
+    in rules are the tenant's and not the segment itself. Errors are keyed ``criteria.<path>``."""
+    try:
+        group = rules.parse(raw, rules.registry("customer"), context=tenant)
+    except rules.RuleError as exc:
+        raise ValidationError({f"criteria.{k}": v for k, v in exc.message_dict.items()}) from exc
+    refs = set(_segment_refs(group))
+    if refs:
+        known = set(
+            Segment.objects.for_tenant(tenant).filter(pk__in=refs).values_list("pk", flat=True)
+        )
+        if refs - known:
+            raise ValidationError({"criteria": ["A rule names a segment that does not exist."]})
+        if segment is not None and segment.pk in refs:
+            raise ValidationError({"criteria": ["A segment cannot be defined by itself."]})
+    return group
+
+
+def matching(tenant: Tenant, group: rules.Group, now: datetime | None = None) -> QuerySet:
+    return customer_base(tenant).filter(rules.to_q(group, rule_context(tenant, now)))
+
+
+@dataclass
+class Preview:
+    count: int
+    sample: list[CustomerProfile]
+
+
+def segment_preview(*, tenant: Tenant, criteria: Any) -> Preview:
+    """How many match, and a few of them; nothing is saved."""
+    group = criteria_parse(tenant, criteria)
+    people = matching(tenant, group)
+    return Preview(people.count(), list(people.order_by()[:SAMPLE_SIZE]))
+
+
+# ----------------------------------------------------------------------------- CRUD
+
+SEGMENT_FIELDS = ("name", "description", "type", "criteria", "refresh_frequency", "club")
+
+
+def _clean(tenant: Tenant, data: dict[str, Any], segment: Segment | None) -> dict[str, Any]:
+    kind = data.get("type", segment.type if segment else SegmentType.DYNAMIC)
+    criteria = data.get("criteria", segment.criteria if segment else None)
+    if kind == SegmentType.DYNAMIC:
+        if not criteria:
+            raise ValidationError({"criteria": ["A dynamic segment needs rules."]})
+        criteria_parse(tenant, criteria, segment=segment)
+    elif data.get("criteria"):
+        raise ValidationError({"criteria": ["A static segment has no rules; add members instead."]})
+    club = data.get("club")
+    if club is not None and club.tenant_id != tenant.pk:
+        raise ValidationError({"club": ["Unknown club."]})
+    name = data.get("name")
+    if name is not None:
+        clash = Segment.objects.for_tenant(tenant).filter(name=name)
+        if segment is not None:
+            clash = clash.exclude(pk=segment.pk)
+        if clash.exists():
+            raise ValidationError({"name": ["A segment with this name exists."]})
+    return {k: v for k, v in data.items() if k in SEGMENT_FIELDS}
+
+
+def segment_create(*, tenant: Tenant, data: dict[str, Any]) -> Segment:
+    values = _clean(tenant, data, None)
+    segment = Segment(tenant=tenant, **values)
+    if segment.type == SegmentType.STATIC:
+        segment.criteria = {}
+    segment.next_refresh_at = _next_refresh(segment, timezone.now())
+    segment.save()
+    return segment
+
+
+def segment_update(*, segment: Segment, data: dict[str, Any]) -> Segment:
+    values = _clean(segment.tenant, data, segment)
+    for name, value in values.items():
+        setattr(segment, name, value)
+    if segment.type == SegmentType.STATIC:
+        segment.criteria = {}
+    if "refresh_frequency" in values:
+        segment.next_refresh_at = _next_refresh(segment, timezone.now())
+    segment.save()
+    return segment
+
+
+def _next_refresh(segment: Segment, now: datetime) -> datetime | None:
+    if segment.type != SegmentType.DYNAMIC:
+        return None
+    interval = REFRESH_INTERVALS.get(segment.refresh_frequency)
+    return now + interval if interval else None
+
+
+# ----------------------------------------------------------------------------- refresh
+
+M = SegmentMembership._meta.db_table
+C = SegmentChange._meta.db_table
+_LEFT_SQL = f"""
+    WITH gone AS (
+        DELETE FROM "{M}" m
+        WHERE m.tenant_id = %s AND m.segment_id = %s
+          AND NOT EXISTS (SELECT 1 FROM seg_match s WHERE s.id = m.customer_id)
+        RETURNING m.customer_id
+    )
+    INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
+    SELECT %s, %s, customer_id, 'LEFT', %s, %s FROM gone
+"""  # noqa: S608
+_ENTERED_SQL = f"""
+    WITH came AS (
+        INSERT INTO "{M}" (tenant_id, segment_id, customer_id, created_at, updated_at)
+        SELECT %s, %s, s.id, %s, %s FROM seg_match s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM "{M}" m
+            WHERE m.tenant_id = %s AND m.segment_id = %s AND m.customer_id = s.id
+        )
+        RETURNING customer_id
+    )
+    INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
+    SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came
+"""  # noqa: S608
+
+
+@dataclass
+class RefreshResult:
+    members: int
+    entered: int
+    left: int
+    ms: int
+
+
+def segment_refresh(*, segment: Segment, now: datetime | None = None) -> RefreshResult | None:
+    """Bring the members in line with the rules (dynamic) or recount them (static). Returns
+    ``None`` when another refresh of this segment is running."""
+    now = now or timezone.now()
+    started = time.monotonic()
+    tenant = segment.tenant
+    with transaction.atomic():
+        locked = (
+            Segment.objects.for_tenant(tenant)
+            .select_for_update(skip_locked=True)
+            .filter(pk=segment.pk)
+            .first()
+        )
+        if locked is None:
+            return None
+        entered = left = 0
+        if locked.type == SegmentType.DYNAMIC:
+            group = criteria_parse(tenant, locked.criteria, segment=locked)
+            sql, params = matching(tenant, group, now).values("id").query.sql_with_params()
+            ids = [tenant.pk, locked.pk]
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE IF EXISTS seg_match")
+                cursor.execute("CREATE TEMP TABLE seg_match (id uuid PRIMARY KEY) ON COMMIT DROP")
+                cursor.execute(f"INSERT INTO seg_match (id) {sql}", params)
+                members = cursor.rowcount
+                cursor.execute("ANALYZE seg_match")
+                cursor.execute(_LEFT_SQL, [*ids, *ids, now, now])
+                left = cursor.rowcount
+                cursor.execute(_ENTERED_SQL, [*ids, now, now, *ids, *ids, now, now])
+                entered = cursor.rowcount
+        else:
+            members = SegmentMembership.objects.filter(tenant=tenant, segment=locked).count()
+        ms = int((time.monotonic() - started) * 1000)
+        Segment.objects.filter(pk=locked.pk).update(
+            member_count=members,
+            last_refreshed_at=now,
+            last_refresh_ms=ms,
+            next_refresh_at=_next_refresh(locked, now),
+            updated_at=timezone.now(),
+        )
+        if entered or left:
+            from .tasks import sync_segment
+
+            sync_segment.enqueue(tenant, segment_id=str(locked.pk))
+    return RefreshResult(members, entered, left, ms)
+
+
+def segments_refresh_due(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Beat: queue a refresh of every dynamic segment whose time has come."""
+    from .tasks import refresh_segment
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            Segment.objects.select_for_update(skip_locked=True)
+            .filter(type=SegmentType.DYNAMIC, next_refresh_at__lte=now)
+            .exclude(refresh_frequency=RefreshFrequency.MANUAL)
+            .select_related("tenant")
+            .order_by("next_refresh_at")[:limit]
+        )
+        for segment in due:
+            # Pushed ahead now, so the next sweep does not queue it again meanwhile.
+            segment.next_refresh_at = _next_refresh(segment, now)
+            segment.save(update_fields=["next_refresh_at"])
+            refresh_segment.enqueue(segment.tenant, segment_id=str(segment.pk))
+    return len(due)
+
+
+# ----------------------------------------------------------------------------- static members
+
+
+def _require_static(segment: Segment) -> None:
+    if segment.type != SegmentType.STATIC:
+        raise SegmentConflict("A dynamic segment's members come from its rules.")
+
+
+def _record(segment: Segment, customer_ids: Sequence[Any], kind: str, now: datetime) -> None:
+    SegmentChange.objects.bulk_create(
+        SegmentChange(tenant=segment.tenant, segment=segment, customer_id=cid, kind=kind)
+        for cid in customer_ids
+    )
+
+
+def segment_members_add(*, segment: Segment, customer_ids: Sequence[Any]) -> int:
+    """Add the tenant's customers to a static segment; returns how many were new."""
+    _require_static(segment)
+    tenant = segment.tenant
+    wanted = set(
+        customer_base(tenant).filter(pk__in=list(customer_ids)).values_list("pk", flat=True)
+    )
+    unknown = {str(c) for c in customer_ids} - {str(c) for c in wanted}
+    if unknown:
+        raise ValidationError(
+            {"customer_ids": [f"Unknown customers: {', '.join(sorted(unknown)[:10])}."]}
+        )
+    with transaction.atomic():
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO "{M}" (tenant_id, segment_id, customer_id, created_at, updated_at)
+                SELECT %s, %s, c, %s, %s FROM unnest(%s::uuid[]) AS c
+                ON CONFLICT (tenant_id, segment_id, customer_id) DO NOTHING
+                RETURNING customer_id""",  # noqa: S608
+                [tenant.pk, segment.pk, now, now, list(wanted)],
+            )
+            added = [row[0] for row in cursor.fetchall()]
+        _record(segment, added, ChangeKind.ENTERED, now)
+        _recount(segment)
+    return len(added)
+
+
+def segment_members_remove(*, segment: Segment, customer_ids: Sequence[Any]) -> int:
+    _require_static(segment)
+    with transaction.atomic():
+        now = timezone.now()
+        gone = list(
+            SegmentMembership.objects.filter(
+                tenant=segment.tenant, segment=segment, customer_id__in=list(customer_ids)
+            ).values_list("customer_id", flat=True)
+        )
+        SegmentMembership.objects.filter(
+            tenant=segment.tenant, segment=segment, customer_id__in=gone
+        ).delete()
+        _record(segment, gone, ChangeKind.LEFT, now)
+        _recount(segment)
+    return len(gone)
+
+
+def _recount(segment: Segment) -> None:
+    count = SegmentMembership.objects.filter(tenant=segment.tenant, segment=segment).count()
+    Segment.objects.filter(pk=segment.pk).update(member_count=count, updated_at=timezone.now())
+    segment.member_count = count
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    matched: int = 0
+    added: int = 0
+    unmatched: int = 0
+    error_csv: str = ""
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+CSV_COLUMNS = ("id", "email", "phone")
+
+
+def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
+    """Add the people of a CSV (columns ``id``, ``email`` and/or ``phone``; the first given
+    one of a row is used) to a static segment. Rows that match nobody come back as an error
+    file: the row as it was plus an ``error`` column."""
+    _require_static(segment)
+    tenant = segment.tenant
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if not set(header) & set(CSV_COLUMNS):
+        raise ValidationError({"file": ["The CSV needs an id, email or phone column."]})
+    reader.fieldnames = header
+    rows: list[tuple[dict[str, str], str, str]] = []  # (row, kind, normalised value)
+    result = ImportResult()
+    failures: list[tuple[dict[str, str], str]] = []
+    for row in reader:
+        result.rows += 1
+        if result.rows > MAX_CSV_ROWS:
+            raise ValidationError({"file": [f"At most {MAX_CSV_ROWS:,} rows per file."]})
+        kind, value, error = _csv_key(row, tenant)
+        if error:
+            failures.append((row, error))
+        else:
+            rows.append((row, kind, value))
+    ids = {value for _, kind, value in rows if kind == "id"}
+    known_ids = {
+        str(pk) for pk in customer_base(tenant).filter(pk__in=ids).values_list("pk", flat=True)
+    }
+    pairs = [(kind, value) for _, kind, value in rows if kind != "id"]
+    owners: dict[tuple[str, str], str] = {}
+    if pairs:
+        aliases = IdentityAlias.objects.for_tenant(tenant).filter(
+            kind__in={k for k, _ in pairs},
+            value__in={v for _, v in pairs},
+            profile__status__in=[ProfileStatus.ACTIVE, ProfileStatus.INACTIVE],
+        )
+        owners = {
+            (a.kind, a.value): str(a.profile_id)
+            for a in aliases.only("kind", "value", "profile_id")
+        }
+    matched: set[str] = set()
+    for row, kind, value in rows:
+        customer = value if kind == "id" and value in known_ids else owners.get((kind, value))
+        if customer:
+            matched.add(customer)
+        else:
+            failures.append((row, f"No customer with this {kind if kind != 'id' else 'id'}."))
+    result.matched = len(matched)
+    result.added = (
+        segment_members_add(segment=segment, customer_ids=sorted(matched)) if matched else 0
+    )
+    result.unmatched = len(failures)
+    if failures:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=[*header, "error"], extrasaction="ignore")
+        writer.writeheader()
+        for row, error in failures:
+            writer.writerow({**row, "error": error})
+        result.error_csv = out.getvalue()
+        result.errors = [{**row, "error": error} for row, error in failures[:100]]
+    return result
+
+
+def _csv_key(row: dict[str, str], tenant: Tenant) -> tuple[str, str, str]:
+    ident = (row.get("id") or "").strip()
+    email = (row.get("email") or "").strip()
+    phone = (row.get("phone") or "").strip()
+    try:
+        if ident:
+            return "id", str(UUID(ident)), ""
+        if email:
+            return AliasKind.EMAIL, normalize_email(email), ""
+        if phone:
+            return AliasKind.PHONE, normalize_phone(phone, region=tenant.default_phone_region), ""
+    except (ValueError, ValidationError):
+        return "", "", "Not a valid id, email or phone."
+    return "", "", "The row has no id, email or phone."
