@@ -29,6 +29,7 @@ from crm.models import Tenant
 from customers.identity import normalize_email, normalize_phone
 from customers.models import AliasKind, CustomerProfile, IdentityAlias, ProfileStatus
 
+from .messaging import get_backend
 from .models import (
     ChangeKind,
     RefreshFrequency,
@@ -239,7 +240,7 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
             next_refresh_at=_next_refresh(locked, now),
             updated_at=timezone.now(),
         )
-        if entered or left:
+        if (entered or left) and get_backend().name != "local":
             from .tasks import sync_segment
 
             sync_segment.enqueue(tenant, segment_id=str(locked.pk))

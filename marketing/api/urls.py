@@ -1,3 +1,10 @@
 """Routes of the marketing API under /api/v1/."""
 
-urlpatterns: list = []
+from crm.api.routers import OptionalSlashRouter
+
+from .views import SegmentViewSet
+
+router = OptionalSlashRouter()
+router.register("segments", SegmentViewSet, basename="segment")
+
+urlpatterns = router.urls

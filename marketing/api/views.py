@@ -1,1 +1,151 @@
 """Views of the marketing API, built on crm.api.views.TenantScopedAPIMixin."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from crm import rules
+from crm.api.pagination import CreatedCursorPagination
+from crm.api.views import TenantScopedAPIMixin
+from marketing.models import Segment, SegmentChange, SegmentMembership
+from marketing.segments import (
+    SegmentConflict,
+    segment_create,
+    segment_import_csv,
+    segment_members_add,
+    segment_members_remove,
+    segment_preview,
+    segment_refresh,
+    segment_update,
+)
+
+from .serializers import (
+    CriteriaSerializer,
+    CustomerIdsSerializer,
+    ImportResultSerializer,
+    ImportSerializer,
+    MembershipSerializer,
+    PreviewSerializer,
+    RefreshResultSerializer,
+    SegmentChangeSerializer,
+    SegmentSerializer,
+)
+
+MAX_CSV_BYTES = 10 * 1024 * 1024
+
+
+class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
+    """Segments of the caller's tenant: dynamic (rules) or static (chosen people)."""
+
+    queryset = Segment.objects.all()
+    serializer_class = SegmentSerializer
+    pagination_class = CreatedCursorPagination
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = segment_create(tenant=self.tenant, data=serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = segment_update(
+            segment=serializer.instance, data=serializer.validated_data
+        )
+
+    @extend_schema(responses=OpenApiResponse(description="Fields, types, operators, choices"))
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def fields(self, request):
+        """The fields rules may use, with their operators (for editors)."""
+        return Response(rules.registry("customer").describe())
+
+    @extend_schema(request=CriteriaSerializer, responses=PreviewSerializer)
+    @action(detail=False, methods=["post"])
+    def preview(self, request):
+        """How many customers criteria choose, and a few of them; nothing is saved."""
+        body = CriteriaSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        preview = segment_preview(tenant=self.tenant, criteria=body.validated_data["criteria"])
+        return Response(PreviewSerializer(preview).data)
+
+    @extend_schema(
+        request=None,
+        responses={200: RefreshResultSerializer, 409: OpenApiResponse(description="Running")},
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        """Refresh now (set-wise: only who entered or left changes)."""
+        result = segment_refresh(segment=self.get_object())
+        if result is None:
+            raise SegmentConflict("A refresh of this segment is running; try again shortly.")
+        return Response(RefreshResultSerializer(result).data)
+
+    @extend_schema(responses=MembershipSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=CreatedCursorPagination)
+    def members(self, request, pk=None):
+        segment = self.get_object()
+        rows = SegmentMembership.objects.filter(tenant=self.tenant, segment=segment).select_related(
+            "customer"
+        )
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(MembershipSerializer(page, many=True).data)
+
+    @extend_schema(responses=SegmentChangeSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=CreatedCursorPagination)
+    def changes(self, request, pk=None):
+        """Who entered or left, newest first (``kind=ENTERED|LEFT``)."""
+        segment = self.get_object()
+        rows = SegmentChange.objects.filter(tenant=self.tenant, segment=segment)
+        kind = request.query_params.get("kind")
+        if kind:
+            if kind not in ("ENTERED", "LEFT"):
+                raise ValidationError({"kind": ["Use ENTERED or LEFT."]})
+            rows = rows.filter(kind=kind)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(SegmentChangeSerializer(page, many=True).data)
+
+    def _ids(self, request) -> list:
+        body = CustomerIdsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return body.validated_data["customer_ids"]
+
+    @extend_schema(request=CustomerIdsSerializer, responses={200: OpenApiResponse()})
+    @action(detail=True, methods=["post"], url_path="add-members")
+    def add_members(self, request, pk=None):
+        """Static segments: add customers by id."""
+        segment = self.get_object()
+        added = segment_members_add(segment=segment, customer_ids=self._ids(request))
+        return Response({"added": added, "member_count": segment.member_count})
+
+    @extend_schema(request=CustomerIdsSerializer, responses={200: OpenApiResponse()})
+    @action(detail=True, methods=["post"], url_path="remove-members")
+    def remove_members(self, request, pk=None):
+        """Static segments: remove customers by id."""
+        segment = self.get_object()
+        removed = segment_members_remove(segment=segment, customer_ids=self._ids(request))
+        return Response({"removed": removed, "member_count": segment.member_count})
+
+    @extend_schema(
+        request={"multipart/form-data": ImportSerializer}, responses=ImportResultSerializer
+    )
+    @action(detail=True, methods=["post"], url_path="import")
+    def import_csv(self, request, pk=None):
+        """Static segments: add the people of a CSV (by id, email or phone); the rows that
+        match nobody come back as ``error_csv``."""
+        segment = self.get_object()
+        body = ImportSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        upload = body.validated_data["file"]
+        if upload.size > MAX_CSV_BYTES:
+            raise ValidationError({"file": ["At most 10 MB."]})
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ValidationError({"file": ["Save the CSV as UTF-8."]}) from exc
+        with transaction.atomic():
+            result = segment_import_csv(segment=segment, text=text)
+        return Response(ImportResultSerializer(result).data, status=status.HTTP_200_OK)
