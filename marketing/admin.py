@@ -1,1 +1,224 @@
-"""Staff console screens of the marketing app."""
+"""Staff console screens of the marketing app: segments."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from unfold.admin import ModelAdmin
+from unfold.decorators import display
+
+from crm import rules
+from crm.admin_mixins import TenantScopedAdminMixin
+from crm.models import StaffRole, Tenant
+
+from .models import Segment, SegmentMembership, SegmentType
+from .segments import SLOW_REFRESH_MS, criteria_parse, segment_preview, segment_refresh
+
+MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
+MEMBERS_PAGE = 100
+
+
+class SegmentForm(forms.ModelForm):
+    criteria = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "class": "font-mono", "spellcheck": "false"}),
+        help_text='{"combinator": "AND", "rules": [{"field": ..., "operator": ..., "value": ...}]}'
+        " — see the field reference below.",
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["tenant", "club", "name", "description", "type", "criteria", "refresh_frequency"]
+
+    def clean(self):
+        data = super().clean()
+        tenant: Tenant | None = data.get("tenant") or getattr(self.instance, "tenant", None)
+        if tenant is None:
+            return data
+        club = data.get("club")
+        if club is not None and club.tenant_id != tenant.pk:
+            self.add_error("club", "This club belongs to another tenant.")
+        if data.get("type") == SegmentType.DYNAMIC:
+            if not data.get("criteria"):
+                self.add_error("criteria", "A dynamic segment needs rules.")
+            else:
+                try:
+                    criteria_parse(tenant, data["criteria"], segment=self.instance)
+                except ValidationError as exc:
+                    for path, messages_ in exc.message_dict.items():
+                        for message in messages_:
+                            self.add_error("criteria", f"{path}: {message}")
+        else:
+            data["criteria"] = {}
+        return data
+
+
+@admin.register(Segment)
+class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Segments: the rules editor with a live count, refresh, members, refresh timings."""
+
+    form = SegmentForm
+    write_roles = MARKETING_ROLES
+    list_display = [
+        "name",
+        "type",
+        "member_count",
+        "refresh_frequency",
+        "last_refreshed_at",
+        "refresh_duration",
+    ]
+    list_filter = ["type", "refresh_frequency"]
+    search_fields = ["name"]
+    actions = ["refresh_selected"]
+    readonly_fields = [
+        "member_count",
+        "last_refreshed_at",
+        "refresh_duration",
+        "next_refresh_at",
+        "messaging_segment_id",
+        "messaging_synced_at",
+    ]
+    change_form_template = "admin/marketing/segment/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "tenant"] if obj is not None else fields
+
+    @display(description="Last refresh took", label={"slow": "warning", "ok": "success"})
+    def refresh_duration(self, obj: Segment):
+        if obj.last_refresh_ms is None:
+            return "—"
+        seconds = f"{obj.last_refresh_ms / 1000:.1f} s"
+        return (
+            ("slow", f"{seconds} (slow)")
+            if obj.last_refresh_ms > SLOW_REFRESH_MS
+            else ("ok", seconds)
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        from .segments import _next_refresh
+
+        if not change or "refresh_frequency" in form.changed_data or "type" in form.changed_data:
+            from django.utils import timezone
+
+            obj.next_refresh_at = _next_refresh(obj, timezone.now())
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Refresh selected segments now")
+    def refresh_selected(self, request, queryset):
+        done = []
+        for segment in queryset.select_related("tenant"):
+            if not self._can_write(request, segment):
+                continue
+            result = segment_refresh(segment=segment)
+            if result is not None:
+                done.append(
+                    f"{segment.name}: {result.members:,} members (+{result.entered}, "
+                    f"-{result.left}) in {result.ms / 1000:.1f} s"
+                )
+        if done:
+            messages.success(request, "Refreshed. " + "; ".join(done))
+        else:
+            messages.warning(request, "Nothing refreshed.")
+
+    # --- extra screens -------------------------------------------------------------------
+    def get_urls(self):
+        own = [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="marketing_segment_preview",
+            ),
+            path(
+                "<uuid:object_id>/refresh/",
+                self.admin_site.admin_view(self.refresh_view),
+                name="marketing_segment_refresh",
+            ),
+            path(
+                "<uuid:object_id>/members/",
+                self.admin_site.admin_view(self.members_view),
+                name="marketing_segment_members",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "rule_fields": rules.registry("customer").describe(),
+            "slow_ms": SLOW_REFRESH_MS,
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def preview_view(self, request):
+        """Live count for the editor: POST {"tenant": id, "criteria": {...}} -> {"count"}."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST the criteria."}, status=405)
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
+        if not isinstance(body, dict):
+            return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
+        tenants = Tenant.objects.all()
+        if not request.user.is_superuser:
+            from crm.selectors import staff_tenant_ids
+
+            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
+        tenant = (
+            tenants.filter(pk=body.get("tenant") or None).first() if body.get("tenant") else None
+        )
+        if tenant is None:
+            return JsonResponse({"errors": {"tenant": ["Choose the tenant first."]}}, status=400)
+        try:
+            preview = segment_preview(tenant=tenant, criteria=body.get("criteria"))
+        except ValidationError as exc:
+            return JsonResponse({"errors": exc.message_dict}, status=400)
+        return JsonResponse({"count": preview.count, "sample": [str(p) for p in preview.sample]})
+
+    def _segment(self, request, object_id) -> Segment:
+        segment = self.get_object(request, str(object_id))
+        if segment is None:
+            raise PermissionDenied
+        return segment
+
+    def refresh_view(self, request, object_id):
+        segment = self._segment(request, object_id)
+        if request.method != "POST" or not self._can_write(request, segment):
+            raise PermissionDenied
+        result = segment_refresh(segment=segment)
+        if result is None:
+            messages.warning(request, "A refresh of this segment is already running.")
+        else:
+            text = (
+                f"{result.members:,} members (+{result.entered}, -{result.left}) in "
+                f"{result.ms / 1000:.1f} s"
+            )
+            level = messages.WARNING if result.ms > SLOW_REFRESH_MS else messages.SUCCESS
+            messages.add_message(request, level, f"Refreshed: {text}.")
+        return HttpResponseRedirect(reverse("admin:marketing_segment_change", args=[segment.pk]))
+
+    def members_view(self, request, object_id):
+        segment = self._segment(request, object_id)
+        rows = SegmentMembership.objects.filter(tenant=segment.tenant, segment=segment)
+        after = request.GET.get("after")
+        if after and after.isdigit():
+            rows = rows.filter(pk__lt=int(after))
+        page = list(rows.select_related("customer").order_by("-pk")[: MEMBERS_PAGE + 1])
+        more = len(page) > MEMBERS_PAGE
+        page = page[:MEMBERS_PAGE]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Members of {segment.name}",
+            "opts": self.model._meta,
+            "segment": segment,
+            "rows": page,
+            "next_after": page[-1].pk if more else None,
+        }
+        return TemplateResponse(request, "admin/marketing/segment/members.html", context)
