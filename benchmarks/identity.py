@@ -37,14 +37,24 @@ def _ensure_profiles(tenant, count: int, log) -> int:
 
 
 def _sample(tenant, kind: str, size: int) -> list[str]:
-    # TABLESAMPLE keeps the pick cheap on a million rows.
+    # TABLESAMPLE keeps the pick cheap on a million rows; on a small table it can come back
+    # short (even empty), so the rest comes from a plain scan.
+    table = IdentityAlias._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT value FROM {IdentityAlias._meta.db_table} TABLESAMPLE SYSTEM (2) "  # noqa: S608
+            f"SELECT value FROM {table} TABLESAMPLE SYSTEM (2) "  # noqa: S608
             "WHERE tenant_id = %s AND kind = %s LIMIT %s",
             [tenant.pk, kind, size],
         )
-        return [row[0] for row in cursor.fetchall()]
+        values = [row[0] for row in cursor.fetchall()]
+        if len(values) < size:
+            cursor.execute(
+                f"SELECT value FROM {table} WHERE tenant_id = %s AND kind = %s "  # noqa: S608
+                "AND NOT (value = ANY(%s)) LIMIT %s",
+                [tenant.pk, kind, values, size - len(values)],
+            )
+            values += [row[0] for row in cursor.fetchall()]
+        return values
 
 
 def _time_resolves(tenant, hints_list: list[IdentityHints]) -> list[float]:

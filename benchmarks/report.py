@@ -124,7 +124,44 @@ def _events(results: dict) -> list[str]:
     return [*lines, ""]
 
 
-RENDERERS = {"identity": _identity, "events": _events}
+def _segments(results: dict) -> list[str]:
+    data, preview = results["data"], results["preview"]
+    first, one, same = (
+        results["first_refresh"],
+        results["one_percent_refresh"],
+        results["unchanged_refresh"],
+    )
+    rules = "; ".join(
+        f"{r['field']} {r['operator']} {r['value']}" for r in data["criteria"]["rules"]
+    )
+    return [
+        "## Segments",
+        "",
+        f"Data: {data['profiles']:,} profiles. Criteria (AND): {rules}: "
+        f"{preview['count']:,} people ({preview['share']:.0%}).",
+        "",
+        *_checks_table(
+            results,
+            {
+                "first_refresh_s": ("First refresh (every member inserted and recorded)", "s", "≤"),
+                "one_percent_refresh_s": ("Refresh after about 1% of people changed", "s", "≤"),
+                "preview_count_s": ("Preview count, median", "s", "≤"),
+            },
+        ),
+        "",
+        "| measurement | figures |",
+        "|---|---|",
+        f"| first refresh | {first['members']:,} members entered in {first['seconds']} s |",
+        f"| 1% refresh | {one['profiles_changed']:,} profiles changed: +{one['entered']:,} "
+        f"-{one['left']:,} in {one['seconds']} s |",
+        f"| refresh with nothing changed | {same['seconds']} s |",
+        f"| preview count | median {preview['median_s']} s, max {preview['max_s']} s over "
+        f"{preview['runs']} runs |",
+        "",
+    ]
+
+
+RENDERERS = {"identity": _identity, "events": _events, "segments": _segments}
 
 
 def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:

@@ -11,6 +11,10 @@ class MarketingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from crm.registry import register_merge_hook
+
         from .rules import register_marketing_fields
+        from .segments import move_memberships
 
         register_marketing_fields()
+        register_merge_hook("segment_memberships", move_memberships)

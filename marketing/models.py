@@ -64,18 +64,22 @@ class Segment(TenantOwnedModel):
         return self.name
 
 
+# Memberships and changes are derived (a refresh recomputes them) and written hundreds of
+# thousands at a time, so they carry no database foreign-key constraints: the deferred checks
+# of a 300,000-member refresh cost more than the refresh. Django's on_delete still cascades.
+_DERIVED = {"db_index": False, "db_constraint": False}
+
+
 class SegmentMembership(TenantOwnedModel):
     """A customer in a segment (``created_at``: since when)."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+", **_DERIVED)
     segment = models.ForeignKey(
-        Segment, on_delete=models.CASCADE, related_name="memberships", db_index=False
+        Segment, on_delete=models.CASCADE, related_name="memberships", **_DERIVED
     )
     customer = models.ForeignKey(
-        "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", **_DERIVED
     )
 
     class Meta:
@@ -98,14 +102,12 @@ class SegmentChange(TenantOwnedModel):
     """Who entered or left a segment, and when: what segment-entry journeys react to."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+", **_DERIVED)
     segment = models.ForeignKey(
-        Segment, on_delete=models.CASCADE, related_name="changes", db_index=False
+        Segment, on_delete=models.CASCADE, related_name="changes", **_DERIVED
     )
     customer = models.ForeignKey(
-        "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", db_index=False
+        "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", **_DERIVED
     )
     kind = models.CharField(max_length=7, choices=ChangeKind.choices)
 

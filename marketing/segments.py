@@ -423,3 +423,13 @@ def _csv_key(row: dict[str, str], tenant: Tenant) -> tuple[str, str, str]:
     except (ValueError, ValidationError):
         return "", "", "Not a valid id, email or phone."
     return "", "", "The row has no id, email or phone."
+
+
+def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    """Merge hook: the loser's segment memberships and history become the winner's (a
+    segment both were in keeps the winner's row)."""
+    both = SegmentMembership.objects.filter(tenant=tenant, customer=winner).values("segment_id")
+    SegmentMembership.objects.filter(tenant=tenant, customer=loser, segment_id__in=both).delete()
+    moved = SegmentMembership.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
+    SegmentChange.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
+    return moved

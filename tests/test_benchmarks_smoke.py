@@ -35,7 +35,7 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
 
@@ -46,6 +46,18 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert identity["resolve_existing_by_email"]["queries_per_call"] == 1
     assert identity["http_8_clients"]["errors"] == 0
     assert identity["http_8_clients"]["requests"] > 0
+    events = raw["events"]["results"]
+    assert events["end_to_end"]["events"] == events["data"]["events_end_to_end"]
+    assert events["end_to_end"]["http_errors"] == 0
+    assert events["worker_in_process"]["events"] > 0
+    assert events["timeline"]["activities"] >= 10_000
+    assert events["timeline"]["first_page"]["errors"] == 0
+    segments = raw["segments"]["results"]
+    assert segments["first_refresh"]["members"] == segments["preview"]["count"] > 0
+    assert segments["one_percent_refresh"]["entered"] > 0
+    assert segments["unchanged_refresh"]["entered"] == segments["unchanged_refresh"]["left"] == 0
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Identity resolution" in report
     assert "HTTP resolve, 8 clients, throughput" in report
+    assert "## Event ingestion and the timeline" in report
+    assert "## Segments" in report

@@ -391,3 +391,19 @@ def test_the_local_backend_makes_sync_a_no_op(tenant_a):
 def test_static_type_has_no_rules(tenant_a):
     static = segment_create(tenant=tenant_a, data={"name": "S", "type": SegmentType.STATIC})
     assert static.criteria == {} and static.next_refresh_at is None
+
+
+def test_merge_moves_segment_memberships_without_doubles(tenant_a):
+    from customers.services import profile_merge
+
+    winner = person(tenant_a, email="w@example.com")
+    loser = person(tenant_a, email="l@example.com")
+    both = segment_create(tenant=tenant_a, data={"name": "Both", "type": "STATIC"})
+    only_loser = segment_create(tenant=tenant_a, data={"name": "Loser", "type": "STATIC"})
+    segment_members_add(segment=both, customer_ids=[winner.pk, loser.pk])
+    segment_members_add(segment=only_loser, customer_ids=[loser.pk])
+    merge = profile_merge(tenant=tenant_a, winner=winner, loser=loser, actor="test")
+    assert merge.moved["segment_memberships"] == 1
+    assert _members(both) == {winner.pk}
+    assert _members(only_loser) == {winner.pk}
+    assert not SegmentChange.objects.filter(customer=loser).exists()
