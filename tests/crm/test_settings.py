@@ -55,3 +55,22 @@ def test_a_malformed_value_fails_loudly():
 
     assert result.returncode != 0
     assert "soon" in result.stderr
+
+
+def test_messaging_settings_are_checked_at_start():
+    unknown = _manage("check", env={**PRODUCTION_ENV, "MESSAGING_BACKEND": "carrier-pigeon"})
+    assert unknown.returncode != 0
+    assert "MESSAGING_BACKEND must be local or http" in unknown.stderr
+    incomplete = _manage("check", env={**PRODUCTION_ENV, "MESSAGING_BACKEND": "http"})
+    assert incomplete.returncode != 0
+    assert "needs MESSAGING_URL and MESSAGING_API_KEY" in incomplete.stderr
+    complete = _manage(
+        "check",
+        env={
+            **PRODUCTION_ENV,
+            "MESSAGING_BACKEND": "http",
+            "MESSAGING_URL": "https://messaging.internal",
+            "MESSAGING_API_KEY": "k",
+        },
+    )
+    assert complete.returncode == 0, complete.stderr
