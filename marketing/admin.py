@@ -7,7 +7,8 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect, JsonResponse
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from unfold.admin import ModelAdmin
@@ -18,10 +19,17 @@ from crm.admin_mixins import TenantScopedAdminMixin
 from crm.models import StaffRole, Tenant
 
 from .models import Segment, SegmentMembership, SegmentType
-from .segments import SLOW_REFRESH_MS, criteria_parse, segment_preview, segment_refresh
+from .segments import (
+    SLOW_REFRESH_MS,
+    criteria_parse,
+    segment_import_csv,
+    segment_preview,
+    segment_refresh,
+)
 
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
+MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
 class SegmentForm(forms.ModelForm):
@@ -145,6 +153,11 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
                 self.admin_site.admin_view(self.members_view),
                 name="marketing_segment_members",
             ),
+            path(
+                "<uuid:object_id>/import/",
+                self.admin_site.admin_view(self.import_view),
+                name="marketing_segment_import",
+            ),
         ]
         return own + super().get_urls()
 
@@ -203,6 +216,44 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
             level = messages.WARNING if result.ms > SLOW_REFRESH_MS else messages.SUCCESS
             messages.add_message(request, level, f"Refreshed: {text}.")
         return HttpResponseRedirect(reverse("admin:marketing_segment_change", args=[segment.pk]))
+
+    def import_view(self, request, object_id):
+        """Static segments: upload a CSV (id, email and/or phone); rows that match nobody
+        come back at once as a CSV download with an ``error`` column."""
+        segment = self._segment(request, object_id)
+        if request.method != "POST" or not self._can_write(request, segment):
+            raise PermissionDenied
+        back = HttpResponseRedirect(reverse("admin:marketing_segment_change", args=[segment.pk]))
+        upload = request.FILES.get("file")
+        if upload is None:
+            messages.error(request, "Choose a CSV file.")
+            return back
+        if upload.size > MAX_CSV_BYTES:
+            messages.error(request, "The file is larger than 10 MB.")
+            return back
+        try:
+            text = upload.read().decode("utf-8-sig")
+            with transaction.atomic():
+                result = segment_import_csv(segment=segment, text=text)
+        except UnicodeDecodeError:
+            messages.error(request, "Save the CSV as UTF-8.")
+            return back
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return back
+        summary = (
+            f"{result.rows:,} rows: {result.matched:,} matched, {result.added:,} added, "
+            f"{result.unmatched:,} matched nobody."
+        )
+        if not result.unmatched:
+            messages.success(request, summary)
+            return back
+        messages.warning(request, summary + " Their rows are in the downloaded file.")
+        response = HttpResponse(result.error_csv, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{segment.name}-unmatched.csv"'.replace("/", "-")
+        )
+        return response
 
     def members_view(self, request, object_id):
         segment = self._segment(request, object_id)

@@ -111,3 +111,26 @@ def test_another_tenants_segment_is_not_reachable(console, tenant_b):
     assert console.post(f"/admin/marketing/segment/{theirs.pk}/refresh/").status_code == 403
     assert "Theirs" not in console.get("/admin/marketing/segment/").content.decode()
     segment_refresh(segment=theirs)
+
+
+def test_csv_upload_adds_people_and_returns_the_unmatched_rows(console, tenant_a):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    ann = person(tenant_a, email="ann@example.com")
+    segment = segment_create(tenant=tenant_a, data={"name": "VIPs", "type": "STATIC"})
+    url = f"/admin/marketing/segment/{segment.pk}/import/"
+    upload = SimpleUploadedFile("v.csv", b"email,note\nann@example.com,a\nghost@example.com,g\n")
+    response = console.post(url, {"file": upload})
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    assert response.content.decode().splitlines() == [
+        "email,note,error",
+        "ghost@example.com,g,No customer with this email.",
+    ]
+    assert list(segment.memberships.values_list("customer_id", flat=True)) == [ann.pk]
+    clean = SimpleUploadedFile("v.csv", b"email\nann@example.com\n")
+    response = console.post(url, {"file": clean}, follow=True)
+    assert "1 rows: 1 matched, 0 added, 0 matched nobody." in response.content.decode()
+    bad = SimpleUploadedFile("v.csv", b"name\nAnn\n")
+    response = console.post(url, {"file": bad}, follow=True)
+    assert "needs an id, email or phone column" in response.content.decode()
