@@ -26,6 +26,9 @@ app.conf.task_queues = [Queue(name, Exchange(name), routing_key=name) for name i
 TASK_QUEUES = {
     "customers.process_events": "ingest",
     "customers.ingest_events": "ingest",
+    "marketing.prepare_run": "sends",
+    "marketing.send_run": "sends",
+    "marketing.sync_segment": "sends",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

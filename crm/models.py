@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
+from datetime import time
 
 import phonenumbers
 from django.conf import settings
@@ -50,6 +51,21 @@ class Tenant(TimestampedModel):
     )
     currency = models.CharField(max_length=3, help_text="ISO 4217, e.g. ZAR, GBP.")
     is_active = models.BooleanField(default=True)
+
+    # Marketing sends: the sender, quiet hours (local time) and the frequency cap.
+    email_from = models.CharField(
+        max_length=254, blank=True, default="", help_text='e.g. "Links Golf <news@links.example>"'
+    )
+    quiet_hours_start = models.TimeField(
+        default=time(20, 0), help_text="No marketing messages from this local time ..."
+    )
+    quiet_hours_end = models.TimeField(default=time(8, 0), help_text="... until this one.")
+    frequency_cap = models.PositiveSmallIntegerField(
+        default=3, help_text="At most this many marketing messages per customer ..."
+    )
+    frequency_window_days = models.PositiveSmallIntegerField(
+        default=7, help_text="... in this many days (0: no cap)."
+    )
 
     class Meta:
         ordering = ["name"]

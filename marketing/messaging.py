@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import requests
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -35,6 +36,22 @@ class Member:
     messaging_contact_id: str | None
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One rendered message for one address."""
+
+    channel: str
+    to: str
+    subject: str = ""
+    html: str = ""
+    text: str = ""
+    body: str = ""
+    from_email: str = ""
+    idempotency_key: str = ""
+    unsubscribe_url: str = ""
+    tenant: str = ""
+
+
 class MessagingError(Exception):
     """The Messaging service refused a call or could not be reached (after retries)."""
 
@@ -47,12 +64,74 @@ class MessagingBackend(Protocol):
     ) -> str | None:
         """Create or replace the segment's members; returns the service's segment id."""
 
+    def send(self, message: Outgoing) -> str:
+        """Send one message; returns the provider's id. Raises on failure."""
+
+
+sms_log = logging.getLogger("crm.sms")
+
 
 class LocalBackend:
+    """Email through Django's email backend (SMTP in production, console in the demo), SMS,
+    WhatsApp and push through a log. The Message-ID is the row's stable identity, so a
+    repeat after a worker died mid-send is recognised by the receiving side."""
+
     name = "local"
 
     def upsert_segment(self, *, segment, members, sync_id):
         return None
+
+    def send(self, message: Outgoing) -> str:
+        if message.channel != "email":
+            sms_log.info(
+                "%s to %s [%s]: %s",
+                message.channel,
+                message.to,
+                message.idempotency_key,
+                message.body,
+            )
+            return message.idempotency_key
+        domain = message.from_email.rsplit("@", 1)[-1].strip(">") or "crm.local"
+        message_id = f"<{message.idempotency_key}@{domain}>"
+        headers = {"Message-ID": message_id, "X-CRM-Tenant": message.tenant}
+        if message.unsubscribe_url:
+            headers["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text,
+            from_email=message.from_email,
+            to=[message.to],
+            headers=headers,
+            connection=_email_connection(),
+        )
+        if message.html:
+            email.attach_alternative(message.html, "text/html")
+        try:
+            email.send(fail_silently=False)
+        except Exception:
+            dropped = _connection_cache.pop("email", None)
+            if dropped is not None:
+                dropped.close()
+            raise
+        return message_id
+
+
+_connection_cache: dict[str, Any] = {}
+
+
+def _email_connection():
+    """One SMTP connection per process, reopened when it dropped."""
+    connection = _connection_cache.get("email")
+    if connection is None:
+        connection = get_connection()
+        _connection_cache["email"] = connection
+    try:
+        connection.open()
+    except Exception:
+        _connection_cache.pop("email", None)
+        raise
+    return connection
 
 
 def _pages(members: Iterable[Member], size: int) -> Iterator[list[Member]]:
@@ -130,6 +209,25 @@ class HttpBackend:
                 f"segment:{segment.pk}:{sync_id}:{number}",
             )
         return str(answer.get("id") or segment.pk)
+
+    def send(self, message: Outgoing) -> str:
+        """``PUT /v1/messages/{idempotency key}``: the key makes a repeat a no-op."""
+        answer = self._put(
+            f"/v1/messages/{message.idempotency_key}",
+            {
+                "tenantId": message.tenant,
+                "channel": message.channel,
+                "to": message.to,
+                "subject": message.subject,
+                "html": message.html,
+                "text": message.text,
+                "body": message.body,
+                "from": message.from_email,
+                "unsubscribeUrl": message.unsubscribe_url,
+            },
+            message.idempotency_key,
+        )
+        return str(answer.get("id") or message.idempotency_key)
 
 
 @cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from crm.tenancy import TenantOwnedModel
@@ -118,4 +119,298 @@ class SegmentChange(TenantOwnedModel):
                 fields=["tenant", "segment", "-created_at", "-id"], name="segmentchange_idx"
             ),
             models.Index(fields=["tenant", "customer"], name="segmentchange_customer_idx"),
+        ]
+
+
+# ----------------------------------------------------------------------------- templates
+
+CHANNEL_CHOICES = [
+    ("email", "Email"),
+    ("sms", "SMS"),
+    ("push", "Push"),
+    ("whatsapp", "WhatsApp"),
+]
+
+
+class MessageTemplate(TenantOwnedModel):
+    """A message for one channel, written in the Django template language with a fixed
+    context (see docs/campaigns.md). Email has a subject, HTML and text; the other channels
+    a body."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    club = models.ForeignKey(
+        "crm.Club", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=120)
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
+    subject = models.CharField(max_length=200, blank=True, default="")
+    html_body = models.TextField(blank=True, default="")
+    text_body = models.TextField(
+        blank=True, default="", help_text="Plain-text email part (derived from HTML if empty)."
+    )
+    body = models.TextField(blank=True, default="", help_text="SMS, push or WhatsApp text.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="template_tenant_name_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.channel})"
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+class CampaignType(models.TextChoices):
+    ONE_TIME = "ONE_TIME", "One-time"
+    RECURRING = "RECURRING", "Recurring"
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "DRAFT", "Draft"
+    SCHEDULED = "SCHEDULED", "Scheduled"
+    SENDING = "SENDING", "Sending"
+    COMPLETED = "COMPLETED", "Completed"
+    PAUSED = "PAUSED", "Paused"
+    CANCELLED = "CANCELLED", "Cancelled"
+    FAILED = "FAILED", "Failed"
+
+
+class Campaign(TenantOwnedModel):
+    """A message to a segment on one or more channels, once or on a schedule."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    club = models.ForeignKey(
+        "crm.Club", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=150)
+    type = models.CharField(
+        max_length=10, choices=CampaignType.choices, default=CampaignType.ONE_TIME
+    )
+    cron = models.CharField(
+        max_length=100, blank=True, default="", help_text="Recurring: e.g. 0 9 * * 1"
+    )
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(
+        max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    segment = models.ForeignKey(
+        Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    channels = ArrayField(models.CharField(max_length=10, choices=CHANNEL_CHOICES), default=list)
+    email_template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    sms_template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    push_template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    whatsapp_template = models.ForeignKey(
+        MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="One-time: when.")
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    ab_test = models.JSONField(default=dict, blank=True)
+    ab_winner = models.CharField(max_length=1, blank=True, default="")
+    target_count = models.PositiveIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["next_run_at"],
+                condition=models.Q(status="SCHEDULED"),
+                name="campaign_due_idx",
+            ),
+            models.Index(fields=["tenant", "status"], name="campaign_tenant_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def template_for(self, channel: str) -> MessageTemplate | None:
+        return getattr(self, f"{channel}_template", None)
+
+
+class RunStatus(models.TextChoices):
+    PREPARING = "PREPARING", "Preparing recipients"
+    SENDING = "SENDING", "Sending"
+    TESTING = "TESTING", "A/B test: waiting for a winner"
+    COMPLETED = "COMPLETED", "Completed"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class CampaignRun(TenantOwnedModel):
+    """One sending of a campaign (a recurring campaign has one per occurrence)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="runs")
+    scheduled_for = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.PREPARING)
+    targeted = models.PositiveIntegerField(default=0)
+    test_ends_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-scheduled_for"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "campaign", "scheduled_for"], name="run_campaign_time_uniq"
+            ),
+        ]
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "QUEUED", "Queued"
+    SENDING = "SENDING", "Sending (claimed by a worker)"
+    HELD = "HELD", "Held (A/B remainder)"
+    SENT = "SENT", "Sent"
+    FAILED = "FAILED", "Failed"
+    SKIPPED = "SKIPPED", "Skipped"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class SkipReason(models.TextChoices):
+    NO_CONSENT = "no_consent", "No consent"
+    SUPPRESSED = "suppressed", "Suppressed"
+    NO_ADDRESS = "no_address", "No usable address"
+    FREQUENCY_CAP = "frequency_cap", "Frequency cap"
+    QUIET_HOURS = "quiet_hours", "Quiet hours"
+
+
+class Message(TenantOwnedModel):
+    """One recipient on one channel of one run: unique, so a retried, resumed or
+    redelivered send never sends twice."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "crm.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    run = models.ForeignKey(
+        CampaignRun,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,
+        db_constraint=False,
+    )
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    customer = models.ForeignKey(
+        "customers.CustomerProfile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
+    address = models.CharField(max_length=254, blank=True, default="")
+    variant = models.CharField(max_length=1, blank=True, default="")
+    status = models.CharField(max_length=9, choices=MessageStatus.choices)
+    skip_reason = models.CharField(
+        max_length=14, choices=SkipReason.choices, blank=True, default=""
+    )
+    send_after = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True, default="")
+    provider_id = models.CharField(max_length=200, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "run", "customer", "channel"], name="message_run_customer_uniq"
+            ),
+        ]
+        indexes = [
+            # Senders claim a run's queued rows.
+            models.Index(
+                fields=["run", "id"],
+                condition=models.Q(status="QUEUED"),
+                name="message_queued_idx",
+            ),
+            models.Index(fields=["tenant", "campaign", "status"], name="message_campaign_idx"),
+            # The frequency cap: marketing messages sent to a customer lately.
+            models.Index(
+                fields=["tenant", "customer", "sent_at"],
+                condition=models.Q(status="SENT"),
+                name="message_customer_sent_idx",
+            ),
+        ]
+
+
+class Suppression(TenantOwnedModel):
+    """An address that must not get marketing on a channel (unsubscribed, complained,
+    bounced hard, or added by staff)."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
+    address = models.CharField(max_length=254)
+    reason = models.CharField(max_length=20)
+    source = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "address"], name="suppression_address_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.address} ({self.reason})"
+
+
+class InteractionKind(models.TextChoices):
+    DELIVERED = "DELIVERED", "Delivered"
+    OPENED = "OPENED", "Opened"
+    CLICKED = "CLICKED", "Clicked"
+    BOUNCED = "BOUNCED", "Bounced"
+    UNSUBSCRIBED = "UNSUBSCRIBED", "Unsubscribed"
+    COMPLAINED = "COMPLAINED", "Complained"
+
+
+class Interaction(TenantOwnedModel):
+    """What a recipient did with a message; unique per (tenant, source, event id)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    customer = models.ForeignKey(
+        "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=12, choices=InteractionKind.choices)
+    source = models.CharField(max_length=20)
+    event_id = models.CharField(max_length=128)
+    occurred_at = models.DateTimeField()
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "event_id"], name="interaction_event_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "campaign", "kind"], name="interaction_campaign_idx"),
+            models.Index(fields=["tenant", "customer"], name="interaction_customer_idx"),
         ]

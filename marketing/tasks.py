@@ -6,6 +6,7 @@ import logging
 import uuid
 
 from celery import shared_task
+from django.db import OperationalError
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -65,3 +66,53 @@ def sync_segment(tenant: Tenant, *, segment_id: str) -> str | None:
         messaging_segment_id=remote_id or "", messaging_synced_at=timezone.now()
     )
     return remote_id
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+@shared_task(name="marketing.start_due_campaigns", ignore_result=True)
+def start_due_campaigns() -> int:
+    """Beat, every minute: start the runs of campaigns whose time has come."""
+    from .sending import start_due_campaigns as start
+
+    return start()
+
+
+@shared_task(name="marketing.kick_sending_runs", ignore_result=True)
+def kick_sending_runs() -> int:
+    """Beat, every minute: senders for runs with work left (after quiet hours, a lost task
+    or a killed worker); A/B tests whose wait is over get their winner."""
+    from .sending import decide_due_ab_tests
+    from .sending import kick_sending_runs as kick
+
+    decide_due_ab_tests()
+    return kick()
+
+
+@shared_task(base=TenantTask, name="marketing.prepare_run", ignore_result=True)
+def prepare_run(tenant: Tenant, *, run_id: int) -> int | None:
+    from .models import CampaignRun
+    from .sending import prepare_run as prepare
+
+    run = CampaignRun.objects.filter(tenant=tenant, pk=run_id).first()
+    if run is None:
+        return None
+    snapshot = prepare(run=run)
+    return snapshot.targeted if snapshot else None
+
+
+@shared_task(
+    base=TenantTask,
+    name="marketing.send_run",
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    max_retries=8,
+)
+def send_run(tenant: Tenant, *, run_id: int) -> int:
+    from .models import CampaignRun
+    from .sending import send_run as send
+
+    run = CampaignRun.objects.filter(tenant=tenant, pk=run_id).first()
+    return send(run=run) if run else 0

@@ -212,6 +212,14 @@ UNFOLD = {
     "SHOW_HISTORY": True,
 }
 
+# --- Email (the local messaging backend) -------------------------------------------------------
+# EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://) or consolemail:// (demo).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Club CRM <crm@localhost>")
+# Where recipients reach the CRM (unsubscribe, open and click links).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 # --- Messaging --------------------------------------------------------------------------------
 # "local": the CRM sends by itself (embedded default); "http": the platform Messaging service.
 MESSAGING_BACKEND = env.str("MESSAGING_BACKEND", default="local")
@@ -259,6 +267,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "customers-requeue-stale-events": {
         "task": "customers.requeue_stale_events",
+        "schedule": 60.0,
+    },
+    "marketing-start-due-campaigns": {
+        "task": "marketing.start_due_campaigns",
+        "schedule": 60.0,
+    },
+    "marketing-kick-sending-runs": {
+        "task": "marketing.kick_sending_runs",
         "schedule": 60.0,
     },
     "marketing-refresh-due-segments": {

@@ -5,7 +5,14 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from crm.models import Club
-from marketing.models import RefreshFrequency, Segment, SegmentChange, SegmentType
+from marketing.models import (
+    Campaign,
+    MessageTemplate,
+    RefreshFrequency,
+    Segment,
+    SegmentChange,
+    SegmentType,
+)
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -117,3 +124,167 @@ class ImportResultSerializer(serializers.Serializer):
     added = serializers.IntegerField()
     unmatched = serializers.IntegerField()
     error_csv = serializers.CharField(help_text="The unmatched rows with an error column.")
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    club_id = serializers.PrimaryKeyRelatedField(
+        source="club", queryset=Club.objects.none(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = MessageTemplate
+        fields = [
+            "id",
+            "name",
+            "channel",
+            "subject",
+            "html_body",
+            "text_body",
+            "body",
+            "club_id",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"name": {"validators": []}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenant = self.context.get("tenant")
+        if tenant is not None:
+            self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)
+
+    def validate(self, attrs):
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from marketing.templating import template_validate
+
+        merged = {
+            name: attrs.get(name, getattr(self.instance, name, "") if self.instance else "")
+            for name in ("channel", "subject", "html_body", "text_body", "body")
+        }
+        try:
+            template_validate(**merged)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        tenant = self.context["tenant"]
+        clash = MessageTemplate.objects.for_tenant(tenant).filter(
+            name=attrs.get("name", getattr(self.instance, "name", None))
+        )
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError({"name": ["A template with this name exists."]})
+        return attrs
+
+
+class PreviewRequestSerializer(serializers.Serializer):
+    customer_id = serializers.UUIDField(required=False)
+
+
+class RenderedSerializer(serializers.Serializer):
+    subject = serializers.CharField()
+    html = serializers.CharField()
+    text = serializers.CharField()
+    body = serializers.CharField()
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    club_id = serializers.PrimaryKeyRelatedField(
+        source="club", queryset=Club.objects.none(), required=False, allow_null=True
+    )
+    segment_id = serializers.PrimaryKeyRelatedField(
+        source="segment", queryset=Segment.objects.none(), required=False, allow_null=True
+    )
+    email_template_id = serializers.PrimaryKeyRelatedField(
+        source="email_template",
+        queryset=MessageTemplate.objects.none(),
+        required=False,
+        allow_null=True,
+    )
+    sms_template_id = serializers.PrimaryKeyRelatedField(
+        source="sms_template",
+        queryset=MessageTemplate.objects.none(),
+        required=False,
+        allow_null=True,
+    )
+    push_template_id = serializers.PrimaryKeyRelatedField(
+        source="push_template",
+        queryset=MessageTemplate.objects.none(),
+        required=False,
+        allow_null=True,
+    )
+    whatsapp_template_id = serializers.PrimaryKeyRelatedField(
+        source="whatsapp_template",
+        queryset=MessageTemplate.objects.none(),
+        required=False,
+        allow_null=True,
+    )
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=["email", "sms", "push", "whatsapp"]),
+        required=False,
+    )
+    ab_test = serializers.JSONField(required=False)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "club_id",
+            "type",
+            "cron",
+            "timezone",
+            "status",
+            "segment_id",
+            "channels",
+            "email_template_id",
+            "sms_template_id",
+            "push_template_id",
+            "whatsapp_template_id",
+            "scheduled_at",
+            "next_run_at",
+            "ab_test",
+            "ab_winner",
+            "target_count",
+            "last_run_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "status",
+            "next_run_at",
+            "ab_winner",
+            "target_count",
+            "last_run_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenant = self.context.get("tenant")
+        if tenant is not None:
+            self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)
+            self.fields["segment_id"].queryset = Segment.objects.for_tenant(tenant)
+            for channel in ("email", "sms", "push", "whatsapp"):
+                self.fields[f"{channel}_template_id"].queryset = MessageTemplate.objects.for_tenant(
+                    tenant
+                )
+
+
+class SendTestSerializer(serializers.Serializer):
+    to = serializers.ListField(
+        child=serializers.CharField(max_length=254),
+        min_length=1,
+        max_length=10,
+        help_text="Email addresses and/or phone numbers.",
+    )
+
+
+class WinnerSerializer(serializers.Serializer):
+    variant = serializers.ChoiceField(choices=["A", "B", "C", "D"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import ProtectedError
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +15,28 @@ from rest_framework.response import Response
 from crm import rules
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
-from marketing.models import Segment, SegmentChange, SegmentMembership
+from customers.models import CustomerProfile
+from marketing.campaigns import (
+    CampaignConflict,
+    campaign_cancel,
+    campaign_create,
+    campaign_delete,
+    campaign_pause,
+    campaign_resume,
+    campaign_schedule,
+    campaign_send_test,
+    campaign_stats,
+    campaign_update,
+)
+from marketing.models import (
+    Campaign,
+    CampaignRun,
+    MessageTemplate,
+    RunStatus,
+    Segment,
+    SegmentChange,
+    SegmentMembership,
+)
 from marketing.segments import (
     SegmentConflict,
     segment_create,
@@ -24,17 +47,25 @@ from marketing.segments import (
     segment_refresh,
     segment_update,
 )
+from marketing.sending import ab_decide
+from marketing.templating import render, sample_context
 
 from .serializers import (
+    CampaignSerializer,
     CriteriaSerializer,
     CustomerIdsSerializer,
     ImportResultSerializer,
     ImportSerializer,
     MembershipSerializer,
+    PreviewRequestSerializer,
     PreviewSerializer,
     RefreshResultSerializer,
+    RenderedSerializer,
     SegmentChangeSerializer,
     SegmentSerializer,
+    SendTestSerializer,
+    TemplateSerializer,
+    WinnerSerializer,
 )
 
 MAX_CSV_BYTES = 10 * 1024 * 1024
@@ -149,3 +180,112 @@ class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         with transaction.atomic():
             result = segment_import_csv(segment=segment, text=text)
         return Response(ImportResultSerializer(result).data, status=status.HTTP_200_OK)
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+class TemplateViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
+    """Message templates (local messaging backend)."""
+
+    queryset = MessageTemplate.objects.all()
+    serializer_class = TemplateSerializer
+    pagination_class = CreatedCursorPagination
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @extend_schema(request=PreviewRequestSerializer, responses=RenderedSerializer)
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        """Render for a customer of yours (``customer_id``) or for placeholder values."""
+        template = self.get_object()
+        body = PreviewRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        customer = None
+        if body.validated_data.get("customer_id"):
+            customer = get_object_or_404(
+                CustomerProfile.objects.for_tenant(self.tenant),
+                pk=body.validated_data["customer_id"],
+            )
+        context = sample_context(self.tenant, template.club.name if template.club else "", customer)
+        return Response(vars(render(template, context)))
+
+    def perform_destroy(self, instance) -> None:
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            raise CampaignConflict("Campaigns use this template.") from exc
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+class CampaignViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
+    """Campaigns: create as drafts, then schedule, pause, resume, cancel."""
+
+    queryset = Campaign.objects.all()
+    serializer_class = CampaignSerializer
+    pagination_class = CreatedCursorPagination
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["status"]
+
+    def perform_create(self, serializer) -> None:
+        serializer.instance = campaign_create(tenant=self.tenant, data=serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = campaign_update(
+            campaign=serializer.instance, data=serializer.validated_data
+        )
+
+    def perform_destroy(self, instance) -> None:
+        campaign_delete(campaign=instance)
+
+    def _change(self, service):
+        campaign = service(campaign=self.get_object())
+        return Response(CampaignSerializer(campaign, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=CampaignSerializer)
+    @action(detail=True, methods=["post"])
+    def schedule(self, request, pk=None):
+        return self._change(campaign_schedule)
+
+    @extend_schema(request=None, responses=CampaignSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._change(campaign_pause)
+
+    @extend_schema(request=None, responses=CampaignSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._change(campaign_resume)
+
+    @extend_schema(request=None, responses=CampaignSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._change(campaign_cancel)
+
+    @extend_schema(responses=OpenApiResponse(description="Funnel, skip reasons, variants"))
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        return Response(campaign_stats(campaign=self.get_object()))
+
+    @extend_schema(request=SendTestSerializer, responses=OpenApiResponse())
+    @action(detail=True, methods=["post"], url_path="send-test")
+    def send_test(self, request, pk=None):
+        """Send the campaign's messages, with placeholder values, to the given addresses."""
+        campaign = self.get_object()
+        body = SendTestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        sent = campaign_send_test(campaign=campaign, to=body.validated_data["to"])
+        return Response({"sent": sent})
+
+    @extend_schema(request=WinnerSerializer, responses=OpenApiResponse())
+    @action(detail=True, methods=["post"], url_path="ab-winner")
+    def ab_winner(self, request, pk=None):
+        """Choose the A/B winner now (overrides the automatic choice)."""
+        campaign = self.get_object()
+        body = WinnerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = CampaignRun.objects.filter(campaign=campaign, status=RunStatus.TESTING).first()
+        if run is None:
+            raise CampaignConflict("No A/B test of this campaign is waiting for a winner.")
+        return Response({"winner": ab_decide(run=run, winner=body.validated_data["variant"])})

@@ -1,0 +1,110 @@
+"""Delivering claimed messages: re-check consent and suppression, render, hand to the
+backend, mark SENT / SKIPPED / FAILED. One batch of claimed rows at a time, set-wise reads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from customers.models import CustomerProfile
+
+from .messaging import MessagingBackend, Outgoing
+from .models import Campaign, Message, MessageStatus, MessageTemplate, SkipReason, Suppression
+from .sending import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
+from .templating import recipient_context, render
+
+logger = logging.getLogger(__name__)
+
+
+def unsubscribe_url(message: Message) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/u/{unsubscribe_token(message.pk)}"
+
+
+def _variant_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
+    variants = (campaign.ab_test or {}).get("variants") or []
+    templates = {
+        str(t.pk): t
+        for t in MessageTemplate.objects.filter(
+            pk__in=[v["template_id"] for v in variants if v.get("template_id")]
+        )
+    }
+    return {
+        "ABCD"[i]: {
+            "template": templates.get(str(v.get("template_id"))),
+            "subject": v.get("subject") or "",
+        }
+        for i, v in enumerate(variants)
+    }
+
+
+def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBackend) -> int:
+    """Send claimed (SENDING) rows; returns how many were sent."""
+    tenant = campaign.tenant
+    customers = {
+        c.pk: c for c in CustomerProfile.objects.filter(pk__in=[m.customer_id for m in messages])
+    }
+    # Consent and suppression as they are now: an unsubscribe that arrived mid-send wins.
+    suppressed = set(
+        Suppression.objects.for_tenant(tenant)
+        .filter(address__in={m.address for m in messages})
+        .values_list("channel", "address")
+    )
+    variants = _variant_templates(campaign)
+    club_name = campaign.club.name if campaign.club_id else ""
+    sent = 0
+    for message in messages:
+        customer = customers.get(message.customer_id)
+        reason = ""
+        if customer is None or not getattr(customer, f"{message.channel}_opt_in"):
+            reason = SkipReason.NO_CONSENT
+        elif (message.channel, message.address) in suppressed:
+            reason = SkipReason.SUPPRESSED
+        if reason:
+            Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+                status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=timezone.now()
+            )
+            continue
+        template = campaign.template_for(message.channel)
+        subject_override = ""
+        if message.variant and message.variant in variants:
+            chosen = variants[message.variant]
+            template = chosen["template"] or template
+            subject_override = chosen["subject"]
+        context = recipient_context(tenant, club_name, customer, unsubscribe_url(message))
+        rendered = render(template, context, marketing=True)
+        outgoing = Outgoing(
+            channel=message.channel,
+            to=message.address,
+            subject=subject_override or rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            body=rendered.body,
+            from_email=tenant.email_from or settings.DEFAULT_FROM_EMAIL,
+            idempotency_key=message_identity(message),
+            unsubscribe_url=context["unsubscribe_url"],
+            tenant=tenant.slug,
+        )
+        try:
+            provider_id = backend.send(outgoing)
+        except Exception as exc:
+            logger.warning("message %s failed: %s", message.pk, exc)
+            final = message.attempts >= MAX_SEND_ATTEMPTS
+            Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+                status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
+                error=str(exc)[:500],
+                updated_at=timezone.now(),
+            )
+            continue
+        Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+            status=MessageStatus.SENT,
+            sent_at=timezone.now(),
+            provider_id=provider_id or "",
+            error="",
+            updated_at=F("updated_at"),
+        )
+        sent += 1
+    return sent

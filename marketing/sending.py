@@ -1,0 +1,415 @@
+"""Sending campaigns: the due sweep, the recipient snapshot, claimed sends, completion.
+
+1. ``start_due_campaigns`` (beat, every minute) locks due SCHEDULED campaigns with
+   ``FOR UPDATE SKIP LOCKED``, creates the run for that due time (unique, so a double fire
+   creates one) and moves the campaign to SENDING.
+2. ``prepare_run`` refreshes the segment **now** (not when the campaign was scheduled) and
+   snapshots the recipients in SQL: one ``INSERT ... SELECT`` per channel makes one message
+   row per recipient and channel (unique), QUEUED or SKIPPED with its reason (no address,
+   no consent, suppressed, frequency cap). A/B tests put the test fraction on variants and
+   HOLD the rest until a winner is chosen.
+3. ``send_run`` tasks claim QUEUED rows (``SKIP LOCKED``), mark each SENDING and commit, send
+   it through the backend with the row's stable id as idempotency key / Message-ID, then mark
+   it SENT (or FAILED after attempts). A row is never sent twice by a retried, redelivered or
+   resumed task: only QUEUED rows are claimed. A worker killed mid-send leaves its row
+   SENDING; the sweep puts such rows back after ``IN_DOUBT_AFTER`` and they are sent again
+   with the same Message-ID / idempotency key, so the receiving side drops the repeat.
+4. A run is COMPLETED only when no row of it is QUEUED, SENDING or HELD.
+
+Quiet hours (the tenant's local time) hold sending: the send task stops and the sweep
+starts it again when the window opens. Paused campaigns are not sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.core import signing
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from crm.models import Tenant
+from customers.models import CustomerProfile
+
+from .campaigns import next_occurrence
+from .messaging import get_backend
+from .models import (
+    Campaign,
+    CampaignRun,
+    CampaignStatus,
+    CampaignType,
+    Message,
+    MessageStatus,
+    RunStatus,
+    SegmentMembership,
+    SegmentType,
+    Suppression,
+)
+from .segments import segment_refresh
+
+logger = logging.getLogger(__name__)
+
+CLAIM_SIZE = 50
+MAX_SEND_ATTEMPTS = 3
+IN_DOUBT_AFTER = timedelta(minutes=5)
+SENDERS_PER_RUN = 2
+ADDRESS_COLUMN = {
+    "email": "email",
+    "sms": "phone",
+    "whatsapp": "phone",
+    "push": "messaging_contact_id",
+}
+UNSUBSCRIBE_SALT = "crm.marketing.unsubscribe"
+
+
+# ----------------------------------------------------------------------------- quiet hours
+
+
+def in_quiet_hours(tenant: Tenant, now: datetime) -> bool:
+    local = now.astimezone(ZoneInfo(tenant.timezone)).time()
+    start, end = tenant.quiet_hours_start, tenant.quiet_hours_end
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end  # the window spans midnight (20:00-08:00)
+
+
+def quiet_hours_end(tenant: Tenant, now: datetime) -> datetime:
+    zone = ZoneInfo(tenant.timezone)
+    local = now.astimezone(zone)
+    end = datetime.combine(local.date(), tenant.quiet_hours_end, tzinfo=zone)
+    return end if end > local else end + timedelta(days=1)
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def start_due_campaigns(*, now: datetime | None = None, limit: int = 50) -> int:
+    now = now or timezone.now()
+    started = 0
+    with transaction.atomic():
+        due = list(
+            Campaign.objects.select_for_update(skip_locked=True)
+            .filter(status=CampaignStatus.SCHEDULED, next_run_at__lte=now)
+            .select_related("tenant")
+            .order_by("next_run_at")[:limit]
+        )
+        for campaign in due:
+            run, created = CampaignRun.objects.get_or_create(
+                tenant=campaign.tenant, campaign=campaign, scheduled_for=campaign.next_run_at
+            )
+            campaign.status = CampaignStatus.SENDING
+            campaign.last_run_at = now
+            campaign.save(update_fields=["status", "last_run_at", "updated_at"])
+            if created:
+                started += 1
+                transaction.on_commit(lambda r=run: _queue_prepare(r))
+    return started
+
+
+def _queue_prepare(run: CampaignRun) -> None:
+    from .tasks import prepare_run as task
+
+    task.enqueue(run.tenant, run_id=run.pk)
+
+
+def queue_run(run: CampaignRun, senders: int = SENDERS_PER_RUN) -> None:
+    from .tasks import send_run as task
+
+    for _ in range(senders):
+        task.enqueue(run.tenant, run_id=run.pk)
+
+
+def kick_sending_runs(*, now: datetime | None = None) -> int:
+    """Beat: runs that still have work get senders again (after quiet hours, a lost task,
+    a worker killed mid-send). Rows in doubt for too long go back to QUEUED."""
+    now = now or timezone.now()
+    back = Message.objects.filter(
+        status=MessageStatus.SENDING, send_after__lte=now - IN_DOUBT_AFTER
+    ).update(status=MessageStatus.QUEUED)
+    if back:
+        logger.warning("%s messages in doubt were queued again (same Message-ID)", back)
+    runs = CampaignRun.objects.filter(
+        status=RunStatus.SENDING, campaign__status=CampaignStatus.SENDING
+    ).select_related("tenant", "campaign")
+    kicked = 0
+    for run in runs:
+        if in_quiet_hours(run.tenant, now):
+            continue
+        if Message.objects.filter(run=run, status=MessageStatus.QUEUED).exists():
+            queue_run(run)
+            kicked += 1
+        else:
+            run_complete_if_done(run=run)
+    return kicked
+
+
+# ----------------------------------------------------------------------------- snapshot
+
+M = Message._meta.db_table
+P = CustomerProfile._meta.db_table
+SM = SegmentMembership._meta.db_table
+SUP = Suppression._meta.db_table
+
+
+def _variant_sql(ab_test: dict) -> tuple[str, list[Any]]:
+    """(variant letter, held?) per recipient, deterministic: a hash of the customer id and
+    the run puts each person in [0, 1); the test fraction is split over the variants."""
+    if not ab_test:
+        return "''", []
+    variants = len(ab_test["variants"])
+    fraction = float(ab_test.get("test_fraction", 0.2))
+    bucket = "(('x' || substr(md5(p.id::text || %s), 1, 8))::bit(32)::bigint / 4294967296.0)"
+    letters = "ABCD"[:variants]
+    cases = " ".join(f"WHEN {bucket} < %s THEN '{letters[i]}'" for i in range(variants))
+    params: list[Any] = []
+    for i in range(variants):
+        params += ["", fraction * (i + 1) / variants]
+    return f"CASE {cases} ELSE '' END", params
+
+
+def _snapshot_sql(channel: str, variant_sql: str) -> str:
+    column = ADDRESS_COLUMN[channel]
+    return f"""
+        INSERT INTO "{M}" (tenant_id, run_id, campaign_id, customer_id, channel, address,
+                           variant, status, skip_reason, attempts, error, provider_id,
+                           created_at, updated_at)
+        SELECT %s, %s, %s, r.id, %s, r.address, r.variant,
+               CASE WHEN r.reason <> '' THEN 'SKIPPED'
+                    WHEN r.held THEN 'HELD' ELSE 'QUEUED' END,
+               r.reason, 0, '', '', now(), now()
+        FROM (
+            SELECT p.id, COALESCE(p.{column}, '') AS address, v.variant,
+                   (%s AND v.variant = '') AS held,
+                   CASE
+                     WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
+                     WHEN NOT p.{channel}_opt_in THEN 'no_consent'
+                     WHEN EXISTS (SELECT 1 FROM "{SUP}" s WHERE s.tenant_id = p.tenant_id
+                                  AND s.channel = %s AND s.address = p.{column})
+                       THEN 'suppressed'
+                     WHEN %s > 0 AND (
+                       SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
+                         AND m.customer_id = p.id AND m.status = 'SENT'
+                         AND m.sent_at > now() - make_interval(days => %s)) >= %s
+                       THEN 'frequency_cap'
+                     ELSE ''
+                   END AS reason
+            FROM "{SM}" sm
+            JOIN "{P}" p ON p.id = sm.customer_id
+            CROSS JOIN LATERAL (SELECT {variant_sql} AS variant) v
+            WHERE sm.tenant_id = %s AND sm.segment_id = %s
+              AND p.tenant_id = %s AND p.status IN ('ACTIVE', 'INACTIVE')
+              AND p.deleted_at IS NULL
+        ) r
+        ON CONFLICT (tenant_id, run_id, customer_id, channel) DO NOTHING
+    """  # noqa: S608
+
+
+@dataclass
+class Snapshot:
+    targeted: int
+    queued: int
+
+
+def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | None:
+    """Refresh the segment, then snapshot the recipients (idempotent: a second call adds no
+    row). Hands the run to the senders."""
+    now = now or timezone.now()
+    campaign = Campaign.objects.select_related("tenant", "segment").get(pk=run.campaign_id)
+    tenant = campaign.tenant
+    if run.status != RunStatus.PREPARING or campaign.status != CampaignStatus.SENDING:
+        return None
+    segment = campaign.segment
+    if segment.type == SegmentType.DYNAMIC:
+        segment_refresh(segment=segment, now=now)
+    ab_test = campaign.ab_test or {}
+    variant_sql, variant_params = _variant_sql(ab_test)
+    with transaction.atomic():
+        locked = CampaignRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status != RunStatus.PREPARING:
+            return None
+        with connection.cursor() as cursor:
+            for channel in campaign.channels:
+                held = bool(ab_test) and channel == "email"
+                sql = _snapshot_sql(channel, variant_sql if held else "''")
+                cursor.execute(
+                    sql,
+                    [
+                        tenant.pk,
+                        run.pk,
+                        campaign.pk,
+                        channel,
+                        held,
+                        channel,
+                        tenant.frequency_cap if tenant.frequency_window_days else 0,
+                        tenant.frequency_window_days,
+                        tenant.frequency_cap,
+                        *(variant_params if held else []),
+                        tenant.pk,
+                        segment.pk,
+                        tenant.pk,
+                    ],
+                )
+        counts = Message.objects.filter(run=run)
+        targeted = counts.count()
+        queued = counts.filter(status=MessageStatus.QUEUED).count()
+        locked.targeted = targeted
+        if ab_test:
+            locked.status = RunStatus.TESTING
+            locked.test_ends_at = now + timedelta(minutes=int(ab_test.get("wait_minutes", 240)))
+        else:
+            locked.status = RunStatus.SENDING
+        locked.save(update_fields=["targeted", "status", "test_ends_at", "updated_at"])
+        Campaign.objects.filter(pk=campaign.pk).update(target_count=targeted)
+        transaction.on_commit(lambda: queue_run(locked))
+    return Snapshot(targeted, queued)
+
+
+# ----------------------------------------------------------------------------- send
+
+
+def unsubscribe_token(message_id: int) -> str:
+    return signing.dumps({"m": message_id}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def message_identity(message: Message) -> str:
+    """The stable Message-ID / idempotency key of a message row."""
+    digest = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
+    return f"crm-{message.pk}-{digest}"
+
+
+def _claim(run: CampaignRun, now: datetime) -> list[Message]:
+    with transaction.atomic():
+        rows = list(
+            Message.objects.select_for_update(skip_locked=True)
+            .filter(run=run, status=MessageStatus.QUEUED)
+            .order_by("id")[:CLAIM_SIZE]
+        )
+        if rows:
+            Message.objects.filter(pk__in=[m.pk for m in rows]).update(
+                status=MessageStatus.SENDING, send_after=now, attempts=F("attempts") + 1
+            )
+    return rows
+
+
+def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
+    """Send the run's queued rows until none is left (or the campaign is paused, or quiet
+    hours begin). Returns how many were sent by this call."""
+    from .delivery import deliver
+
+    run = CampaignRun.objects.select_related("campaign", "campaign__tenant").get(pk=run.pk)
+    campaign, tenant = run.campaign, run.campaign.tenant
+    backend = get_backend()
+    sent = 0
+    while True:
+        campaign.refresh_from_db(fields=["status"])
+        run.refresh_from_db(fields=["status"])
+        # A TESTING run sends its test variants; the remainder waits, HELD.
+        if campaign.status != CampaignStatus.SENDING or run.status not in (
+            RunStatus.SENDING,
+            RunStatus.TESTING,
+        ):
+            return sent
+        now = now_fn()
+        if in_quiet_hours(tenant, now):
+            logger.info("run %s waits for the end of quiet hours", run.pk)
+            return sent
+        rows = _claim(run, now)
+        if not rows:
+            break
+        sent += deliver(messages=rows, campaign=campaign, backend=backend)
+    run_complete_if_done(run=run)
+    return sent
+
+
+def run_complete_if_done(*, run: CampaignRun) -> bool:
+    """COMPLETED only when nothing of the run is left to send."""
+    with transaction.atomic():
+        run = CampaignRun.objects.select_for_update().select_related("campaign").get(pk=run.pk)
+        if run.status not in (RunStatus.SENDING,):
+            return False
+        open_rows = Message.objects.filter(
+            run=run,
+            status__in=[MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.HELD],
+        )
+        if open_rows.exists():
+            return False
+        run.status = RunStatus.COMPLETED
+        run.completed_at = timezone.now()
+        run.save(update_fields=["status", "completed_at", "updated_at"])
+        campaign = Campaign.objects.select_for_update().get(pk=run.campaign_id)
+        if campaign.status == CampaignStatus.SENDING:
+            if campaign.type == CampaignType.RECURRING:
+                campaign.status = CampaignStatus.SCHEDULED
+                campaign.next_run_at = next_occurrence(
+                    campaign, max(timezone.now(), run.scheduled_for)
+                )
+            else:
+                campaign.status = CampaignStatus.COMPLETED
+                campaign.next_run_at = None
+            campaign.save(update_fields=["status", "next_run_at", "updated_at"])
+    return True
+
+
+# ----------------------------------------------------------------------------- A/B tests
+
+
+def _rates(run: CampaignRun, metric: str) -> dict[str, float]:
+    from django.db.models import Count, Q
+
+    from .models import Interaction
+
+    kind = "OPENED" if metric == "open" else "CLICKED"
+    sent = dict(
+        Message.objects.filter(run=run, status=MessageStatus.SENT)
+        .exclude(variant="")
+        .values_list("variant")
+        .annotate(n=Count("id"))
+        .values_list("variant", "n")
+    )
+    engaged = dict(
+        Interaction.objects.filter(message__run=run, kind=kind)
+        .values_list("message__variant")
+        .annotate(n=Count("message_id", distinct=True, filter=Q(kind=kind)))
+        .values_list("message__variant", "n")
+    )
+    return {variant: engaged.get(variant, 0) / count for variant, count in sent.items() if count}
+
+
+def ab_decide(*, run: CampaignRun, winner: str | None = None) -> str | None:
+    """Choose the winner (the best open or click rate; ties go to the earlier letter, or
+    ``winner`` when staff override) and release the held remainder to it."""
+    with transaction.atomic():
+        run = CampaignRun.objects.select_for_update().select_related("campaign").get(pk=run.pk)
+        if run.status != RunStatus.TESTING:
+            return None
+        campaign = run.campaign
+        letters = "ABCD"[: len(campaign.ab_test.get("variants", []))]
+        if winner is None:
+            rates = _rates(run, campaign.ab_test.get("metric", "open"))
+            winner = max(letters, key=lambda letter: (rates.get(letter, 0.0), -ord(letter)))
+        elif winner not in letters:
+            from django.core.exceptions import ValidationError
+
+            raise ValidationError({"variant": [f"Choose one of {', '.join(letters)}."]})
+        Message.objects.filter(run=run, status=MessageStatus.HELD).update(
+            status=MessageStatus.QUEUED, variant=winner
+        )
+        run.status = RunStatus.SENDING
+        run.save(update_fields=["status", "updated_at"])
+        Campaign.objects.filter(pk=campaign.pk).update(ab_winner=winner)
+        transaction.on_commit(lambda: queue_run(run))
+    return winner
+
+
+def decide_due_ab_tests(*, now: datetime | None = None) -> int:
+    now = now or timezone.now()
+    due = CampaignRun.objects.filter(status=RunStatus.TESTING, test_ends_at__lte=now)
+    return sum(1 for run in due if ab_decide(run=run))
