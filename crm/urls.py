@@ -4,10 +4,12 @@ from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from crm.api.errors import json_error_response
+from marketing import public as marketing_public
 
 from .health import healthz, readyz
 
 api_v1 = [
+    path("webhooks/messaging", marketing_public.messaging_webhook, name="messaging-webhook"),
     path("", include("crm.api.urls")),
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
@@ -20,6 +22,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("u/<str:token>", marketing_public.unsubscribe, name="unsubscribe"),
+    path("t/o/<str:token>.gif", marketing_public.track_open, name="track-open"),
+    path("t/c/<str:token>", marketing_public.track_click, name="track-click"),
     path("api/v1/", include(api_v1)),
     path(
         "api/schema/",

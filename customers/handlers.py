@@ -241,7 +241,13 @@ def update_activity_metrics(tenant: Tenant, items: list[Item]) -> None:
     latest: dict[Any, Item] = {}
     for item in _in_time_order(items):
         latest[item.profile_id] = item
-    rows = [(pid, item.entry.occurred_at, item.entry.type) for pid, item in latest.items()]
+    metrics_touch(
+        tenant, [(pid, item.entry.occurred_at, item.entry.type) for pid, item in latest.items()]
+    )
+
+
+def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]]) -> None:
+    """``rows``: ``(profile id, activity time, activity type)``, at most one per profile."""
     newer = "p.last_activity_at IS NULL OR p.last_activity_at < v.at"
     _update_profiles(
         tenant,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from customers.models import CustomerProfile
 
+from .interactions import track_html
 from .messaging import MessagingBackend, Outgoing
 from .models import Campaign, Message, MessageStatus, MessageTemplate, SkipReason, Suppression
 from .sending import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
@@ -76,11 +77,14 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
             subject_override = chosen["subject"]
         context = recipient_context(tenant, club_name, customer, unsubscribe_url(message))
         rendered = render(template, context, marketing=True)
+        html = rendered.html
+        if backend.name == "local" and html:
+            html = track_html(html, message, context["unsubscribe_url"])
         outgoing = Outgoing(
             channel=message.channel,
             to=message.address,
             subject=subject_override or rendered.subject,
-            html=rendered.html,
+            html=html,
             text=rendered.text,
             body=rendered.body,
             from_email=tenant.email_from or settings.DEFAULT_FROM_EMAIL,

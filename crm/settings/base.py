@@ -228,8 +228,13 @@ if MESSAGING_BACKEND not in ("local", "http"):
 MESSAGING_URL = env.str("MESSAGING_URL", default="")
 MESSAGING_API_KEY = env.str("MESSAGING_API_KEY", default="")
 MESSAGING_TIMEOUT = env.float("MESSAGING_TIMEOUT", default=10.0)
+# Signs the Messaging service's webhook calls (HMAC-SHA256 over "timestamp.body").
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 (development only; refused with http)
+MESSAGING_WEBHOOK_SECRET = env.str("MESSAGING_WEBHOOK_SECRET", default=DEV_WEBHOOK_SECRET)
 if MESSAGING_BACKEND == "http" and not (MESSAGING_URL and MESSAGING_API_KEY):
     raise ImproperlyConfigured("MESSAGING_BACKEND=http needs MESSAGING_URL and MESSAGING_API_KEY")
+if MESSAGING_BACKEND == "http" and MESSAGING_WEBHOOK_SECRET == DEV_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("MESSAGING_BACKEND=http needs MESSAGING_WEBHOOK_SECRET")
 
 # --- Celery ---------------------------------------------------------------------------------
 # Every task is idempotent (guarded by unique keys and status fields), so tasks are acked

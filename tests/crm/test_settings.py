@@ -64,13 +64,14 @@ def test_messaging_settings_are_checked_at_start():
     incomplete = _manage("check", env={**PRODUCTION_ENV, "MESSAGING_BACKEND": "http"})
     assert incomplete.returncode != 0
     assert "needs MESSAGING_URL and MESSAGING_API_KEY" in incomplete.stderr
-    complete = _manage(
-        "check",
-        env={
-            **PRODUCTION_ENV,
-            "MESSAGING_BACKEND": "http",
-            "MESSAGING_URL": "https://messaging.internal",
-            "MESSAGING_API_KEY": "k",
-        },
-    )
+    http = {
+        **PRODUCTION_ENV,
+        "MESSAGING_BACKEND": "http",
+        "MESSAGING_URL": "https://messaging.internal",
+        "MESSAGING_API_KEY": "k",
+    }
+    unsigned = _manage("check", env=http)
+    assert unsigned.returncode != 0
+    assert "needs MESSAGING_WEBHOOK_SECRET" in unsigned.stderr
+    complete = _manage("check", env={**http, "MESSAGING_WEBHOOK_SECRET": "a-real-secret-0123"})
     assert complete.returncode == 0, complete.stderr

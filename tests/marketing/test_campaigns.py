@@ -3,9 +3,8 @@ suppression, frequency cap and quiet hours, sends that never double, A/B tests, 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-
 import itertools
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import time_machine

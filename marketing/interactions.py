@@ -1,0 +1,239 @@
+"""Interactions: what recipients did with messages, from the Messaging webhook or the local
+backend's tracking URLs. Each is recorded once (unique per tenant, source and event id),
+becomes an activity on the customer's timeline, and counts in the campaign's stats.
+Unsubscribe, complaint and hard bounce clear the channel's consent and suppress the address
+at once; a later "delivered" or "opened" does not undo that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from customers.handlers import metrics_touch
+from customers.models import Activity, CustomerProfile
+
+from .models import Campaign, Interaction, InteractionKind, Message, Suppression
+from .sending import UNSUBSCRIBE_SALT, message_identity
+
+TRACK_SALT = "crm.marketing.track"
+STOPS = {
+    InteractionKind.UNSUBSCRIBED: "unsubscribed",
+    InteractionKind.COMPLAINED: "complained",
+    InteractionKind.BOUNCED: "bounced",
+}
+TITLES = {
+    InteractionKind.DELIVERED: "Delivered",
+    InteractionKind.OPENED: "Opened",
+    InteractionKind.CLICKED: "Clicked a link in",
+    InteractionKind.BOUNCED: "Bounced",
+    InteractionKind.UNSUBSCRIBED: "Unsubscribed from",
+    InteractionKind.COMPLAINED: "Marked as spam",
+}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    interaction: Interaction | None  # None: a repeat of an event already recorded
+    stopped: bool = False
+
+
+def interaction_record(
+    *,
+    message: Message,
+    kind: str,
+    source: str,
+    event_id: str,
+    occurred_at: datetime,
+    metadata: dict[str, Any] | None = None,
+) -> Recorded:
+    """Record one interaction (idempotent) with its activity, consent and suppression."""
+    metadata = metadata or {}
+    tenant = message.tenant
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                interaction = Interaction.objects.create(
+                    tenant=tenant,
+                    message=message,
+                    campaign_id=message.campaign_id,
+                    customer_id=message.customer_id,
+                    kind=kind,
+                    source=source,
+                    event_id=event_id[:128],
+                    occurred_at=occurred_at,
+                    metadata=metadata,
+                )
+        except IntegrityError:
+            return Recorded(None)
+        campaign = Campaign.objects.only("name").get(pk=message.campaign_id)
+        activity_type = f"{message.channel}.{kind.lower()}"
+        Activity.objects.bulk_create(
+            [
+                Activity(
+                    tenant=tenant,
+                    customer_id=message.customer_id,
+                    type=activity_type,
+                    category="marketing",
+                    title=f"{TITLES[kind]} “{campaign.name}”"[:255],
+                    metadata={
+                        "campaign_id": str(campaign.pk),
+                        "message_id": message.pk,
+                        **metadata,
+                    },
+                    source_service=source,
+                    source_id=str(message.pk),
+                    source_event_id=event_id[:128],
+                    occurred_at=occurred_at,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        if kind in (InteractionKind.OPENED, InteractionKind.CLICKED):
+            metrics_touch(tenant, [(message.customer_id, occurred_at, activity_type)])
+        hard = kind != InteractionKind.BOUNCED or metadata.get("bounce") != "soft"
+        stopped = kind in STOPS and hard
+        if stopped:
+            _stop(message, STOPS[kind], occurred_at)
+    return Recorded(interaction, stopped)
+
+
+def _stop(message: Message, reason: str, occurred_at: datetime) -> None:
+    """Clear the channel's consent (stamped, so an older opt-in cannot restore it) and
+    suppress the address."""
+    channel = message.channel
+    now = timezone.now()
+    CustomerProfile.objects.filter(pk=message.customer_id, tenant=message.tenant).update(
+        **{
+            f"{channel}_opt_in": False,
+            f"{channel}_consent_at": max(occurred_at, now),
+            f"{channel}_consent_source": reason,
+        },
+        updated_at=now,
+    )
+    if message.address:
+        Suppression.objects.bulk_create(
+            [
+                Suppression(
+                    tenant=message.tenant,
+                    channel=channel,
+                    address=message.address,
+                    reason=reason,
+                    source=f"message:{message.pk}",
+                )
+            ],
+            ignore_conflicts=True,
+        )
+
+
+# ----------------------------------------------------------------------------- local tracking
+
+
+def message_from_token(token: str, salt: str) -> tuple[Message, dict] | None:
+    try:
+        data = signing.loads(token, salt=salt)
+    except signing.BadSignature:
+        return None
+    message = Message.objects.select_related("tenant").filter(pk=data.get("m")).first()
+    return (message, data) if message else None
+
+
+def open_url(message: Message) -> str:
+    token = signing.dumps({"m": message.pk}, salt=TRACK_SALT, compress=True)
+    return f"{settings.PUBLIC_BASE_URL}/t/o/{token}.gif"
+
+
+def click_url(message: Message, url: str) -> str:
+    token = signing.dumps({"m": message.pk, "u": url}, salt=TRACK_SALT, compress=True)
+    return f"{settings.PUBLIC_BASE_URL}/t/c/{token}"
+
+
+_HREF = re.compile(r'href="(https?://[^"]+)"')
+
+
+def track_html(html: str, message: Message, unsubscribe: str) -> str:
+    """Links through the click redirect, and an open pixel at the end."""
+
+    def swap(match: re.Match) -> str:
+        url = match.group(1).replace("&amp;", "&")
+        if url == unsubscribe:
+            return match.group(0)
+        return f'href="{click_url(message, url)}"'
+
+    pixel = f'<img src="{open_url(message)}" width="1" height="1" alt="">'
+    return _HREF.sub(swap, html) + pixel
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- webhook
+
+
+class WebhookRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+WEBHOOK_KINDS = {k.lower(): k for k in InteractionKind.values}
+
+
+def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "v1=" + digest.hexdigest()
+
+
+def webhook_verify(*, timestamp: str, signature: str, body: bytes, now: datetime) -> None:
+    """HMAC-SHA256 over ``timestamp.body`` with ``MESSAGING_WEBHOOK_SECRET``, within five
+    minutes of now. Compares in constant time."""
+    secret = settings.MESSAGING_WEBHOOK_SECRET
+    if not timestamp or not signature:
+        raise WebhookRefused(401, "Missing X-CRM-Timestamp or X-CRM-Signature.")
+    try:
+        sent_at = int(timestamp)
+    except ValueError as exc:
+        raise WebhookRefused(401, "Bad timestamp.") from exc
+    if abs(now.timestamp() - sent_at) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRefused(401, "Timestamp outside the five-minute window.")
+    expected = webhook_signature(secret, timestamp, body)
+    if not any(hmac.compare_digest(expected, s.strip()) for s in signature.split(",")):
+        raise WebhookRefused(401, "Bad signature.")
+
+
+def message_by_identity(identity: str) -> Message | None:
+    """Our message ids look like ``crm-<pk>-<digest>``; the digest proves the pk."""
+    match = re.fullmatch(r"crm-(\d+)-([0-9a-f]{24})", identity or "")
+    if not match:
+        return None
+    message = Message.objects.select_related("tenant").filter(pk=int(match.group(1))).first()
+    if message is None or message_identity(message) != identity:
+        return None
+    return message
+
+
+def unsubscribe_message(token: str) -> Message | None:
+    found = message_from_token(token, UNSUBSCRIBE_SALT)
+    return found[0] if found else None
+
+
+__all__ = [
+    "WebhookRefused",
+    "click_url",
+    "interaction_record",
+    "open_url",
+    "track_html",
+    "webhook_signature",
+    "webhook_verify",
+]

@@ -1,0 +1,249 @@
+"""Interactions: the signed webhook (tampered body, old timestamp, replayed id change
+nothing), one-click unsubscribe, open pixel and click redirect, stats, consent that stays
+cleared."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core import mail
+from django.utils import timezone
+
+from customers.models import Activity
+from marketing.campaigns import campaign_stats
+from marketing.interactions import message_by_identity, webhook_signature
+from marketing.models import Interaction, Message, MessageStatus, Suppression
+from marketing.sending import message_identity
+
+from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/webhooks/messaging"
+
+
+@pytest.fixture(autouse=True)
+def _at_ten_to_noon():
+    # Midday in Johannesburg, so quiet hours never hold these sends, whatever CI's clock says.
+    with time_machine.travel(NOON_JHB - timedelta(minutes=10), tick=True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _backend_cache():
+    from marketing import messaging
+
+    messaging.get_backend.cache_clear()
+    messaging._connection_cache.clear()
+    yield
+    messaging._connection_cache.clear()
+
+
+@pytest.fixture
+def sent(tenant_a):
+    """One email sent to Ann, who had opted in."""
+    ann = _member(
+        tenant_a,
+        "ann@example.com",
+        email_opt_in=True,
+        email_consent_at=timezone.now() - timedelta(days=30),
+    )
+    campaign = _campaign(tenant_a, scheduled_at=timezone.now() + timedelta(minutes=1))
+    run = _run_to_completion(campaign, now=timezone.now())
+    message = Message.objects.get(run=run)
+    assert message.status == MessageStatus.SENT
+    return ann, campaign, message
+
+
+def _post(client, events, *, timestamp=None, secret=None, tamper=False):
+    body = json.dumps({"events": events}).encode()
+    stamp = str(int(timestamp if timestamp is not None else time.time()))
+    signature = webhook_signature(secret or settings.MESSAGING_WEBHOOK_SECRET, stamp, body)
+    if tamper:
+        body = body.replace(b"opened", b"clicked")
+    return client.generic(
+        "POST",
+        URL,
+        body,
+        content_type="application/json",
+        HTTP_X_CRM_TIMESTAMP=stamp,
+        HTTP_X_CRM_SIGNATURE=signature,
+    )
+
+
+def _event(message, kind, event_id, **extra):
+    return {
+        "id": event_id,
+        "type": kind,
+        "messageId": message_identity(message),
+        "timestamp": timezone.now().isoformat(),
+        **extra,
+    }
+
+
+def test_signed_events_become_interactions_activities_and_stats(client, sent):
+    ann, campaign, message = sent
+    response = _post(
+        client,
+        [
+            _event(message, "delivered", "d1"),
+            _event(message, "opened", "o1"),
+            _event(message, "clicked", "c1", data={"url": "https://x.test"}),
+        ],
+    )
+    assert response.status_code == 200
+    assert response.json() == {"recorded": 3, "duplicates": 0, "rejected": []}
+    stats = campaign_stats(campaign=campaign)
+    assert (stats["sent"], stats["delivered"], stats["opened"], stats["clicked"]) == (1, 1, 1, 1)
+    types = set(Activity.objects.filter(customer=ann).values_list("type", flat=True))
+    assert {"email.delivered", "email.opened", "email.clicked"} <= types
+    ann.refresh_from_db()
+    assert ann.last_activity_type in ("email.opened", "email.clicked")
+
+
+@pytest.mark.parametrize("problem", ["tampered", "old", "wrong-secret", "missing"])
+def test_bad_signatures_change_nothing(client, sent, problem):
+    _ann, _campaign, message = sent
+    events = [_event(message, "opened", "o-bad")]
+    if problem == "tampered":
+        response = _post(client, events, tamper=True)
+    elif problem == "old":
+        response = _post(client, events, timestamp=time.time() - 301)
+    elif problem == "wrong-secret":
+        response = _post(client, events, secret="not-the-secret")
+    else:
+        response = client.post(URL, {"events": events}, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json()["error"]["status"] == 401
+    assert not Interaction.objects.exists()
+
+
+def test_a_replayed_event_id_is_acknowledged_and_not_applied_again(client, sent):
+    _ann, campaign, message = sent
+    assert _post(client, [_event(message, "opened", "o1")]).json()["recorded"] == 1
+    again = _post(client, [_event(message, "opened", "o1")])
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+    assert Interaction.objects.count() == 1
+    assert campaign_stats(campaign=campaign)["opened"] == 1
+
+
+def test_unknown_messages_and_malformed_events_are_reported(client, sent):
+    _ann, _campaign, message = sent
+    forged = f"crm-{message.pk}-{'0' * 24}"
+    response = _post(
+        client,
+        [
+            {
+                "id": "x1",
+                "type": "opened",
+                "messageId": forged,
+                "timestamp": timezone.now().isoformat(),
+            },
+            {
+                "id": "x2",
+                "type": "teleported",
+                "messageId": message_identity(message),
+                "timestamp": "yesterday",
+            },
+        ],
+    )
+    assert response.status_code == 200
+    rejected = {r["id"]: r["errors"] for r in response.json()["rejected"]}
+    assert rejected["x1"] == {"messageId": ["Unknown message."]}
+    assert set(rejected["x2"]) == {"type", "timestamp"}
+    assert not Interaction.objects.exists()
+    assert message_by_identity(forged) is None
+
+
+def test_unsubscribe_and_complaint_clear_consent_and_suppress_at_once(client, sent, tenant_a):
+    ann, _campaign, message = sent
+    _post(client, [_event(message, "complained", "spam1")])
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False and ann.email_consent_source == "complained"
+    assert Suppression.objects.filter(
+        tenant=tenant_a, channel="email", address="ann@example.com", reason="complained"
+    ).exists()
+    # A later "delivered" or "opened" does not undo it; nor does an older opt-in event.
+    _post(client, [_event(message, "delivered", "d2"), _event(message, "opened", "o2")])
+    from tests.events.helpers import event, run
+
+    run(
+        tenant_a,
+        event(
+            tenant_a,
+            "contactPreference.updated",
+            {"email": "ann@example.com"},
+            {"emailOptIn": True},
+            timestamp=(timezone.now() - timedelta(hours=1)).isoformat(),
+        ),
+    )
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False
+
+
+def test_a_soft_bounce_does_not_suppress_a_hard_one_does(client, sent, tenant_a):
+    ann, _campaign, message = sent
+    _post(client, [_event(message, "bounced", "b1", data={"bounce": "soft"})])
+    ann.refresh_from_db()
+    assert ann.email_opt_in is True and not Suppression.objects.exists()
+    _post(client, [_event(message, "bounced", "b2", data={"bounce": "hard"})])
+    assert Suppression.objects.filter(reason="bounced").exists()
+
+
+def test_one_click_unsubscribe_page_and_post(client, sent, tenant_a):
+    ann, campaign, _message = sent
+    [email] = mail.outbox
+    link = re.search(r"<(http://[^>]+/u/[^>]+)>", email.extra_headers["List-Unsubscribe"])[1]
+    path = link.replace(settings.PUBLIC_BASE_URL, "")
+    page = client.get(path)
+    assert page.status_code == 200 and b"Unsubscribe?" in page.content
+    ann.refresh_from_db()
+    assert ann.email_opt_in is True  # a GET (a link scanner) changes nothing
+    done = client.post(path, {"List-Unsubscribe": "One-Click"})
+    assert done.status_code == 200 and b"You are unsubscribed" in done.content
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False
+    assert campaign_stats(campaign=campaign)["unsubscribed"] == 1
+    assert client.post(path).status_code == 200  # again: harmless
+    assert Interaction.objects.filter(kind="UNSUBSCRIBED").count() == 1
+    assert client.get("/u/forged-token").status_code == 404
+
+
+def test_open_pixel_and_click_redirect(client, sent):
+    _ann, campaign, message = sent
+    html = mail.outbox[0].alternatives[0].content
+    pixel = re.search(r'<img src="http://127\.0\.0\.1:8000(/t/o/[^"]+)"', html)[1]
+    assert client.get(pixel)["Content-Type"] == "image/gif"
+    assert client.get(pixel).status_code == 200
+    click = re.search(r'href="http://127\.0\.0\.1:8000(/t/c/[^"]+)"', html)
+    assert click is None  # the template has no links
+    from marketing.interactions import click_url
+
+    target = click_url(message, "https://club.example/book")
+    response = client.get(target.replace(settings.PUBLIC_BASE_URL, ""))
+    assert response.status_code == 302 and response.url == "https://club.example/book"
+    stats = campaign_stats(campaign=campaign)
+    assert (stats["opened"], stats["clicked"]) == (1, 1)
+    assert client.get("/t/c/forged").status_code == 404
+
+
+def test_links_in_html_go_through_the_click_redirect(tenant_a):
+    from marketing.templating import render, sample_context
+
+    from .test_campaigns import _template
+
+    _member(tenant_a, "links@example.com", email_opt_in=True)
+    template = _template(tenant_a, html_body='<a href="https://club.example/?a=1&b=2">Book</a>')
+    campaign = _campaign(
+        tenant_a, email_template=template, scheduled_at=timezone.now() + timedelta(minutes=1)
+    )
+    _run_to_completion(campaign, now=timezone.now())
+    html = mail.outbox[0].alternatives[0].content
+    assert "https://club.example" not in html.split("Unsubscribe")[0]
+    assert "/t/c/" in html
+    assert render(template, sample_context(tenant_a)).html  # renders without tracking too
