@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
+from django.db import connection
 from django.utils import timezone
 
 from customers.models import CustomerProfile
@@ -43,7 +43,8 @@ def _variant_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
 
 
 def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBackend) -> int:
-    """Send claimed (SENDING) rows; returns how many were sent."""
+    """Send claimed (SENDING) rows; returns how many were sent. The batch's outcome is
+    written set-wise: one UPDATE for the sent rows, one for the skipped ones."""
     tenant = campaign.tenant
     customers = {
         c.pk: c for c in CustomerProfile.objects.filter(pk__in=[m.customer_id for m in messages])
@@ -56,18 +57,16 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
     )
     variants = _variant_templates(campaign)
     club_name = campaign.club.name if campaign.club_id else ""
-    sent = 0
+    from_email = tenant.email_from or settings.DEFAULT_FROM_EMAIL
+    sent: list[tuple[int, str]] = []
+    skipped: dict[str, list[int]] = {}
     for message in messages:
         customer = customers.get(message.customer_id)
-        reason = ""
         if customer is None or not getattr(customer, f"{message.channel}_opt_in"):
-            reason = SkipReason.NO_CONSENT
-        elif (message.channel, message.address) in suppressed:
-            reason = SkipReason.SUPPRESSED
-        if reason:
-            Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-                status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=timezone.now()
-            )
+            skipped.setdefault(SkipReason.NO_CONSENT, []).append(message.pk)
+            continue
+        if (message.channel, message.address) in suppressed:
+            skipped.setdefault(SkipReason.SUPPRESSED, []).append(message.pk)
             continue
         template = campaign.template_for(message.channel)
         subject_override = ""
@@ -87,7 +86,7 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
             html=html,
             text=rendered.text,
             body=rendered.body,
-            from_email=tenant.email_from or settings.DEFAULT_FROM_EMAIL,
+            from_email=from_email,
             idempotency_key=message_identity(message),
             unsubscribe_url=context["unsubscribe_url"],
             tenant=tenant.slug,
@@ -103,12 +102,29 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
                 updated_at=timezone.now(),
             )
             continue
-        Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-            status=MessageStatus.SENT,
-            sent_at=timezone.now(),
-            provider_id=provider_id or "",
-            error="",
-            updated_at=F("updated_at"),
+        sent.append((message.pk, provider_id or ""))
+        if not backend.idempotent:
+            # SMTP has no idempotency key: mark each email the moment the server took it,
+            # so a worker killed mid-batch leaves at most one row in doubt.
+            _mark(sent[-1:], {})
+    _mark([] if not backend.idempotent else sent, skipped)
+    return len(sent)
+
+
+_SENT_SQL = f"""
+    UPDATE "{Message._meta.db_table}" m
+    SET status = 'SENT', sent_at = now(), updated_at = now(), error = '',
+        provider_id = s.provider_id
+    FROM unnest(%s::bigint[], %s::text[]) AS s(id, provider_id)
+    WHERE m.id = s.id AND m.status = 'SENDING'
+"""  # noqa: S608
+
+
+def _mark(sent: list[tuple[int, str]], skipped: dict[str, list[int]]) -> None:
+    if sent:
+        with connection.cursor() as cursor:
+            cursor.execute(_SENT_SQL, [[pk for pk, _ in sent], [pid[:200] for _, pid in sent]])
+    for reason, ids in skipped.items():
+        Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+            status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=timezone.now()
         )
-        sent += 1
-    return sent

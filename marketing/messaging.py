@@ -58,6 +58,9 @@ class MessagingError(Exception):
 
 class MessagingBackend(Protocol):
     name: str
+    #: True when the receiving side applies an idempotency key once (a repeat is a no-op),
+    #: so sent rows may be marked per batch; SMTP is not.
+    idempotent: bool
 
     def upsert_segment(
         self, *, segment: Any, members: Iterable[Member], sync_id: str
@@ -77,6 +80,7 @@ class LocalBackend:
     repeat after a worker died mid-send is recognised by the receiving side."""
 
     name = "local"
+    idempotent = False
 
     def upsert_segment(self, *, segment, members, sync_id):
         return None
@@ -147,6 +151,7 @@ def _pages(members: Iterable[Member], size: int) -> Iterator[list[Member]]:
 
 class HttpBackend:
     name = "http"
+    idempotent = True
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 10.0, retries: int = 4):
         self.base_url = base_url.rstrip("/")

@@ -13,6 +13,7 @@ Context (see docs/campaigns.md): ``first_name``, ``last_name``, ``full_name``, `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import nh3
@@ -66,9 +67,16 @@ class Rendered:
     body: str = ""
 
 
+@lru_cache(maxsize=512)
+def _compiled(source: str):
+    return ENGINE.from_string(source)
+
+
 def _compile(source: str, field: str):
+    """Compiled once per distinct source (a campaign renders the same template thousands
+    of times)."""
     try:
-        return ENGINE.from_string(source)
+        return _compiled(source)
     except TemplateSyntaxError as exc:
         raise ValidationError({field: [f"Template error: {exc}"]}) from exc
 

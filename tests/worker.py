@@ -38,9 +38,10 @@ def subprocess_database_url() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, queue: str, concurrency: int = 2) -> None:
+    def __init__(self, queue: str, concurrency: int = 2, env: dict | None = None) -> None:
         self.queue = queue
         self.concurrency = concurrency
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
         self.log_path = Path(f"/tmp/crm-test-worker-{queue}.log")
 
@@ -50,6 +51,7 @@ class WorkerProcess:
             "DJANGO_SETTINGS_MODULE": "crm.settings.test",
             "DATABASE_URL": subprocess_database_url(),
             "CRM_TASK_QUEUE": self.queue,
+            **self.extra_env,
         }
         env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         log = self.log_path.open("w")
@@ -110,13 +112,13 @@ class WorkerProcess:
 
 
 @contextmanager
-def celery_worker(concurrency: int = 2):
+def celery_worker(concurrency: int = 2, env: dict | None = None):
     """Starts a worker on a fresh queue and routes this process's tasks to it."""
     queue = f"test-{uuid.uuid4().hex[:10]}"
     previous = celery_app.conf.task_default_queue
     celery_app.conf.task_default_queue = queue
     set_queue_override(queue)
-    worker = WorkerProcess(queue, concurrency=concurrency)
+    worker = WorkerProcess(queue, concurrency=concurrency, env=env)
     try:
         worker.start()
         yield worker
