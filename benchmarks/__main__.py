@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
 
-SUITES = ("identity", "events", "segments")
+SUITES = ("identity", "events", "segments", "campaigns")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.db import connection
 
-    from . import events, identity, report, segments
+    from . import campaigns, events, identity, report, segments
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -53,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     for suite in args.suite or SUITES:
         log(f"suite {suite} at {args.profiles:,} profiles")
-        results = {"identity": identity.run, "events": events.run, "segments": segments.run}[suite](
-            profiles=args.profiles, quick=args.quick, env=env, log=log
-        )
+        results = {
+            "identity": identity.run,
+            "events": events.run,
+            "segments": segments.run,
+            "campaigns": campaigns.run,
+        }[suite](profiles=args.profiles, quick=args.quick, env=env, log=log)
         path = report.write(Path(args.output_dir), suite, results, meta)
         log(f"wrote {path}")
     return 0

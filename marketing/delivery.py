@@ -19,6 +19,19 @@ from .sending import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
 from .templating import recipient_context, render
 
 logger = logging.getLogger(__name__)
+# What rendering and the consent check read of a recipient (not the other 50 columns).
+CUSTOMER_COLUMNS = (
+    "tenant_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "messaging_contact_id",
+    "email_opt_in",
+    "sms_opt_in",
+    "push_opt_in",
+    "whatsapp_opt_in",
+)
 
 
 def unsubscribe_url(message: Message) -> str:
@@ -47,7 +60,10 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
     written set-wise: one UPDATE for the sent rows, one for the skipped ones."""
     tenant = campaign.tenant
     customers = {
-        c.pk: c for c in CustomerProfile.objects.filter(pk__in=[m.customer_id for m in messages])
+        c.pk: c
+        for c in CustomerProfile.objects.filter(pk__in=[m.customer_id for m in messages]).only(
+            *CUSTOMER_COLUMNS
+        )
     }
     # Consent and suppression as they are now: an unsubscribe that arrived mid-send wins.
     suppressed = set(

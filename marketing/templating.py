@@ -1,8 +1,9 @@
 """Rendering message templates: the Django template language over a fixed context.
 
 The engine has no loaders (no ``{% include %}`` or ``{% extends %}`` of files) and renders
-unknown variables as empty text. Email HTML is autoescaped, then sanitised with nh3
-(Ammonia): scripts, event handlers and ``javascript:`` links never reach a recipient.
+unknown variables as empty text. The author's email HTML is sanitised with nh3 (Ammonia)
+once per template (scripts, event handlers and ``javascript:`` links are dropped), and what
+the context puts into it is autoescaped, so neither reaches a recipient.
 Marketing email always carries a visible unsubscribe link: the template's own
 ``{{ unsubscribe_url }}`` or, when it has none, a footer added here.
 
@@ -111,6 +112,21 @@ def _render(source: str, context: dict[str, Any], *, autoescape: bool) -> str:
     return _compile(source, "body").render(Context(context, autoescape=autoescape))
 
 
+@lru_cache(maxsize=256)
+def _sanitized(source: str) -> str:
+    """The template's HTML, sanitised once: what the author wrote is cleaned, and what the
+    context puts into it is autoescaped when it renders."""
+    return sanitize(source) if source else ""
+
+
+@lru_cache(maxsize=256)
+def _text_of(html_source: str) -> str:
+    """A plain-text template derived from the HTML one (tags dropped, template tags kept)."""
+    return "\n".join(
+        line.strip() for line in strip_tags(_sanitized(html_source)).splitlines() if line.strip()
+    )
+
+
 def sanitize(html: str) -> str:
     return nh3.clean(
         html,
@@ -126,10 +142,9 @@ def render(template, context: dict[str, Any], *, marketing: bool = True) -> Rend
     if template.channel != "email":
         return Rendered(body=_render(template.body, context, autoescape=False).strip())
     subject = " ".join(_render(template.subject, context, autoescape=False).split())
-    html = sanitize(_render(template.html_body, context, autoescape=True))
-    text = _render(template.text_body, context, autoescape=False).strip()
-    if not text and html:
-        text = "\n".join(line.strip() for line in strip_tags(html).splitlines() if line.strip())
+    html = _render(_sanitized(template.html_body), context, autoescape=True)
+    text_source = template.text_body or _text_of(template.html_body)
+    text = _render(text_source, context, autoescape=False).strip()
     unsubscribe = context.get("unsubscribe_url", "")
     if marketing and unsubscribe:
         if html and "unsubscribe_url" not in template.html_body:

@@ -56,8 +56,13 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert segments["first_refresh"]["members"] == segments["preview"]["count"] > 0
     assert segments["one_percent_refresh"]["entered"] > 0
     assert segments["unchanged_refresh"]["entered"] == segments["unchanged_refresh"]["left"] == 0
+    campaigns = raw["campaigns"]["results"]
+    assert campaigns["snapshot"]["rows"] == campaigns["data"]["recipients"] > 0
+    assert campaigns["hand_off"]["messages"] == campaigns["snapshot"]["queued"]
+    assert campaigns["hand_off"]["left_queued"] == 0
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Identity resolution" in report
     assert "HTTP resolve, 8 clients, throughput" in report
     assert "## Event ingestion and the timeline" in report
     assert "## Segments" in report
+    assert "## Campaign fan-out" in report
