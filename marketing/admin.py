@@ -13,12 +13,31 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
+from unfold.paginator import InfinitePaginator
 
 from crm import rules
 from crm.admin_mixins import TenantScopedAdminMixin
 from crm.models import StaffRole, Tenant
 
-from .models import Segment, SegmentMembership, SegmentType
+from .campaigns import (
+    EDITABLE,
+    campaign_audience,
+    campaign_cancel,
+    campaign_pause,
+    campaign_resume,
+    campaign_schedule,
+    campaign_stats,
+)
+from .models import (
+    Campaign,
+    CampaignStatus,
+    MessageTemplate,
+    Segment,
+    SegmentMembership,
+    SegmentType,
+    SkipReason,
+    Suppression,
+)
 from .segments import (
     SLOW_REFRESH_MS,
     criteria_parse,
@@ -26,6 +45,7 @@ from .segments import (
     segment_preview,
     segment_refresh,
 )
+from .templating import render, sample_context, template_validate
 
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
@@ -273,3 +293,175 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
             "next_after": page[-1].pk if more else None,
         }
         return TemplateResponse(request, "admin/marketing/segment/members.html", context)
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["tenant", "club", "name", "channel", "subject", "html_body", "text_body", "body"]
+
+    def clean(self):
+        data = super().clean()
+        try:
+            template_validate(
+                channel=data.get("channel") or "",
+                subject=data.get("subject") or "",
+                html_body=data.get("html_body") or "",
+                text_body=data.get("text_body") or "",
+                body=data.get("body") or "",
+            )
+        except ValidationError as exc:
+            for field, problems in exc.message_dict.items():
+                for problem in problems:
+                    self.add_error(field if field in self.fields else None, problem)
+        return data
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Templates, with a preview rendered for a sample recipient."""
+
+    form = TemplateForm
+    write_roles = MARKETING_ROLES
+    list_display = ["name", "channel", "subject", "updated_at"]
+    list_filter = ["channel"]
+    search_fields = ["name"]
+    change_form_template = "admin/marketing/messagetemplate/change_form.html"
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        template = self.get_object(request, object_id) if object_id else None
+        if template is not None:
+            extra_context["preview"] = render(
+                template,
+                sample_context(template.tenant, template.club.name if template.club else ""),
+            )
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Addresses that get no marketing: unsubscribed, complained, bounced, or added here."""
+
+    write_roles = MARKETING_ROLES
+    list_display = ["address", "channel", "reason", "source", "created_at"]
+    list_filter = ["channel", "reason"]
+    search_fields = ["address"]
+    search_help_text = "Exact address (email in lower case, phone in E.164)."
+    paginator = InfinitePaginator
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        return (queryset.filter(address=term.lower()) if term else queryset), False
+
+
+STATUS_LABELS = {
+    CampaignStatus.DRAFT: "info",
+    CampaignStatus.SCHEDULED: "info",
+    CampaignStatus.SENDING: "warning",
+    CampaignStatus.COMPLETED: "success",
+    CampaignStatus.PAUSED: "warning",
+    CampaignStatus.CANCELLED: "danger",
+    CampaignStatus.FAILED: "danger",
+}
+FUNNEL = ("targeted", "sent", "delivered", "opened", "clicked")
+ACTIONS = {
+    "schedule": campaign_schedule,
+    "pause": campaign_pause,
+    "resume": campaign_resume,
+    "cancel": campaign_cancel,
+}
+
+
+@admin.register(Campaign)
+class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Campaigns: the editor shows who would get it before scheduling; schedule, pause,
+    resume and cancel buttons; a stats page with the funnel and the skip reasons."""
+
+    write_roles = MARKETING_ROLES
+    list_display = ["name", "status_badge", "segment", "type", "next_run_at", "target_count"]
+    list_filter = ["status", "type"]
+    search_fields = ["name"]
+    readonly_fields = ["status", "next_run_at", "ab_winner", "target_count", "last_run_at"]
+    change_form_template = "admin/marketing/campaign/change_form.html"
+
+    @display(description="Status", label=STATUS_LABELS)
+    def status_badge(self, obj: Campaign) -> str:
+        return obj.status
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or obj.status in EDITABLE)
+
+    def save_model(self, request, obj, form, change) -> None:
+        from .campaigns import _validate, _values
+
+        _validate(obj.tenant, _values(obj), for_schedule=False)
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<uuid:object_id>/do/<str:action>/",
+                self.admin_site.admin_view(self.action_view),
+                name="marketing_campaign_action",
+            ),
+            path(
+                "<uuid:object_id>/stats/",
+                self.admin_site.admin_view(self.stats_view),
+                name="marketing_campaign_stats",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        campaign = self.get_object(request, object_id) if object_id else None
+        if campaign is not None:
+            extra_context["audience"] = campaign_audience(campaign=campaign)
+            extra_context["campaign"] = campaign
+            extra_context["can_act"] = self._can_write(request, campaign)
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _campaign(self, request, object_id) -> Campaign:
+        campaign = self.get_object(request, str(object_id))
+        if campaign is None:
+            raise PermissionDenied
+        return campaign
+
+    def action_view(self, request, object_id, action):
+        campaign = self._campaign(request, object_id)
+        service = ACTIONS.get(action)
+        if request.method != "POST" or service is None or not self._can_write(request, campaign):
+            raise PermissionDenied
+        try:
+            campaign = service(campaign=campaign)
+            messages.success(request, f"Campaign {action}d: now {campaign.get_status_display()}.")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return HttpResponseRedirect(reverse("admin:marketing_campaign_change", args=[object_id]))
+
+    def stats_view(self, request, object_id):
+        campaign = self._campaign(request, object_id)
+        stats = campaign_stats(campaign=campaign)
+        top = max(stats["targeted"], 1)
+        funnel = [
+            {"label": name.title(), "value": stats[name], "width": round(100 * stats[name] / top)}
+            for name in FUNNEL
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{campaign.name}: results",
+            "opts": self.model._meta,
+            "campaign": campaign,
+            "stats": stats,
+            "funnel": funnel,
+            "skip_reasons": [
+                (SkipReason(reason).label if reason in SkipReason.values else reason, count)
+                for reason, count in sorted(stats["skip_reasons"].items())
+            ],
+        }
+        return TemplateResponse(request, "admin/marketing/campaign/stats.html", context)

@@ -365,6 +365,59 @@ def campaign_send_test(*, campaign: Campaign, to: list[str]) -> int:
     return sent
 
 
+# ----------------------------------------------------------------------------- audience
+
+
+def campaign_audience(*, campaign: Campaign) -> dict[str, dict[str, int]]:
+    """Who would get it now, per channel: reachable, or not and why (no address, no
+    consent, suppressed). Uses the segment's members as of its last refresh; the send
+    refreshes the segment first."""
+    from django.db import connection
+
+    from customers.models import CustomerProfile
+
+    from .models import SegmentMembership, Suppression
+    from .sending import ADDRESS_COLUMN
+
+    result: dict[str, dict[str, int]] = {}
+    if campaign.segment_id is None:
+        return result
+    members, profiles = SegmentMembership._meta.db_table, CustomerProfile._meta.db_table
+    suppressions = Suppression._meta.db_table
+    with connection.cursor() as cursor:
+        for channel in campaign.channels:
+            column = ADDRESS_COLUMN[channel]
+            cursor.execute(
+                f"""
+                SELECT count(*) FILTER (WHERE reason = ''),
+                       count(*) FILTER (WHERE reason = 'no_address'),
+                       count(*) FILTER (WHERE reason = 'no_consent'),
+                       count(*) FILTER (WHERE reason = 'suppressed')
+                FROM (
+                  SELECT CASE
+                    WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
+                    WHEN NOT p.{channel}_opt_in THEN 'no_consent'
+                    WHEN EXISTS (SELECT 1 FROM "{suppressions}" s
+                                 WHERE s.tenant_id = p.tenant_id AND s.channel = %s
+                                   AND s.address = p.{column}) THEN 'suppressed'
+                    ELSE '' END AS reason
+                  FROM "{members}" sm JOIN "{profiles}" p ON p.id = sm.customer_id
+                  WHERE sm.tenant_id = %s AND sm.segment_id = %s
+                    AND p.status IN ('ACTIVE', 'INACTIVE') AND p.deleted_at IS NULL
+                ) r
+                """,  # noqa: S608
+                [channel, campaign.tenant_id, campaign.segment_id],
+            )
+            reachable, no_address, no_consent, suppressed = cursor.fetchone()
+            result[channel] = {
+                "reachable": reachable,
+                "no_address": no_address,
+                "no_consent": no_consent,
+                "suppressed": suppressed,
+            }
+    return result
+
+
 # ----------------------------------------------------------------------------- stats
 
 
