@@ -40,6 +40,9 @@ class DiscardBackend:
     def send(self, message):
         return message.idempotency_key
 
+    def send_many(self, messages):
+        return {m.idempotency_key: m.idempotency_key for m in messages}
+
     def upsert_segment(self, *, segment, members, sync_id):
         return None
 

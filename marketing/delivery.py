@@ -76,6 +76,7 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
     from_email = tenant.email_from or settings.DEFAULT_FROM_EMAIL
     sent: list[tuple[int, str]] = []
     skipped: dict[str, list[int]] = {}
+    batch: list[tuple[Message, Outgoing]] = []
     for message in messages:
         customer = customers.get(message.customer_id)
         if customer is None or not getattr(customer, f"{message.channel}_opt_in"):
@@ -107,24 +108,42 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
             unsubscribe_url=context["unsubscribe_url"],
             tenant=tenant.slug,
         )
+        if backend.idempotent:
+            batch.append((message, outgoing))
+            continue
         try:
             provider_id = backend.send(outgoing)
         except Exception as exc:
-            logger.warning("message %s failed: %s", message.pk, exc)
-            final = message.attempts >= MAX_SEND_ATTEMPTS
-            Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-                status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
-                error=str(exc)[:500],
-                updated_at=timezone.now(),
-            )
+            _failed(message, exc)
             continue
+        # SMTP has no idempotency key: mark each email the moment the server took it, so a
+        # worker killed mid-batch leaves at most one row in doubt.
         sent.append((message.pk, provider_id or ""))
-        if not backend.idempotent:
-            # SMTP has no idempotency key: mark each email the moment the server took it,
-            # so a worker killed mid-batch leaves at most one row in doubt.
-            _mark(sent[-1:], {})
+        _mark(sent[-1:], {})
+    if batch:
+        try:
+            results = backend.send_many([outgoing for _, outgoing in batch])
+        except Exception as exc:
+            results = {outgoing.idempotency_key: exc for _, outgoing in batch}
+        for message, outgoing in batch:
+            result = results[outgoing.idempotency_key]
+            if isinstance(result, Exception):
+                _failed(message, result)
+            else:
+                sent.append((message.pk, result))
     _mark([] if not backend.idempotent else sent, skipped)
     return len(sent)
+
+
+def _failed(message: Message, exc: Exception) -> None:
+    """Back to the queue for another attempt, or FAILED after the last one."""
+    logger.warning("message %s failed: %s", message.pk, exc)
+    final = message.attempts >= MAX_SEND_ATTEMPTS
+    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+        status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
+        error=str(exc)[:500],
+        updated_at=timezone.now(),
+    )
 
 
 _SENT_SQL = f"""

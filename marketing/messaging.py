@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ class MessagingBackend(Protocol):
     def send(self, message: Outgoing) -> str:
         """Send one message; returns the provider's id. Raises on failure."""
 
+    def send_many(self, messages: list[Outgoing]) -> dict[str, str | Exception]:
+        """Send a batch; ``{idempotency key: provider id, or the error of that message}``.
+        Raises when the whole call failed."""
+
 
 sms_log = logging.getLogger("crm.sms")
 
@@ -84,6 +89,15 @@ class LocalBackend:
 
     def upsert_segment(self, *, segment, members, sync_id):
         return None
+
+    def send_many(self, messages: list[Outgoing]) -> dict[str, str | Exception]:
+        results: dict[str, str | Exception] = {}
+        for message in messages:
+            try:
+                results[message.idempotency_key] = self.send(message)
+            except Exception as exc:
+                results[message.idempotency_key] = exc
+        return results
 
     def send(self, message: Outgoing) -> str:
         if message.channel != "email":
@@ -215,24 +229,62 @@ class HttpBackend:
             )
         return str(answer.get("id") or segment.pk)
 
+    def send_many(self, messages: list[Outgoing]) -> dict[str, str | Exception]:
+        """``POST /v1/messages/batch``: one call per batch; every message carries its own
+        idempotency key (a repeat of any of them is a no-op), the call one for the batch."""
+        batch_key = (
+            "batch:"
+            + hashlib.sha256("|".join(m.idempotency_key for m in messages).encode()).hexdigest()[
+                :32
+            ]
+        )
+        try:
+            response = self.session.post(
+                f"{self.base_url}/v1/messages/batch",
+                json={"messages": [_wire(m) for m in messages]},
+                headers={"Idempotency-Key": batch_key},
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise MessagingError(f"Messaging unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            raise MessagingError(
+                f"Messaging answered {response.status_code}: {response.text[:300]}"
+            )
+        results: dict[str, str | Exception] = {}
+        for item in response.json().get("results", []):
+            key = item.get("idempotencyKey")
+            if item.get("status") == "accepted":
+                results[key] = str(item.get("id") or key)
+            else:
+                results[key] = MessagingError(item.get("error") or "rejected")
+        for message in messages:
+            results.setdefault(message.idempotency_key, MessagingError("no answer for it"))
+        return results
+
     def send(self, message: Outgoing) -> str:
         """``PUT /v1/messages/{idempotency key}``: the key makes a repeat a no-op."""
         answer = self._put(
             f"/v1/messages/{message.idempotency_key}",
-            {
-                "tenantId": message.tenant,
-                "channel": message.channel,
-                "to": message.to,
-                "subject": message.subject,
-                "html": message.html,
-                "text": message.text,
-                "body": message.body,
-                "from": message.from_email,
-                "unsubscribeUrl": message.unsubscribe_url,
-            },
+            _wire(message),
             message.idempotency_key,
         )
         return str(answer.get("id") or message.idempotency_key)
+
+
+def _wire(message: Outgoing) -> dict[str, Any]:
+    return {
+        "idempotencyKey": message.idempotency_key,
+        "tenantId": message.tenant,
+        "channel": message.channel,
+        "to": message.to,
+        "subject": message.subject,
+        "html": message.html,
+        "text": message.text,
+        "body": message.body,
+        "from": message.from_email,
+        "unsubscribeUrl": message.unsubscribe_url,
+    }
 
 
 @cache

@@ -88,6 +88,12 @@ class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
             segment=serializer.instance, data=serializer.validated_data
         )
 
+    def perform_destroy(self, instance) -> None:
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            raise SegmentConflict("Campaigns send to this segment; remove them first.") from exc
+
     @extend_schema(responses=OpenApiResponse(description="Fields, types, operators, choices"))
     @action(detail=False, methods=["get"], pagination_class=None)
     def fields(self, request):

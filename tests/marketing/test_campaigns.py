@@ -4,16 +4,18 @@ suppression, frequency cap and quiet hours, sends that never double, A/B tests, 
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+import responses
 import time_machine
 from django.core import mail
 from django.utils import timezone
 
 from customers.models import CustomerProfile
 from marketing import messaging
-from marketing.campaigns import campaign_schedule, next_occurrence
+from marketing.campaigns import campaign_schedule, campaign_tz, next_occurrence
 from marketing.models import (
     Campaign,
     CampaignRun,
@@ -30,6 +32,7 @@ from marketing.sending import (
     ab_decide,
     in_quiet_hours,
     kick_sending_runs,
+    message_identity,
     prepare_run,
     send_run,
     start_due_campaigns,
@@ -520,3 +523,88 @@ def test_stats_and_send_test(api_a, tenant_a):
     )
     assert response.json() == {"sent": 1}
     assert mail.outbox[0].subject == "[TEST] Hello Thabo"
+
+
+def test_a_segment_in_use_cannot_be_deleted(api_a, tenant_a):
+    campaign = _campaign(tenant_a)
+    response = api_a.delete(f"/api/v1/segments/{campaign.segment_id}")
+    assert response.status_code == 409
+    assert "Campaigns send to this segment" in str(response.json())
+
+
+def test_templates_of_another_tenant_are_404(api_b, tenant_a):
+    template = _template(tenant_a)
+    assert api_b.get(f"/api/v1/templates/{template.pk}").status_code == 404
+    assert (
+        api_b.post(f"/api/v1/templates/{template.pk}/preview", {}, format="json").status_code == 404
+    )
+    assert api_b.delete(f"/api/v1/templates/{template.pk}").status_code == 404
+
+
+def test_a_recurring_campaign_goes_back_to_scheduled_for_its_next_time(tenant_a):
+    _member(tenant_a, "weekly@example.com", email_opt_in=True)
+    campaign = _campaign(
+        tenant_a,
+        type="RECURRING",
+        cron="0 9 * * 1",
+        scheduled_at=None,
+        timezone="Africa/Johannesburg",
+    )
+    campaign_schedule(campaign=campaign)
+    campaign.refresh_from_db()
+    first = campaign.next_run_at
+    assert first.astimezone(campaign_tz(campaign)).hour == 9
+    start_due_campaigns(now=first + timedelta(minutes=1))
+    run = CampaignRun.objects.get(campaign=campaign)
+    prepare_run(run=run, now=first)
+    later = first + timedelta(hours=2)  # 11:00 local: outside quiet hours
+    send_run(run=run, now_fn=lambda: later)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.SCHEDULED
+    assert campaign.next_run_at == first + timedelta(days=7)
+    assert len(mail.outbox) == 1
+
+
+@responses.activate
+def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings):
+    settings.MESSAGING_BACKEND = "http"
+    settings.MESSAGING_URL = "http://messaging.test"
+    settings.MESSAGING_API_KEY = "k"
+    messaging.get_backend.cache_clear()
+    for i in range(3):
+        _member(tenant_a, f"h{i}@example.com", email_opt_in=True)
+    campaign = _campaign(tenant_a)
+    campaign_schedule(campaign=campaign)
+    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    run = CampaignRun.objects.get(campaign=campaign)
+    prepare_run(run=run, now=NOON_JHB)
+
+    def answer(request):
+        sent = json.loads(request.body)["messages"]
+        results = [
+            {
+                "idempotencyKey": m["idempotencyKey"],
+                "id": f"ms-{i}",
+                "status": "rejected" if m["to"] == "h2@example.com" else "accepted",
+                "error": "mailbox does not exist" if m["to"] == "h2@example.com" else None,
+            }
+            for i, m in enumerate(sent)
+        ]
+        return 200, {}, json.dumps({"results": results})
+
+    responses.add_callback(
+        responses.POST, "http://messaging.test/v1/messages/batch", callback=answer
+    )
+    send_run(run=run, now_fn=lambda: NOON_JHB)
+    rows = {m.address: m for m in Message.objects.filter(run=run)}
+    assert rows["h0@example.com"].status == MessageStatus.SENT
+    assert rows["h0@example.com"].provider_id.startswith("ms-")
+    # The rejected one is retried, then FAILED with its error; never sent twice.
+    assert rows["h2@example.com"].status == MessageStatus.FAILED
+    assert rows["h2@example.com"].error == "mailbox does not exist"
+    bodies = [json.loads(c.request.body) for c in responses.calls]
+    keys = [m["idempotencyKey"] for body in bodies for m in body["messages"]]
+    assert keys.count(message_identity(rows["h0@example.com"])) == 1
+    assert all(c.request.headers["Idempotency-Key"].startswith("batch:") for c in responses.calls)
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
+    messaging.get_backend.cache_clear()
