@@ -385,7 +385,14 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
     list_display = ["name", "status_badge", "segment", "type", "next_run_at", "target_count"]
     list_filter = ["status", "type"]
     search_fields = ["name"]
-    readonly_fields = ["status", "next_run_at", "ab_winner", "target_count", "last_run_at"]
+    readonly_fields = [
+        "status",
+        "next_run_at",
+        "ab_winner",
+        "target_count",
+        "last_run_at",
+        "failure",
+    ]
     change_form_template = "admin/marketing/campaign/change_form.html"
 
     @display(description="Status", label=STATUS_LABELS)

@@ -220,6 +220,7 @@ class Campaign(TenantOwnedModel):
     ab_winner = models.CharField(max_length=1, blank=True, default="")
     target_count = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -329,6 +329,18 @@ def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
     return sent
 
 
+def run_fail(*, run: CampaignRun, error: str) -> None:
+    """The run could not be prepared: it is cancelled and the campaign FAILED (staff see
+    the error on the campaign; nothing was sent)."""
+    with transaction.atomic():
+        CampaignRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.CANCELLED, completed_at=timezone.now()
+        )
+        Campaign.objects.filter(pk=run.campaign_id, status=CampaignStatus.SENDING).update(
+            status=CampaignStatus.FAILED, failure=error[:500], updated_at=timezone.now()
+        )
+
+
 def run_complete_if_done(*, run: CampaignRun) -> bool:
     """COMPLETED only when nothing of the run is left to send."""
     with transaction.atomic():

@@ -90,7 +90,14 @@ def kick_sending_runs() -> int:
     return kick()
 
 
-@shared_task(base=TenantTask, name="marketing.prepare_run", ignore_result=True)
+@shared_task(
+    base=TenantTask,
+    name="marketing.prepare_run",
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=2,
+    max_retries=8,
+)
 def prepare_run(tenant: Tenant, *, run_id: int) -> int | None:
     from .models import CampaignRun
     from .sending import prepare_run as prepare
@@ -98,7 +105,16 @@ def prepare_run(tenant: Tenant, *, run_id: int) -> int | None:
     run = CampaignRun.objects.filter(tenant=tenant, pk=run_id).first()
     if run is None:
         return None
-    snapshot = prepare(run=run)
+    try:
+        snapshot = prepare(run=run)
+    except OperationalError:
+        raise  # the database is away: Celery retries
+    except Exception as exc:
+        from .sending import run_fail
+
+        logger.exception("campaign run %s could not be prepared", run_id)
+        run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
+        return None
     return snapshot.targeted if snapshot else None
 
 

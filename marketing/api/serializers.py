@@ -251,10 +251,12 @@ class CampaignSerializer(serializers.ModelSerializer):
             "ab_winner",
             "target_count",
             "last_run_at",
+            "failure",
             "created_at",
             "updated_at",
         ]
         read_only_fields = [
+            "failure",
             "id",
             "status",
             "next_run_at",

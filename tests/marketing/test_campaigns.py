@@ -608,3 +608,27 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     assert all(c.request.headers["Idempotency-Key"].startswith("batch:") for c in responses.calls)
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
     messaging.get_backend.cache_clear()
+
+
+def test_a_run_that_cannot_be_prepared_fails_the_campaign_and_sends_nothing(tenant_a):
+    from marketing.models import Segment
+    from marketing.tasks import prepare_run as prepare_task
+
+    _member(tenant_a, "f@example.com", email_opt_in=True)
+    campaign = _campaign(tenant_a)
+    campaign_schedule(campaign=campaign)
+    # The segment's rules went bad behind the API's back (say, a field was retired).
+    Segment.objects.filter(pk=campaign.segment_id).update(
+        criteria={
+            "combinator": "AND",
+            "rules": [{"field": "retired", "operator": "eq", "value": "x"}],
+        }
+    )
+    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    run = CampaignRun.objects.get(campaign=campaign)
+    assert prepare_task.run(tenant_a, run_id=run.pk) is None
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.FAILED
+    assert "Unknown field 'retired'" in campaign.failure
+    assert run_status(run) == RunStatus.CANCELLED
+    assert not Message.objects.filter(run=run).exists() and not mail.outbox
