@@ -4,6 +4,7 @@ backend, mark SENT / SKIPPED / FAILED. One batch of claimed rows at a time, set-
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -55,10 +56,17 @@ def _variant_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
     }
 
 
-def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBackend) -> int:
+def deliver(
+    *,
+    messages: list[Message],
+    campaign: Campaign,
+    backend: MessagingBackend,
+    now: datetime | None = None,
+) -> int:
     """Send claimed (SENDING) rows; returns how many were sent. The batch's outcome is
     written set-wise: one UPDATE for the sent rows, one for the skipped ones."""
     tenant = campaign.tenant
+    now = now or timezone.now()
     customers = {
         c.pk: c
         for c in CustomerProfile.objects.filter(pk__in=[m.customer_id for m in messages]).only(
@@ -114,7 +122,7 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
         try:
             provider_id = backend.send(outgoing)
         except Exception as exc:
-            _failed(message, exc)
+            _failed(message, exc, now)
             continue
         # SMTP has no idempotency key: mark each email the moment the server took it, so a
         # worker killed mid-batch leaves at most one row in doubt.
@@ -128,21 +136,23 @@ def deliver(*, messages: list[Message], campaign: Campaign, backend: MessagingBa
         for message, outgoing in batch:
             result = results[outgoing.idempotency_key]
             if isinstance(result, Exception):
-                _failed(message, result)
+                _failed(message, result, now)
             else:
                 sent.append((message.pk, result))
     _mark([] if not backend.idempotent else sent, skipped)
     return len(sent)
 
 
-def _failed(message: Message, exc: Exception) -> None:
+def _failed(message: Message, exc: Exception, now: datetime) -> None:
     """Back to the queue for another attempt, or FAILED after the last one."""
     logger.warning("message %s failed: %s", message.pk, exc)
     final = message.attempts >= MAX_SEND_ATTEMPTS
     Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
         error=str(exc)[:500],
-        updated_at=timezone.now(),
+        # Not claimable again before 1, 2, 4... minutes; the sweep starts a sender then.
+        send_after=None if final else now + timedelta(minutes=2 ** (message.attempts - 1)),
+        updated_at=now,
     )
 
 

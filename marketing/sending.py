@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from django.core import signing
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -290,12 +290,16 @@ def _claim(run: CampaignRun, now: datetime) -> list[Message]:
         rows = list(
             Message.objects.select_for_update(skip_locked=True)
             .filter(run=run, status=MessageStatus.QUEUED)
+            .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
             .order_by("id")[:CLAIM_SIZE]
         )
         if rows:
             Message.objects.filter(pk__in=[m.pk for m in rows]).update(
                 status=MessageStatus.SENDING, send_after=now, attempts=F("attempts") + 1
             )
+            for message in rows:  # as the rows now are
+                message.status, message.send_after = MessageStatus.SENDING, now
+                message.attempts += 1
     return rows
 
 
@@ -324,7 +328,7 @@ def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
         rows = _claim(run, now)
         if not rows:
             break
-        sent += deliver(messages=rows, campaign=campaign, backend=backend)
+        sent += deliver(messages=rows, campaign=campaign, backend=backend, now=now)
     run_complete_if_done(run=run)
     return sent
 

@@ -599,7 +599,12 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     rows = {m.address: m for m in Message.objects.filter(run=run)}
     assert rows["h0@example.com"].status == MessageStatus.SENT
     assert rows["h0@example.com"].provider_id.startswith("ms-")
-    # The rejected one is retried, then FAILED with its error; never sent twice.
+    # The rejected one waits (1, then 2 minutes) between attempts, then FAILS with its error.
+    assert rows["h2@example.com"].status == MessageStatus.QUEUED
+    assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
+    for minutes in (2, 5):
+        send_run(run=run, now_fn=lambda m=minutes: NOON_JHB + timedelta(minutes=m))
+    rows = {m.address: m for m in Message.objects.filter(run=run)}
     assert rows["h2@example.com"].status == MessageStatus.FAILED
     assert rows["h2@example.com"].error == "mailbox does not exist"
     bodies = [json.loads(c.request.body) for c in responses.calls]
