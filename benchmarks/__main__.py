@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(ROOT / "docs"))
     parser.add_argument("--suite", choices=SUITES, action="append")
     parser.add_argument("--database", default=BENCH_DATABASE, help="bench database name")
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop the bench database first (smoke runs)"
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL"):
         print("DATABASE_URL is not set: run through `make bench`.", file=sys.stderr)
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         **os.environ,
-        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"], args.database),
+        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"], args.database, args.fresh),
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     migrate(env)

@@ -19,13 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "crm_bench"
 
 
-def bench_database_url(base_url: str, name: str = BENCH_DATABASE) -> str:
-    """The same server as ``base_url``, database ``name`` (created when missing)."""
+def bench_database_url(base_url: str, name: str = BENCH_DATABASE, fresh: bool = False) -> str:
+    """The same server as ``base_url``, database ``name`` (created when missing; dropped
+    first when ``fresh``)."""
     import psycopg
 
     parts = urlsplit(base_url)
     admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
     with psycopg.connect(admin, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(parts._replace(path=f"/{name}"))

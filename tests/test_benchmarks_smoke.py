@@ -30,6 +30,7 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
             str(tmp_path),
             "--database",
             "crm_bench_smoke",
+            "--fresh",
         ],
         cwd=ROOT,
         env=env,

@@ -86,7 +86,6 @@ class Migration(migrations.Migration):
                 ("ab_winner", models.CharField(blank=True, default="", max_length=1)),
                 ("target_count", models.PositiveIntegerField(default=0)),
                 ("last_run_at", models.DateTimeField(blank=True, null=True)),
-                ("failure", models.CharField(blank=True, default="", max_length=500)),
                 (
                     "club",
                     models.ForeignKey(
