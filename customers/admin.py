@@ -27,6 +27,7 @@ from .models import (
     IDENTITY_FIELDS,
     MEMBERSHIP_FIELDS,
     METRIC_FIELDS,
+    ConsentRecord,
     CustomerProfile,
     IdentityAlias,
     MergeSuggestion,
@@ -58,6 +59,21 @@ COMPARED_FIELDS = [
     ("Last activity", "last_activity_at"),
     ("Created", "created_at"),
 ]
+
+
+class ConsentRecordInline(TabularInline):
+    """The consent history (append-only): read only."""
+
+    model = ConsentRecord
+    fields = ["occurred_at", "channel", "opt_in", "source", "evidence"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = "consent history"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class IdentityAliasInline(TabularInline):
@@ -104,7 +120,7 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
     list_select_related = ["home_club"]
     search_fields = ["email"]  # replaced by get_search_results below
     search_help_text = "Email, phone (any format) or the start of a first or last name."
-    inlines = [IdentityAliasInline]
+    inlines = [IdentityAliasInline, ConsentRecordInline]
     raw_id_fields = ["merged_into"]
     readonly_fields = [
         "id",

@@ -14,9 +14,10 @@ class CustomersConfig(AppConfig):
         from crm.registry import register_merge_hook
 
         from .rules import register_customer_fields
-        from .timeline import move_activities, move_notes
+        from .timeline import move_activities, move_consent_records, move_notes
 
         register_customer_fields()
 
         register_merge_hook("activities", move_activities)
         register_merge_hook("notes", move_notes)
+        register_merge_hook("consent_records", move_consent_records)

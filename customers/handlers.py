@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from .events import CONSENT_CHANNELS
-from .models import Activity, CustomerProfile, LifecycleStage
+from .models import Activity, ConsentRecord, CustomerProfile, LifecycleStage
 
 if TYPE_CHECKING:
     from crm.models import Tenant
@@ -39,13 +39,14 @@ def _update_profiles(
     set_sql: str,
     where_sql: str = "TRUE",
     touch: bool = True,
-) -> int:
+    returning: bool = False,
+) -> int | list[Any]:
     """``UPDATE profile p SET <set_sql> FROM unnest(<columns>) v WHERE p.id = v.id AND ...``;
     ``rows`` are ``(profile id, *values)`` with at most one row per profile. ``touch``
     moves ``updated_at`` (profile data changed); derived metrics do not, which keeps their
     update free of indexed columns, so PostgreSQL can make it a HOT update."""
     if not rows:
-        return 0
+        return [] if returning else 0
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(f"%s::{pg_type}[]" for _, pg_type in columns)
     touched = ", updated_at = now()" if touch else ""
@@ -53,11 +54,12 @@ def _update_profiles(
         f'UPDATE "{PROFILE}" p SET {set_sql}{touched} '  # noqa: S608
         f"FROM unnest(%s::uuid[], {arrays}) AS v(id, {names}) "
         f"WHERE p.tenant_id = %s AND p.id = v.id AND ({where_sql})"
+        + (" RETURNING p.id" if returning else "")
     )
     params = [list(column) for column in zip(*rows, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, tenant.pk])
-        return cursor.rowcount
+        return [row[0] for row in cursor.fetchall()] if returning else cursor.rowcount
 
 
 def _in_time_order(items: list[Item]) -> list[Item]:
@@ -167,19 +169,19 @@ def handle_consent(tenant: Tenant, items: list[Item]) -> None:
     older than the stored decision does not overwrite it; at the same time, opt-out wins."""
     for channel in CONSENT_CHANNELS:
         key = f"{channel}OptIn"
-        decided: dict[Any, tuple[Any, bool, str]] = {}
+        decided: dict[Any, tuple[Any, bool, str, str]] = {}
         for item in _in_time_order(items):
             payload = item.entry.payload
             if key not in payload:
                 continue
             source = payload.get("source") or item.entry.source
-            decision = (item.entry.occurred_at, bool(payload[key]), source)
+            decision = (item.entry.occurred_at, bool(payload[key]), source, item.entry.event_id)
             previous = decided.get(item.profile_id)
             if previous and previous[0] == decision[0] and not previous[1]:
                 continue  # same time: the opt-out stands
             decided[item.profile_id] = decision
-        rows = [(pid, at, opt_in, source[:64]) for pid, (at, opt_in, source) in decided.items()]
-        _update_profiles(
+        rows = [(pid, at, opt_in, source[:64]) for pid, (at, opt_in, source, _) in decided.items()]
+        applied = _update_profiles(
             tenant,
             [("at", "timestamptz"), ("opt_in", "boolean"), ("source", "text")],
             rows,
@@ -187,6 +189,19 @@ def handle_consent(tenant: Tenant, items: list[Item]) -> None:
             f"{channel}_consent_source = v.source",
             f"p.{channel}_consent_at IS NULL OR p.{channel}_consent_at < v.at "
             f"OR (p.{channel}_consent_at = v.at AND NOT v.opt_in)",
+            returning=True,
+        )
+        ConsentRecord.objects.bulk_create(
+            ConsentRecord(
+                tenant=tenant,
+                customer_id=pid,
+                channel=channel,
+                opt_in=decided[pid][1],
+                source=decided[pid][2][:64],
+                occurred_at=decided[pid][0],
+                evidence={"event_id": decided[pid][3]},
+            )
+            for pid in applied
         )
 
 

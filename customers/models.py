@@ -437,3 +437,33 @@ class NoteRevision(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["tenant", "note"], name="noterevision_note_idx")]
+
+
+class ConsentRecord(TenantOwnedModel):
+    """Append-only history of consent decisions applied to a profile, per channel: what was
+    decided, when, by which source (an event, an unsubscribe link, a complaint...) and the
+    evidence (event or message id). Never updated or deleted by the application."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    customer = models.ForeignKey(
+        CustomerProfile, on_delete=models.CASCADE, related_name="consent_records", db_index=False
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    opt_in = models.BooleanField()
+    source = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField()
+    evidence = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["tenant", "customer", "-occurred_at"], name="consent_customer_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {'in' if self.opt_in else 'out'} ({self.source})"

@@ -220,3 +220,9 @@ def move_activities(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerP
 
 def move_notes(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
     return Note.objects.for_tenant(tenant).filter(customer=loser).update(customer=winner)
+
+
+def move_consent_records(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    from .models import ConsentRecord
+
+    return ConsentRecord.objects.for_tenant(tenant).filter(customer=loser).update(customer=winner)

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from customers.handlers import metrics_touch
-from customers.models import Activity, CustomerProfile
+from customers.models import Activity, ConsentRecord, CustomerProfile
 
 from .models import Campaign, Interaction, InteractionKind, Message, Suppression
 from .sending import UNSUBSCRIBE_SALT, message_identity
@@ -119,6 +119,15 @@ def _stop(message: Message, reason: str, occurred_at: datetime) -> None:
             f"{channel}_consent_source": reason,
         },
         updated_at=now,
+    )
+    ConsentRecord.objects.create(
+        tenant=message.tenant,
+        customer_id=message.customer_id,
+        channel=channel,
+        opt_in=False,
+        source=reason,
+        occurred_at=max(occurred_at, now),
+        evidence={"message_id": message.pk, "campaign_id": str(message.campaign_id)},
     )
     if message.address:
         Suppression.objects.bulk_create(

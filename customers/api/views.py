@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ParseError, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
-from customers.models import CustomerProfile, MergeSuggestion, Note
+from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
 from customers.selectors import customer_list, merge_suggestion_list
 from customers.services import (
     identity_resolve,
@@ -67,7 +68,29 @@ def _merge_response(merge) -> Response:
     )
 
 
+class ConsentRecordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ConsentRecord
+        fields = ["id", "channel", "opt_in", "source", "occurred_at", "evidence", "created_at"]
+        read_only_fields = fields
+
+
+class ConsentHistoryMixin:
+    @extend_schema(responses=ConsentRecordSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=CreatedCursorPagination)
+    def consents(self, request, pk=None):
+        """The consent decisions applied to this customer, newest first (append-only)."""
+        customer = self.get_object()
+        rows = ConsentRecord.objects.for_tenant(self.tenant).filter(customer=customer)
+        channel = request.query_params.get("channel")
+        if channel:
+            rows = rows.filter(channel=channel)
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(ConsentRecordSerializer(page, many=True).data)
+
+
 class CustomerViewSet(
+    ConsentHistoryMixin,
     TenantScopedAPIMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

@@ -209,6 +209,11 @@ def test_one_click_unsubscribe_page_and_post(client, sent, tenant_a):
     ann.refresh_from_db()
     assert ann.email_opt_in is False
     assert campaign_stats(campaign=campaign)["unsubscribed"] == 1
+    from customers.models import ConsentRecord
+
+    record = ConsentRecord.objects.get(customer=ann)
+    assert (record.channel, record.opt_in, record.source) == ("email", False, "unsubscribed")
+    assert record.evidence["campaign_id"] == str(campaign.pk)
     assert client.post(path).status_code == 200  # again: harmless
     assert Interaction.objects.filter(kind="UNSUBSCRIBED").count() == 1
     assert client.get("/u/forged-token").status_code == 404
@@ -247,3 +252,46 @@ def test_links_in_html_go_through_the_click_redirect(tenant_a):
     assert "https://club.example" not in html.split("Unsubscribe")[0]
     assert "/t/c/" in html
     assert render(template, sample_context(tenant_a)).html  # renders without tracking too
+
+
+def test_an_unsubscribe_link_still_works_a_month_later(client, sent):
+    ann, _campaign, message = sent
+    from marketing.delivery import unsubscribe_url
+
+    path = unsubscribe_url(message).replace(settings.PUBLIC_BASE_URL, "")
+    with time_machine.travel(timezone.now() + timedelta(days=31)):
+        assert client.post(path).status_code == 200
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False
+    tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
+    response = client.post(tampered)
+    assert response.status_code == 404 and b"not valid" in response.content
+    assert b"ann@example.com" not in response.content
+
+
+def test_an_sms_stop_clears_sms_only(client, tenant_a):
+    from marketing.models import MessageTemplate
+
+    bob = _member(
+        tenant_a, "bob@example.com", email_opt_in=True, sms_opt_in=True, phone="+27825550404"
+    )
+    sms = MessageTemplate.objects.create(
+        tenant=tenant_a, name="SMS", channel="sms", body="Tee times open, {{ first_name }}"
+    )
+    campaign = _campaign(
+        tenant_a,
+        channels=["sms"],
+        email_template=None,
+        sms_template=sms,
+        scheduled_at=timezone.now() + timedelta(minutes=1),
+    )
+    campaign.email_template = None
+    campaign.save()
+    run = _run_to_completion(campaign, now=timezone.now())
+    message = Message.objects.get(run=run, channel="sms")
+    assert message.status == MessageStatus.SENT
+    _post(client, [_event(message, "unsubscribed", "stop-1", data={"keyword": "STOP"})])
+    bob.refresh_from_db()
+    assert (bob.sms_opt_in, bob.email_opt_in) == (False, True)
+    assert Suppression.objects.filter(channel="sms", address="+27825550404").exists()
+    assert not Suppression.objects.filter(channel="email").exists()
