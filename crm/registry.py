@@ -28,6 +28,21 @@ def merge_hooks() -> dict[str, MergeHook]:
     return dict(_merge_hooks)
 
 
+#: ``hook(*, tenant, customer, addresses) -> int``: erases the app's personal data of a
+#: customer inside the erasure's transaction (``addresses``: every email and phone the
+#: customer had, for suppression stubs) and returns how many rows it touched.
+EraseHook = Callable[..., int]
+_erase_hooks: dict[str, EraseHook] = {}
+
+
+def register_erase_hook(name: str, hook: EraseHook) -> None:
+    _erase_hooks[name] = hook
+
+
+def erase_hooks() -> dict[str, EraseHook]:
+    return dict(_erase_hooks)
+
+
 @dataclass(frozen=True)
 class ProcessedEvent:
     """An event the pipeline has applied, as subscribers receive it."""
@@ -73,12 +88,15 @@ def publish_events(*, tenant: Any, events: Sequence[ProcessedEvent]) -> None:
 
 
 __all__ = [
+    "EraseHook",
     "EventSubscriber",
     "MergeHook",
     "ProcessedEvent",
+    "erase_hooks",
     "event_subscribers",
     "merge_hooks",
     "publish_events",
+    "register_erase_hook",
     "register_event_subscriber",
     "register_merge_hook",
     "unregister_event_subscriber",

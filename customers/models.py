@@ -467,3 +467,21 @@ class ConsentRecord(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.channel} {'in' if self.opt_in else 'out'} ({self.source})"
+
+
+class Erasure(TenantOwnedModel):
+    """Audit of an erasure: which profile (its id only), who asked, when, and what was
+    removed. Holds no personal data."""
+
+    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    customer_id = models.UUIDField()
+    actor = models.CharField(max_length=150)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    scope = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "customer_id"], name="erasure_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"erasure of {self.customer_id}"

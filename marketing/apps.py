@@ -11,10 +11,11 @@ class MarketingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from crm.registry import register_merge_hook
+        from crm.registry import register_erase_hook, register_merge_hook
 
         from .rules import register_marketing_fields
-        from .segments import move_memberships
+        from .segments import erase_marketing, move_memberships
 
         register_marketing_fields()
         register_merge_hook("segment_memberships", move_memberships)
+        register_erase_hook("marketing", erase_marketing)

@@ -433,3 +433,27 @@ def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: Customer
     moved = SegmentMembership.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     SegmentChange.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     return moved
+
+
+def erase_marketing(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
+    """Erase hook: suppression stubs for every address (so nobody re-subscribes them), then
+    memberships, segment history, interactions go, and messages lose their addresses."""
+    from .models import Interaction, Message, Suppression
+
+    Suppression.objects.bulk_create(
+        [
+            Suppression(
+                tenant=tenant, channel=channel, address=address, reason="erased", source="erasure"
+            )
+            for channel, values in addresses.items()
+            for address in values
+        ],
+        ignore_conflicts=True,
+    )
+    touched = SegmentMembership.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    touched += SegmentChange.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    touched += Interaction.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    touched += Message.objects.filter(tenant=tenant, customer=customer).update(
+        address="", provider_id="", error=""
+    )
+    return touched

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
+from customers.erasure import customer_erase
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
 from customers.selectors import customer_list, merge_suggestion_list
@@ -66,6 +67,10 @@ def _merge_response(merge) -> Response:
             }
         ).data
     )
+
+
+class EraseInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
 
 class ConsentRecordSerializer(serializers.ModelSerializer):
@@ -169,6 +174,26 @@ class CustomerViewSet(
             tenant=self.tenant, profile=profile, data=serializer.validated_data
         )
         return Response(CustomerOutputSerializer(profile).data)
+
+    @extend_schema(
+        request=EraseInputSerializer,
+        responses=OpenApiResponse(description="The erasure's audit id and what was removed"),
+        summary="Erase the customer's personal data (suppression stubs and an audit remain)",
+    )
+    @action(detail=True, methods=["post"])
+    def erase(self, request, pk=None):
+        customer = self.get_object()
+        body = EraseInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        erasure = customer_erase(
+            tenant=self.tenant,
+            customer=customer,
+            actor=_actor(request),
+            reason=body.validated_data.get("reason", ""),
+        )
+        return Response(
+            {"erasure_id": erasure.pk, "customer_id": str(customer.pk), "scope": erasure.scope}
+        )
 
     @extend_schema(request=MergeInputSerializer, responses=MergeOutputSerializer)
     @action(detail=True, methods=["post"])

@@ -1,0 +1,103 @@
+"""Erasure (the right to be forgotten, GDPR art. 17 / POPIA s24).
+
+``customer_erase`` removes a person's personal data from the tenant in one transaction: the
+profile keeps its id and the ERASED status with every personal field blanked; aliases,
+activities, notes, the consent history and merge suggestions are deleted; sync-log rows and
+merge audits lose their payloads; other apps erase their rows through hooks registered in
+``crm.registry`` (marketing: memberships, messages' addresses, interactions). What stays is a
+suppression stub per address (so an import or event with the same email cannot
+re-subscribe them) and an ``Erasure`` audit row (who, when, counts; no personal data).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from crm.models import Tenant
+from crm.registry import erase_hooks
+
+from .models import (
+    CHANNELS,
+    Activity,
+    AliasKind,
+    ConsentRecord,
+    CustomerProfile,
+    Erasure,
+    IdentityAlias,
+    MergeSuggestion,
+    Note,
+    ProfileMerge,
+    ProfileStatus,
+    SyncLogEntry,
+)
+
+
+def customer_erase(
+    *, tenant: Tenant, customer: CustomerProfile, actor: str, reason: str = ""
+) -> Erasure:
+    from django.db import transaction
+
+    with transaction.atomic():
+        profile = CustomerProfile.objects.for_tenant(tenant).select_for_update().get(pk=customer.pk)
+        if profile.status == ProfileStatus.ERASED:
+            raise ValidationError({"customer": ["This customer is already erased."]})
+        aliases = IdentityAlias.objects.for_tenant(tenant).filter(profile=profile)
+        emails = {profile.email} | set(
+            aliases.filter(kind=AliasKind.EMAIL).values_list("value", flat=True)
+        )
+        phones = {profile.phone} | set(
+            aliases.filter(kind=AliasKind.PHONE).values_list("value", flat=True)
+        )
+        addresses = {
+            "email": sorted(a for a in emails if a),
+            "sms": sorted(a for a in phones if a),
+            "whatsapp": sorted(a for a in phones if a),
+        }
+        scope: dict[str, int] = {}
+        for name, hook in erase_hooks().items():
+            scope[name] = hook(tenant=tenant, customer=profile, addresses=addresses)
+        scope["aliases"], _ = aliases.delete()
+        scope["activities"], _ = (
+            Activity.objects.for_tenant(tenant).filter(customer=profile).delete()
+        )
+        scope["notes"], _ = Note.objects.for_tenant(tenant).filter(customer=profile).delete()
+        scope["consent_records"], _ = (
+            ConsentRecord.objects.for_tenant(tenant).filter(customer=profile).delete()
+        )
+        scope["merge_suggestions"], _ = (
+            MergeSuggestion.objects.for_tenant(tenant)
+            .filter(Q(profile=profile) | Q(candidate=profile))
+            .delete()
+        )
+        scope["sync_log_scrubbed"] = (
+            SyncLogEntry.objects.for_tenant(tenant)
+            .filter(profile_id=profile.pk)
+            .update(identity={}, payload={}, error="")
+        )
+        scope["merge_audits_scrubbed"] = (
+            ProfileMerge.objects.for_tenant(tenant)
+            .filter(Q(loser=profile) | Q(winner=profile))
+            .update(loser_snapshot={})
+        )
+        _blank(profile)
+        return Erasure.objects.create(
+            tenant=tenant, customer_id=profile.pk, actor=actor, reason=reason[:255], scope=scope
+        )
+
+
+def _blank(profile: CustomerProfile) -> None:
+    now = timezone.now()
+    for field in profile._meta.concrete_fields:
+        if field.primary_key or field.name in ("tenant", "created_at", "currency"):
+            continue
+        default = field.get_default()
+        if default is None and not field.null:
+            continue
+        setattr(profile, field.attname, default)
+    for channel in CHANNELS:
+        setattr(profile, f"{channel}_opt_in", False)
+    profile.status = ProfileStatus.ERASED
+    profile.deleted_at = now
+    profile.save()
