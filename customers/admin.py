@@ -17,8 +17,9 @@ from unfold.paginator import InfinitePaginator
 
 from crm.admin_mixins import TenantScopedAdminMixin
 from crm.models import StaffRole, Tenant
-from crm.selectors import staff_tenant_ids
+from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
+from .erasure import customer_erase
 from .events import Category
 from .identity import normalize_email, normalize_phone
 from .ingest import events_replay
@@ -179,6 +180,11 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
                 name="customers_customerprofile_note_add",
             ),
             path(
+                "<uuid:object_id>/erase/",
+                self.admin_site.admin_view(self.erase_view),
+                name="customers_customerprofile_erase",
+            ),
+            path(
                 "<uuid:object_id>/notes/<int:note_id>/pin/",
                 self.admin_site.admin_view(self.note_pin_view),
                 name="customers_customerprofile_note_pin",
@@ -273,6 +279,38 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         )
         messages.success(request, "Note pinned." if not note.is_pinned else "Note unpinned.")
         return HttpResponseRedirect(self._change_url(profile) + "#notes")
+
+    def erase_view(self, request, object_id):
+        """Erasure requests: a confirmation page (tenant admins only), then the erasure."""
+        profile = self.get_object(request, str(object_id))
+        if profile is None:
+            raise PermissionDenied
+        admins = staff_tenant_ids_with_role(user=request.user, roles=(StaffRole.ADMIN,))
+        if not (request.user.is_superuser or profile.tenant_id in admins):
+            raise PermissionDenied
+        if request.method == "POST":
+            if request.POST.get("confirm") != "erase":
+                messages.error(request, "Tick the box to confirm the erasure.")
+                return HttpResponseRedirect(request.path)
+            erasure = customer_erase(
+                tenant=profile.tenant,
+                customer=profile,
+                actor=f"staff:{request.user.get_username()}",
+                reason=request.POST.get("reason", "")[:255],
+            )
+            messages.success(
+                request,
+                f"Erased. Audit {erasure.pk}: {sum(erasure.scope.values())} records removed; "
+                "the addresses stay suppressed.",
+            )
+            return HttpResponseRedirect(reverse("admin:customers_customerprofile_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Erase {profile}?",
+            "opts": self.model._meta,
+            "profile": profile,
+        }
+        return TemplateResponse(request, "admin/customers/customerprofile/erase.html", context)
 
     @staticmethod
     def _change_url(profile: CustomerProfile) -> str:
@@ -478,7 +516,6 @@ class SyncLogAdmin(TenantScopedAdminMixin, ModelAdmin):
     @admin.action(description="Replay selected failed events")
     def replay_selected(self, request, queryset):
         if not request.user.is_superuser:
-            from crm.selectors import staff_tenant_ids_with_role
 
             queryset = queryset.filter(
                 tenant_id__in=staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)

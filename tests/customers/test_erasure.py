@@ -127,3 +127,27 @@ def test_erasing_another_tenants_customer_is_404(api_b, api_a, tenant_a):
     assert api_b.post(f"/api/v1/customers/{erin.pk}/erase").status_code == 404
     erin.refresh_from_db()
     assert erin.status == ProfileStatus.ACTIVE
+
+
+def test_admin_erasure_needs_a_confirmation_and_the_admin_role(client, api_a, tenant_a, staff_a):
+    from crm.models import StaffRole
+    from tests.factories import StaffMembershipFactory, UserFactory
+
+    erin = _person_with_history(api_a, tenant_a)
+    url = f"/admin/customers/customerprofile/{erin.pk}/erase/"
+    marketer = StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mark"), role=StaffRole.MARKETER
+    ).user
+    client.force_login(marketer)
+    assert client.get(url).status_code == 403
+    client.force_login(staff_a)
+    page = client.get(url)
+    assert page.status_code == 200 and b"cannot be undone" in page.content
+    client.post(url, {"reason": "asked"})  # no confirmation: nothing happens
+    erin.refresh_from_db()
+    assert erin.status == ProfileStatus.ACTIVE
+    response = client.post(url, {"reason": "asked", "confirm": "erase"}, follow=True)
+    assert b"Erased. Audit" in response.content
+    erin.refresh_from_db()
+    assert erin.status == ProfileStatus.ERASED
+    assert Erasure.objects.get(customer_id=erin.pk).actor == "staff:anna"
