@@ -516,7 +516,6 @@ class SyncLogAdmin(TenantScopedAdminMixin, ModelAdmin):
     @admin.action(description="Replay selected failed events")
     def replay_selected(self, request, queryset):
         if not request.user.is_superuser:
-
             queryset = queryset.filter(
                 tenant_id__in=staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
             )
