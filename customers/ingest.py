@@ -233,31 +233,81 @@ def _claim(tenant: Tenant, entry_ids: Sequence[int]) -> list[Entry]:
         ]
 
 
+_COUNT_SQL = f"""
+    UPDATE "{SyncLogEntry._meta.db_table}" SET attempts = attempts + 1
+    WHERE tenant_id = %s AND id = ANY(%s) AND status = 'PENDING'
+"""  # noqa: S608
+
+
+def _count_attempt(tenant: Tenant, entry_ids: Sequence[int]) -> None:
+    """Count an attempt in its own commit, before the work: a worker that dies during the
+    work cannot take the count with it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_COUNT_SQL, [tenant.pk, list(entry_ids)])
+
+
+def _give_up(tenant: Tenant, entry_ids: Sequence[int]) -> int:
+    return (
+        SyncLogEntry.objects.for_tenant(tenant)
+        .filter(pk__in=list(entry_ids), status=SyncStatus.PENDING)
+        .update(
+            status=SyncStatus.FAILED,
+            next_attempt_at=None,
+            queued_at=None,
+            error=f"Gave up after {MAX_ATTEMPTS} attempts that did not finish "
+            "(the worker died while processing it, or it kept failing).",
+        )
+    )
+
+
 def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult:
     """Process pending sync-log rows (see the module docstring). Safe to call again with the
-    same ids: rows already processed, or being processed elsewhere, are skipped."""
+    same ids: rows already processed, or being processed elsewhere, are skipped.
+
+    Attempts are counted before the work, in their own commit. Rows never tried go as one
+    batch; a batch that holds a row tried before (it failed, or a worker died on it) goes
+    row by row, each counted just before its own try, so only the row that kills the
+    worker uses up its attempts, and it is FAILED once they are spent."""
     result = ProcessResult()
+    attempts = dict(
+        SyncLogEntry.objects.for_tenant(tenant)
+        .filter(pk__in=list(entry_ids), status=SyncStatus.PENDING)
+        .values_list("id", "attempts")
+    )
+    result.skipped = len(entry_ids) - len(attempts)
+    spent = [pk for pk, count in attempts.items() if count >= MAX_ATTEMPTS]
+    if spent:
+        result.failed += _give_up(tenant, spent)
+    live = [pk for pk in entry_ids if pk in attempts and attempts[pk] < MAX_ATTEMPTS]
+    if not live:
+        return result
+    if any(attempts[pk] for pk in live):
+        for entry_id in live:
+            _process_alone(tenant, entry_id, result, count=True)
+        return result
+    _count_attempt(tenant, live)
     try:
         with transaction.atomic():
-            entries = _claim(tenant, entry_ids)
-            result.skipped = len(entry_ids) - len(entries)
+            entries = _claim(tenant, live)
             published = _apply(tenant, entries)
             transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
-        result.processed = len(entries)
+        result.processed += len(entries)
+        result.skipped += len(live) - len(entries)
         return result
     except DATABASE_ERRORS:
         raise
     except Exception:
-        if len(entry_ids) == 1:
-            return _process_alone(tenant, entry_ids[0], result)
-        logger.warning("batch of %s events failed; retrying one by one", len(entry_ids))
-    result = ProcessResult()
-    for entry_id in entry_ids:
-        _process_alone(tenant, entry_id, result)
+        logger.warning("batch of %s events failed; retrying one by one", len(live))
+    for entry_id in live:
+        _process_alone(tenant, entry_id, result, count=False)
     return result
 
 
-def _process_alone(tenant: Tenant, entry_id: int, result: ProcessResult) -> ProcessResult:
+def _process_alone(
+    tenant: Tenant, entry_id: int, result: ProcessResult, *, count: bool
+) -> ProcessResult:
+    if count:
+        _count_attempt(tenant, [entry_id])
     try:
         with transaction.atomic():
             entries = _claim(tenant, [entry_id])
@@ -279,7 +329,8 @@ def _process_alone(tenant: Tenant, entry_id: int, result: ProcessResult) -> Proc
 
 
 def _record_failure(tenant: Tenant, entry_id: int, exc: Exception) -> str:
-    """Count the attempt; back off (1, 2, 4, 8 minutes) and finally mark it FAILED."""
+    """Keep the error; back off (1, 2, 4, 8 minutes) and finally mark it FAILED. (The
+    attempt was counted before it started.)"""
     with transaction.atomic():
         entry = (
             SyncLogEntry.objects.for_tenant(tenant)
@@ -289,15 +340,16 @@ def _record_failure(tenant: Tenant, entry_id: int, exc: Exception) -> str:
         )
         if entry is None:
             return SyncStatus.PROCESSED
-        entry.attempts += 1
         entry.error = f"{type(exc).__name__}: {exc}"[:2000]
         if entry.attempts >= MAX_ATTEMPTS:
             entry.status = SyncStatus.FAILED
             entry.next_attempt_at = None
         else:
-            entry.next_attempt_at = timezone.now() + timedelta(minutes=2 ** (entry.attempts - 1))
+            entry.next_attempt_at = timezone.now() + timedelta(
+                minutes=2 ** (max(entry.attempts, 1) - 1)
+            )
         entry.queued_at = None
-        entry.save(update_fields=["attempts", "error", "status", "next_attempt_at", "queued_at"])
+        entry.save(update_fields=["error", "status", "next_attempt_at", "queued_at"])
         return entry.status
 
 
@@ -577,7 +629,7 @@ def _insert_activities(tenant: Tenant, items: list[Item]) -> None:
 _DONE_SQL = f"""
     UPDATE "{SyncLogEntry._meta.db_table}" s
     SET status = 'PROCESSED', processed_at = now(), updated_at = now(),
-        attempts = s.attempts + 1, error = '', next_attempt_at = NULL, profile_id = d.profile_id
+        error = '', next_attempt_at = NULL, profile_id = d.profile_id
     FROM unnest(%s::bigint[], %s::uuid[]) AS d(id, profile_id)
     WHERE s.id = d.id AND s.tenant_id = %s
 """  # noqa: S608

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -170,8 +171,10 @@ def test_a_database_outage_propagates_so_the_task_retries(tenant_a, monkeypatch)
     ids = list(SyncLogEntry.objects.values_list("id", flat=True))
     with pytest.raises(OperationalError):
         events_process(tenant=tenant_a, entry_ids=ids)
-    # Nothing was marked failed: the rows wait, untouched, for the retry.
-    assert set(SyncLogEntry.objects.values_list("status", "attempts")) == {(SyncStatus.PENDING, 0)}
+    # Nothing was marked failed: the rows wait for the retry (the attempt is counted).
+    assert set(SyncLogEntry.objects.values_list("status", "attempts", "error")) == {
+        (SyncStatus.PENDING, 1, "")
+    }
     assert OperationalError in process_events.autoretry_for
     assert process_events.retry_backoff
 
@@ -206,3 +209,33 @@ def test_a_broker_outage_after_commit_still_answers_202_and_the_sweep_catches_up
     with django_capture_on_commit_callbacks(execute=True):
         events_requeue_stale(now=timezone.now() + timedelta(minutes=6))
     assert calls == [[entry.pk]]
+
+
+def test_an_event_that_kills_its_worker_is_isolated_and_given_up(tenant_a, monkeypatch):
+    """Checklist A14: processing one event kills the worker process every time (simulated
+    by SystemExit, which nothing in the pipeline catches). Attempts counted before the work
+    survive the crash; redeliveries go row by row; the killer ends FAILED after its bounded
+    attempts, the others are processed."""
+    original = handlers.handle_handicap
+
+    def killer(tenant, items):
+        if any(item.entry.event_id == "h2" for item in items):
+            raise SystemExit("worker killed")
+        original(tenant, items)
+
+    monkeypatch.setitem(handlers.HANDLERS, "teetime.handicap.updated", killer)
+    ingest_events(tenant_a, *_batch(tenant_a))
+    ids = list(SyncLogEntry.objects.order_by("id").values_list("id", flat=True))
+    deliveries = 0
+    while SyncLogEntry.objects.filter(status=SyncStatus.PENDING).exists():
+        deliveries += 1
+        assert deliveries <= MAX_ATTEMPTS + 2, "never gave up"
+        # The task, delivered again; SystemExit: the worker died and Celery redelivers.
+        with contextlib.suppress(SystemExit):
+            events_process(tenant=tenant_a, entry_ids=ids)
+    killed = SyncLogEntry.objects.get(event_id="h2")
+    assert killed.status == SyncStatus.FAILED and "Gave up after" in killed.error
+    others = SyncLogEntry.objects.exclude(event_id="h2")
+    assert set(others.values_list("status", flat=True)) == {SyncStatus.PROCESSED}
+    assert max(others.values_list("attempts", flat=True)) <= 2
+    assert Activity.objects.filter(tenant=tenant_a).count() == 5
