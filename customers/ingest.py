@@ -287,12 +287,9 @@ def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult
         return result
     _count_attempt(tenant, live)
     try:
-        with transaction.atomic():
-            entries = _claim(tenant, live)
-            published = _apply(tenant, entries)
-            transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
-        result.processed += len(entries)
-        result.skipped += len(live) - len(entries)
+        processed = _apply_claimed(tenant, live)
+        result.processed += processed
+        result.skipped += len(live) - processed
         return result
     except DATABASE_ERRORS:
         raise
@@ -303,20 +300,26 @@ def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult
     return result
 
 
+def _apply_claimed(tenant: Tenant, entry_ids: Sequence[int]) -> int:
+    """In one transaction: lock the rows still pending, apply them, hand them to the
+    subscribers once committed. Returns how many were applied."""
+    with transaction.atomic():
+        entries = _claim(tenant, entry_ids)
+        published = _apply(tenant, entries)
+        transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
+    return len(entries)
+
+
 def _process_alone(
     tenant: Tenant, entry_id: int, result: ProcessResult, *, count: bool
 ) -> ProcessResult:
     if count:
         _count_attempt(tenant, [entry_id])
     try:
-        with transaction.atomic():
-            entries = _claim(tenant, [entry_id])
-            if not entries:
-                result.skipped += 1
-                return result
-            published = _apply(tenant, entries)
-            transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
-        result.processed += 1
+        if _apply_claimed(tenant, [entry_id]):
+            result.processed += 1
+        else:
+            result.skipped += 1
     except DATABASE_ERRORS:
         raise
     except Exception as exc:
@@ -663,12 +666,7 @@ def events_requeue_stale(
         if not rows:
             return 0
         SyncLogEntry.objects.filter(id__in=[pk for pk, _ in rows]).update(queued_at=now)
-        by_tenant: dict[Any, list[int]] = defaultdict(list)
-        for pk, tenant_id in rows:
-            by_tenant[tenant_id].append(pk)
-        tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
-        for tenant_id, ids in by_tenant.items():
-            transaction.on_commit(lambda t=tenants[tenant_id], i=ids: _queue(t, i))
+        _queue_on_commit(rows)
     logger.info("re-queued %s pending events", len(rows))
     return len(rows)
 
@@ -699,13 +697,18 @@ def events_replay(
         SyncLogEntry.objects.filter(id__in=[pk for pk, _ in ids]).update(
             status=SyncStatus.PENDING, attempts=0, error="", next_attempt_at=None, queued_at=now
         )
-        by_tenant: dict[Any, list[int]] = defaultdict(list)
-        for pk, tenant_id in ids:
-            by_tenant[tenant_id].append(pk)
-        tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
-        for tenant_id, pks in by_tenant.items():
-            transaction.on_commit(lambda t=tenants[tenant_id], i=pks: _queue(t, i))
+        _queue_on_commit(ids)
     return len(ids)
+
+
+def _queue_on_commit(rows: Sequence[tuple[int, Any]]) -> None:
+    """Queue ``(row id, tenant id)`` pairs, grouped by tenant, once the transaction commits."""
+    by_tenant: dict[Any, list[int]] = defaultdict(list)
+    for pk, tenant_id in rows:
+        by_tenant[tenant_id].append(pk)
+    tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
+    for tenant_id, ids in by_tenant.items():
+        transaction.on_commit(lambda t=tenants[tenant_id], i=ids: _queue(t, i))
 
 
 __all__ = [

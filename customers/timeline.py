@@ -107,21 +107,21 @@ class Author:
         return cls(principal.credential_id, str(principal))
 
 
-def note_list(*, tenant: Tenant, customer: CustomerProfile, viewer: Author) -> QuerySet[Note]:
-    """Notes the viewer may see, pinned first, newest first."""
-    return (
-        Note.objects.for_tenant(tenant)
-        .filter(customer=customer, deleted_at__isnull=True)
-        .filter(Q(is_private=False) | Q(author_ref=viewer.ref))
-        .order_by("-is_pinned", "-created_at", "-id")
-    )
-
-
 def note_visible(*, tenant: Tenant, viewer: Author) -> QuerySet[Note]:
+    """Notes the viewer may see: not deleted, and public or their own."""
     return (
         Note.objects.for_tenant(tenant)
         .filter(deleted_at__isnull=True)
         .filter(Q(is_private=False) | Q(author_ref=viewer.ref))
+    )
+
+
+def note_list(*, tenant: Tenant, customer: CustomerProfile, viewer: Author) -> QuerySet[Note]:
+    """A customer's notes the viewer may see, pinned first, newest first."""
+    return (
+        note_visible(tenant=tenant, viewer=viewer)
+        .filter(customer=customer)
+        .order_by("-is_pinned", "-created_at", "-id")
     )
 
 
