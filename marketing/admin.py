@@ -7,7 +7,6 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -41,7 +40,7 @@ from .models import (
 from .segments import (
     SLOW_REFRESH_MS,
     criteria_parse,
-    segment_import_csv,
+    segment_import_upload,
     segment_preview,
     segment_refresh,
 )
@@ -49,7 +48,6 @@ from .templating import render, sample_context, template_validate
 
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
-MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
 class SegmentForm(forms.ModelForm):
@@ -248,16 +246,8 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
         if upload is None:
             messages.error(request, "Choose a CSV file.")
             return back
-        if upload.size > MAX_CSV_BYTES:
-            messages.error(request, "The file is larger than 10 MB.")
-            return back
         try:
-            text = upload.read().decode("utf-8-sig")
-            with transaction.atomic():
-                result = segment_import_csv(segment=segment, text=text)
-        except UnicodeDecodeError:
-            messages.error(request, "Save the CSV as UTF-8.")
-            return back
+            result = segment_import_upload(segment=segment, upload=upload)
         except ValidationError as exc:
             messages.error(request, " ".join(exc.messages))
             return back

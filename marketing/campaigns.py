@@ -376,17 +376,15 @@ def campaign_audience(*, campaign: Campaign) -> dict[str, dict[str, int]]:
 
     from customers.models import CustomerProfile
 
-    from .models import SegmentMembership, Suppression
-    from .sending import ADDRESS_COLUMN
+    from .models import SegmentMembership
+    from .sending import unreachable_sql
 
     result: dict[str, dict[str, int]] = {}
     if campaign.segment_id is None:
         return result
     members, profiles = SegmentMembership._meta.db_table, CustomerProfile._meta.db_table
-    suppressions = Suppression._meta.db_table
     with connection.cursor() as cursor:
         for channel in campaign.channels:
-            column = ADDRESS_COLUMN[channel]
             cursor.execute(
                 f"""
                 SELECT count(*) FILTER (WHERE reason = ''),
@@ -394,13 +392,7 @@ def campaign_audience(*, campaign: Campaign) -> dict[str, dict[str, int]]:
                        count(*) FILTER (WHERE reason = 'no_consent'),
                        count(*) FILTER (WHERE reason = 'suppressed')
                 FROM (
-                  SELECT CASE
-                    WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
-                    WHEN NOT p.{channel}_opt_in THEN 'no_consent'
-                    WHEN EXISTS (SELECT 1 FROM "{suppressions}" s
-                                 WHERE s.tenant_id = p.tenant_id AND s.channel = %s
-                                   AND s.address = p.{column}) THEN 'suppressed'
-                    ELSE '' END AS reason
+                  SELECT CASE {unreachable_sql(channel)} ELSE '' END AS reason
                   FROM "{members}" sm JOIN "{profiles}" p ON p.id = sm.customer_id
                   WHERE sm.tenant_id = %s AND sm.segment_id = %s
                     AND p.status IN ('ACTIVE', 'INACTIVE') AND p.deleted_at IS NULL

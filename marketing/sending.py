@@ -159,24 +159,41 @@ SM = SegmentMembership._meta.db_table
 SUP = Suppression._meta.db_table
 
 
+# Each person's place in [0, 1), from a hash of their id: the same person always falls in
+# the same A/B variant.
+BUCKET_SQL = "(('x' || substr(md5(p.id::text), 1, 8))::bit(32)::bigint / 4294967296.0)"
+
+
 def _variant_sql(ab_test: dict) -> tuple[str, list[Any]]:
-    """(variant letter, held?) per recipient, deterministic: a hash of the customer id and
-    the run puts each person in [0, 1); the test fraction is split over the variants."""
-    if not ab_test:
-        return "''", []
+    """The variant letter of a recipient (on the bucket ``b.bucket``), or '' outside the
+    test fraction: the fraction is split evenly over the variants."""
     variants = len(ab_test["variants"])
     fraction = float(ab_test.get("test_fraction", 0.2))
-    bucket = "(('x' || substr(md5(p.id::text || %s), 1, 8))::bit(32)::bigint / 4294967296.0)"
-    letters = "ABCD"[:variants]
-    cases = " ".join(f"WHEN {bucket} < %s THEN '{letters[i]}'" for i in range(variants))
-    params: list[Any] = []
-    for i in range(variants):
-        params += ["", fraction * (i + 1) / variants]
-    return f"CASE {cases} ELSE '' END", params
+    cases = " ".join(f"WHEN b.bucket < %s THEN '{'ABCD'[i]}'" for i in range(variants))
+    return f"CASE {cases} ELSE '' END", [fraction * (i + 1) / variants for i in range(variants)]
 
 
-def _snapshot_sql(channel: str, variant_sql: str) -> str:
+def unreachable_sql(channel: str) -> str:
+    """The ``WHEN`` clauses that name why profile ``p`` cannot get ``channel`` now: no
+    address, no consent, suppressed (one parameter: the channel). Shared by the snapshot and
+    the audience the admin shows before scheduling."""
     column = ADDRESS_COLUMN[channel]
+    return f"""
+        WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
+        WHEN NOT p.{channel}_opt_in THEN 'no_consent'
+        WHEN EXISTS (SELECT 1 FROM "{SUP}" s WHERE s.tenant_id = p.tenant_id
+                     AND s.channel = %s AND s.address = p.{column}) THEN 'suppressed'
+    """  # noqa: S608
+
+
+def _snapshot_sql(channel: str, variant_sql: str | None) -> str:
+    column = ADDRESS_COLUMN[channel]
+    variant = (
+        f"CROSS JOIN LATERAL (SELECT {BUCKET_SQL} AS bucket) b "
+        f"CROSS JOIN LATERAL (SELECT {variant_sql} AS variant) v"
+        if variant_sql
+        else "CROSS JOIN LATERAL (SELECT ''::text AS variant) v"
+    )
     return f"""
         INSERT INTO "{M}" (tenant_id, run_id, campaign_id, customer_id, channel, address,
                            variant, status, skip_reason, attempts, error, provider_id,
@@ -189,11 +206,7 @@ def _snapshot_sql(channel: str, variant_sql: str) -> str:
             SELECT p.id, COALESCE(p.{column}, '') AS address, v.variant,
                    (%s AND v.variant = '') AS held,
                    CASE
-                     WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
-                     WHEN NOT p.{channel}_opt_in THEN 'no_consent'
-                     WHEN EXISTS (SELECT 1 FROM "{SUP}" s WHERE s.tenant_id = p.tenant_id
-                                  AND s.channel = %s AND s.address = p.{column})
-                       THEN 'suppressed'
+                     {unreachable_sql(channel)}
                      WHEN %s > 0 AND (
                        SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
                          AND m.customer_id = p.id AND m.status = 'SENT'
@@ -203,7 +216,7 @@ def _snapshot_sql(channel: str, variant_sql: str) -> str:
                    END AS reason
             FROM "{SM}" sm
             JOIN "{P}" p ON p.id = sm.customer_id
-            CROSS JOIN LATERAL (SELECT {variant_sql} AS variant) v
+            {variant}
             WHERE sm.tenant_id = %s AND sm.segment_id = %s
               AND p.tenant_id = %s AND p.status IN ('ACTIVE', 'INACTIVE')
               AND p.deleted_at IS NULL
@@ -230,7 +243,7 @@ def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
     if segment.type == SegmentType.DYNAMIC:
         segment_refresh(segment=segment, now=now)
     ab_test = campaign.ab_test or {}
-    variant_sql, variant_params = _variant_sql(ab_test)
+    variant_sql, variant_params = _variant_sql(ab_test) if ab_test else (None, [])
     with transaction.atomic():
         locked = CampaignRun.objects.select_for_update().get(pk=run.pk)
         if locked.status != RunStatus.PREPARING:
@@ -238,7 +251,7 @@ def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
         with connection.cursor() as cursor:
             for channel in campaign.channels:
                 held = bool(ab_test) and channel == "email"
-                sql = _snapshot_sql(channel, variant_sql if held else "''")
+                sql = _snapshot_sql(channel, variant_sql if held else None)
                 cursor.execute(
                     sql,
                     [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -40,7 +39,7 @@ from marketing.models import (
 from marketing.segments import (
     SegmentConflict,
     segment_create,
-    segment_import_csv,
+    segment_import_upload,
     segment_members_add,
     segment_members_remove,
     segment_preview,
@@ -67,8 +66,6 @@ from .serializers import (
     TemplateSerializer,
     WinnerSerializer,
 )
-
-MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
 class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
@@ -176,15 +173,7 @@ class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
         segment = self.get_object()
         body = ImportSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        upload = body.validated_data["file"]
-        if upload.size > MAX_CSV_BYTES:
-            raise ValidationError({"file": ["At most 10 MB."]})
-        try:
-            text = upload.read().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ValidationError({"file": ["Save the CSV as UTF-8."]}) from exc
-        with transaction.atomic():
-            result = segment_import_csv(segment=segment, text=text)
+        result = segment_import_upload(segment=segment, upload=body.validated_data["file"])
         return Response(ImportResultSerializer(result).data, status=status.HTTP_200_OK)
 
 
