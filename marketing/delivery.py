@@ -4,6 +4,7 @@ backend, mark SENT / SKIPPED / FAILED. One batch of claimed rows at a time, set-
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,16 @@ def unsubscribe_url(message: Message) -> str:
     return f"{settings.PUBLIC_BASE_URL}/u/{unsubscribe_token(message.pk)}"
 
 
-def _variant_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class SendPlan:
+    """What every message of a run shares, worked out once per run rather than per batch."""
+
+    variants: dict[str, dict[str, Any]]  # A/B letter -> {"template", "subject"}
+    club_name: str
+    from_email: str
+
+
+def send_plan(campaign: Campaign) -> SendPlan:
     variants = (campaign.ab_test or {}).get("variants") or []
     templates = {
         str(t.pk): t
@@ -47,13 +57,17 @@ def _variant_templates(campaign: Campaign) -> dict[str, dict[str, Any]]:
             pk__in=[v["template_id"] for v in variants if v.get("template_id")]
         )
     }
-    return {
-        "ABCD"[i]: {
-            "template": templates.get(str(v.get("template_id"))),
-            "subject": v.get("subject") or "",
-        }
-        for i, v in enumerate(variants)
-    }
+    return SendPlan(
+        variants={
+            "ABCD"[i]: {
+                "template": templates.get(str(v.get("template_id"))),
+                "subject": v.get("subject") or "",
+            }
+            for i, v in enumerate(variants)
+        },
+        club_name=campaign.club.name if campaign.club_id else "",
+        from_email=campaign.tenant.email_from or settings.DEFAULT_FROM_EMAIL,
+    )
 
 
 def deliver(
@@ -61,6 +75,7 @@ def deliver(
     messages: list[Message],
     campaign: Campaign,
     backend: MessagingBackend,
+    plan: SendPlan,
     now: datetime | None = None,
 ) -> int:
     """Send claimed (SENDING) rows; returns how many were sent. The batch's outcome is
@@ -79,9 +94,7 @@ def deliver(
         .filter(address__in={m.address for m in messages})
         .values_list("channel", "address")
     )
-    variants = _variant_templates(campaign)
-    club_name = campaign.club.name if campaign.club_id else ""
-    from_email = tenant.email_from or settings.DEFAULT_FROM_EMAIL
+    variants = plan.variants
     sent: list[tuple[int, str]] = []
     skipped: dict[str, list[int]] = {}
     batch: list[tuple[Message, Outgoing]] = []
@@ -99,7 +112,7 @@ def deliver(
             chosen = variants[message.variant]
             template = chosen["template"] or template
             subject_override = chosen["subject"]
-        context = recipient_context(tenant, club_name, customer, unsubscribe_url(message))
+        context = recipient_context(tenant, plan.club_name, customer, unsubscribe_url(message))
         rendered = render(template, context, marketing=True)
         html = rendered.html
         if backend.name == "local" and html:
@@ -111,7 +124,7 @@ def deliver(
             html=html,
             text=rendered.text,
             body=rendered.body,
-            from_email=from_email,
+            from_email=plan.from_email,
             idempotency_key=message_identity(message),
             unsubscribe_url=context["unsubscribe_url"],
             tenant=tenant.slug,
@@ -139,7 +152,7 @@ def deliver(
                 _failed(message, result, now)
             else:
                 sent.append((message.pk, result))
-    _mark([] if not backend.idempotent else sent, skipped)
+    _mark(sent if backend.idempotent else [], skipped)  # SMTP rows are marked already
     return len(sent)
 
 

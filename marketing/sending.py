@@ -319,11 +319,12 @@ def _claim(run: CampaignRun, now: datetime) -> list[Message]:
 def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
     """Send the run's queued rows until none is left (or the campaign is paused, or quiet
     hours begin). Returns how many were sent by this call."""
-    from .delivery import deliver
+    from .delivery import deliver, send_plan
 
     run = CampaignRun.objects.select_related("campaign", "campaign__tenant").get(pk=run.pk)
     campaign, tenant = run.campaign, run.campaign.tenant
     backend = get_backend()
+    plan = send_plan(campaign)
     sent = 0
     while True:
         campaign.refresh_from_db(fields=["status"])
@@ -341,7 +342,7 @@ def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
         rows = _claim(run, now)
         if not rows:
             break
-        sent += deliver(messages=rows, campaign=campaign, backend=backend, now=now)
+        sent += deliver(messages=rows, campaign=campaign, backend=backend, plan=plan, now=now)
     run_complete_if_done(run=run)
     return sent
 
