@@ -347,6 +347,12 @@ class Message(TenantOwnedModel):
                 name="message_queued_idx",
             ),
             models.Index(fields=["tenant", "campaign", "status"], name="message_campaign_idx"),
+            # The minute sweep's rows in doubt (claimed by a worker that may have died).
+            models.Index(
+                fields=["send_after"],
+                condition=models.Q(status="SENDING"),
+                name="message_sending_idx",
+            ),
             # The frequency cap: marketing messages sent to a customer lately.
             models.Index(
                 fields=["tenant", "customer", "sent_at"],

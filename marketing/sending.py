@@ -136,8 +136,9 @@ def kick_sending_runs(*, now: datetime | None = None) -> int:
     ).update(status=MessageStatus.QUEUED)
     if back:
         logger.warning("%s messages in doubt were queued again (same Message-ID)", back)
+    # TESTING runs too: their test variants may be waiting for quiet hours to end.
     runs = CampaignRun.objects.filter(
-        status=RunStatus.SENDING, campaign__status=CampaignStatus.SENDING
+        status__in=[RunStatus.SENDING, RunStatus.TESTING], campaign__status=CampaignStatus.SENDING
     ).select_related("tenant", "campaign")
     kicked = 0
     for run in runs:

@@ -637,3 +637,30 @@ def test_a_run_that_cannot_be_prepared_fails_the_campaign_and_sends_nothing(tena
     assert "Unknown field 'retired'" in campaign.failure
     assert run_status(run) == RunStatus.CANCELLED
     assert not Message.objects.filter(run=run).exists() and not mail.outbox
+
+
+def test_ab_test_variants_held_by_quiet_hours_are_sent_when_the_window_opens(tenant_a, monkeypatch):
+    from marketing import sending
+
+    for i in range(20):
+        _member(tenant_a, f"q{i}@example.com", email_opt_in=True)
+    night = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 22:30 in Johannesburg
+    campaign = _campaign(
+        tenant_a,
+        scheduled_at=night,
+        ab_test={
+            "variants": [{"subject": "A"}, {"subject": "B"}],
+            "test_fraction": 0.5,
+            "wait_minutes": 600,
+        },
+    )
+    campaign_schedule(campaign=campaign)
+    start_due_campaigns(now=night)
+    run = CampaignRun.objects.get(campaign=campaign)
+    prepare_run(run=run, now=night)
+    assert send_run(run=run, now_fn=lambda: night) == 0  # quiet hours
+    kicked = []
+    monkeypatch.setattr(sending, "queue_run", lambda run_, senders=2: kicked.append(run_.pk))
+    morning = datetime(2026, 11, 25, 6, 5, tzinfo=UTC)  # 08:05 local, before the A/B wait ends
+    assert kick_sending_runs(now=morning) == 1
+    assert kicked == [run.pk]
