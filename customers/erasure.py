@@ -12,6 +12,7 @@ re-subscribe them) and an ``Erasure`` audit row (who, when, counts; no personal 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,8 +38,6 @@ from .models import (
 def customer_erase(
     *, tenant: Tenant, customer: CustomerProfile, actor: str, reason: str = ""
 ) -> Erasure:
-    from django.db import transaction
-
     with transaction.atomic():
         profile = CustomerProfile.objects.for_tenant(tenant).select_for_update().get(pk=customer.pk)
         if profile.status == ProfileStatus.ERASED:

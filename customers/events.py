@@ -47,6 +47,8 @@ IDENTITY_KEYS: dict[str, str] = {
     "messagingContactId": "messaging_contact_id",
     "externalIds": "external_ids",
 }
+# IdentityHints names -> the envelope's keys, for error paths (``identity.phoneNumber``).
+IDENTITY_PATHS: dict[str, str] = {name: key for key, name in IDENTITY_KEYS.items()}
 ENVELOPE_KEYS = frozenset({"id", "type", "tenantId", "timestamp", "identity", "payload"})
 
 
@@ -425,10 +427,9 @@ def _identity(raw: Any, errors: dict, phone_region: str) -> dict[str, Any]:
     try:
         parsed = IdentityHints.parse(hints, phone_region=phone_region)
     except ValidationError as exc:
-        reverse = {v: k for k, v in IDENTITY_KEYS.items()}
         for name, messages in exc.message_dict.items():
             for message in messages:
-                _error(errors, f"identity.{reverse.get(name, name)}", message)
+                _error(errors, f"identity.{IDENTITY_PATHS.get(name, name)}", message)
         return {}
     result: dict[str, Any] = {
         name: getattr(parsed, name) for name in IDENTITY_KEYS.values() if getattr(parsed, name)
@@ -491,8 +492,7 @@ def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: 
             _error(errors, "identity", "This event type is about a person: give an identifier.")
         for name in spec.required_identity:
             if name not in identity and not _identity_errors(errors):
-                reverse = {v: k for k, v in IDENTITY_KEYS.items()}
-                _error(errors, f"identity.{reverse[name]}", "This event type requires it.")
+                _error(errors, f"identity.{IDENTITY_PATHS[name]}", "This event type requires it.")
     if errors:
         raise EventInvalid(errors)
     assert spec is not None and event_id is not None and occurred_at is not None

@@ -72,8 +72,8 @@ class MessagingBackend(Protocol):
         """Send one message; returns the provider's id. Raises on failure."""
 
     def send_many(self, messages: list[Outgoing]) -> dict[str, str | Exception]:
-        """Send a batch; ``{idempotency key: provider id, or the error of that message}``.
-        Raises when the whole call failed."""
+        """Idempotent backends only: send a batch; ``{idempotency key: provider id, or the
+        error of that message}``. Raises when the whole call failed."""
 
 
 sms_log = logging.getLogger("crm.sms")
@@ -89,15 +89,6 @@ class LocalBackend:
 
     def upsert_segment(self, *, segment, members, sync_id):
         return None
-
-    def send_many(self, messages: list[Outgoing]) -> dict[str, str | Exception]:
-        results: dict[str, str | Exception] = {}
-        for message in messages:
-            try:
-                results[message.idempotency_key] = self.send(message)
-            except Exception as exc:
-                results[message.idempotency_key] = exc
-        return results
 
     def send(self, message: Outgoing) -> str:
         if message.channel != "email":
