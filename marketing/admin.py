@@ -26,6 +26,7 @@ from .campaigns import (
     campaign_resume,
     campaign_schedule,
     campaign_stats,
+    campaign_validate,
 )
 from .models import (
     Campaign,
@@ -40,6 +41,7 @@ from .models import (
 from .segments import (
     SLOW_REFRESH_MS,
     criteria_parse,
+    segment_derive,
     segment_import_upload,
     segment_preview,
     segment_refresh,
@@ -128,12 +130,7 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change) -> None:
-        from .segments import _next_refresh
-
-        if not change or "refresh_frequency" in form.changed_data or "type" in form.changed_data:
-            from django.utils import timezone
-
-            obj.next_refresh_at = _next_refresh(obj, timezone.now())
+        segment_derive(obj, form.changed_data if change else None)
         super().save_model(request, obj, form, change)
 
     @admin.action(description="Refresh selected segments now")
@@ -394,9 +391,7 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
         return allowed and (obj is None or obj.status in EDITABLE)
 
     def save_model(self, request, obj, form, change) -> None:
-        from .campaigns import _validate, _values
-
-        _validate(obj.tenant, _values(obj), for_schedule=False)
+        campaign_validate(obj)
         super().save_model(request, obj, form, change)
 
     def get_urls(self):

@@ -192,6 +192,11 @@ def _values(campaign: Campaign) -> dict[str, Any]:
     return {name: getattr(campaign, name) for name in CAMPAIGN_FIELDS}
 
 
+def campaign_validate(campaign: Campaign, *, for_schedule: bool = False) -> None:
+    """The campaign's fields hang together (and, ``for_schedule``, it can be scheduled)."""
+    _validate(campaign.tenant, _values(campaign), for_schedule=for_schedule)
+
+
 # ----------------------------------------------------------------------------- CRUD
 
 
@@ -238,7 +243,7 @@ def campaign_schedule(*, campaign: Campaign) -> Campaign:
         campaign = _lock(campaign)
         if campaign.status != CampaignStatus.DRAFT:
             _refuse(campaign, "schedule")
-        _validate(campaign.tenant, _values(campaign), for_schedule=True)
+        campaign_validate(campaign, for_schedule=True)
         campaign.next_run_at = next_occurrence(campaign, timezone.now())
         campaign.status = CampaignStatus.SCHEDULED
         campaign.save(update_fields=["status", "next_run_at", "updated_at"])
@@ -278,7 +283,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
             campaign.status = CampaignStatus.SENDING
             transaction.on_commit(lambda: queue_run(run))
         else:
-            _validate(campaign.tenant, _values(campaign), for_schedule=False)
+            campaign_validate(campaign)
             campaign.status = CampaignStatus.SCHEDULED
             now = timezone.now()
             if campaign.type == CampaignType.RECURRING:

@@ -134,12 +134,20 @@ def _clean(tenant: Tenant, data: dict[str, Any], segment: Segment | None) -> dic
     return {k: v for k, v in data.items() if k in SEGMENT_FIELDS}
 
 
+def segment_derive(segment: Segment, changed: Iterable[str] | None = None) -> None:
+    """Set what follows from a segment's fields (API and admin saves): a static segment has
+    no rules; the next refresh is scheduled for a new segment, or when its type or refresh
+    frequency changed (``changed``: the fields that changed, None for a new segment)."""
+    if segment.type == SegmentType.STATIC:
+        segment.criteria = {}
+    if changed is None or {"type", "refresh_frequency"} & set(changed):
+        segment.next_refresh_at = _next_refresh(segment, timezone.now())
+
+
 def segment_create(*, tenant: Tenant, data: dict[str, Any]) -> Segment:
     values = _clean(tenant, data, None)
     segment = Segment(tenant=tenant, **values)
-    if segment.type == SegmentType.STATIC:
-        segment.criteria = {}
-    segment.next_refresh_at = _next_refresh(segment, timezone.now())
+    segment_derive(segment)
     segment.save()
     return segment
 
@@ -148,10 +156,7 @@ def segment_update(*, segment: Segment, data: dict[str, Any]) -> Segment:
     values = _clean(segment.tenant, data, segment)
     for name, value in values.items():
         setattr(segment, name, value)
-    if segment.type == SegmentType.STATIC:
-        segment.criteria = {}
-    if "refresh_frequency" in values:
-        segment.next_refresh_at = _next_refresh(segment, timezone.now())
+    segment_derive(segment, values)
     segment.save()
     return segment
 

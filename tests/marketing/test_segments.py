@@ -407,3 +407,19 @@ def test_merge_moves_segment_memberships_without_doubles(tenant_a):
     assert _members(both) == {winner.pk}
     assert _members(only_loser) == {winner.pk}
     assert not SegmentChange.objects.filter(customer=loser).exists()
+
+
+def test_turning_a_static_segment_dynamic_schedules_its_refresh(api_a, tenant_a):
+    static = segment_create(
+        tenant=tenant_a,
+        data={"name": "Was static", "type": "STATIC", "refresh_frequency": "HOURLY"},
+    )
+    assert static.next_refresh_at is None
+    response = api_a.patch(
+        f"/api/v1/segments/{static.pk}", {"type": "DYNAMIC", "criteria": MEMBERS}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["next_refresh_at"]
+    back = api_a.patch(
+        f"/api/v1/segments/{static.pk}", {"type": "STATIC", "criteria": {}}, format="json"
+    )
+    assert back.json()["next_refresh_at"] is None and back.json()["criteria"] == {}
