@@ -37,9 +37,9 @@ from crm.registry import ProcessedEvent, publish_events
 
 from .events import Envelope, EventInvalid, parse_envelope
 from .handlers import apply_handlers, update_activity_metrics
-from .identity import HINT_KINDS, IdentityHints
+from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
-from .services import identity_resolve
+from .services import identity_resolve, profile_fields_from_hints
 
 logger = logging.getLogger(__name__)
 
@@ -516,13 +516,12 @@ def _create_people(tenant: Tenant, items: list[Item]) -> list[Item]:
         values: dict[str, Any] = {}
         external: dict[str, str] = {}
         pairs: dict[tuple[str, str], str] = {}
-        for item in group:
-            for name in HINT_KINDS:
-                value = getattr(item.hints, name)
-                if value and name not in values:
-                    values[name] = value
-            for system, ident in item.hints.external_ids.items():
+        for item in group:  # the earliest event's value of each identifier wins
+            fields = profile_fields_from_hints(item.hints)
+            for system, ident in fields.pop("external_ids", {}).items():
                 external.setdefault(system, ident)
+            for name, value in fields.items():
+                values.setdefault(name, value)
             for pair in _pairs(item.hints):
                 pairs.setdefault(pair, f"event:{item.entry.source}")
         profile = CustomerProfile(

@@ -126,7 +126,7 @@ def _choose(matches: list[tuple[str, IdentityAlias]]) -> tuple[CustomerProfile, 
     return best[0][1].profile, names, max(CONFIDENCE[a.kind] for _, a in best)
 
 
-def _profile_fields_from_hints(hints: IdentityHints) -> dict[str, Any]:
+def profile_fields_from_hints(hints: IdentityHints) -> dict[str, Any]:
     values = {name: getattr(hints, name) for name in HINT_KINDS if getattr(hints, name)}
     if hints.external_ids:
         values["external_ids"] = dict(hints.external_ids)
@@ -228,7 +228,7 @@ def identity_resolve(
         try:
             with transaction.atomic():
                 profile = CustomerProfile.objects.create(
-                    tenant=tenant, currency=tenant.currency, **_profile_fields_from_hints(hints)
+                    tenant=tenant, currency=tenant.currency, **profile_fields_from_hints(hints)
                 )
                 IdentityAlias.objects.bulk_create(
                     _new_aliases(tenant, profile, hints, set(), source)
