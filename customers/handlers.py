@@ -11,7 +11,8 @@ the last activity only moves forward.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +35,14 @@ ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "UGX"})
 
 def _update_profiles(
     tenant: Tenant,
+    now: datetime,
     columns: list[tuple[str, str]],
     rows: list[tuple],
     set_sql: str,
     where_sql: str = "TRUE",
     touch: bool = True,
     returning: bool = False,
+    set_params: Sequence[Any] = (),
 ) -> int | list[Any]:
     """``UPDATE profile p SET <set_sql> FROM unnest(<columns>) v WHERE p.id = v.id AND ...``;
     ``rows`` are ``(profile id, *values)`` with at most one row per profile. ``touch``
@@ -49,7 +52,7 @@ def _update_profiles(
         return [] if returning else 0
     names = ", ".join(name for name, _ in columns)
     arrays = ", ".join(f"%s::{pg_type}[]" for _, pg_type in columns)
-    touched = ", updated_at = now()" if touch else ""
+    touched = ", updated_at = %s" if touch else ""
     sql = (
         f'UPDATE "{PROFILE}" p SET {set_sql}{touched} '  # noqa: S608
         f"FROM unnest(%s::uuid[], {arrays}) AS v(id, {names}) "
@@ -58,7 +61,7 @@ def _update_profiles(
     )
     params = [list(column) for column in zip(*rows, strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, tenant.pk])
+        cursor.execute(sql, [*set_params, *([now] if touch else []), *params, tenant.pk])
         return [row[0] for row in cursor.fetchall()] if returning else cursor.rowcount
 
 
@@ -85,7 +88,7 @@ DEFAULT_STATUS = {
 STAGE_BY_STATUS = {"ACTIVE": LifecycleStage.MEMBER, "LAPSED": LifecycleStage.LAPSED}
 
 
-def handle_member(tenant: Tenant, items: list[Item]) -> None:
+def handle_member(tenant: Tenant, items: list[Item], now: datetime) -> None:
     """SCL member data: membership type, status, dates, names; the lifecycle stage follows
     the status (ACTIVE: member, LAPSED: lapsed)."""
     folded: dict[Any, tuple[Any, dict[str, Any]]] = {}
@@ -109,6 +112,7 @@ def handle_member(tenant: Tenant, items: list[Item]) -> None:
     assignments = ", ".join(f"{column} = COALESCE(v.{column}, p.{column})" for column, _ in columns)
     _update_profiles(
         tenant,
+        now,
         [*columns, ("stage", "text"), ("at", "timestamptz")],
         rows,
         f"{assignments}, lifecycle_stage = COALESCE(v.stage, p.lifecycle_stage), "
@@ -120,7 +124,7 @@ def handle_member(tenant: Tenant, items: list[Item]) -> None:
 # ----------------------------------------------------------------------------- golf
 
 
-def handle_handicap(tenant: Tenant, items: list[Item]) -> None:
+def handle_handicap(tenant: Tenant, items: list[Item], now: datetime) -> None:
     latest: dict[Any, Item] = {}
     for item in _in_time_order(items):
         latest[item.profile_id] = item
@@ -130,6 +134,7 @@ def handle_handicap(tenant: Tenant, items: list[Item]) -> None:
     ]
     _update_profiles(
         tenant,
+        now,
         [("hcp", "numeric"), ("at", "timestamptz")],
         rows,
         "handicap_index = v.hcp, handicap_updated_at = v.at",
@@ -145,7 +150,7 @@ def minor_units(amount: str | Decimal, currency: str) -> int:
     return int((Decimal(amount) * (10**exponent)).to_integral_value())
 
 
-def handle_payment(tenant: Tenant, items: list[Item]) -> None:
+def handle_payment(tenant: Tenant, items: list[Item], now: datetime) -> None:
     """Adds paid amounts in the tenant's currency to the lifetime value (kept in minor
     units); a payment in another currency is on the timeline but not summed."""
     totals: dict[Any, int] = defaultdict(int)
@@ -155,6 +160,7 @@ def handle_payment(tenant: Tenant, items: list[Item]) -> None:
             totals[item.profile_id] += minor_units(payload["amount"], payload["currency"])
     _update_profiles(
         tenant,
+        now,
         [("amount", "bigint")],
         list(totals.items()),
         "lifetime_value_minor = p.lifetime_value_minor + v.amount",
@@ -164,7 +170,7 @@ def handle_payment(tenant: Tenant, items: list[Item]) -> None:
 # ----------------------------------------------------------------------------- consent
 
 
-def handle_consent(tenant: Tenant, items: list[Item]) -> None:
+def handle_consent(tenant: Tenant, items: list[Item], now: datetime) -> None:
     """Per channel: the opt-in or opt-out, stamped with the event's time and source. An event
     older than the stored decision does not overwrite it; at the same time, opt-out wins."""
     for channel in CONSENT_CHANNELS:
@@ -183,6 +189,7 @@ def handle_consent(tenant: Tenant, items: list[Item]) -> None:
         rows = [(pid, at, opt_in, source[:64]) for pid, (at, opt_in, source, _) in decided.items()]
         applied = _update_profiles(
             tenant,
+            now,
             [("at", "timestamptz"), ("opt_in", "boolean"), ("source", "text")],
             rows,
             f"{channel}_opt_in = v.opt_in, {channel}_consent_at = v.at, "
@@ -205,7 +212,7 @@ def handle_consent(tenant: Tenant, items: list[Item]) -> None:
         )
 
 
-HANDLERS: dict[str, Callable[[Tenant, list[Item]], None]] = {
+HANDLERS: dict[str, Callable[[Tenant, list[Item], datetime], None]] = {
     "scl.member.created": handle_member,
     "scl.member.updated": handle_member,
     "scl.member.renewed": handle_member,
@@ -229,7 +236,7 @@ def _lock_profiles(tenant: Tenant, profile_ids: list[Any]) -> None:
         )
 
 
-def apply_handlers(tenant: Tenant, items: list[Item]) -> None:
+def apply_handlers(tenant: Tenant, items: list[Item], now: datetime) -> None:
     if not items:
         return
     _lock_profiles(tenant, [item.profile_id for item in items])
@@ -239,50 +246,57 @@ def apply_handlers(tenant: Tenant, items: list[Item]) -> None:
         if handler is not None:
             by_handler[handler].append(item)
     for handler, group in by_handler.items():
-        handler(tenant, group)
+        handler(tenant, group, now)
 
 
 # ----------------------------------------------------------------------------- metrics
 
+# The rolling window ends at the caller's clock (two parameters, both ``now``), never at
+# the database's ``now()``: one clock for Python and SQL (docs/architecture.md).
 _COUNT_30D = (
     f'(SELECT count(*) FROM "{ACTIVITY}" a WHERE a.tenant_id = p.tenant_id '  # noqa: S608
-    f"AND a.customer_id = p.id AND a.occurred_at > now() - interval '{ROLLING_WINDOW}' "
-    "AND a.occurred_at <= now())"
+    f"AND a.customer_id = p.id AND a.occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}' "
+    "AND a.occurred_at <= %s::timestamptz)"
 )
 
 
-def update_activity_metrics(tenant: Tenant, items: list[Item]) -> None:
+def update_activity_metrics(tenant: Tenant, items: list[Item], now: datetime) -> None:
     """Last activity (forward only) and the rolling 30-day count of the batch's people."""
     latest: dict[Any, Item] = {}
     for item in _in_time_order(items):
         latest[item.profile_id] = item
     metrics_touch(
-        tenant, [(pid, item.entry.occurred_at, item.entry.type) for pid, item in latest.items()]
+        tenant,
+        [(pid, item.entry.occurred_at, item.entry.type) for pid, item in latest.items()],
+        now=now,
     )
 
 
-def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]]) -> None:
+def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]], *, now: datetime) -> None:
     """``rows``: ``(profile id, activity time, activity type)``, at most one per profile."""
     newer = "p.last_activity_at IS NULL OR p.last_activity_at < v.at"
     _update_profiles(
         tenant,
+        now,
         [("at", "timestamptz"), ("type", "text")],
         rows,
         f"last_activity_type = CASE WHEN {newer} THEN v.type ELSE p.last_activity_type END, "
         f"last_activity_at = CASE WHEN {newer} THEN v.at ELSE p.last_activity_at END, "
         f"activity_count_30d = {_COUNT_30D}",
         touch=False,
+        set_params=[now, now],
     )
 
 
-def activity_count_recompute(*, tenant: Tenant) -> int:
-    """The true rolling 30-day count of every profile of the tenant, set-wise (nightly):
-    people whose activities aged out go down, nobody is touched whose count is right."""
+def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
+    """The true rolling 30-day count of every profile of the tenant at ``now``, set-wise
+    (nightly): people whose activities aged out go down, nobody is touched whose count is
+    right."""
     sql = f"""
         WITH counts AS (
             SELECT customer_id, count(*) AS n FROM "{ACTIVITY}"
-            WHERE tenant_id = %s AND occurred_at > now() - interval '{ROLLING_WINDOW}'
-              AND occurred_at <= now()
+            WHERE tenant_id = %s AND occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}'
+              AND occurred_at <= %s::timestamptz
             GROUP BY customer_id
         ), fixed AS (
             SELECT p2.id, COALESCE(c.n, 0) AS n
@@ -294,5 +308,5 @@ def activity_count_recompute(*, tenant: Tenant) -> int:
         FROM fixed WHERE p.id = fixed.id AND p.tenant_id = %s
     """  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant.pk, tenant.pk, tenant.pk])
+        cursor.execute(sql, [tenant.pk, now, now, tenant.pk, tenant.pk])
         return cursor.rowcount

@@ -99,7 +99,7 @@ _INSERT_SQL = f"""
         (tenant_id, source, event_id, type, occurred_at, identity, payload, via, status,
          attempts, error, queued_at, created_at, updated_at)
     SELECT %s, e.source, e.event_id, e.type, e.occurred_at, e.identity, e.payload, %s,
-           'PENDING', 0, '', now(), now(), now()
+           'PENDING', 0, '', %s, %s, %s
     FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[], %s::jsonb[])
         WITH ORDINALITY AS e(source, event_id, type, occurred_at, identity, payload, n)
     ORDER BY e.n
@@ -109,7 +109,7 @@ _INSERT_SQL = f"""
 
 
 def _insert_entries(
-    tenant: Tenant, envelopes: Sequence[Envelope], via: str
+    tenant: Tenant, envelopes: Sequence[Envelope], via: str, now: datetime
 ) -> dict[tuple[str, str], int]:
     """Sync-log rows for ``envelopes``; returns ``{(source, event id): row id}`` of the rows
     that are new (the others were already there)."""
@@ -123,6 +123,9 @@ def _insert_entries(
             [
                 tenant.pk,
                 via,
+                now,
+                now,
+                now,
                 [e.source for e in envelopes],
                 [e.id for e in envelopes],
                 [e.type for e in envelopes],
@@ -147,7 +150,7 @@ def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api"
         order.append((key, key in unique))
         unique.setdefault(key, envelope)
     with transaction.atomic():
-        inserted = _insert_entries(tenant, list(unique.values()), via)
+        inserted = _insert_entries(tenant, list(unique.values()), via, timezone.now())
         for key, repeated in order:
             if key in inserted and not repeated:
                 result.accepted.append(key[1])
@@ -260,7 +263,9 @@ def _give_up(tenant: Tenant, entry_ids: Sequence[int]) -> int:
     )
 
 
-def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult:
+def events_process(
+    *, tenant: Tenant, entry_ids: Sequence[int], now: datetime | None = None
+) -> ProcessResult:
     """Process pending sync-log rows (see the module docstring). Safe to call again with the
     same ids: rows already processed, or being processed elsewhere, are skipped.
 
@@ -268,6 +273,7 @@ def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult
     batch; a batch that holds a row tried before (it failed, or a worker died on it) goes
     row by row, each counted just before its own try, so only the row that kills the
     worker uses up its attempts, and it is FAILED once they are spent."""
+    now = now or timezone.now()
     result = ProcessResult()
     attempts = dict(
         SyncLogEntry.objects.for_tenant(tenant)
@@ -283,11 +289,11 @@ def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult
         return result
     if any(attempts[pk] for pk in live):
         for entry_id in live:
-            _process_alone(tenant, entry_id, result, count=True)
+            _process_alone(tenant, entry_id, result, now, count=True)
         return result
     _count_attempt(tenant, live)
     try:
-        processed = _apply_claimed(tenant, live)
+        processed = _apply_claimed(tenant, live, now)
         result.processed += processed
         result.skipped += len(live) - processed
         return result
@@ -296,27 +302,27 @@ def events_process(*, tenant: Tenant, entry_ids: Sequence[int]) -> ProcessResult
     except Exception:
         logger.warning("batch of %s events failed; retrying one by one", len(live))
     for entry_id in live:
-        _process_alone(tenant, entry_id, result, count=False)
+        _process_alone(tenant, entry_id, result, now, count=False)
     return result
 
 
-def _apply_claimed(tenant: Tenant, entry_ids: Sequence[int]) -> int:
+def _apply_claimed(tenant: Tenant, entry_ids: Sequence[int], now: datetime) -> int:
     """In one transaction: lock the rows still pending, apply them, hand them to the
     subscribers once committed. Returns how many were applied."""
     with transaction.atomic():
         entries = _claim(tenant, entry_ids)
-        published = _apply(tenant, entries)
+        published = _apply(tenant, entries, now)
         transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
     return len(entries)
 
 
 def _process_alone(
-    tenant: Tenant, entry_id: int, result: ProcessResult, *, count: bool
+    tenant: Tenant, entry_id: int, result: ProcessResult, now: datetime, *, count: bool
 ) -> ProcessResult:
     if count:
         _count_attempt(tenant, [entry_id])
     try:
-        if _apply_claimed(tenant, [entry_id]):
+        if _apply_claimed(tenant, [entry_id], now):
             result.processed += 1
         else:
             result.skipped += 1
@@ -324,14 +330,14 @@ def _process_alone(
         raise
     except Exception as exc:
         logger.exception("event %s failed", entry_id)
-        if _record_failure(tenant, entry_id, exc) == SyncStatus.FAILED:
+        if _record_failure(tenant, entry_id, exc, now) == SyncStatus.FAILED:
             result.failed += 1
         else:
             result.retrying += 1
     return result
 
 
-def _record_failure(tenant: Tenant, entry_id: int, exc: Exception) -> str:
+def _record_failure(tenant: Tenant, entry_id: int, exc: Exception, now: datetime) -> str:
     """Keep the error; back off (1, 2, 4, 8 minutes) and finally mark it FAILED. (The
     attempt was counted before it started.)"""
     with transaction.atomic():
@@ -348,15 +354,13 @@ def _record_failure(tenant: Tenant, entry_id: int, exc: Exception) -> str:
             entry.status = SyncStatus.FAILED
             entry.next_attempt_at = None
         else:
-            entry.next_attempt_at = timezone.now() + timedelta(
-                minutes=2 ** (max(entry.attempts, 1) - 1)
-            )
+            entry.next_attempt_at = now + timedelta(minutes=2 ** (max(entry.attempts, 1) - 1))
         entry.queued_at = None
         entry.save(update_fields=["error", "status", "next_attempt_at", "queued_at"])
         return entry.status
 
 
-def _apply(tenant: Tenant, entries: list[Entry]) -> list[ProcessedEvent]:
+def _apply(tenant: Tenant, entries: list[Entry], now: datetime) -> list[ProcessedEvent]:
     if not entries:
         return []
     items = [
@@ -364,13 +368,13 @@ def _apply(tenant: Tenant, entries: list[Entry]) -> list[ProcessedEvent]:
         for entry in entries
     ]
     people = [item for item in items if item.hints is not None]
-    _resolve(tenant, people)
-    _insert_activities(tenant, people)
-    _mark_processed(tenant, items)
+    _resolve(tenant, people, now)
+    _insert_activities(tenant, people, now)
+    _mark_processed(tenant, items, now)
     # Profile updates last: their row locks are held only until the commit that follows.
     fresh = [item for item in people if item.activity_new]
-    apply_handlers(tenant, fresh)
-    update_activity_metrics(tenant, fresh)
+    apply_handlers(tenant, fresh, now)
+    update_activity_metrics(tenant, fresh, now)
     return [
         ProcessedEvent(
             event_id=item.entry.event_id,
@@ -412,7 +416,7 @@ def _pairs(hints: IdentityHints) -> list[tuple[str, str]]:
     return [(kind, value) for _, kind, value in hints.pairs()]
 
 
-def _resolve(tenant: Tenant, items: list[Item]) -> None:
+def _resolve(tenant: Tenant, items: list[Item], now: datetime) -> None:
     """Set ``profile_id`` on every item: one alias query for the batch; people nobody knows
     are created in bulk; anything unusual (a new identifier for a known person, hints that
     point at two people) goes through ``identity_resolve`` one by one."""
@@ -431,7 +435,7 @@ def _resolve(tenant: Tenant, items: list[Item]) -> None:
         else:
             unusual.append(item)
     if unknown:
-        unusual += _create_people(tenant, unknown)
+        unusual += _create_people(tenant, unknown, now)
     for item in sorted(unusual, key=lambda i: i.entry.pk):
         resolution = identity_resolve(
             tenant=tenant, hints=item.hints, source=f"event:{item.entry.source}"
@@ -466,7 +470,7 @@ def _groups(items: list[Item]) -> list[list[Item]]:
 _NEW_ALIAS_SQL = f"""
     INSERT INTO "{IdentityAlias._meta.db_table}"
         (tenant_id, kind, value, profile_id, source, created_at, updated_at)
-    SELECT %s, a.kind, a.value, a.profile_id, a.source, now(), now()
+    SELECT %s, a.kind, a.value, a.profile_id, a.source, %s, %s
     FROM unnest(%s::text[], %s::text[], %s::uuid[], %s::text[])
         AS a(kind, value, profile_id, source)
     ON CONFLICT (tenant_id, kind, value) DO NOTHING
@@ -481,12 +485,11 @@ _PROFILE_COPY = (
 )
 
 
-def _copy_profiles(profiles: list[CustomerProfile]) -> None:
+def _copy_profiles(profiles: list[CustomerProfile], now: datetime) -> None:
     """Insert new profiles with COPY (in the current transaction): the ORM's INSERT compiler
     cost more than PostgreSQL's work for a batch of a few hundred wide rows."""
     from psycopg.types.json import Jsonb
 
-    now = timezone.now()
     for profile in profiles:
         profile.created_at = profile.updated_at = now
     json_fields = {f.attname for f in _PROFILE_FIELDS if f.get_internal_type() == "JSONField"}
@@ -503,7 +506,7 @@ def _copy_profiles(profiles: list[CustomerProfile]) -> None:
             )
 
 
-def _create_people(tenant: Tenant, items: list[Item]) -> list[Item]:
+def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Item]:
     """One profile per group of new people, with their aliases, in bulk. A group one of
     whose identifiers another transaction claimed meanwhile is undone; its items are
     returned for ``identity_resolve`` (which finds the other transaction's person)."""
@@ -532,12 +535,14 @@ def _create_people(tenant: Tenant, items: list[Item]) -> list[Item]:
         members[profile.pk] = group
         aliases += [(kind, value, profile.pk, source) for (kind, value), source in pairs.items()]
     aliases.sort(key=lambda a: (a[0], a[1]))  # one insert order everywhere: no deadlocks
-    _copy_profiles(profiles)
+    _copy_profiles(profiles, now)
     with connection.cursor() as cursor:
         cursor.execute(
             _NEW_ALIAS_SQL,
             [
                 tenant.pk,
+                now,
+                now,
                 [a[0] for a in aliases],
                 [a[1] for a in aliases],
                 [a[2] for a in aliases],
@@ -578,7 +583,7 @@ _ACTIVITY_SQL = f"""
         (tenant_id, customer_id, type, category, title, metadata, source_service, source_id,
          source_event_id, occurred_at, created_at, updated_at)
     SELECT %s, a.customer_id, a.type, a.category, a.title, a.metadata, a.source_service,
-           a.source_id, a.source_event_id, a.occurred_at, now(), now()
+           a.source_id, a.source_event_id, a.occurred_at, %s, %s
     FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],
                 %s::text[], %s::text[], %s::timestamptz[])
         AS a(customer_id, type, category, title, metadata, source_service, source_id,
@@ -597,7 +602,7 @@ def _source_id(payload: dict) -> str:
     return ""
 
 
-def _insert_activities(tenant: Tenant, items: list[Item]) -> None:
+def _insert_activities(tenant: Tenant, items: list[Item], now: datetime) -> None:
     from psycopg.types.json import Jsonb
 
     from .events import event_type
@@ -622,7 +627,7 @@ def _insert_activities(tenant: Tenant, items: list[Item]) -> None:
     if not rows:
         return
     with connection.cursor() as cursor:
-        cursor.execute(_ACTIVITY_SQL, [tenant.pk, *map(list, zip(*rows, strict=True))])
+        cursor.execute(_ACTIVITY_SQL, [tenant.pk, now, now, *map(list, zip(*rows, strict=True))])
         new = {row[0] for row in cursor.fetchall()}
     for item in items:
         item.activity_new = item.entry.event_id in new
@@ -630,18 +635,24 @@ def _insert_activities(tenant: Tenant, items: list[Item]) -> None:
 
 _DONE_SQL = f"""
     UPDATE "{SyncLogEntry._meta.db_table}" s
-    SET status = 'PROCESSED', processed_at = now(), updated_at = now(),
+    SET status = 'PROCESSED', processed_at = %s, updated_at = %s,
         error = '', next_attempt_at = NULL, profile_id = d.profile_id
     FROM unnest(%s::bigint[], %s::uuid[]) AS d(id, profile_id)
     WHERE s.id = d.id AND s.tenant_id = %s
 """  # noqa: S608
 
 
-def _mark_processed(tenant: Tenant, items: list[Item]) -> None:
+def _mark_processed(tenant: Tenant, items: list[Item], now: datetime) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             _DONE_SQL,
-            [[item.entry.pk for item in items], [item.profile_id for item in items], tenant.pk],
+            [
+                now,
+                now,
+                [item.entry.pk for item in items],
+                [item.profile_id for item in items],
+                tenant.pk,
+            ],
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from crm.models import Tenant
 from crm.tasks import TenantTask
@@ -80,6 +81,7 @@ def requeue_stale_events() -> int:
 def recompute_activity_counts() -> int:
     """Beat, nightly: the true rolling 30-day activity count of every profile."""
     changed = 0
+    now = timezone.now()
     for tenant in Tenant.objects.filter(is_active=True).order_by("slug"):
-        changed += activity_count_recompute(tenant=tenant)
+        changed += activity_count_recompute(tenant=tenant, now=now)
     return changed

@@ -140,7 +140,7 @@ def deliver(
         # SMTP has no idempotency key: mark each email the moment the server took it, so a
         # worker killed mid-batch leaves at most one row in doubt.
         sent.append((message.pk, provider_id or ""))
-        _mark(sent[-1:], {})
+        _mark(sent[-1:], {}, now)
     if batch:
         try:
             results = backend.send_many([outgoing for _, outgoing in batch])
@@ -152,7 +152,7 @@ def deliver(
                 _failed(message, result, now)
             else:
                 sent.append((message.pk, result))
-    _mark(sent if backend.idempotent else [], skipped)  # SMTP rows are marked already
+    _mark(sent if backend.idempotent else [], skipped, now)  # SMTP rows are marked already
     return len(sent)
 
 
@@ -171,18 +171,20 @@ def _failed(message: Message, exc: Exception, now: datetime) -> None:
 
 _SENT_SQL = f"""
     UPDATE "{Message._meta.db_table}" m
-    SET status = 'SENT', sent_at = now(), updated_at = now(), error = '',
+    SET status = 'SENT', sent_at = %s, updated_at = %s, error = '',
         provider_id = s.provider_id
     FROM unnest(%s::bigint[], %s::text[]) AS s(id, provider_id)
     WHERE m.id = s.id AND m.status = 'SENDING'
 """  # noqa: S608
 
 
-def _mark(sent: list[tuple[int, str]], skipped: dict[str, list[int]]) -> None:
+def _mark(sent: list[tuple[int, str]], skipped: dict[str, list[int]], now: datetime) -> None:
     if sent:
         with connection.cursor() as cursor:
-            cursor.execute(_SENT_SQL, [[pk for pk, _ in sent], [pid[:200] for _, pid in sent]])
+            cursor.execute(
+                _SENT_SQL, [now, now, [pk for pk, _ in sent], [pid[:200] for _, pid in sent]]
+            )
     for reason, ids in skipped.items():
         Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
-            status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=timezone.now()
+            status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=now
         )

@@ -55,9 +55,11 @@ def interaction_record(
     event_id: str,
     occurred_at: datetime,
     metadata: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Recorded:
     """Record one interaction (idempotent) with its activity, consent and suppression."""
     metadata = metadata or {}
+    now = now or timezone.now()
     tenant = message.tenant
     with transaction.atomic():
         try:
@@ -99,19 +101,18 @@ def interaction_record(
             ignore_conflicts=True,
         )
         if kind in (InteractionKind.OPENED, InteractionKind.CLICKED):
-            metrics_touch(tenant, [(message.customer_id, occurred_at, activity_type)])
+            metrics_touch(tenant, [(message.customer_id, occurred_at, activity_type)], now=now)
         hard = kind != InteractionKind.BOUNCED or metadata.get("bounce") != "soft"
         stopped = kind in STOPS and hard
         if stopped:
-            _stop(message, STOPS[kind], occurred_at)
+            _stop(message, STOPS[kind], occurred_at, now)
     return Recorded(interaction, stopped)
 
 
-def _stop(message: Message, reason: str, occurred_at: datetime) -> None:
+def _stop(message: Message, reason: str, occurred_at: datetime, now: datetime) -> None:
     """Clear the channel's consent (stamped, so an older opt-in cannot restore it) and
     suppress the address."""
     channel = message.channel
-    now = timezone.now()
     CustomerProfile.objects.filter(pk=message.customer_id, tenant=message.tenant).update(
         **{
             f"{channel}_opt_in": False,

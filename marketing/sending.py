@@ -202,7 +202,7 @@ def _snapshot_sql(channel: str, variant_sql: str | None) -> str:
         SELECT %s, %s, %s, r.id, %s, r.address, r.variant,
                CASE WHEN r.reason <> '' THEN 'SKIPPED'
                     WHEN r.held THEN 'HELD' ELSE 'QUEUED' END,
-               r.reason, 0, '', '', now(), now()
+               r.reason, 0, '', '', %s, %s
         FROM (
             SELECT p.id, COALESCE(p.{column}, '') AS address, v.variant,
                    (%s AND v.variant = '') AS held,
@@ -211,7 +211,7 @@ def _snapshot_sql(channel: str, variant_sql: str | None) -> str:
                      WHEN %s > 0 AND (
                        SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
                          AND m.customer_id = p.id AND m.status = 'SENT'
-                         AND m.sent_at > now() - make_interval(days => %s)) >= %s
+                         AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
                        THEN 'frequency_cap'
                      ELSE ''
                    END AS reason
@@ -260,9 +260,12 @@ def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
                         run.pk,
                         campaign.pk,
                         channel,
+                        now,
+                        now,
                         held,
                         channel,
                         tenant.frequency_cap if tenant.frequency_window_days else 0,
+                        now,
                         tenant.frequency_window_days,
                         tenant.frequency_cap,
                         *(variant_params if held else []),

@@ -33,10 +33,10 @@ def poison_handicap(monkeypatch):
     """The handicap handler breaks on one particular value: a poison event."""
     original = handlers.handle_handicap
 
-    def handler(tenant, items):
+    def handler(tenant, items, now):
         if any(str(item.entry.payload["handicapIndex"]) == "13.0" for item in items):
             raise ValueError("cannot apply handicap 13.0")
-        original(tenant, items)
+        original(tenant, items, now)
 
     monkeypatch.setitem(handlers.HANDLERS, "teetime.handicap.updated", handler)
 
@@ -218,10 +218,10 @@ def test_an_event_that_kills_its_worker_is_isolated_and_given_up(tenant_a, monke
     attempts, the others are processed."""
     original = handlers.handle_handicap
 
-    def killer(tenant, items):
+    def killer(tenant, items, now):
         if any(item.entry.event_id == "h2" for item in items):
             raise SystemExit("worker killed")
-        original(tenant, items)
+        original(tenant, items, now)
 
     monkeypatch.setitem(handlers.HANDLERS, "teetime.handicap.updated", killer)
     ingest_events(tenant_a, *_batch(tenant_a))
