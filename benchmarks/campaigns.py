@@ -51,7 +51,7 @@ def _send(run_id: int) -> int:
     connections.close_all()  # a fresh connection in the child
     sending.get_backend = lambda: DiscardBackend()
     run = CampaignRun.objects.get(pk=run_id)
-    return sending.send_run(run=run)
+    return sending.run_send(run=run)
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
@@ -90,14 +90,14 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         scheduled_at=timezone.now(),
         status=CampaignStatus.SENDING,
     )
-    queue_run = sending.queue_run
-    sending.queue_run = lambda run, senders=2: None  # the benchmark runs the senders itself
+    queue_run = sending.run_queue_senders
+    sending.run_queue_senders = lambda run, senders=2: None  # the benchmark runs the senders itself
     try:
         run_ = CampaignRun.objects.create(
             tenant=tenant, campaign=campaign, scheduled_for=timezone.now()
         )
         started = time.perf_counter()
-        snapshot = sending.prepare_run(run=run_)
+        snapshot = sending.run_prepare(run=run_)
         snapshot_s = time.perf_counter() - started
         log(f"snapshot: {snapshot.targeted:,} rows, {snapshot.queued:,} queued, {snapshot_s:.2f}s")
         connections.close_all()
@@ -108,7 +108,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         log(f"hand-off: {sent:,} messages in {send_s:.2f}s")
         left = Message.objects.filter(run=run_, status=MessageStatus.QUEUED).count()
     finally:
-        sending.queue_run = queue_run
+        sending.run_queue_senders = queue_run
         Message.objects.filter(campaign=campaign).delete()
         CampaignRun.objects.filter(campaign=campaign).delete()
         Campaign.objects.filter(pk=campaign.pk).delete()

@@ -11,7 +11,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.contrib.django.task import DjangoTask
 from django.core.cache import cache
 from django.utils import timezone
@@ -42,6 +42,14 @@ class TenantTask(DjangoTask):
             logger.warning("task %s dropped: tenant %s is gone or inactive", self.name, tenant_id)
             return None
         return super().__call__(tenant, *args, **kwargs)
+
+
+def tenant_task(name: str) -> TenantTask:
+    """The registered task called ``name``. A service queues its own app's tasks by name, so
+    the services module never imports the tasks module that imports it: imports point one
+    way, tasks -> services. Each app imports its tasks in ``AppConfig.ready`` so the registry
+    holds them in every process (web, worker, shell)."""
+    return current_app.tasks[name]
 
 
 @shared_task(name="crm.beat_heartbeat", ignore_result=True)

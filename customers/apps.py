@@ -11,8 +11,10 @@ class CustomersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
         from crm.registry import register_merge_hook
 
+        from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .rules import register_customer_fields
         from .timeline import move_activities, move_consent_records, move_notes
 

@@ -31,11 +31,13 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from crm.models import Tenant
 from crm.registry import ProcessedEvent, publish_events
+from crm.tasks import tenant_task
 
-from .events import Envelope, EventInvalid, parse_envelope
+from .events import Envelope, EventInvalid, event_type, parse_envelope
 from .handlers import apply_handlers, update_activity_metrics
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
@@ -113,8 +115,6 @@ def _insert_entries(
 ) -> dict[tuple[str, str], int]:
     """Sync-log rows for ``envelopes``; returns ``{(source, event id): row id}`` of the rows
     that are new (the others were already there)."""
-    from psycopg.types.json import Jsonb
-
     if not envelopes:
         return {}
     with connection.cursor() as cursor:
@@ -166,12 +166,10 @@ def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api"
 def _queue(tenant: Tenant, entry_ids: Sequence[int]) -> None:
     """Queue processing tasks. The rows are already committed, so a broker outage loses
     nothing: it is logged, and the sweep queues the rows once they are stale."""
-    from .tasks import process_events
-
     for start in range(0, len(entry_ids), BATCH_SIZE):
         batch = list(entry_ids[start : start + BATCH_SIZE])
         try:
-            process_events.delay(str(tenant.pk), batch)
+            tenant_task("customers.process_events").delay(str(tenant.pk), batch)
         except Exception:
             logger.exception(
                 "broker unavailable: %s events of %s wait for the sweep", len(batch), tenant.slug
@@ -488,8 +486,6 @@ _PROFILE_COPY = (
 def _copy_profiles(profiles: list[CustomerProfile], now: datetime) -> None:
     """Insert new profiles with COPY (in the current transaction): the ORM's INSERT compiler
     cost more than PostgreSQL's work for a batch of a few hundred wide rows."""
-    from psycopg.types.json import Jsonb
-
     for profile in profiles:
         profile.created_at = profile.updated_at = now
     json_fields = {f.attname for f in _PROFILE_FIELDS if f.get_internal_type() == "JSONField"}
@@ -603,10 +599,6 @@ def _source_id(payload: dict) -> str:
 
 
 def _insert_activities(tenant: Tenant, items: list[Item], now: datetime) -> None:
-    from psycopg.types.json import Jsonb
-
-    from .events import event_type
-
     rows = []
     for item in items:
         entry = item.entry

@@ -36,6 +36,13 @@ class Channel(models.TextChoices):
 
 
 CHANNELS: tuple[str, ...] = tuple(Channel.values)
+# The profile column that addresses each channel: the one list every app derives from.
+CHANNEL_ADDRESS_COLUMN: dict[str, str] = {
+    Channel.EMAIL: "email",
+    Channel.SMS: "phone",
+    Channel.PUSH: "messaging_contact_id",
+    Channel.WHATSAPP: "phone",
+}
 
 # Field groups shared by the admin, the API and the services.
 IDENTITY_FIELDS: tuple[str, ...] = (

@@ -19,7 +19,7 @@ from django.db.models.lookups import (
 from crm.rules import Computed, Context, Field, T, registry
 
 from .events import Category
-from .models import Activity, LifecycleStage, ProfileStatus
+from .models import Activity, Channel, LifecycleStage, ProfileStatus
 
 ACTIVITY_LOOKUPS = {
     "eq": Exact,
@@ -96,12 +96,7 @@ def register_customer_fields() -> None:
     fields = registry("customer")
     text = {"type": T.STRING, "blank_is_null": True}
     consent = []
-    for channel, label in (
-        ("email", "Email"),
-        ("sms", "SMS"),
-        ("push", "Push"),
-        ("whatsapp", "WhatsApp"),
-    ):
+    for channel, label in Channel.choices:
         consent += [
             Field(f"{channel}_opt_in", T.BOOLEAN, f"{label} opt-in", group="Consent"),
             Field(f"{channel}_consent_at", T.DATETIME, f"{label} consent decided", group="Consent"),

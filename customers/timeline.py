@@ -26,7 +26,7 @@ from django.utils import timezone
 from crm.models import Tenant
 
 from .events import Category
-from .models import Activity, CustomerProfile, Note, NoteRevision, NoteType
+from .models import Activity, ConsentRecord, CustomerProfile, Note, NoteRevision, NoteType
 
 NOTE_ACTIVITY = "NOTE_ADDED"
 MAX_PAGE_SIZE = 200
@@ -223,6 +223,4 @@ def move_notes(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfil
 
 
 def move_consent_records(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
-    from .models import ConsentRecord
-
     return ConsentRecord.objects.for_tenant(tenant).filter(customer=loser).update(customer=winner)

@@ -11,8 +11,10 @@ class MarketingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
         from crm.registry import register_erase_hook, register_merge_hook
 
+        from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .rules import register_marketing_fields
         from .segments import erase_marketing, move_memberships
 

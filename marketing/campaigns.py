@@ -16,20 +16,24 @@ Due times live in the database (``next_run_at``); a beat sweep starts due campai
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from crm.models import Tenant
+from customers.identity import normalize_email, normalize_phone
+from customers.models import CustomerProfile
 
+from .common import CHANNELS, next_occurrence, unreachable_sql
+from .messaging import Outgoing, get_backend
 from .models import (
-    CHANNEL_CHOICES,
     Campaign,
     CampaignRun,
     CampaignStatus,
@@ -39,9 +43,11 @@ from .models import (
     MessageStatus,
     MessageTemplate,
     RunStatus,
+    SegmentMembership,
 )
+from .sending import run_queue_senders
+from .templating import render, sample_context
 
-CHANNELS = [value for value, _ in CHANNEL_CHOICES]
 EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED)
 OPEN_RUN = (RunStatus.PREPARING, RunStatus.SENDING, RunStatus.TESTING)
 MIN_CRON_INTERVAL = timedelta(hours=1)
@@ -64,19 +70,6 @@ CAMPAIGN_FIELDS = (
 
 class CampaignConflict(ValidationError):
     status_code = 409
-
-
-def campaign_tz(campaign: Campaign) -> ZoneInfo:
-    return ZoneInfo(campaign.timezone or campaign.tenant.timezone)
-
-
-def next_occurrence(campaign: Campaign, after: datetime) -> datetime | None:
-    """The next due time after ``after``: the one-time ``scheduled_at``, or the cron's next
-    time in the campaign's timezone (DST-aware: 09:00 stays 09:00 local)."""
-    if campaign.type == CampaignType.ONE_TIME:
-        return campaign.scheduled_at
-    local = after.astimezone(campaign_tz(campaign))
-    return next(iter(CronSim(campaign.cron, local))).astimezone(ZoneInfo("UTC"))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -272,8 +265,6 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
     """Back to SENDING when a run was interrupted (its unsent rows are queued again), else to
     SCHEDULED (a missed one-time send is due at once; a recurring one waits for its next
     time)."""
-    from .sending import queue_run
-
     with transaction.atomic():
         campaign = _lock(campaign)
         if campaign.status != CampaignStatus.PAUSED:
@@ -281,7 +272,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
         run = _open_run(campaign)
         if run is not None:
             campaign.status = CampaignStatus.SENDING
-            transaction.on_commit(lambda: queue_run(run))
+            transaction.on_commit(lambda: run_queue_senders(run))
         else:
             campaign_validate(campaign)
             campaign.status = CampaignStatus.SCHEDULED
@@ -324,13 +315,6 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
 def campaign_send_test(*, campaign: Campaign, to: list[str]) -> int:
     """Send each channel's message, rendered with placeholder values, to test addresses
     (emails for the email channel, phones for the others); nothing is recorded."""
-    from django.conf import settings
-
-    from customers.identity import normalize_email, normalize_phone
-
-    from .messaging import Outgoing, get_backend
-    from .templating import render, sample_context
-
     tenant = campaign.tenant
     emails, phones, errors = [], [], []
     for address in to:
@@ -377,13 +361,6 @@ def campaign_audience(*, campaign: Campaign) -> dict[str, dict[str, int]]:
     """Who would get it now, per channel: reachable, or not and why (no address, no
     consent, suppressed). Uses the segment's members as of its last refresh; the send
     refreshes the segment first."""
-    from django.db import connection
-
-    from customers.models import CustomerProfile
-
-    from .models import SegmentMembership
-    from .sending import unreachable_sql
-
     result: dict[str, dict[str, int]] = {}
     if campaign.segment_id is None:
         return result

@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from customers.models import CustomerProfile
 
+from .common import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
 from .interactions import track_html
 from .messaging import MessagingBackend, Outgoing
 from .models import Campaign, Message, MessageStatus, MessageTemplate, SkipReason, Suppression
-from .sending import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
 from .templating import recipient_context, render
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from django.utils import timezone
 from customers.handlers import metrics_touch
 from customers.models import Activity, ConsentRecord, CustomerProfile
 
+from .common import UNSUBSCRIBE_SALT, message_identity
 from .models import Campaign, Interaction, InteractionKind, Message, Suppression
-from .sending import UNSUBSCRIBE_SALT, message_identity
 
 TRACK_SALT = "crm.marketing.track"
 STOPS = {

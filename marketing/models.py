@@ -8,6 +8,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from crm.tenancy import TenantOwnedModel
+from customers.models import Channel
 
 
 class SegmentType(models.TextChoices):
@@ -124,12 +125,7 @@ class SegmentChange(TenantOwnedModel):
 
 # ----------------------------------------------------------------------------- templates
 
-CHANNEL_CHOICES = [
-    ("email", "Email"),
-    ("sms", "SMS"),
-    ("push", "Push"),
-    ("whatsapp", "WhatsApp"),
-]
+CHANNEL_CHOICES = Channel.choices
 
 
 class MessageTemplate(TenantOwnedModel):

@@ -26,17 +26,21 @@ from django.utils import timezone
 
 from crm import rules
 from crm.models import Tenant
+from crm.tasks import tenant_task
 from customers.identity import normalize_email, normalize_phone
 from customers.models import AliasKind, CustomerProfile, IdentityAlias, ProfileStatus
 
 from .messaging import get_backend
 from .models import (
     ChangeKind,
+    Interaction,
+    Message,
     RefreshFrequency,
     Segment,
     SegmentChange,
     SegmentMembership,
     SegmentType,
+    Suppression,
 )
 
 SAMPLE_SIZE = 5
@@ -246,16 +250,13 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
             updated_at=timezone.now(),
         )
         if (entered or left) and get_backend().name != "local":
-            from .tasks import sync_segment
-
-            sync_segment.enqueue(tenant, segment_id=str(locked.pk))
+            tenant_task("marketing.sync_segment").enqueue(tenant, segment_id=str(locked.pk))
     return RefreshResult(members, entered, left, ms)
 
 
 def segments_refresh_due(*, now: datetime | None = None, limit: int = 100) -> int:
     """Beat: queue a refresh of every dynamic segment whose time has come."""
-    from .tasks import refresh_segment
-
+    refresh_segment = tenant_task("marketing.refresh_segment")
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
@@ -458,8 +459,6 @@ def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: Customer
 def erase_marketing(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
     """Erase hook: suppression stubs for every address (so nobody re-subscribes them), then
     memberships, segment history, interactions go, and messages lose their addresses."""
-    from .models import Interaction, Message, Suppression
-
     Suppression.objects.bulk_create(
         [
             Suppression(

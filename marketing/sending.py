@@ -1,19 +1,20 @@
 """Sending campaigns: the due sweep, the recipient snapshot, claimed sends, completion.
 
-1. ``start_due_campaigns`` (beat, every minute) locks due SCHEDULED campaigns with
+1. ``campaigns_start_due`` (beat, every minute) locks due SCHEDULED campaigns with
    ``FOR UPDATE SKIP LOCKED``, creates the run for that due time (unique, so a double fire
    creates one) and moves the campaign to SENDING.
-2. ``prepare_run`` refreshes the segment **now** (not when the campaign was scheduled) and
+2. ``run_prepare`` refreshes the segment **now** (not when the campaign was scheduled) and
    snapshots the recipients in SQL: one ``INSERT ... SELECT`` per channel makes one message
    row per recipient and channel (unique), QUEUED or SKIPPED with its reason (no address,
    no consent, suppressed, frequency cap). A/B tests put the test fraction on variants and
    HOLD the rest until a winner is chosen.
-3. ``send_run`` tasks claim QUEUED rows (``SKIP LOCKED``), mark each SENDING and commit, send
-   it through the backend with the row's stable id as idempotency key / Message-ID, then mark
-   it SENT (or FAILED after attempts). A row is never sent twice by a retried, redelivered or
-   resumed task: only QUEUED rows are claimed. A worker killed mid-send leaves its row
-   SENDING; the sweep puts such rows back after ``IN_DOUBT_AFTER`` and they are sent again
-   with the same Message-ID / idempotency key, so the receiving side drops the repeat.
+3. ``run_send`` (the ``send_run`` tasks) claims QUEUED rows (``SKIP LOCKED``), marks each
+   SENDING and commits, sends it through the backend with the row's stable id as idempotency
+   key / Message-ID, then marks it SENT (or FAILED after attempts). A row is never sent twice
+   by a retried, redelivered or resumed task: only QUEUED rows are claimed. A worker killed
+   mid-send leaves its row SENDING; the sweep puts such rows back after ``IN_DOUBT_AFTER``
+   and they are sent again with the same Message-ID / idempotency key, so the receiving side
+   drops the repeat.
 4. A run is COMPLETED only when no row of it is QUEUED, SENDING or HELD.
 
 Quiet hours (the tenant's local time) hold sending: the send task stops and the sweep
@@ -22,50 +23,43 @@ starts it again when the window opens. Paused campaigns are not sent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.core import signing
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from crm.models import Tenant
+from crm.tasks import tenant_task
 from customers.models import CustomerProfile
 
-from .campaigns import next_occurrence
+from .common import ADDRESS_COLUMN, next_occurrence, unreachable_sql
+from .delivery import deliver, send_plan
 from .messaging import get_backend
 from .models import (
     Campaign,
     CampaignRun,
     CampaignStatus,
     CampaignType,
+    Interaction,
     Message,
     MessageStatus,
     RunStatus,
     SegmentMembership,
     SegmentType,
-    Suppression,
 )
 from .segments import segment_refresh
 
 logger = logging.getLogger(__name__)
 
 CLAIM_SIZE = 50
-MAX_SEND_ATTEMPTS = 3
 IN_DOUBT_AFTER = timedelta(minutes=5)
 SENDERS_PER_RUN = 2
-ADDRESS_COLUMN = {
-    "email": "email",
-    "sms": "phone",
-    "whatsapp": "phone",
-    "push": "messaging_contact_id",
-}
-UNSUBSCRIBE_SALT = "crm.marketing.unsubscribe"
 
 
 # ----------------------------------------------------------------------------- quiet hours
@@ -91,7 +85,8 @@ def quiet_hours_end(tenant: Tenant, now: datetime) -> datetime:
 # ----------------------------------------------------------------------------- sweep
 
 
-def start_due_campaigns(*, now: datetime | None = None, limit: int = 50) -> int:
+def campaigns_start_due(*, now: datetime | None = None, limit: int = 50) -> int:
+    """Beat: start a run of every SCHEDULED campaign whose time has come."""
     now = now or timezone.now()
     started = 0
     with transaction.atomic():
@@ -115,19 +110,17 @@ def start_due_campaigns(*, now: datetime | None = None, limit: int = 50) -> int:
 
 
 def _queue_prepare(run: CampaignRun) -> None:
-    from .tasks import prepare_run as task
-
-    task.enqueue(run.tenant, run_id=run.pk)
+    tenant_task("marketing.prepare_run").enqueue(run.tenant, run_id=run.pk)
 
 
-def queue_run(run: CampaignRun, senders: int = SENDERS_PER_RUN) -> None:
-    from .tasks import send_run as task
-
+def run_queue_senders(run: CampaignRun, senders: int = SENDERS_PER_RUN) -> None:
+    """Start ``senders`` send tasks for the run (each sends until nothing is left)."""
+    task = tenant_task("marketing.send_run")
     for _ in range(senders):
         task.enqueue(run.tenant, run_id=run.pk)
 
 
-def kick_sending_runs(*, now: datetime | None = None) -> int:
+def runs_kick(*, now: datetime | None = None) -> int:
     """Beat: runs that still have work get senders again (after quiet hours, a lost task,
     a worker killed mid-send). Rows in doubt for too long go back to QUEUED."""
     now = now or timezone.now()
@@ -145,7 +138,7 @@ def kick_sending_runs(*, now: datetime | None = None) -> int:
         if in_quiet_hours(run.tenant, now):
             continue
         if Message.objects.filter(run=run, status=MessageStatus.QUEUED).exists():
-            queue_run(run)
+            run_queue_senders(run)
             kicked += 1
         else:
             run_complete_if_done(run=run)
@@ -157,7 +150,6 @@ def kick_sending_runs(*, now: datetime | None = None) -> int:
 M = Message._meta.db_table
 P = CustomerProfile._meta.db_table
 SM = SegmentMembership._meta.db_table
-SUP = Suppression._meta.db_table
 
 
 # Each person's place in [0, 1), from a hash of their id: the same person always falls in
@@ -172,19 +164,6 @@ def _variant_sql(ab_test: dict) -> tuple[str, list[Any]]:
     fraction = float(ab_test.get("test_fraction", 0.2))
     cases = " ".join(f"WHEN b.bucket < %s THEN '{'ABCD'[i]}'" for i in range(variants))
     return f"CASE {cases} ELSE '' END", [fraction * (i + 1) / variants for i in range(variants)]
-
-
-def unreachable_sql(channel: str) -> str:
-    """The ``WHEN`` clauses that name why profile ``p`` cannot get ``channel`` now: no
-    address, no consent, suppressed (one parameter: the channel). Shared by the snapshot and
-    the audience the admin shows before scheduling."""
-    column = ADDRESS_COLUMN[channel]
-    return f"""
-        WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
-        WHEN NOT p.{channel}_opt_in THEN 'no_consent'
-        WHEN EXISTS (SELECT 1 FROM "{SUP}" s WHERE s.tenant_id = p.tenant_id
-                     AND s.channel = %s AND s.address = p.{column}) THEN 'suppressed'
-    """  # noqa: S608
 
 
 def _snapshot_sql(channel: str, variant_sql: str | None) -> str:
@@ -232,7 +211,7 @@ class Snapshot:
     queued: int
 
 
-def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | None:
+def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | None:
     """Refresh the segment, then snapshot the recipients (idempotent: a second call adds no
     row). Hands the run to the senders."""
     now = now or timezone.now()
@@ -285,21 +264,11 @@ def prepare_run(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
             locked.status = RunStatus.SENDING
         locked.save(update_fields=["targeted", "status", "test_ends_at", "updated_at"])
         Campaign.objects.filter(pk=campaign.pk).update(target_count=targeted)
-        transaction.on_commit(lambda: queue_run(locked))
+        transaction.on_commit(lambda: run_queue_senders(locked))
     return Snapshot(targeted, queued)
 
 
 # ----------------------------------------------------------------------------- send
-
-
-def unsubscribe_token(message_id: int) -> str:
-    return signing.dumps({"m": message_id}, salt=UNSUBSCRIBE_SALT, compress=True)
-
-
-def message_identity(message: Message) -> str:
-    """The stable Message-ID / idempotency key of a message row."""
-    digest = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
-    return f"crm-{message.pk}-{digest}"
 
 
 def _claim(run: CampaignRun, now: datetime) -> list[Message]:
@@ -320,11 +289,9 @@ def _claim(run: CampaignRun, now: datetime) -> list[Message]:
     return rows
 
 
-def send_run(*, run: CampaignRun, now_fn=timezone.now) -> int:
+def run_send(*, run: CampaignRun, now_fn=timezone.now) -> int:
     """Send the run's queued rows until none is left (or the campaign is paused, or quiet
     hours begin). Returns how many were sent by this call."""
-    from .delivery import deliver, send_plan
-
     run = CampaignRun.objects.select_related("campaign", "campaign__tenant").get(pk=run.pk)
     campaign, tenant = run.campaign, run.campaign.tenant
     backend = get_backend()
@@ -396,10 +363,6 @@ def run_complete_if_done(*, run: CampaignRun) -> bool:
 
 
 def _rates(run: CampaignRun, metric: str) -> dict[str, float]:
-    from django.db.models import Count, Q
-
-    from .models import Interaction
-
     kind = "OPENED" if metric == "open" else "CLICKED"
     sent = dict(
         Message.objects.filter(run=run, status=MessageStatus.SENT)
@@ -430,8 +393,6 @@ def ab_decide(*, run: CampaignRun, winner: str | None = None) -> str | None:
             rates = _rates(run, campaign.ab_test.get("metric", "open"))
             winner = max(letters, key=lambda letter: (rates.get(letter, 0.0), -ord(letter)))
         elif winner not in letters:
-            from django.core.exceptions import ValidationError
-
             raise ValidationError({"variant": [f"Choose one of {', '.join(letters)}."]})
         Message.objects.filter(run=run, status=MessageStatus.HELD).update(
             status=MessageStatus.QUEUED, variant=winner
@@ -439,11 +400,12 @@ def ab_decide(*, run: CampaignRun, winner: str | None = None) -> str | None:
         run.status = RunStatus.SENDING
         run.save(update_fields=["status", "updated_at"])
         Campaign.objects.filter(pk=campaign.pk).update(ab_winner=winner)
-        transaction.on_commit(lambda: queue_run(run))
+        transaction.on_commit(lambda: run_queue_senders(run))
     return winner
 
 
-def decide_due_ab_tests(*, now: datetime | None = None) -> int:
+def ab_tests_decide_due(*, now: datetime | None = None) -> int:
+    """Beat: A/B tests whose wait is over get their winner."""
     now = now or timezone.now()
     due = CampaignRun.objects.filter(status=RunStatus.TESTING, test_ends_at__lte=now)
     return sum(1 for run in due if ab_decide(run=run))

@@ -1,4 +1,7 @@
-"""Celery tasks of the marketing app: thin, JSON-only, idempotent; they call services."""
+"""Celery tasks of the marketing app: thin, JSON-only, idempotent; each calls one service.
+
+Services queue these by name (``crm.tasks.tenant_task``), so imports point one way:
+tasks -> services."""
 
 from __future__ import annotations
 
@@ -13,8 +16,16 @@ from crm.models import Tenant
 from crm.tasks import TenantTask
 
 from .messaging import Member, MessagingError, get_backend
-from .models import Segment, SegmentMembership
+from .models import CampaignRun, Segment, SegmentMembership
 from .segments import segment_refresh, segments_refresh_due
+from .sending import (
+    ab_tests_decide_due,
+    campaigns_start_due,
+    run_fail,
+    run_prepare,
+    run_send,
+    runs_kick,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +85,15 @@ def sync_segment(tenant: Tenant, *, segment_id: str) -> str | None:
 @shared_task(name="marketing.start_due_campaigns", ignore_result=True)
 def start_due_campaigns() -> int:
     """Beat, every minute: start the runs of campaigns whose time has come."""
-    from .sending import start_due_campaigns as start
-
-    return start()
+    return campaigns_start_due()
 
 
 @shared_task(name="marketing.kick_sending_runs", ignore_result=True)
 def kick_sending_runs() -> int:
     """Beat, every minute: senders for runs with work left (after quiet hours, a lost task
     or a killed worker); A/B tests whose wait is over get their winner."""
-    from .sending import decide_due_ab_tests
-    from .sending import kick_sending_runs as kick
-
-    decide_due_ab_tests()
-    return kick()
+    ab_tests_decide_due()
+    return runs_kick()
 
 
 @shared_task(
@@ -99,19 +105,14 @@ def kick_sending_runs() -> int:
     max_retries=8,
 )
 def prepare_run(tenant: Tenant, *, run_id: int) -> int | None:
-    from .models import CampaignRun
-    from .sending import prepare_run as prepare
-
     run = CampaignRun.objects.filter(tenant=tenant, pk=run_id).first()
     if run is None:
         return None
     try:
-        snapshot = prepare(run=run)
+        snapshot = run_prepare(run=run)
     except OperationalError:
         raise  # the database is away: Celery retries
     except Exception as exc:
-        from .sending import run_fail
-
         logger.exception("campaign run %s could not be prepared", run_id)
         run_fail(run=run, error=f"{type(exc).__name__}: {exc}")
         return None
@@ -127,8 +128,5 @@ def prepare_run(tenant: Tenant, *, run_id: int) -> int | None:
     max_retries=8,
 )
 def send_run(tenant: Tenant, *, run_id: int) -> int:
-    from .models import CampaignRun
-    from .sending import send_run as send
-
     run = CampaignRun.objects.filter(tenant=tenant, pk=run_id).first()
-    return send(run=run) if run else 0
+    return run_send(run=run) if run else 0

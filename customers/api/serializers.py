@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from crm.models import Club
+from customers.events import Category
 from customers.identity import HintError, IdentityHints, normalize_email, normalize_phone
 from customers.models import (
     CONSENT_FIELDS,
@@ -19,6 +20,7 @@ from customers.models import (
     CustomerProfile,
     LifecycleStage,
     MergeSuggestion,
+    Note,
     ProfileStatus,
 )
 
@@ -242,8 +244,6 @@ class TimelineQuerySerializer(serializers.Serializer):
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
 
     def validate_category(self, value: str) -> list[str]:
-        from customers.events import Category
-
         names = [v.strip() for v in value.split(",") if v.strip()]
         valid = {choice for choice, _ in Category.CHOICES}
         unknown = [n for n in names if n not in valid]
@@ -271,8 +271,6 @@ class NoteSerializer(serializers.ModelSerializer):
     customer_id = serializers.UUIDField(read_only=True)
 
     class Meta:
-        from customers.models import Note
-
         model = Note
         fields = [
             "id",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from crm.models import Club
+from customers.models import CHANNELS
 from marketing.models import (
     Campaign,
     MessageTemplate,
@@ -13,6 +15,8 @@ from marketing.models import (
     SegmentChange,
     SegmentType,
 )
+from marketing.segments import SLOW_REFRESH_MS
+from marketing.templating import template_validate
 
 
 class SegmentSerializer(serializers.ModelSerializer):
@@ -64,8 +68,6 @@ class SegmentSerializer(serializers.ModelSerializer):
             self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)
 
     def get_slow_refresh(self, segment: Segment) -> bool:
-        from marketing.segments import SLOW_REFRESH_MS
-
         return (segment.last_refresh_ms or 0) > SLOW_REFRESH_MS
 
 
@@ -158,10 +160,6 @@ class TemplateSerializer(serializers.ModelSerializer):
             self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)
 
     def validate(self, attrs):
-        from django.core.exceptions import ValidationError as DjangoValidationError
-
-        from marketing.templating import template_validate
-
         merged = {
             name: attrs.get(name, getattr(self.instance, name, "") if self.instance else "")
             for name in ("channel", "subject", "html_body", "text_body", "body")
@@ -224,7 +222,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         allow_null=True,
     )
     channels = serializers.ListField(
-        child=serializers.ChoiceField(choices=["email", "sms", "push", "whatsapp"]),
+        child=serializers.ChoiceField(choices=CHANNELS),
         required=False,
     )
     ab_test = serializers.JSONField(required=False)
@@ -273,7 +271,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         if tenant is not None:
             self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)
             self.fields["segment_id"].queryset = Segment.objects.for_tenant(tenant)
-            for channel in ("email", "sms", "push", "whatsapp"):
+            for channel in CHANNELS:
                 self.fields[f"{channel}_template_id"].queryset = MessageTemplate.objects.for_tenant(
                     tenant
                 )

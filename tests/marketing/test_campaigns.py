@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from customers.models import CustomerProfile
 from marketing import messaging
-from marketing.campaigns import campaign_schedule, campaign_tz, next_occurrence
+from marketing.campaigns import campaign_schedule
+from marketing.common import campaign_tz, message_identity, next_occurrence
 from marketing.models import (
     Campaign,
     CampaignRun,
@@ -30,12 +31,11 @@ from marketing.models import (
 from marketing.segments import segment_create
 from marketing.sending import (
     ab_decide,
+    campaigns_start_due,
     in_quiet_hours,
-    kick_sending_runs,
-    message_identity,
-    prepare_run,
-    send_run,
-    start_due_campaigns,
+    run_prepare,
+    run_send,
+    runs_kick,
 )
 from marketing.templating import render, sample_context
 from tests.customers.helpers import person
@@ -102,11 +102,11 @@ def _campaign(tenant, **extra):
 
 def _run_to_completion(campaign, now=NOON_JHB):
     campaign_schedule(campaign=campaign) if campaign.status == CampaignStatus.DRAFT else None
-    start_due_campaigns(now=now + timedelta(minutes=1))
+    campaigns_start_due(now=now + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=now)
+    run_prepare(run=run, now=now)
     run.refresh_from_db()
-    send_run(run=run, now_fn=lambda: now)
+    run_send(run=run, now_fn=lambda: now)
     run.refresh_from_db()
     return run
 
@@ -320,9 +320,9 @@ def test_a_retried_or_resumed_send_never_sends_a_row_twice(tenant_a):
     run = _run_to_completion(campaign)
     assert len(mail.outbox) == 5
     # The same task delivered again, a kick from the sweep, a second prepare: nothing new.
-    assert send_run(run=run, now_fn=lambda: NOON_JHB) == 0
-    prepare_run(run=run, now=NOON_JHB)
-    assert start_due_campaigns(now=NOON_JHB + timedelta(hours=1)) == 0
+    assert run_send(run=run, now_fn=lambda: NOON_JHB) == 0
+    run_prepare(run=run, now=NOON_JHB)
+    assert campaigns_start_due(now=NOON_JHB + timedelta(hours=1)) == 0
     assert len(mail.outbox) == 5
     assert Message.objects.filter(run=run).count() == 5
 
@@ -333,15 +333,15 @@ def test_quiet_hours_hold_messages_until_the_window_opens(tenant_a):
     assert in_quiet_hours(tenant_a, night)
     campaign = _campaign(tenant_a, scheduled_at=night)
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=night)
+    campaigns_start_due(now=night)
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=night)
-    assert send_run(run=run, now_fn=lambda: night) == 0
+    run_prepare(run=run, now=night)
+    assert run_send(run=run, now_fn=lambda: night) == 0
     assert Message.objects.get(run=run).status == MessageStatus.QUEUED
     assert not mail.outbox
     morning = datetime(2026, 11, 25, 6, 5, tzinfo=UTC)  # 08:05 local
     assert not in_quiet_hours(tenant_a, morning)
-    assert send_run(run=run, now_fn=lambda: morning) == 1
+    assert run_send(run=run, now_fn=lambda: morning) == 1
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
 
 
@@ -358,9 +358,9 @@ def test_an_unsubscribe_mid_send_excludes_the_contact_from_the_rest(tenant_a, mo
         _member(tenant_a, f"p{i}@example.com", email_opt_in=True)
     campaign = _campaign(tenant_a)
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
     monkeypatch.setattr(sending, "CLAIM_SIZE", 2)
     original = sending._claim
     calls = []
@@ -375,7 +375,7 @@ def test_an_unsubscribe_mid_send_excludes_the_contact_from_the_rest(tenant_a, mo
         return rows
 
     monkeypatch.setattr(sending, "_claim", claim_then_unsubscribe)
-    send_run(run=run, now_fn=lambda: NOON_JHB)
+    run_send(run=run, now_fn=lambda: NOON_JHB)
     assert sorted(m.to[0] for m in mail.outbox) == [
         "p0@example.com",
         "p1@example.com",
@@ -392,14 +392,14 @@ def test_a_paused_campaign_stops_and_resumes_where_it_was(tenant_a):
         _member(tenant_a, f"p{i}@example.com", email_opt_in=True)
     campaign = _campaign(tenant_a)
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
     campaign_pause(campaign=campaign)
-    assert send_run(run=run, now_fn=lambda: NOON_JHB) == 0
+    assert run_send(run=run, now_fn=lambda: NOON_JHB) == 0
     campaign_resume(campaign=campaign)
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
-    assert send_run(run=run, now_fn=lambda: NOON_JHB) == 3
+    assert run_send(run=run, now_fn=lambda: NOON_JHB) == 3
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.COMPLETED
 
 
@@ -407,17 +407,17 @@ def test_rows_in_doubt_are_sent_again_with_the_same_message_id(tenant_a):
     _member(tenant_a, "doubt@example.com", email_opt_in=True)
     campaign = _campaign(tenant_a)
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
     # A worker claimed the row, then died before it could mark it sent.
     Message.objects.filter(run=run).update(
         status=MessageStatus.SENDING, send_after=timezone.now() - timedelta(minutes=10)
     )
     assert run_status(run) == RunStatus.SENDING
-    kick_sending_runs(now=timezone.now())
+    runs_kick(now=timezone.now())
     assert Message.objects.get(run=run).status == MessageStatus.QUEUED
-    send_run(run=run)
+    run_send(run=run)
     [email] = mail.outbox
     assert email.extra_headers["Message-ID"] == Message.objects.get(run=run).provider_id
 
@@ -443,15 +443,15 @@ def test_ab_split_is_deterministic_and_the_winner_gets_the_rest(tenant_a):
         },
     )
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
     assert run_status(run) == RunStatus.TESTING
     variants = dict(Message.objects.filter(run=run).values_list("customer_id", "variant"))
     held = Message.objects.filter(run=run, status=MessageStatus.HELD).count()
     tested = {v for v in variants.values() if v}
     assert tested == {"A", "B"} and 0 < held < 40
-    send_run(run=run, now_fn=lambda: NOON_JHB)
+    run_send(run=run, now_fn=lambda: NOON_JHB)
     assert len(mail.outbox) == 40 - held
     assert {e.subject for e in mail.outbox} == {"Subject A", "Subject B"}
     # B's recipients open more.
@@ -468,7 +468,7 @@ def test_ab_split_is_deterministic_and_the_winner_gets_the_rest(tenant_a):
         )
     assert ab_decide(run=run) == "B"
     assert Campaign.objects.get(pk=campaign.pk).ab_winner == "B"
-    send_run(run=run, now_fn=lambda: NOON_JHB)
+    run_send(run=run, now_fn=lambda: NOON_JHB)
     assert len(mail.outbox) == 40
     assert sum(e.subject == "Subject B" for e in mail.outbox) > sum(
         e.subject == "Subject A" for e in mail.outbox
@@ -494,8 +494,8 @@ def test_staff_can_choose_the_winner(api_a, tenant_a):
         },
     )
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
-    prepare_run(run=CampaignRun.objects.get(campaign=campaign), now=NOON_JHB)
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
+    run_prepare(run=CampaignRun.objects.get(campaign=campaign), now=NOON_JHB)
     url = f"/api/v1/campaigns/{campaign.pk}/ab-winner"
     assert api_a.post(url, {"variant": "D"}, format="json").status_code == 400
     assert api_a.post(url, {"variant": "C"}, format="json").json() == {"winner": "C"}
@@ -554,11 +554,11 @@ def test_a_recurring_campaign_goes_back_to_scheduled_for_its_next_time(tenant_a)
     campaign.refresh_from_db()
     first = campaign.next_run_at
     assert first.astimezone(campaign_tz(campaign)).hour == 9
-    start_due_campaigns(now=first + timedelta(minutes=1))
+    campaigns_start_due(now=first + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=first)
+    run_prepare(run=run, now=first)
     later = first + timedelta(hours=2)  # 11:00 local: outside quiet hours
-    send_run(run=run, now_fn=lambda: later)
+    run_send(run=run, now_fn=lambda: later)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SCHEDULED
     assert campaign.next_run_at == first + timedelta(days=7)
@@ -575,9 +575,9 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
         _member(tenant_a, f"h{i}@example.com", email_opt_in=True)
     campaign = _campaign(tenant_a)
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
 
     def answer(request):
         sent = json.loads(request.body)["messages"]
@@ -595,7 +595,7 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     responses.add_callback(
         responses.POST, "http://messaging.test/v1/messages/batch", callback=answer
     )
-    send_run(run=run, now_fn=lambda: NOON_JHB)
+    run_send(run=run, now_fn=lambda: NOON_JHB)
     rows = {m.address: m for m in Message.objects.filter(run=run)}
     assert rows["h0@example.com"].status == MessageStatus.SENT
     assert rows["h0@example.com"].provider_id.startswith("ms-")
@@ -603,7 +603,7 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     assert rows["h2@example.com"].status == MessageStatus.QUEUED
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENDING
     for minutes in (2, 5):
-        send_run(run=run, now_fn=lambda m=minutes: NOON_JHB + timedelta(minutes=m))
+        run_send(run=run, now_fn=lambda m=minutes: NOON_JHB + timedelta(minutes=m))
     rows = {m.address: m for m in Message.objects.filter(run=run)}
     assert rows["h2@example.com"].status == MessageStatus.FAILED
     assert rows["h2@example.com"].error == "mailbox does not exist"
@@ -629,7 +629,7 @@ def test_a_run_that_cannot_be_prepared_fails_the_campaign_and_sends_nothing(tena
             "rules": [{"field": "retired", "operator": "eq", "value": "x"}],
         }
     )
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
     assert prepare_task.run(tenant_a, run_id=run.pk) is None
     campaign.refresh_from_db()
@@ -655,12 +655,14 @@ def test_ab_test_variants_held_by_quiet_hours_are_sent_when_the_window_opens(ten
         },
     )
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=night)
+    campaigns_start_due(now=night)
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=night)
-    assert send_run(run=run, now_fn=lambda: night) == 0  # quiet hours
+    run_prepare(run=run, now=night)
+    assert run_send(run=run, now_fn=lambda: night) == 0  # quiet hours
     kicked = []
-    monkeypatch.setattr(sending, "queue_run", lambda run_, senders=2: kicked.append(run_.pk))
+    monkeypatch.setattr(
+        sending, "run_queue_senders", lambda run_, senders=2: kicked.append(run_.pk)
+    )
     morning = datetime(2026, 11, 25, 6, 5, tzinfo=UTC)  # 08:05 local, before the A/B wait ends
-    assert kick_sending_runs(now=morning) == 1
+    assert runs_kick(now=morning) == 1
     assert kicked == [run.pk]

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from customers.models import Activity
 from marketing.campaigns import campaign_stats
+from marketing.common import message_identity
 from marketing.interactions import message_by_identity, webhook_signature
 from marketing.models import Interaction, Message, MessageStatus, Suppression
-from marketing.sending import message_identity
 
 from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
 

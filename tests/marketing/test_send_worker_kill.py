@@ -26,7 +26,7 @@ from marketing.models import (
     MessageTemplate,
 )
 from marketing.segments import segment_create
-from marketing.sending import IN_DOUBT_AFTER, kick_sending_runs, start_due_campaigns
+from marketing.sending import IN_DOUBT_AFTER, campaigns_start_due, runs_kick
 from tests.factories import TenantFactory
 from tests.worker import WorkerProcess, celery_worker
 
@@ -122,7 +122,7 @@ def test_kill_9_mid_send_then_restart_every_eligible_recipient_gets_one_message(
     env = {"EMAIL_URL": f"smtp://127.0.0.1:{port}"}
     try:
         with celery_worker(concurrency=2, env=env) as worker:
-            assert start_due_campaigns(now=timezone.now() + timedelta(minutes=1)) == 1
+            assert campaigns_start_due(now=timezone.now() + timedelta(minutes=1)) == 1
             _wait(lambda: mailbox.count() >= 3_000, 240, "the first 3,000 emails", worker)
             worker.kill_hard()  # main process and pool children, mid-send
             at_kill = mailbox.count()
@@ -133,7 +133,7 @@ def test_kill_9_mid_send_then_restart_every_eligible_recipient_gets_one_message(
             try:
                 # The dead worker's messages come back only after the broker's visibility
                 # timeout; the sweep (run as if its in-doubt wait had passed) takes over.
-                kick_sending_runs(now=timezone.now() + IN_DOUBT_AFTER + timedelta(minutes=1))
+                runs_kick(now=timezone.now() + IN_DOUBT_AFTER + timedelta(minutes=1))
                 _wait(
                     lambda: Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.COMPLETED,
                     300,

@@ -1,0 +1,78 @@
+"""What several marketing modules share, in one leaf module: it imports only models, so
+every other marketing module can import it at module level (campaigns, sending, delivery,
+interactions and the admin all build on these, never on each other's private parts).
+
+- the channels and the profile column that addresses each of them;
+- a message's stable identity (Message-ID / idempotency key) and its unsubscribe token;
+- the send attempt limit;
+- why a profile cannot be reached on a channel (SQL shared by the snapshot and the
+  audience count);
+- a campaign's timezone and next due time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
+from django.core import signing
+
+from customers.models import CHANNEL_ADDRESS_COLUMN, CHANNELS
+
+from .models import Campaign, CampaignType, Message, Suppression
+
+__all__ = [
+    "ADDRESS_COLUMN",
+    "CHANNELS",
+    "MAX_SEND_ATTEMPTS",
+    "UNSUBSCRIBE_SALT",
+    "campaign_tz",
+    "message_identity",
+    "next_occurrence",
+    "unreachable_sql",
+    "unsubscribe_token",
+]
+
+ADDRESS_COLUMN = CHANNEL_ADDRESS_COLUMN
+# A message is tried this many times; after the last failure it is FAILED.
+MAX_SEND_ATTEMPTS = 3
+UNSUBSCRIBE_SALT = "crm.marketing.unsubscribe"
+
+
+def message_identity(message: Message) -> str:
+    """The stable Message-ID / idempotency key of a message row."""
+    digest = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
+    return f"crm-{message.pk}-{digest}"
+
+
+def unsubscribe_token(message_id: int) -> str:
+    return signing.dumps({"m": message_id}, salt=UNSUBSCRIBE_SALT, compress=True)
+
+
+def unreachable_sql(channel: str) -> str:
+    """The ``WHEN`` clauses that name why profile ``p`` cannot get ``channel`` now: no
+    address, no consent, suppressed (one parameter: the channel). Shared by the snapshot and
+    the audience the admin shows before scheduling."""
+    column = ADDRESS_COLUMN[channel]
+    return f"""
+        WHEN COALESCE(p.{column}, '') = '' THEN 'no_address'
+        WHEN NOT p.{channel}_opt_in THEN 'no_consent'
+        WHEN EXISTS (SELECT 1 FROM "{Suppression._meta.db_table}" s
+                     WHERE s.tenant_id = p.tenant_id
+                     AND s.channel = %s AND s.address = p.{column}) THEN 'suppressed'
+    """  # noqa: S608
+
+
+def campaign_tz(campaign: Campaign) -> ZoneInfo:
+    return ZoneInfo(campaign.timezone or campaign.tenant.timezone)
+
+
+def next_occurrence(campaign: Campaign, after: datetime) -> datetime | None:
+    """The next due time after ``after``: the one-time ``scheduled_at``, or the cron's next
+    time in the campaign's timezone (DST-aware: 09:00 stays 09:00 local)."""
+    if campaign.type == CampaignType.ONE_TIME:
+        return campaign.scheduled_at
+    local = after.astimezone(campaign_tz(campaign))
+    return next(iter(CronSim(campaign.cron, local))).astimezone(ZoneInfo("UTC"))
