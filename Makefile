@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint format bench manage browser venv clean
+.PHONY: run test test-dates lint format bench manage browser venv clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -40,6 +40,15 @@ browser:  ## Debian's chromium for the Playwright tests (installed once, as root
 test: venv lint browser  ## lint and every test, against real PostgreSQL and Redis
 	$(PY) -m crm.local exec -- $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m crm.local exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The date-dependent suites with Python's clock moved across a year (UK DST changes included);
+# browser and real-worker tests keep the real clock (their other processes do not move).
+TEST_DATES ?= 2027-01-15T09:00:00+00:00 2027-03-28T00:30:00+00:00 2027-07-01T21:45:00+00:00 2027-10-31T00:59:00+00:00
+test-dates: venv  ## the date-dependent tests at several dates across a year
+	@for at in $(TEST_DATES); do echo "== clock at $$at"; \
+	  CRM_TEST_CLOCK=$$at $(PY) -m crm.local exec -- $(PY) -m pytest -q -p no:cacheprovider \
+	    -m "not browser and not worker" tests/crm/test_rules.py tests/crm/test_one_clock.py \
+	    tests/events tests/marketing tests/customers || exit 1; done
 
 bench: venv  ## the benchmark suite; writes docs/benchmarks.md
 	$(PY) -m crm.local exec -- $(PY) -m benchmarks $(BENCH_ARGS)

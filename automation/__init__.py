@@ -1,1 +1,16 @@
-"""Journeys, steps, enrollments, the journey engine, triggers and the wait sweep."""
+"""Journeys: multi-step automation (phase 5). Not built yet; the module plan it grows into:
+
+- ``models.py``: Journey (trigger, entry filter, re-entry, goal, exits, holdout), its
+  versions and steps, Enrollment (current step, due time), EnrollmentStep (one history row
+  per enrollment per step visit, unique).
+- ``journeys.py``: journey and step services (create, update as a new version, validate the
+  graph, activate, pause, resume, archive) and reads.
+- ``triggers.py``: event triggers, evaluated set-wise per ingested batch through the event
+  subscriber registry (registered in ``apps.py``); segment entry and exit; daily date
+  triggers; manual, segment and CSV enrollment.
+- ``engine.py``: the every-minute sweep that claims due enrollments (``SKIP LOCKED``) and
+  advances them set-wise; the step executors (SEND through the campaign message pipeline,
+  WAIT, CONDITION, SPLIT, UPDATE, TASK, END).
+- ``analytics.py``: per-journey and per-step figures computed from the history rows.
+- ``tasks.py``, ``admin.py``, ``api/`` as in every app (docs/architecture.md).
+"""

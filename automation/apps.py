@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class AutomationConfig(AppConfig):
-    """Journeys, steps, enrollments, the journey engine, triggers and the wait sweep."""
+    """See the package docstring: not built yet, with its module plan."""
 
     name = "automation"
     verbose_name = "Automation"

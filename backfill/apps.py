@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class BackfillConfig(AppConfig):
-    """MCA v1 import commands, per-region transforms, runs and reconciliation."""
+    """See the package docstring: not built yet, with its module plan."""
 
     name = "backfill"
     verbose_name = "Backfill"

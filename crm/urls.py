@@ -13,9 +13,6 @@ api_v1 = [
     path("", include("crm.api.urls")),
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
-    path("", include("automation.api.urls")),
-    path("", include("social.api.urls")),
-    path("", include("scoring.api.urls")),
 ]
 
 urlpatterns = [

@@ -252,7 +252,7 @@ def apply_handlers(tenant: Tenant, items: list[Item], now: datetime) -> None:
 # ----------------------------------------------------------------------------- metrics
 
 # The rolling window ends at the caller's clock (two parameters, both ``now``), never at
-# the database's ``now()``: one clock for Python and SQL (docs/architecture.md).
+# PostgreSQL's clock: one clock for Python and SQL (docs/architecture.md).
 _COUNT_30D = (
     f'(SELECT count(*) FROM "{ACTIVITY}" a WHERE a.tenant_id = p.tenant_id '  # noqa: S608
     f"AND a.customer_id = p.id AND a.occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}' "

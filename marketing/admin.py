@@ -1,4 +1,4 @@
-"""Staff console screens of the marketing app: segments."""
+"""Staff console screens of the marketing app: segments, templates, campaigns, suppressions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Models of the marketing app: segments (this file grows with campaigns)."""
+"""Models of the marketing app: segments, templates, campaigns and their runs, messages,
+interactions and suppressions."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class ScoringConfig(AppConfig):
-    """Engagement and churn scoring, batch jobs, analytics endpoints and dashboards."""
+    """See the package docstring: not built yet, with its module plan."""
 
     name = "scoring"
     verbose_name = "Scoring"

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class SocialConfig(AppConfig):
-    """Social connections (OAuth), posts, per-platform publishers and event promotion."""
+    """See the package docstring: not built yet, with its module plan."""
 
     name = "social"
     verbose_name = "Social"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 
 import jwt
 import pytest
+import time_machine
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
@@ -21,6 +23,16 @@ from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserF
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct-horse-battery"
+
+
+def pytest_configure(config):
+    """``CRM_TEST_CLOCK=2027-03-28T00:30:00+00:00`` runs the session with Python's clock
+    moved to that time (and ticking), to show date-dependent tests pass on any day of the
+    year (``make test-dates``). The database's clock stays where it is, which is the point:
+    services must not read it (docs/architecture.md, "One clock")."""
+    clock = os.environ.get("CRM_TEST_CLOCK")
+    if clock:
+        time_machine.travel(datetime.fromisoformat(clock), tick=True).start()
 
 
 @pytest.fixture(autouse=True)

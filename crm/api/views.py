@@ -40,12 +40,6 @@ class TenantScopedAPIMixin:
         serializer.save(tenant=self.tenant)
 
 
-class TenantScopedViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
-    """Plain CRUD on a tenant-owned model."""
-
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-
-
 class ClubViewSet(
     TenantScopedAPIMixin,
     mixins.ListModelMixin,

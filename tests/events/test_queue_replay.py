@@ -16,7 +16,7 @@ from tests.worker import celery_worker
 
 from .helpers import at
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 EVENTS = 10_000
 
 

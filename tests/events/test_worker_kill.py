@@ -15,7 +15,7 @@ from customers.models import Activity, CustomerProfile, IdentityAlias, SyncLogEn
 from tests.factories import TenantFactory
 from tests.worker import WorkerProcess, celery_worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 PEOPLE = 2_000
 EVENTS = 10_000

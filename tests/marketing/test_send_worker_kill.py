@@ -30,7 +30,7 @@ from marketing.sending import IN_DOUBT_AFTER, campaigns_start_due, runs_kick
 from tests.factories import TenantFactory
 from tests.worker import WorkerProcess, celery_worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 RECIPIENTS = 10_000
 
 

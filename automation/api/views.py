@@ -1,1 +1,0 @@
-"""Views of the automation API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,1 +1,0 @@
-"""Reads of the automation app, always scoped to a tenant."""

@@ -1,1 +1,0 @@
-"""Writes of the automation app: typed, keyword-only, transactional functions."""

@@ -1,3 +1,0 @@
-"""Routes of the backfill API under /api/v1/."""
-
-urlpatterns: list = []

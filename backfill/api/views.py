@@ -1,1 +1,0 @@
-"""Views of the backfill API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,1 +1,0 @@
-"""Reads of the backfill app, always scoped to a tenant."""

@@ -1,1 +1,0 @@
-"""Writes of the backfill app: typed, keyword-only, transactional functions."""

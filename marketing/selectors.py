@@ -1,1 +1,0 @@
-"""Reads of the marketing app, always scoped to a tenant."""

@@ -1,1 +1,0 @@
-"""Writes of the marketing app: typed, keyword-only, transactional functions."""

@@ -1,1 +1,0 @@
-"""Staff console screens of the scoring app."""

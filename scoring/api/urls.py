@@ -1,3 +1,0 @@
-"""Routes of the scoring API under /api/v1/."""
-
-urlpatterns: list = []

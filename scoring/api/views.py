@@ -1,1 +1,0 @@
-"""Views of the scoring API, built on crm.api.views.TenantScopedAPIMixin."""

@@ -1,1 +1,0 @@
-"""Models of the scoring app; see the app docstring and docs/architecture.md."""

@@ -1,1 +1,0 @@
-"""Reads of the scoring app, always scoped to a tenant."""

@@ -1,1 +1,0 @@
-"""Writes of the scoring app: typed, keyword-only, transactional functions."""

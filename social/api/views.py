@@ -1,1 +1,0 @@
-"""Views of the social API, built on crm.api.views.TenantScopedAPIMixin."""

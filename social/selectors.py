@@ -1,1 +1,0 @@
-"""Reads of the social app, always scoped to a tenant."""

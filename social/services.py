@@ -1,1 +1,0 @@
-"""Writes of the social app: typed, keyword-only, transactional functions."""
