@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from crm import rules
@@ -32,6 +32,8 @@ from customers.models import AliasKind, CustomerProfile, IdentityAlias, ProfileS
 from .messaging import get_backend
 from .models import (
     ChangeKind,
+    Interaction,
+    Message,
     RefreshFrequency,
     Segment,
     SegmentChange,
@@ -452,6 +454,28 @@ def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: Customer
     SegmentMembership.objects.filter(tenant=tenant, customer=loser, segment_id__in=both).delete()
     moved = SegmentMembership.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     SegmentChange.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
+    return moved
+
+
+def move_messages(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    """Merge hook: the loser's campaign messages and interactions become the winner's, so the
+    frequency cap, stats per person and scores see them. A message is unique per run, person
+    and channel: where both got the same run on the same channel, the winner's row is kept and
+    the loser's stays on the merged profile (it was a real send to the loser's address; the
+    campaign's stats still count it). Every interaction moves, also those of such a row:
+    they are what the person did."""
+    clash = Message.objects.filter(
+        tenant=tenant,
+        customer=winner,
+        run_id=OuterRef("run_id"),
+        channel=OuterRef("channel"),
+    )
+    moved = (
+        Message.objects.filter(tenant=tenant, customer=loser)
+        .exclude(Exists(clash))
+        .update(customer=winner)
+    )
+    moved += Interaction.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     return moved
 
 
