@@ -45,6 +45,7 @@ from .segments import (
     segment_import_upload,
     segment_preview,
     segment_refresh,
+    segment_saved,
 )
 from .templating import render, sample_context, template_validate
 
@@ -132,6 +133,7 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         segment_derive(obj, form.changed_data if change else None)
         super().save_model(request, obj, form, change)
+        segment_saved(segment=obj, changed=form.changed_data if change else None)
 
     @admin.action(description="Refresh selected segments now")
     def refresh_selected(self, request, queryset):
