@@ -332,7 +332,5 @@ def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
         FROM fixed WHERE p.id = fixed.id AND p.tenant_id = %s
     """  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql, [tenant.pk, now, now, list(NOT_ENGAGEMENT_TYPES), tenant.pk, tenant.pk]
-        )
+        cursor.execute(sql, [tenant.pk, now, now, list(NOT_ENGAGEMENT_TYPES), tenant.pk, tenant.pk])
         return cursor.rowcount
