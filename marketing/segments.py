@@ -39,6 +39,7 @@ from .models import (
     SegmentChange,
     SegmentMembership,
     SegmentType,
+    created_by_fields,
 )
 
 SAMPLE_SIZE = 5
@@ -158,9 +159,11 @@ def segment_saved(*, segment: Segment, changed: Iterable[str] | None = None) -> 
         _queue_sync(segment.tenant, segment.pk)
 
 
-def segment_create(*, tenant: Tenant, data: dict[str, Any]) -> Segment:
+def segment_create(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) -> Segment:
+    """``actor``: who creates it (a staff user or an API principal), see
+    ``created_by_fields``."""
     values = _clean(tenant, data, None)
-    segment = Segment(tenant=tenant, **values)
+    segment = Segment(tenant=tenant, **values, **created_by_fields(actor))
     segment_derive(segment)
     segment.save()
     segment_saved(segment=segment)

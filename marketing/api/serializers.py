@@ -41,6 +41,8 @@ class SegmentSerializer(serializers.ModelSerializer):
             "next_refresh_at",
             "messaging_segment_id",
             "messaging_synced_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -52,6 +54,8 @@ class SegmentSerializer(serializers.ModelSerializer):
             "next_refresh_at",
             "messaging_segment_id",
             "messaging_synced_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -234,6 +238,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "name",
+            "description",
             "club_id",
             "type",
             "cron",
@@ -252,6 +257,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "target_count",
             "last_run_at",
             "failure",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -263,6 +270,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "ab_winner",
             "target_count",
             "last_run_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
