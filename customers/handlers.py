@@ -20,6 +20,7 @@ from django.db import connection
 
 from .events import CONSENT_CHANNELS
 from .models import Activity, ConsentRecord, CustomerProfile, LifecycleStage
+from .timeline import NOTE_ACTIVITY
 
 if TYPE_CHECKING:
     from crm.models import Tenant
@@ -251,20 +252,41 @@ def apply_handlers(tenant: Tenant, items: list[Item], now: datetime) -> None:
 
 # ----------------------------------------------------------------------------- metrics
 
+# The activity metrics measure the customer's engagement: what the person did (rounds,
+# bookings, payments, competition entries, membership and consent changes, opened and
+# clicked messages, any other event about them). Not engagement, so never counted nor
+# "last activity": a staff note (someone at the club did something) and the receipts of a
+# campaign message that the person did not act on or that end the engagement (delivered,
+# bounced, unsubscribed, complained). The per-batch update and the nightly recompute share
+# this list, so they always agree (docs/events.md).
+RECEIPT_KINDS = ("delivered", "bounced", "unsubscribed", "complained")
+NOT_ENGAGEMENT_TYPES: tuple[str, ...] = (
+    NOTE_ACTIVITY,
+    *(f"{channel}.{kind}" for channel in CONSENT_CHANNELS for kind in RECEIPT_KINDS),
+)
+
+
+def is_engagement(activity_type: str) -> bool:
+    return activity_type not in NOT_ENGAGEMENT_TYPES
+
+
 # The rolling window ends at the caller's clock (two parameters, both ``now``), never at
-# PostgreSQL's clock: one clock for Python and SQL (docs/architecture.md).
+# PostgreSQL's clock: one clock for Python and SQL (docs/architecture.md). The third
+# parameter is NOT_ENGAGEMENT_TYPES.
 _COUNT_30D = (
     f'(SELECT count(*) FROM "{ACTIVITY}" a WHERE a.tenant_id = p.tenant_id '  # noqa: S608
     f"AND a.customer_id = p.id AND a.occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}' "
-    "AND a.occurred_at <= %s::timestamptz)"
+    "AND a.occurred_at <= %s::timestamptz AND a.type <> ALL(%s::text[]))"
 )
 
 
 def update_activity_metrics(tenant: Tenant, items: list[Item], now: datetime) -> None:
-    """Last activity (forward only) and the rolling 30-day count of the batch's people."""
+    """Last activity (forward only) and the rolling 30-day count of the batch's people
+    (their engagement: see ``NOT_ENGAGEMENT_TYPES``)."""
     latest: dict[Any, Item] = {}
     for item in _in_time_order(items):
-        latest[item.profile_id] = item
+        if is_engagement(item.entry.type):
+            latest[item.profile_id] = item
     metrics_touch(
         tenant,
         [(pid, item.entry.occurred_at, item.entry.type) for pid, item in latest.items()],
@@ -273,7 +295,9 @@ def update_activity_metrics(tenant: Tenant, items: list[Item], now: datetime) ->
 
 
 def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]], *, now: datetime) -> None:
-    """``rows``: ``(profile id, activity time, activity type)``, at most one per profile."""
+    """``rows``: ``(profile id, activity time, activity type)``, at most one per profile.
+    Rows of activities that are not engagement (``NOT_ENGAGEMENT_TYPES``) move nothing."""
+    rows = [row for row in rows if is_engagement(row[2])]
     newer = "p.last_activity_at IS NULL OR p.last_activity_at < v.at"
     _update_profiles(
         tenant,
@@ -284,19 +308,19 @@ def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]], *, now: date
         f"last_activity_at = CASE WHEN {newer} THEN v.at ELSE p.last_activity_at END, "
         f"activity_count_30d = {_COUNT_30D}",
         touch=False,
-        set_params=[now, now],
+        set_params=[now, now, list(NOT_ENGAGEMENT_TYPES)],
     )
 
 
 def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
     """The true rolling 30-day count of every profile of the tenant at ``now``, set-wise
     (nightly): people whose activities aged out go down, nobody is touched whose count is
-    right."""
+    right. Counts engagement only, like ``metrics_touch``."""
     sql = f"""
         WITH counts AS (
             SELECT customer_id, count(*) AS n FROM "{ACTIVITY}"
             WHERE tenant_id = %s AND occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}'
-              AND occurred_at <= %s::timestamptz
+              AND occurred_at <= %s::timestamptz AND type <> ALL(%s::text[])
             GROUP BY customer_id
         ), fixed AS (
             SELECT p2.id, COALESCE(c.n, 0) AS n
@@ -308,5 +332,5 @@ def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
         FROM fixed WHERE p.id = fixed.id AND p.tenant_id = %s
     """  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant.pk, now, now, tenant.pk, tenant.pk])
+        cursor.execute(sql, [tenant.pk, now, now, list(NOT_ENGAGEMENT_TYPES), tenant.pk, tenant.pk])
         return cursor.rowcount

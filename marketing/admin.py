@@ -37,6 +37,7 @@ from .models import (
     SegmentType,
     SkipReason,
     Suppression,
+    created_by_fields,
 )
 from .segments import (
     SLOW_REFRESH_MS,
@@ -45,6 +46,7 @@ from .segments import (
     segment_import_upload,
     segment_preview,
     segment_refresh,
+    segment_saved,
 )
 from .templating import render, sample_context, template_validate
 
@@ -111,6 +113,8 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
         "next_refresh_at",
         "messaging_segment_id",
         "messaging_synced_at",
+        "created_by",
+        "created_by_label",
     ]
     change_form_template = "admin/marketing/segment/change_form.html"
 
@@ -131,7 +135,11 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         segment_derive(obj, form.changed_data if change else None)
+        if not change:
+            for name, value in created_by_fields(request.user).items():
+                setattr(obj, name, value)
         super().save_model(request, obj, form, change)
+        segment_saved(segment=obj, changed=form.changed_data if change else None)
 
     @admin.action(description="Refresh selected segments now")
     def refresh_selected(self, request, queryset):
@@ -379,6 +387,8 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
         "target_count",
         "last_run_at",
         "failure",
+        "created_by",
+        "created_by_label",
     ]
     change_form_template = "admin/marketing/campaign/change_form.html"
 
@@ -392,6 +402,9 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         campaign_validate(obj)
+        if not change:
+            for name, value in created_by_fields(request.user).items():
+                setattr(obj, name, value)
         super().save_model(request, obj, form, change)
 
     def get_urls(self):

@@ -16,8 +16,9 @@ class MarketingConfig(AppConfig):
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .rules import register_marketing_fields
-        from .segments import erase_marketing, move_memberships
+        from .segments import erase_marketing, move_memberships, move_messages
 
         register_marketing_fields()
         register_merge_hook("segment_memberships", move_memberships)
+        register_merge_hook("marketing_messages", move_messages)
         register_erase_hook("marketing", erase_marketing)

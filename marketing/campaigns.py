@@ -44,6 +44,7 @@ from .models import (
     MessageTemplate,
     RunStatus,
     SegmentMembership,
+    created_by_fields,
 )
 from .sending import run_queue_senders
 from .templating import render, sample_context
@@ -53,6 +54,7 @@ OPEN_RUN = (RunStatus.PREPARING, RunStatus.SENDING, RunStatus.TESTING)
 MIN_CRON_INTERVAL = timedelta(hours=1)
 CAMPAIGN_FIELDS = (
     "name",
+    "description",
     "club",
     "type",
     "cron",
@@ -193,10 +195,12 @@ def campaign_validate(campaign: Campaign, *, for_schedule: bool = False) -> None
 # ----------------------------------------------------------------------------- CRUD
 
 
-def campaign_create(*, tenant: Tenant, data: dict[str, Any]) -> Campaign:
+def campaign_create(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) -> Campaign:
+    """``actor``: who creates it (a staff user or an API principal), see
+    ``created_by_fields``."""
     values = {k: v for k, v in data.items() if k in CAMPAIGN_FIELDS}
     _validate(tenant, values, for_schedule=False)
-    return Campaign.objects.create(tenant=tenant, **values)
+    return Campaign.objects.create(tenant=tenant, **values, **created_by_fields(actor))
 
 
 def campaign_update(*, campaign: Campaign, data: dict[str, Any]) -> Campaign:

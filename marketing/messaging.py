@@ -35,6 +35,8 @@ class Member:
     email: str | None
     phone: str | None
     messaging_contact_id: str | None
+    first_name: str = ""
+    last_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,8 @@ class HttpBackend:
                             "email": m.email,
                             "phone": m.phone,
                             "messagingContactId": m.messaging_contact_id,
+                            "firstName": m.first_name,
+                            "lastName": m.last_name,
                         }
                         for m in page
                     ],

@@ -4,12 +4,49 @@ interactions and suppressions."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from crm.tenancy import TenantOwnedModel
 from customers.models import Channel
+
+
+def _created_by() -> models.ForeignKey:
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The staff user who created it (empty when created through the API).",
+    )
+
+
+def _created_by_label() -> models.CharField:
+    return models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Who created it: the staff user's name, or the API credential "
+        "(api_key:<key prefix> or jwt:<subject>).",
+    )
+
+
+def created_by_fields(actor: Any) -> dict[str, Any]:
+    """``created_by`` and ``created_by_label`` of a new segment or campaign: a staff user
+    (admin) is linked and named; an API caller has no user and is named by its credential
+    (``api_key:<key prefix>`` or ``jwt:<sub>``). The label stays when the user is deleted."""
+    if actor is None:
+        return {}
+    if isinstance(actor, AbstractBaseUser):
+        return {"created_by": actor, "created_by_label": actor.get_username()[:150]}
+    return {"created_by": None, "created_by_label": str(actor)[:150]}
 
 
 class SegmentType(models.TextChoices):
@@ -49,6 +86,8 @@ class Segment(TenantOwnedModel):
     next_refresh_at = models.DateTimeField(null=True, blank=True)
     messaging_segment_id = models.CharField(max_length=64, blank=True, default="")
     messaging_synced_at = models.DateTimeField(null=True, blank=True)
+    created_by = _created_by()
+    created_by_label = _created_by_label()
 
     class Meta:
         ordering = ["name"]
@@ -185,6 +224,7 @@ class Campaign(TenantOwnedModel):
         "crm.Club", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     name = models.CharField(max_length=150)
+    description = models.TextField(blank=True, default="")
     type = models.CharField(
         max_length=10, choices=CampaignType.choices, default=CampaignType.ONE_TIME
     )
@@ -218,6 +258,8 @@ class Campaign(TenantOwnedModel):
     target_count = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     failure = models.CharField(max_length=500, blank=True, default="")
+    created_by = _created_by()
+    created_by_label = _created_by_label()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from crm import rules
@@ -41,6 +41,7 @@ from .models import (
     SegmentMembership,
     SegmentType,
     Suppression,
+    created_by_fields,
 )
 
 SAMPLE_SIZE = 5
@@ -148,21 +149,50 @@ def segment_derive(segment: Segment, changed: Iterable[str] | None = None) -> No
         segment.next_refresh_at = _next_refresh(segment, timezone.now())
 
 
-def segment_create(*, tenant: Tenant, data: dict[str, Any]) -> Segment:
+def segment_saved(*, segment: Segment, changed: Iterable[str] | None = None) -> None:
+    """After a segment was saved (API and admin): a new dynamic segment, or one whose rules
+    or type changed, is refreshed at once in the background; a renamed one is pushed to
+    Messaging. Both are queued on commit (``changed``: the fields that changed, None for a
+    new segment)."""
+    changed = None if changed is None else set(changed)
+    if segment.type == SegmentType.DYNAMIC and (changed is None or {"criteria", "type"} & changed):
+        _queue_refresh(segment.tenant, segment.pk)
+    if changed is not None and "name" in changed:
+        _queue_sync(segment.tenant, segment.pk)
+
+
+def segment_create(*, tenant: Tenant, data: dict[str, Any], actor: Any = None) -> Segment:
+    """``actor``: who creates it (a staff user or an API principal), see
+    ``created_by_fields``."""
     values = _clean(tenant, data, None)
-    segment = Segment(tenant=tenant, **values)
+    segment = Segment(tenant=tenant, **values, **created_by_fields(actor))
     segment_derive(segment)
     segment.save()
+    segment_saved(segment=segment)
     return segment
 
 
 def segment_update(*, segment: Segment, data: dict[str, Any]) -> Segment:
     values = _clean(segment.tenant, data, segment)
+    changed = {name for name, value in values.items() if getattr(segment, name) != value}
     for name, value in values.items():
         setattr(segment, name, value)
     segment_derive(segment, values)
     segment.save()
+    segment_saved(segment=segment, changed=changed)
     return segment
+
+
+def _queue_refresh(tenant: Tenant, segment_id: Any) -> None:
+    tenant_task("marketing.refresh_segment").enqueue(tenant, segment_id=str(segment_id))
+
+
+def _queue_sync(tenant: Tenant, segment_id: Any) -> None:
+    """Push the segment's members to Messaging once the transaction commits (every
+    membership change and rename); the local backend has nothing to push."""
+    if get_backend().name == "local":
+        return
+    tenant_task("marketing.sync_segment").enqueue(tenant, segment_id=str(segment_id))
 
 
 def _next_refresh(segment: Segment, now: datetime) -> datetime | None:
@@ -249,8 +279,8 @@ def segment_refresh(*, segment: Segment, now: datetime | None = None) -> Refresh
             next_refresh_at=_next_refresh(locked, now),
             updated_at=timezone.now(),
         )
-        if (entered or left) and get_backend().name != "local":
-            tenant_task("marketing.sync_segment").enqueue(tenant, segment_id=str(locked.pk))
+        if entered or left:
+            _queue_sync(tenant, locked.pk)
     return RefreshResult(members, entered, left, ms)
 
 
@@ -314,6 +344,8 @@ def segment_members_add(*, segment: Segment, customer_ids: Sequence[Any]) -> int
             added = [row[0] for row in cursor.fetchall()]
         _record(segment, added, ChangeKind.ENTERED, now)
         _recount(segment)
+        if added:
+            _queue_sync(tenant, segment.pk)
     return len(added)
 
 
@@ -331,6 +363,8 @@ def segment_members_remove(*, segment: Segment, customer_ids: Sequence[Any]) -> 
         ).delete()
         _record(segment, gone, ChangeKind.LEFT, now)
         _recount(segment)
+        if gone:
+            _queue_sync(segment.tenant, segment.pk)
     return len(gone)
 
 
@@ -448,11 +482,41 @@ def _csv_key(row: dict[str, str], tenant: Tenant) -> tuple[str, str, str]:
 
 def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
     """Merge hook: the loser's segment memberships and history become the winner's (a
-    segment both were in keeps the winner's row)."""
+    segment both were in keeps the winner's row). Each segment the loser was in is pushed
+    to Messaging again: its member list changed."""
+    touched = set(
+        SegmentMembership.objects.filter(tenant=tenant, customer=loser).values_list(
+            "segment_id", flat=True
+        )
+    )
+    for segment_id in touched:
+        _queue_sync(tenant, segment_id)
     both = SegmentMembership.objects.filter(tenant=tenant, customer=winner).values("segment_id")
     SegmentMembership.objects.filter(tenant=tenant, customer=loser, segment_id__in=both).delete()
     moved = SegmentMembership.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     SegmentChange.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
+    return moved
+
+
+def move_messages(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    """Merge hook: the loser's campaign messages and interactions become the winner's, so the
+    frequency cap, stats per person and scores see them. A message is unique per run, person
+    and channel: where both got the same run on the same channel, the winner's row is kept and
+    the loser's stays on the merged profile (it was a real send to the loser's address; the
+    campaign's stats still count it). Every interaction moves, also those of such a row:
+    they are what the person did."""
+    clash = Message.objects.filter(
+        tenant=tenant,
+        customer=winner,
+        run_id=OuterRef("run_id"),
+        channel=OuterRef("channel"),
+    )
+    moved = (
+        Message.objects.filter(tenant=tenant, customer=loser)
+        .exclude(Exists(clash))
+        .update(customer=winner)
+    )
+    moved += Interaction.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     return moved
 
 

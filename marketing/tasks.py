@@ -67,11 +67,26 @@ def sync_segment(tenant: Tenant, *, segment_id: str) -> str | None:
         SegmentMembership.objects.filter(tenant=tenant, segment=segment)
         .order_by("customer_id")
         .values_list(
-            "customer_id", "customer__email", "customer__phone", "customer__messaging_contact_id"
+            "customer_id",
+            "customer__email",
+            "customer__phone",
+            "customer__messaging_contact_id",
+            "customer__first_name",
+            "customer__last_name",
         )
         .iterator(chunk_size=5_000)
     )
-    members = (Member(str(cid), email, phone, contact) for cid, email, phone, contact in rows)
+    members = (
+        Member(
+            customer_id=str(cid),
+            email=email,
+            phone=phone,
+            messaging_contact_id=contact,
+            first_name=first,
+            last_name=last,
+        )
+        for cid, email, phone, contact, first, last in rows
+    )
     remote_id = backend.upsert_segment(segment=segment, members=members, sync_id=uuid.uuid4().hex)
     Segment.objects.filter(pk=segment.pk).update(
         messaging_segment_id=remote_id or "", messaging_synced_at=timezone.now()

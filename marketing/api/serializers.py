@@ -45,6 +45,8 @@ class SegmentSerializer(serializers.ModelSerializer):
             "next_refresh_at",
             "messaging_segment_id",
             "messaging_synced_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -56,6 +58,8 @@ class SegmentSerializer(serializers.ModelSerializer):
             "next_refresh_at",
             "messaging_segment_id",
             "messaging_synced_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -232,6 +236,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "name",
+            "description",
             "club_id",
             "type",
             "cron",
@@ -250,6 +255,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "target_count",
             "last_run_at",
             "failure",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]
@@ -261,6 +268,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "ab_winner",
             "target_count",
             "last_run_at",
+            "created_by",
+            "created_by_label",
             "created_at",
             "updated_at",
         ]

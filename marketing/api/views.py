@@ -78,7 +78,9 @@ class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = segment_create(tenant=self.tenant, data=serializer.validated_data)
+        serializer.instance = segment_create(
+            tenant=self.tenant, data=serializer.validated_data, actor=self.request.user
+        )
 
     def perform_update(self, serializer) -> None:
         serializer.instance = segment_update(
@@ -224,7 +226,9 @@ class CampaignViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
     filterset_fields = ["status"]
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = campaign_create(tenant=self.tenant, data=serializer.validated_data)
+        serializer.instance = campaign_create(
+            tenant=self.tenant, data=serializer.validated_data, actor=self.request.user
+        )
 
     def perform_update(self, serializer) -> None:
         serializer.instance = campaign_update(

@@ -18,6 +18,9 @@ from customers.models import (
     SyncLogEntry,
     SyncStatus,
 )
+from customers.timeline import Author, note_create
+from marketing.interactions import interaction_record
+from marketing.models import Campaign, CampaignRun, Message, MessageStatus
 from tests.customers.helpers import person
 
 from .helpers import at, event, ingest, process_pending, run, ts
@@ -347,6 +350,82 @@ def test_nightly_recount_lets_aged_activities_drop_out(tenant_a):
     golfer.refresh_from_db()
     bystander.refresh_from_db()
     assert (golfer.activity_count_30d, bystander.activity_count_30d) == (0, 0)
+
+
+def test_notes_and_delivery_receipts_are_not_engagement_and_batch_equals_nightly(tenant_a):
+    golfer = person(tenant_a, email="engaged@example.com")
+    booking = at(1)
+    run(
+        tenant_a,
+        event(
+            tenant_a,
+            "teetime.round.completed",
+            {"email": "engaged@example.com"},
+            {"roundId": "R7"},
+            timestamp=at(3),
+        ),
+    )
+    note_create(
+        tenant=tenant_a, customer=golfer, author=Author("user:1", "anna"), body="Called him."
+    )
+    campaign = Campaign.objects.create(tenant=tenant_a, name="News", channels=["email"])
+    sent = Message.objects.create(
+        tenant=tenant_a,
+        run=CampaignRun.objects.create(
+            tenant=tenant_a, campaign=campaign, scheduled_for=timezone.now()
+        ),
+        campaign=campaign,
+        customer=golfer,
+        channel="email",
+        status=MessageStatus.SENT,
+        sent_at=timezone.now(),
+    )
+    for kind in ("DELIVERED", "BOUNCED"):
+        interaction_record(
+            message=sent,
+            kind=kind,
+            source="messaging",
+            event_id=f"evt-{kind}",
+            occurred_at=timezone.now(),
+            metadata={"bounce": "soft"},
+        )
+    golfer.refresh_from_db()
+    assert Activity.objects.filter(customer=golfer).count() == 4  # all on the timeline
+    assert golfer.last_activity_type == "teetime.round.completed"
+    assert golfer.activity_count_30d == 1
+    assert activity_count_recompute(tenant=tenant_a, now=timezone.now()) == 0
+
+    # A later batch recounts the person: still only what they did.
+    run(
+        tenant_a,
+        event(
+            tenant_a,
+            "teetime.booking.created",
+            {"email": "engaged@example.com"},
+            {"bookingId": "B7", "teeTime": at(-2)},
+            timestamp=booking,
+        ),
+    )
+    golfer.refresh_from_db()
+    assert (golfer.last_activity_type, golfer.activity_count_30d) == (
+        "teetime.booking.created",
+        2,
+    )
+    assert activity_count_recompute(tenant=tenant_a, now=timezone.now()) == 0
+
+    # Opening the message is engagement.
+    interaction_record(
+        message=sent,
+        kind="OPENED",
+        source="messaging",
+        event_id="evt-open",
+        occurred_at=timezone.now(),
+    )
+    golfer.refresh_from_db()
+    assert (golfer.last_activity_type, golfer.activity_count_30d) == ("email.opened", 3)
+    assert activity_count_recompute(tenant=tenant_a, now=timezone.now()) == 0
+    golfer.refresh_from_db()
+    assert golfer.activity_count_30d == 3
 
 
 def test_unknown_type_is_kept_as_a_generic_activity(tenant_a):

@@ -126,10 +126,13 @@ def test_the_due_sweep_queues_due_dynamic_segments_once(tenant_a, monkeypatch):
     hourly = segment_create(
         tenant=tenant_a, data={"name": "H", "criteria": MEMBERS, "refresh_frequency": "HOURLY"}
     )
-    segment_create(
+    manual = segment_create(
         tenant=tenant_a, data={"name": "M", "criteria": MEMBERS, "refresh_frequency": "MANUAL"}
     )
     segment_create(tenant=tenant_a, data={"name": "S", "type": "STATIC"})
+    # Creating a dynamic segment refreshes it at once, whatever its frequency.
+    assert queued == [str(hourly.pk), str(manual.pk)]
+    queued.clear()
     assert segments_refresh_due() == 0  # not due yet
     later = timezone.now() + timedelta(hours=1, minutes=1)
     assert segments_refresh_due(now=later) == 1
