@@ -22,7 +22,6 @@ starts it again when the window opens. Paused campaigns are not sent.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from django.core import signing
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from crm.models import Tenant
 from customers.models import CustomerProfile
@@ -66,6 +66,10 @@ ADDRESS_COLUMN = {
     "push": "messaging_contact_id",
 }
 UNSUBSCRIBE_SALT = "crm.marketing.unsubscribe"
+MESSAGE_IDENTITY_SALT = "crm.marketing.message-identity"
+# 32 hex characters (128 bits) of the MAC; the unkeyed ids before had 24, so an old id never
+# matches the pattern and is refused as an unknown message.
+MESSAGE_IDENTITY_MAC_LENGTH = 32
 
 
 # ----------------------------------------------------------------------------- quiet hours
@@ -296,10 +300,19 @@ def unsubscribe_token(message_id: int) -> str:
     return signing.dumps({"m": message_id}, salt=UNSUBSCRIBE_SALT, compress=True)
 
 
-def message_identity(message: Message) -> str:
-    """The stable Message-ID / idempotency key of a message row."""
-    digest = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
-    return f"crm-{message.pk}-{digest}"
+def message_identity(message: Message, *, secret: str | None = None) -> str:
+    """The stable Message-ID / idempotency key of a message row: ``crm-<pk>-<mac>``, where the
+    MAC is an HMAC-SHA256 of the tenant and row id keyed by ``SECRET_KEY`` (under its own
+    salt), so nobody without the key can make up the id of a message (webhook events name
+    messages by this id). ``secret``: verify against an older key (``SECRET_KEY_FALLBACKS``).
+    """
+    mac = salted_hmac(
+        MESSAGE_IDENTITY_SALT,
+        f"{message.tenant_id}:{message.pk}",
+        secret=secret,
+        algorithm="sha256",
+    ).hexdigest()[:MESSAGE_IDENTITY_MAC_LENGTH]
+    return f"crm-{message.pk}-{mac}"
 
 
 def _claim(run: CampaignRun, now: datetime) -> list[Message]:
