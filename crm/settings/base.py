@@ -25,6 +25,8 @@ DEV_ENCRYPTION_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# Earlier SECRET_KEYs, still accepted when checking signed tokens and message ids (rotation).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 JWT_SECRET = env.str("JWT_SECRET", default=DEV_JWT_SECRET)
 JWT_ALGORITHMS = ["HS256"]
 # Comma-separated Fernet keys, newest first: new values are encrypted with the first,

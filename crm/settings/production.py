@@ -21,6 +21,7 @@ from .base import (
     MESSAGING_BACKEND,
     PUBLIC_BASE_URL,
     SECRET_KEY,
+    SECRET_KEY_FALLBACKS,
     env,
 )
 
@@ -90,6 +91,9 @@ elif MESSAGING_WEBHOOK_SECRET and len(MESSAGING_WEBHOOK_SECRET) < MIN_WEBHOOK_SE
     _problems.append(
         f"MESSAGING_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters."
     )
+
+if DEV_SECRET_KEY in SECRET_KEY_FALLBACKS:
+    _problems.append("SECRET_KEY_FALLBACKS must not contain the development key.")
 
 # .env.example's placeholders are in the repository too.
 for _name, _value in (
