@@ -9,6 +9,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from crm.settings.base import DEV_SECRET_KEY
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCTION_ENV = {
@@ -109,6 +111,10 @@ def test_production_refuses_the_env_example_placeholders():
         "MESSAGING_WEBHOOK_SECRET is still the .env.example placeholder",
     )
     _refused({"ENCRYPTION_KEYS": "replace-with-a-fernet-key"}, "key 1 is not a Fernet key")
+    _refused(
+        {"SECRET_KEY_FALLBACKS": DEV_SECRET_KEY},
+        "SECRET_KEY_FALLBACKS must not contain the development key",
+    )
 
 
 def test_production_refuses_development_and_malformed_encryption_keys():
