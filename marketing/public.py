@@ -42,6 +42,7 @@ MAX_WEBHOOK_EVENTS = 1_000
 # after now (clock skew either way): one event dated 9999 would otherwise freeze the
 # customer's last activity and consent time for good.
 WEBHOOK_EVENT_SKEW = timedelta(minutes=5)
+NOT_SENT = "The message was not sent."
 
 
 def _refuse(
@@ -116,9 +117,6 @@ def messaging_webhook(request):
             duplicates += 1
     rejected.sort(key=lambda r: r["index"])
     return JsonResponse({"recorded": recorded, "duplicates": duplicates, "rejected": rejected})
-
-
-NOT_SENT = "The message was not sent."
 
 
 def _webhook_check(events: list, now: datetime) -> tuple[list[_Accepted], list[dict]]:
