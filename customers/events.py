@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pycountry
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework import serializers
@@ -118,6 +119,11 @@ class BookingCancelledPayload(Payload):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True)
 
 
+# Active ISO 4217 codes (pycountry's copy of the ISO list), less XXX ("no currency") and XTS
+# ("for testing"), which no payment is in.
+ISO_4217_CODES = frozenset(c.alpha_3 for c in pycountry.currencies) - {"XXX", "XTS"}
+
+
 class BookingPaidPayload(Payload):
     bookingId = serializers.CharField(max_length=64)
     amount = serializers.DecimalField(
@@ -126,6 +132,13 @@ class BookingPaidPayload(Payload):
     currency = serializers.RegexField(
         r"^[A-Z]{3}$", error_messages={"invalid": "Use an ISO 4217 code such as ZAR or GBP."}
     )
+
+    def validate_currency(self, value: str) -> str:
+        if value not in ISO_4217_CODES:
+            raise serializers.ValidationError(
+                f"{value} is not an ISO 4217 currency code; use one such as ZAR or GBP."
+            )
+        return value
 
 
 class RoundPayload(Payload):

@@ -12,12 +12,12 @@ interactions and the admin all build on these, never on each other's private par
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 from django.core import signing
+from django.utils.crypto import salted_hmac
 
 from customers.models import CHANNEL_ADDRESS_COLUMN, CHANNELS
 
@@ -27,6 +27,8 @@ __all__ = [
     "ADDRESS_COLUMN",
     "CHANNELS",
     "MAX_SEND_ATTEMPTS",
+    "MESSAGE_IDENTITY_MAC_LENGTH",
+    "MESSAGE_IDENTITY_SALT",
     "UNSUBSCRIBE_SALT",
     "campaign_tz",
     "message_identity",
@@ -39,12 +41,25 @@ ADDRESS_COLUMN = CHANNEL_ADDRESS_COLUMN
 # A message is tried this many times; after the last failure it is FAILED.
 MAX_SEND_ATTEMPTS = 3
 UNSUBSCRIBE_SALT = "crm.marketing.unsubscribe"
+MESSAGE_IDENTITY_SALT = "crm.marketing.message-identity"
+# 32 hex characters (128 bits) of the MAC; the unkeyed ids before had 24, so an old id never
+# matches the pattern and is refused as an unknown message.
+MESSAGE_IDENTITY_MAC_LENGTH = 32
 
 
-def message_identity(message: Message) -> str:
-    """The stable Message-ID / idempotency key of a message row."""
-    digest = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
-    return f"crm-{message.pk}-{digest}"
+def message_identity(message: Message, *, secret: str | None = None) -> str:
+    """The stable Message-ID / idempotency key of a message row: ``crm-<pk>-<mac>``, where the
+    MAC is an HMAC-SHA256 of the tenant and row id keyed by ``SECRET_KEY`` (under its own
+    salt), so nobody without the key can make up the id of a message (webhook events name
+    messages by this id). ``secret``: verify against an older key (``SECRET_KEY_FALLBACKS``).
+    """
+    mac = salted_hmac(
+        MESSAGE_IDENTITY_SALT,
+        f"{message.tenant_id}:{message.pk}",
+        secret=secret,
+        algorithm="sha256",
+    ).hexdigest()[:MESSAGE_IDENTITY_MAC_LENGTH]
+    return f"crm-{message.pk}-{mac}"
 
 
 def unsubscribe_token(message_id: int) -> str:

@@ -22,8 +22,15 @@ from django.utils import timezone
 from customers.handlers import metrics_touch
 from customers.models import Activity, ConsentRecord, CustomerProfile
 
-from .common import UNSUBSCRIBE_SALT, message_identity
-from .models import Campaign, Interaction, InteractionKind, Message, Suppression
+from .common import MESSAGE_IDENTITY_MAC_LENGTH, UNSUBSCRIBE_SALT, message_identity
+from .models import (
+    Campaign,
+    Interaction,
+    InteractionKind,
+    Message,
+    MessageStatus,
+    Suppression,
+)
 
 TRACK_SALT = "crm.marketing.track"
 STOPS = {
@@ -41,10 +48,14 @@ TITLES = {
 }
 
 
+MAX_EVENT_ID_LENGTH = 128
+
+
 @dataclass(frozen=True)
 class Recorded:
-    interaction: Interaction | None  # None: a repeat of an event already recorded
+    interaction: Interaction | None  # None: a repeat, or a message that was never sent
     stopped: bool = False
+    not_sent: bool = False  # the message is not SENT: nothing was recorded or changed
 
 
 def interaction_record(
@@ -57,7 +68,18 @@ def interaction_record(
     metadata: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Recorded:
-    """Record one interaction (idempotent) with its activity, consent and suppression."""
+    """Record one interaction (idempotent) with its activity, consent and suppression.
+
+    Only a SENT message can be interacted with: for any other (never sent, skipped, failed,
+    still queued) nothing is recorded and nothing changes. ``metadata`` is what the source
+    says about the event (the provider's ``data`` for the webhook): it is kept on the
+    interaction, and under ``"data"`` on the activity, so it can never replace the
+    activity's own ``campaign_id`` and ``message_id``."""
+    if len(event_id) > MAX_EVENT_ID_LENGTH:
+        # Cutting would make two different events collide on the unique key.
+        raise ValueError(f"event ids have at most {MAX_EVENT_ID_LENGTH} characters")
+    if message.status != MessageStatus.SENT:
+        return Recorded(None, not_sent=True)
     metadata = metadata or {}
     now = now or timezone.now()
     tenant = message.tenant
@@ -71,7 +93,7 @@ def interaction_record(
                     customer_id=message.customer_id,
                     kind=kind,
                     source=source,
-                    event_id=event_id[:128],
+                    event_id=event_id,
                     occurred_at=occurred_at,
                     metadata=metadata,
                 )
@@ -90,11 +112,11 @@ def interaction_record(
                     metadata={
                         "campaign_id": str(campaign.pk),
                         "message_id": message.pk,
-                        **metadata,
+                        "data": metadata,
                     },
                     source_service=source,
                     source_id=str(message.pk),
-                    source_event_id=event_id[:128],
+                    source_event_id=event_id,
                     occurred_at=occurred_at,
                 )
             ],
@@ -148,6 +170,11 @@ def _stop(message: Message, reason: str, occurred_at: datetime, now: datetime) -
 # ----------------------------------------------------------------------------- local tracking
 
 
+# Open, click and unsubscribe tokens are Django-signed (``django.core.signing``): an
+# HMAC-SHA256 keyed by SECRET_KEY under a salt per purpose, checked in constant time, so a
+# token cannot be made up, altered, or used for another purpose.
+
+
 def message_from_token(token: str, salt: str) -> tuple[Message, dict] | None:
     try:
         data = signing.loads(token, salt=salt)
@@ -191,13 +218,17 @@ def url_hash(url: str) -> str:
 
 
 class WebhookRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: str = "authentication_failed") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 WEBHOOK_KINDS = {k.lower(): k for k in InteractionKind.values}
+# A request's X-CRM-Timestamp: Unix seconds, ASCII digits (int() would take 4,000 digits or
+# Arabic-Indic ones, and a huge value overflows the float comparison).
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -207,30 +238,53 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 def webhook_verify(*, timestamp: str, signature: str, body: bytes, now: datetime) -> None:
     """HMAC-SHA256 over ``timestamp.body`` with ``MESSAGING_WEBHOOK_SECRET``, within five
-    minutes of now. Compares in constant time."""
+    minutes of now. Compares in constant time. Without a secret (production with the local
+    backend and no ``MESSAGING_WEBHOOK_SECRET``) the webhook is off and refuses every call."""
     secret = settings.MESSAGING_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRefused(401, "The webhook is disabled until MESSAGING_WEBHOOK_SECRET is set.")
     if not timestamp or not signature:
-        raise WebhookRefused(401, "Missing X-CRM-Timestamp or X-CRM-Signature.")
-    try:
-        sent_at = int(timestamp)
-    except ValueError as exc:
-        raise WebhookRefused(401, "Bad timestamp.") from exc
-    if abs(now.timestamp() - sent_at) > WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRefused(
+            401, "Missing X-CRM-Timestamp or X-CRM-Signature.", "not_authenticated"
+        )
+    if not _UNIX_SECONDS.fullmatch(timestamp):
+        raise WebhookRefused(401, "Bad timestamp.")
+    if abs(now.timestamp() - int(timestamp)) > WEBHOOK_TOLERANCE_SECONDS:
         raise WebhookRefused(401, "Timestamp outside the five-minute window.")
     expected = webhook_signature(secret, timestamp, body)
     if not any(hmac.compare_digest(expected, s.strip()) for s in signature.split(",")):
         raise WebhookRefused(401, "Bad signature.")
 
 
+_IDENTITY = re.compile(rf"crm-([0-9]{{1,18}})-([0-9a-f]{{{MESSAGE_IDENTITY_MAC_LENGTH}}})")
+
+
+def messages_by_identity(identities: list[str]) -> dict[str, Message]:
+    """The messages these ids name (one query), keyed by id; an id that is malformed, names
+    no message, or whose MAC does not verify (constant-time, against ``SECRET_KEY`` and any
+    ``SECRET_KEY_FALLBACKS``) is left out. Ids of the older unkeyed form (24 hex characters)
+    are refused: they could be computed by anyone."""
+    wanted: dict[str, int] = {}
+    for identity in identities:
+        match = _IDENTITY.fullmatch(identity) if isinstance(identity, str) else None
+        if match:
+            wanted[identity] = int(match.group(1))
+    rows = Message.objects.select_related("tenant").in_bulk(set(wanted.values()))
+    secrets = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    found: dict[str, Message] = {}
+    for identity, pk in wanted.items():
+        message = rows.get(pk)
+        if message is not None and any(
+            hmac.compare_digest(message_identity(message, secret=secret), identity)
+            for secret in secrets
+        ):
+            found[identity] = message
+    return found
+
+
 def message_by_identity(identity: str) -> Message | None:
-    """Our message ids look like ``crm-<pk>-<digest>``; the digest proves the pk."""
-    match = re.fullmatch(r"crm-(\d+)-([0-9a-f]{24})", identity or "")
-    if not match:
-        return None
-    message = Message.objects.select_related("tenant").filter(pk=int(match.group(1))).first()
-    if message is None or message_identity(message) != identity:
-        return None
-    return message
+    """Our message ids look like ``crm-<pk>-<mac>``; the keyed MAC proves the pk."""
+    return messages_by_identity([identity]).get(identity)
 
 
 def unsubscribe_message(token: str) -> Message | None:
@@ -242,6 +296,8 @@ __all__ = [
     "WebhookRefused",
     "click_url",
     "interaction_record",
+    "message_by_identity",
+    "messages_by_identity",
     "open_url",
     "track_html",
     "webhook_signature",

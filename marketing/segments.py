@@ -385,6 +385,14 @@ class ImportResult:
 
 
 CSV_COLUMNS = ("id", "email", "phone")
+# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """A cell of a CSV we hand back (the unmatched rows), made inert for spreadsheets: a
+    leading formula character gets a ``'`` in front, which spreadsheets read as "text"."""
+    return f"'{value}" if value.startswith(FORMULA_STARTS) else value
 
 
 def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
@@ -440,10 +448,10 @@ def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
     result.unmatched = len(failures)
     if failures:
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=[*header, "error"], extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(out)
+        writer.writerow([*map(csv_cell, header), "error"])
         for row, error in failures:
-            writer.writerow({**row, "error": error})
+            writer.writerow([*(csv_cell(row.get(name) or "") for name in header), error])
         result.error_csv = out.getvalue()
         result.errors = [{**row, "error": error} for row, error in failures[:100]]
     return result
@@ -465,9 +473,7 @@ def segment_import_upload(*, segment: Segment, upload) -> ImportResult:
 
 
 def _csv_key(row: dict[str, str], tenant: Tenant) -> tuple[str, str, str]:
-    ident = (row.get("id") or "").strip()
-    email = (row.get("email") or "").strip()
-    phone = (row.get("phone") or "").strip()
+    ident, email, phone = (_uncell(row.get(name) or "") for name in ("id", "email", "phone"))
     try:
         if ident:
             return "id", str(UUID(ident)), ""
@@ -478,6 +484,14 @@ def _csv_key(row: dict[str, str], tenant: Tenant) -> tuple[str, str, str]:
     except (ValueError, ValidationError):
         return "", "", "Not a valid id, email or phone."
     return "", "", "The row has no id, email or phone."
+
+
+def _uncell(value: str) -> str:
+    """A corrected error file comes back with ``csv_cell``'s quote: read past it."""
+    value = value.strip()
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:].strip()
+    return value
 
 
 def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:

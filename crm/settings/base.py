@@ -25,6 +25,8 @@ DEV_ENCRYPTION_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
+# Earlier SECRET_KEYs, still accepted when checking signed tokens and message ids (rotation).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 JWT_SECRET = env.str("JWT_SECRET", default=DEV_JWT_SECRET)
 JWT_ALGORITHMS = ["HS256"]
 # Comma-separated Fernet keys, newest first: new values are encrypted with the first,
@@ -229,7 +231,7 @@ MESSAGING_URL = env.str("MESSAGING_URL", default="")
 MESSAGING_API_KEY = env.str("MESSAGING_API_KEY", default="")
 MESSAGING_TIMEOUT = env.float("MESSAGING_TIMEOUT", default=10.0)
 # Signs the Messaging service's webhook calls (HMAC-SHA256 over "timestamp.body").
-DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 (development only; refused with http)
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"  # noqa: S105 (development only; refused in production)
 MESSAGING_WEBHOOK_SECRET = env.str("MESSAGING_WEBHOOK_SECRET", default=DEV_WEBHOOK_SECRET)
 if MESSAGING_BACKEND == "http" and not (MESSAGING_URL and MESSAGING_API_KEY):
     raise ImproperlyConfigured("MESSAGING_BACKEND=http needs MESSAGING_URL and MESSAGING_API_KEY")

@@ -211,3 +211,26 @@ def test_events_need_a_credential(client, tenant_a):
 def test_malformed_json_is_400(api_a):
     response = api_a.generic("POST", URL, "{not json", content_type="application/json")
     assert response.status_code == 400
+
+
+def test_a_payment_in_a_currency_iso_4217_does_not_have_is_rejected(api_a, tenant_a):
+    def paid(currency: str, event_id: str) -> dict:
+        return event(
+            tenant_a,
+            "teetime.booking.paid",
+            {"email": "a@example.com"},
+            {"bookingId": event_id, "amount": "350.00", "currency": currency},
+            id=event_id,
+        )
+
+    batch = {"events": [paid("ABC", "p-abc"), paid("XTS", "p-xts"), paid("GBP", "p-gbp")]}
+    response = api_a.post(URL, batch, format="json")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == ["p-gbp"]
+    advice = "is not an ISO 4217 currency code; use one such as ZAR or GBP."
+    assert {r["id"]: r["errors"] for r in body["rejected"]} == {
+        "p-abc": {"payload.currency": [f"ABC {advice}"]},
+        "p-xts": {"payload.currency": [f"XTS {advice}"]},
+    }
+    assert list(SyncLogEntry.objects.values_list("event_id", flat=True)) == ["p-gbp"]

@@ -134,3 +134,16 @@ def test_csv_upload_adds_people_and_returns_the_unmatched_rows(console, tenant_a
     bad = SimpleUploadedFile("v.csv", b"name\nAnn\n")
     response = console.post(url, {"file": bad}, follow=True)
     assert "needs an id, email or phone column" in response.content.decode()
+
+
+def test_the_admins_error_file_does_not_hand_spreadsheets_formulas(console, tenant_a):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    segment = segment_create(tenant=tenant_a, data={"name": "VIPs", "type": "STATIC"})
+    upload = SimpleUploadedFile("v.csv", b"email,note\nghost@example.com,=1+cmd|' /C calc'!A0\n")
+    response = console.post(f"/admin/marketing/segment/{segment.pk}/import/", {"file": upload})
+    assert response["Content-Type"].startswith("text/csv")
+    assert response.content.decode().splitlines() == [
+        "email,note,error",
+        "ghost@example.com,'=1+cmd|' /C calc'!A0,No customer with this email.",
+    ]

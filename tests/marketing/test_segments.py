@@ -426,3 +426,39 @@ def test_turning_a_static_segment_dynamic_schedules_its_refresh(api_a, tenant_a)
         f"/api/v1/segments/{static.pk}", {"type": "STATIC", "criteria": {}}, format="json"
     )
     assert back.json()["next_refresh_at"] is None and back.json()["criteria"] == {}
+
+
+def test_the_error_file_does_not_hand_spreadsheets_formulas(api_a, tenant_a):
+    """CSV injection: cells of unmatched rows that a spreadsheet would run as formulas come
+    back with a leading quote (read as text); a corrected file imports with the quote."""
+    ann = person(tenant_a, email="ann@example.com")
+    segment = api_a.post(URL, {"name": "VIPs", "type": "STATIC"}, format="json").json()
+    url = f"{URL}/{segment['id']}/import"
+    text = (
+        "email,=note\r\n"
+        '=HYPERLINK("http://evil.test"),+1+1\r\n'
+        "@SUM(A1),-2\r\n"
+        'ghost@example.com,"\tcmd"\r\n'
+        'ghost2@example.com,"\rcr"\r\n'
+        "ghost3@example.com,it's fine = ok\r\n"
+    )
+    upload = SimpleUploadedFile("vips.csv", text.encode(), content_type="text/csv")
+    result = api_a.post(url, {"file": upload}, format="multipart").json()
+    assert result["unmatched"] == 5
+    rows = list(csv.reader(io.StringIO(result["error_csv"])))
+    assert rows == [
+        ["email", "'=note", "error"],
+        ['\'=HYPERLINK("http://evil.test")', "'+1+1", "Not a valid id, email or phone."],
+        ["'@SUM(A1)", "'-2", "Not a valid id, email or phone."],
+        ["ghost@example.com", "'\tcmd", "No customer with this email."],
+        ["ghost2@example.com", "'\rcr", "No customer with this email."],
+        ["ghost3@example.com", "it's fine = ok", "No customer with this email."],
+    ]
+    assert not SegmentMembership.objects.exists()
+    # The error file, corrected and uploaded again, reads past the quote.
+    quoted = SimpleUploadedFile("fixed.csv", b"phone\n'+27825550123\n", content_type="text/csv")
+    bob = person(tenant_a, phone="+27825550123")
+    fixed = api_a.post(url, {"file": quoted}, format="multipart").json()
+    assert (fixed["matched"], fixed["added"], fixed["unmatched"]) == (1, 1, 0)
+    assert _members(Segment.objects.get(pk=segment["id"])) == {bob.pk}
+    assert ann.pk not in _members(Segment.objects.get(pk=segment["id"]))
