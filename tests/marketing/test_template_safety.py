@@ -15,6 +15,7 @@ from django.utils import timezone
 from customers.models import CustomerProfile
 from marketing import messaging
 from marketing.campaigns import campaign_cancel, campaign_schedule
+from marketing.common import MAX_SEND_ATTEMPTS
 from marketing.delivery import deliver, send_plan
 from marketing.models import (
     Campaign,
@@ -25,13 +26,7 @@ from marketing.models import (
     MessageTemplate,
     RunStatus,
 )
-from marketing.sending import (
-    MAX_SEND_ATTEMPTS,
-    kick_sending_runs,
-    prepare_run,
-    send_run,
-    start_due_campaigns,
-)
+from marketing.sending import campaigns_start_due, run_prepare, run_send, runs_kick
 from marketing.templating import SMS_MAX_LENGTH, render, sample_context
 
 from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion, _template
@@ -74,9 +69,9 @@ def _fresh_backend():
 
 def _run(campaign):
     campaign_schedule(campaign=campaign)
-    start_due_campaigns(now=NOON_JHB + timedelta(minutes=1))
+    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
-    prepare_run(run=run, now=NOON_JHB)
+    run_prepare(run=run, now=NOON_JHB)
     run.refresh_from_db()
     return run
 
@@ -233,7 +228,7 @@ def test_ab_variant_subjects_are_rendered_for_each_recipient(tenant_a):
         },
     )
     run = _run(campaign)
-    send_run(run=run, now_fn=lambda: NOON_JHB)
+    run_send(run=run, now_fn=lambda: NOON_JHB)
     assert mail.outbox
     for email in mail.outbox:
         first = email.to[0].split("@")[0].title()
@@ -295,12 +290,12 @@ def test_a_row_in_doubt_after_its_last_attempt_fails_and_the_run_completes(tenan
     Message.objects.filter(run=run, address="fresh@example.com").update(
         status=MessageStatus.SENDING, send_after=long_ago, attempts=1
     )
-    kick_sending_runs(now=timezone.now())
+    runs_kick(now=timezone.now())
     spent = Message.objects.get(run=run, address="spent@example.com")
     assert spent.status == MessageStatus.FAILED
     assert spent.error.startswith(f"No outcome after {MAX_SEND_ATTEMPTS} attempts")
     assert Message.objects.get(run=run, address="fresh@example.com").status == "QUEUED"
-    send_run(run=run, now_fn=lambda: NOON_JHB)  # the one with attempts left is sent again
+    run_send(run=run, now_fn=lambda: NOON_JHB)  # the one with attempts left is sent again
     assert [e.to for e in mail.outbox] == [["fresh@example.com"]]
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
@@ -333,7 +328,7 @@ def test_cancel_settles_every_open_row(tenant_a):
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     # The sweep has nothing to put back, and the cancelled run gets no sender.
-    kick_sending_runs(now=timezone.now() + timedelta(hours=1))
+    runs_kick(now=timezone.now() + timedelta(hours=1))
     assert set(Message.objects.filter(run=run).values_list("status", flat=True)) == {"CANCELLED"}
     # The worker that held the row finishes: the backend took it, so the row says SENT.
     campaign = Campaign.objects.select_related("tenant").get(pk=campaign.pk)
