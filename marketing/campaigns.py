@@ -52,6 +52,7 @@ from .templating import render, sample_context, subject_validate
 EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED)
 OPEN_RUN = (RunStatus.PREPARING, RunStatus.SENDING, RunStatus.TESTING)
 MIN_CRON_INTERVAL = timedelta(hours=1)
+SUBJECT_MAX_LENGTH = MessageTemplate._meta.get_field("subject").max_length
 CAMPAIGN_FIELDS = (
     "name",
     "description",
@@ -164,6 +165,8 @@ def _validate_ab(tenant, ab_test, channels, add) -> None:
         subject = variant.get("subject") or ""
         if not isinstance(subject, str):
             add(f"ab_test.variants[{index}].subject", "Expected text.")
+        elif len(subject) > SUBJECT_MAX_LENGTH:  # as long as a template's subject may be
+            add(f"ab_test.variants[{index}].subject", f"At most {SUBJECT_MAX_LENGTH} characters.")
         elif subject:
             # Rendered for every recipient like a template's subject: same engine, same rules.
             try:

@@ -214,6 +214,11 @@ def test_ab_variant_subjects_are_validated_like_template_subjects(api_a, tenant_
     assert list(fields) == ["ab_test.variants[1].subject"]
     assert fields["ab_test.variants[1].subject"][0].startswith("Template error: The {% include")
     assert not Campaign.objects.filter(name="AB").exists()
+    body["ab_test"]["variants"][1]["subject"] = "x" * 201
+    response = api_a.post("/api/v1/campaigns", body, format="json")
+    assert response.json()["error"]["fields"] == {
+        "ab_test.variants[1].subject": ["At most 200 characters."]
+    }
 
 
 def test_ab_variant_subjects_are_rendered_for_each_recipient(tenant_a):
