@@ -169,9 +169,8 @@ def _expressions(node) -> Iterator[FilterExpression]:
             item = stack.pop()
             if isinstance(getattr(item, "value", None), FilterExpression):
                 yield item.value
-            stack.extend(
-                x for x in (getattr(item, "first", None), getattr(item, "second", None)) if x
-            )
+            operands = (getattr(item, "first", None), getattr(item, "second", None))
+            stack.extend(operand for operand in operands if operand is not None)
 
 
 def _check_lookups(template: DjangoTemplate) -> None:
