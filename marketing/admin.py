@@ -330,10 +330,17 @@ class MessageTemplateAdmin(TenantScopedAdminMixin, ModelAdmin):
         extra_context = dict(extra_context or {})
         template = self.get_object(request, object_id) if object_id else None
         if template is not None:
-            extra_context["preview"] = render(
-                template,
-                sample_context(template.tenant, template.club.name if template.club else ""),
-            )
+            try:
+                extra_context["preview"] = render(
+                    template,
+                    sample_context(template.tenant, template.club.name if template.club else ""),
+                )
+            except ValidationError as exc:  # saved before today's rules: say why, don't 500
+                extra_context["preview_errors"] = [
+                    f"{field}: {problem}"
+                    for field, problems in exc.message_dict.items()
+                    for problem in problems
+                ]
         return super().changeform_view(request, object_id, form_url, extra_context)
 
 

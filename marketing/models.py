@@ -169,7 +169,7 @@ CHANNEL_CHOICES = Channel.choices
 
 
 class MessageTemplate(TenantOwnedModel):
-    """A message for one channel, written in the Django template language with a fixed
+    """A message for one channel, written in a restricted Django template language with a fixed
     context (see docs/campaigns.md). Email has a subject, HTML and text; the other channels
     a body."""
 
