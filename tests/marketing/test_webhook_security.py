@@ -17,6 +17,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from customers.models import Activity, ConsentRecord, CustomerProfile
+from marketing.common import UNSUBSCRIBE_SALT, message_identity
 from marketing.delivery import unsubscribe_url
 from marketing.interactions import (
     TRACK_SALT,
@@ -26,7 +27,6 @@ from marketing.interactions import (
     webhook_signature,
 )
 from marketing.models import Interaction, Message, MessageStatus, Suppression
-from marketing.common import UNSUBSCRIBE_SALT, message_identity
 
 from . import test_interactions
 from .test_interactions import URL, _event, _post
