@@ -15,7 +15,7 @@ from crm.api.views import TenantScopedAPIMixin
 from customers.erasure import customer_erase
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
-from customers.selectors import customer_list, merge_suggestion_list
+from customers.selectors import customer_list, customer_live, merge_suggestion_list
 from customers.services import (
     identity_resolve,
     merge_suggestion_accept,
@@ -111,7 +111,14 @@ class CustomerViewSet(
     def get_queryset(self):
         if self.action == "list":
             return customer_list(tenant=self.tenant)
-        return super().get_queryset()
+        return customer_live(tenant=self.tenant)
+
+    def filter_queryset(self, queryset):
+        # The list's filters (``?status=ERASED`` among them) select what a list shows; on a
+        # detail route they must not widen what may be read or written.
+        if self.action == "list":
+            return super().filter_queryset(queryset)
+        return queryset
 
     def _hints(self, data):
         serializer = HintsSerializer(data=data, context=self.get_serializer_context())
@@ -201,6 +208,8 @@ class CustomerViewSet(
         winner = self.get_object()
         serializer = MergeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # The loser may be any of the tenant's profiles: a merged or erased one is refused by
+        # profile_merge with a 400 that says why (the winner is live: get_object above).
         loser = get_object_or_404(
             CustomerProfile.objects.for_tenant(self.tenant),
             pk=serializer.validated_data["loser_id"],
