@@ -7,14 +7,17 @@ import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .models import REGION_DEFAULTS, ApiKey, Club, StaffMembership, StaffRole, Tenant
+from .scopes import DEFAULT_API_KEY_SCOPES, unknown_scopes
 from .selectors import tenant_cached
 
 API_KEY_PREFIX = "crm"
@@ -109,9 +112,15 @@ class IssuedApiKey:
 
 
 def api_key_create(
-    *, tenant: Tenant, name: str, created_by=None, scopes: list[str] | None = None
+    *, tenant: Tenant, name: str, created_by=None, scopes: Iterable[str] | None = None
 ) -> IssuedApiKey:
-    """Issue a key. ``raw_key`` is returned this once and never stored."""
+    """Issue a key with ``scopes`` (``crm.scopes``; None: ``DEFAULT_API_KEY_SCOPES``; an
+    empty list: a key that can only read its tenant). ``raw_key`` is returned this once and
+    never stored."""
+    scopes = sorted(set(DEFAULT_API_KEY_SCOPES if scopes is None else scopes))
+    unknown = unknown_scopes(scopes)
+    if unknown:
+        raise ValidationError({"scopes": [f"Unknown scope(s): {', '.join(unknown)}."]})
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     raw_key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
@@ -120,7 +129,7 @@ def api_key_create(
         name=name,
         prefix=prefix,
         key_hash=_hash_secret(raw_key),
-        scopes=scopes or [],
+        scopes=scopes,
         created_by=created_by,
     )
     api_key.full_clean(exclude=["prefix", "key_hash", "created_by"])

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
+from crm.scopes import CUSTOMERS_READ, CUSTOMERS_WRITE, EVENTS_WRITE, PRIVACY_ERASE
 from customers.erasure import customer_erase
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
@@ -106,6 +107,7 @@ class CustomerViewSet(
     queryset = CustomerProfile.objects.all()
     serializer_class = CustomerOutputSerializer
     filterset_class = CustomerFilter
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE, "erase": PRIVACY_ERASE}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
@@ -286,6 +288,7 @@ class NoteViewSet(
 
     queryset = Note.objects.all()
     serializer_class = NoteSerializer
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE}
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
@@ -310,6 +313,8 @@ class NoteViewSet(
 
 class EventIngestView(TenantScopedAPIMixin, APIView):
     """Events from the platform's services, one or up to 1,000 at a time."""
+
+    required_scopes = {"read": EVENTS_WRITE, "write": EVENTS_WRITE}  # read: OPTIONS only
 
     @extend_schema(
         request=EventBatchSerializer,
@@ -360,6 +365,7 @@ class MergeSuggestionViewSet(
 
     queryset = MergeSuggestion.objects.all()
     serializer_class = MergeSuggestionSerializer
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE}
     filterset_fields = ["status"]
 
     def get_queryset(self):
