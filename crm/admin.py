@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -9,9 +10,11 @@ from django.contrib.auth.models import Group, User
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
 from .admin_mixins import TenantScopedAdminMixin
 from .models import ApiKey, Club, StaffMembership, Tenant
+from .scopes import DEFAULT_API_KEY_SCOPES, SCOPES
 from .services import api_key_create, api_key_revoke
 
 admin.site.unregister(User)
@@ -84,21 +87,47 @@ class StaffMembershipAdmin(TenantScopedAdminMixin, ModelAdmin):
     autocomplete_fields = ["user"]
 
 
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope}: {text}") for scope, text in SCOPES.items()],
+        initial=list(DEFAULT_API_KEY_SCOPES),
+        required=False,
+        widget=UnfoldAdminCheckboxSelectMultipleWidget,
+        help_text="What the key may do (docs/api.md). Fixed once issued: issue a new key to "
+        "change them.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "name", "scopes"]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
     """API keys: the key is shown once, when it is created; only its prefix stays visible."""
+
+    form = ApiKeyForm
 
     list_display = ["name", "tenant", "prefix", "status", "last_used_at", "created_at"]
     list_filter = ["tenant"]
     list_select_related = ["tenant"]
     search_fields = ["name", "prefix"]
-    fields = ["tenant", "name", "prefix", "created_by", "last_used_at", "revoked_at", "created_at"]
+    fields = [
+        "tenant",
+        "name",
+        "scopes",
+        "prefix",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+        "created_at",
+    ]
     readonly_fields = ["prefix", "created_by", "last_used_at", "revoked_at", "created_at"]
     actions = ["revoke_keys"]
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None:  # a key's tenant and name are fixed once issued
-            return ["tenant", "name", *self.readonly_fields]
+        if obj is not None:  # a key's tenant, name and scopes are fixed once issued
+            return ["tenant", "name", "scopes", *self.readonly_fields]
         return self.readonly_fields
 
     @display(description="Status", label={"active": "success", "revoked": "danger"})
@@ -112,7 +141,12 @@ class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied("You cannot issue keys for this tenant.")
-        issued = api_key_create(tenant=obj.tenant, name=obj.name, created_by=request.user)
+        issued = api_key_create(
+            tenant=obj.tenant,
+            name=obj.name,
+            created_by=request.user,
+            scopes=form.cleaned_data.get("scopes") or [],
+        )
         # The admin redirects using obj.pk, so point it at the issued row.
         obj.pk = issued.api_key.pk
         obj.prefix = issued.api_key.prefix
