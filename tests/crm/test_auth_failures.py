@@ -4,8 +4,8 @@ and token guessing gets a 429 quickly, and a Redis outage does not lock anyone o
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from crm.api.auth_failures import auth_failures_check, auth_failures_record
 
