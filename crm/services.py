@@ -87,6 +87,34 @@ def staff_membership_set(
     return membership
 
 
+def staff_member_create(
+    *,
+    tenant: Tenant,
+    username: str,
+    password: str,
+    email: str = "",
+    role: str = StaffRole.SUPPORT,
+    club: Club | None = None,
+) -> StaffMembership:
+    """A new staff login with a role in ``tenant`` (what a tenant admin may do).
+
+    Never touches an existing user: a taken username is refused, so nobody can take over or
+    reset another tenant's login by naming it.
+    """
+    user_model = get_user_model()
+    taken = ValidationError({"new_username": ["This username is taken."]})
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise taken
+    user = user_model(username=username, email=email, is_staff=True)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+            return StaffMembership.objects.create(tenant=tenant, user=user, role=role, club=club)
+    except IntegrityError as exc:  # the same name, created a moment ago
+        raise taken from exc
+
+
 def staff_user_create(
     *, tenant: Tenant, username: str, password: str, role: str = StaffRole.ADMIN, email: str = ""
 ):
