@@ -152,9 +152,7 @@ def test_tenant_admin_adds_a_new_staff_login(console_a, tenant_a):
     assert (membership.tenant_id, membership.role) == (tenant_a.pk, StaffRole.MARKETER)
 
 
-def test_tenant_admin_cannot_see_take_over_or_add_other_tenants_users(
-    console_a, tenant_a, staff_b
-):
+def test_tenant_admin_cannot_see_take_over_or_add_other_tenants_users(console_a, tenant_a, staff_b):
     form = console_a.get("/admin/crm/staffmembership/add/").content.decode()
     picked = console_a.post(
         "/admin/crm/staffmembership/add/",
