@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from crm.scopes import ALL_SCOPES
 from crm.services import api_key_create
 
 from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
@@ -86,7 +87,15 @@ def make_jwt():
         secret: str | None = None,
         scope: str = "customers:read",
     ) -> str:
-        claims: dict = {"sub": sub, "scope": scope, "exp": int(time.time()) + exp_in}
+        now = int(time.time())
+        claims: dict = {
+            "sub": sub,
+            "scope": scope,
+            "iat": now,
+            "exp": now + exp_in,
+            "aud": settings.JWT_AUDIENCE,
+            "iss": settings.JWT_ISSUER,
+        }
         if tenant_id is not None:
             claims["tenant_id"] = tenant_id
         return jwt.encode(claims, secret or settings.JWT_SECRET, algorithm="HS256")
@@ -96,7 +105,8 @@ def make_jwt():
 
 @pytest.fixture
 def api_key_a(tenant_a):
-    return api_key_create(tenant=tenant_a, name="TeeTime service")
+    """A tenant-A key with every scope (the tests of scopes themselves make narrower ones)."""
+    return api_key_create(tenant=tenant_a, name="TeeTime service", scopes=ALL_SCOPES)
 
 
 @pytest.fixture
@@ -110,6 +120,6 @@ def api_a(api_key_a):
 @pytest.fixture
 def api_b(tenant_b):
     client = APIClient()
-    issued = api_key_create(tenant=tenant_b, name="SCL service")
+    issued = api_key_create(tenant=tenant_b, name="SCL service", scopes=ALL_SCOPES)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {issued.raw_key}")
     return client

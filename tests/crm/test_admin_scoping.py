@@ -112,3 +112,81 @@ def test_login_is_locked_after_repeated_failures(client, staff_a, settings):
 
     assert response.status_code == 429
     assert "_auth_user_id" not in client.session
+
+
+def test_list_filters_name_only_the_staff_users_tenants(console_a, tenant_a, tenant_b, club_a):
+    for screen in ("club", "staffmembership", "apikey"):
+        page = console_a.get(f"/admin/crm/{screen}/").content.decode()
+
+        assert tenant_b.name not in page, screen
+        assert str(tenant_b.pk) not in page, screen
+
+
+def test_superusers_filters_name_every_tenant(client, tenant_a, tenant_b, club_a, club_b):
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(root)
+
+    page = client.get("/admin/crm/club/").content.decode()
+
+    assert f"tenant__id__exact={tenant_a.pk}" in page
+    assert f"tenant__id__exact={tenant_b.pk}" in page
+
+
+def test_tenant_admin_adds_a_new_staff_login(console_a, tenant_a):
+    response = console_a.post(
+        "/admin/crm/staffmembership/add/",
+        {
+            "tenant": str(tenant_a.pk),
+            "new_username": "sipho",
+            "new_email": "sipho@links-a.example",
+            "new_password": "a-long-enough-passphrase-42",
+            "role": StaffRole.MARKETER,
+        },
+    )
+
+    assert response.status_code == 302
+    sipho = get_user_model().objects.get(username="sipho")
+    assert sipho.is_staff and not sipho.is_superuser
+    assert sipho.check_password("a-long-enough-passphrase-42")
+    membership = sipho.crm_memberships.get()
+    assert (membership.tenant_id, membership.role) == (tenant_a.pk, StaffRole.MARKETER)
+
+
+def test_tenant_admin_cannot_see_take_over_or_add_other_tenants_users(console_a, tenant_a, staff_b):
+    form = console_a.get("/admin/crm/staffmembership/add/").content.decode()
+    picked = console_a.post(
+        "/admin/crm/staffmembership/add/",
+        {"tenant": str(tenant_a.pk), "user": str(staff_b.pk), "role": StaffRole.ADMIN},
+    )
+    named = console_a.post(
+        "/admin/crm/staffmembership/add/",
+        {
+            "tenant": str(tenant_a.pk),
+            "new_username": staff_b.username,
+            "new_password": "a-long-enough-passphrase-42",
+            "role": StaffRole.ADMIN,
+        },
+    )
+
+    assert staff_b.username not in form
+    assert "Select a valid choice" in picked.content.decode()
+    assert "This username is taken." in named.content.decode()
+    staff_b.refresh_from_db()
+    assert not staff_b.check_password("a-long-enough-passphrase-42")
+    assert list(staff_b.crm_memberships.values_list("tenant__slug", flat=True)) == ["parkland-b"]
+
+
+def test_tenant_admin_cannot_add_staff_to_another_tenant(console_a, tenant_b):
+    response = console_a.post(
+        "/admin/crm/staffmembership/add/",
+        {
+            "tenant": str(tenant_b.pk),
+            "new_username": "mole",
+            "new_password": "a-long-enough-passphrase-42",
+            "role": StaffRole.ADMIN,
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    assert not get_user_model().objects.filter(username="mole").exists()
