@@ -97,6 +97,8 @@ class Computed:
     evaluate: Callable[[Any, str, Any, dict, Context], bool]
     params: Callable[[Any, Any], dict] | None = None  # (raw params, context) -> clean params
     operators: tuple[str, ...] | None = None
+    # For editors, the params it takes: ({"name", "type", "label", "required", "choices"}, ...)
+    params_fields: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,11 @@ class FieldRegistry:
                 "group": f.group,
                 "operators": list(f.operators),
                 **({"choices": list(f.choices)} if f.choices else {}),
+                **(
+                    {"params": [dict(p) for p in f.computed.params_fields]}
+                    if f.computed and f.computed.params_fields
+                    else {}
+                ),
             }
             for f in self.fields.values()
         ]
