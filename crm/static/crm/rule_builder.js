@@ -99,7 +99,8 @@
       try {
         const parsed = JSON.parse(text);
         if (isGroup(parsed)) return parsed;
-        if (parsed && typeof parsed === "object" && !Object.keys(parsed).length) {
+        if (parsed === null) return { combinator: "AND", rules: [] };
+        if (typeof parsed === "object" && !Array.isArray(parsed) && !Object.keys(parsed).length) {
           return { combinator: "AND", rules: [] };
         }
         this.rawProblem = 'Expected a group: {"combinator": "AND" | "OR", "rules": [...]}.';
@@ -137,8 +138,10 @@
       const tenant = this.tenant();
       const url = new URL(this.config.fields_url, window.location.href);
       if (tenant) url.searchParams.set("tenant", tenant);
+      const loading = (this.loading = (this.loading || 0) + 1);
       try {
         const response = await fetch(url, { headers: { Accept: "application/json" } });
+        if (loading !== this.loading) return;  // the tenant changed meanwhile: a newer load
         if (response.ok) {
           const body = await response.json();
           this.fields = body.fields || [];
@@ -284,10 +287,26 @@
         onclick: () => this.applyRaw(),
         text: "Apply JSON",
       });
-      this.rawBox = h("details", { class: "rb-raw", open: this.rawProblem ? true : null },
-        h("summary", { text: "Rules as JSON (for power users)" }),
+      // A disclosure button rather than <details>: the admin theme's own handlers get in
+      // the way of <summary> clicks.
+      const panelId = `${this.id}-raw-panel`;
+      const panel = h("div", { id: panelId, class: "rb-raw-panel", hidden: !this.rawProblem },
         h("label", { for: rawId, class: "rb-label", text: "Criteria JSON" }),
         this.raw, h("div", { class: "rb-raw-actions" }, apply, this.rawError));
+      const toggle = h("button", {
+        type: "button", class: "rb-button rb-raw-toggle", "aria-controls": panelId,
+        "aria-expanded": this.rawProblem ? "true" : "false", "data-testid": "rule-json-toggle",
+        onclick: () => {
+          const open = toggle.getAttribute("aria-expanded") !== "true";
+          toggle.setAttribute("aria-expanded", open ? "true" : "false");
+          panel.hidden = !open;
+          if (open && this.rawInitial === undefined) {
+            this.raw.value = JSON.stringify(this.state, null, 2);
+          }
+        },
+        text: "Rules as JSON (for power users)",
+      });
+      this.rawBox = h("div", { class: "rb-raw" }, toggle, panel);
       this.root.append(
         h("div", { class: "rb-status" }, this.countOutput), this.tree, this.rawBox,
       );
@@ -482,7 +501,8 @@
 
     labelled(id, text, control, suffix) {
       return h("span", { class: "rb-control" },
-        h("label", { for: id, class: "rb-label", text }), control, suffix || null);
+        h("label", { for: id, class: "rb-label", text }),
+        suffix ? h("span", { class: "rb-with-unit" }, control, suffix) : control);
     }
 
     drawValue(rule, spec, path, base, errorsId) {
