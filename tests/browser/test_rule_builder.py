@@ -17,8 +17,9 @@ from playwright.sync_api import expect
 
 from customers.models import CustomerProfile
 from marketing.models import Segment
+from marketing.segments import segment_create
 from tests.customers.helpers import person
-from tests.factories import StaffMembershipFactory, TenantFactory, UserFactory
+from tests.factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
 
 from .test_admin_console import PASSWORD, _login
 
@@ -209,3 +210,33 @@ def test_keyboard_tabs_through_a_rules_controls(page, live_server, tenant):
     page.keyboard.press("Enter")  # removes the rule; the focus goes back to "+ Rule"
     expect(page.locator("[data-testid=rule]")).to_have_count(0)
     expect(page.locator("[data-testid=add-rule]").first).to_be_focused()
+
+
+def test_id_fields_offer_names_and_computed_fields_ask_for_their_params(page, live_server, tenant):
+    ClubFactory(tenant=tenant, name="Links A Country Club")
+    members = {"rules": [{"field": "lifecycle_stage", "operator": "eq", "value": "MEMBER"}]}
+    segment_create(tenant=tenant, data={"name": "All members", "criteria": members})
+    _open_new_segment(page, live_server, tenant)
+    page.click("[data-testid=add-rule]")
+    rule = _rule(page, 0)
+    rule.locator("[data-testid=rule-field]").select_option(label="Home club")
+    expect(rule.locator("[data-testid=rule-value] option")).to_have_text(
+        ["Choose…", "Links A Country Club"]
+    )
+    rule.locator("[data-testid=rule-field]").select_option(
+        label="Member of segment (eq: of this one; in: of any; neq: not of this one)"
+    )
+    rule.locator("[data-testid=rule-value]").select_option(label="All members")
+    count = page.locator("[data-testid=rule-count]")
+    expect(count).to_have_text("0 customers match")  # not refreshed yet: no members
+
+    rule.locator("[data-testid=rule-field]").select_option(
+        label="Activities in the last N days (optionally of a type or category)"
+    )
+    expect(rule.get_by_label("In the last (days)")).to_have_value("30")
+    rule.locator("[data-testid=rule-value]").fill("0")
+    expect(count).to_have_text("4 customers match")  # nobody did anything in 30 days
+    rule.get_by_label("In the last (days)").fill("0")
+    expect(rule.locator("[data-testid=rule-errors]")).to_contain_text(
+        "days must be a whole number from 1 to 3650."
+    )

@@ -310,6 +310,10 @@
       this.root.append(
         h("div", { class: "rb-status" }, this.countOutput), this.tree, this.rawBox,
       );
+      // Enter in a half-typed value should not save the whole form.
+      this.tree.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && event.target.tagName === "INPUT") event.preventDefault();
+      });
     }
 
     applyRaw() {
