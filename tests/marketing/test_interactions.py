@@ -20,8 +20,8 @@ from marketing.campaigns import campaign_stats
 from marketing.common import message_identity
 from marketing.interactions import message_by_identity, webhook_signature
 from marketing.models import Interaction, Message, MessageStatus, Suppression
-
-from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
+from tests.factories import MessageTemplateFactory
+from tests.marketing.builders import NOON_JHB, make_campaign, make_member, run_to_completion
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/webhooks/messaging"
@@ -47,14 +47,14 @@ def _backend_cache():
 @pytest.fixture
 def sent(tenant_a):
     """One email sent to Ann, who had opted in."""
-    ann = _member(
+    ann = make_member(
         tenant_a,
         "ann@example.com",
         email_opt_in=True,
         email_consent_at=timezone.now() - timedelta(days=30),
     )
-    campaign = _campaign(tenant_a, scheduled_at=timezone.now() + timedelta(minutes=1))
-    run = _run_to_completion(campaign, now=timezone.now())
+    campaign = make_campaign(tenant_a, scheduled_at=timezone.now() + timedelta(minutes=1))
+    run = run_to_completion(campaign, now=timezone.now())
     message = Message.objects.get(run=run)
     assert message.status == MessageStatus.SENT
     return ann, campaign, message
@@ -240,14 +240,14 @@ def test_open_pixel_and_click_redirect(client, sent):
 def test_links_in_html_go_through_the_click_redirect(tenant_a):
     from marketing.templating import render, sample_context
 
-    from .test_campaigns import _template
-
-    _member(tenant_a, "links@example.com", email_opt_in=True)
-    template = _template(tenant_a, html_body='<a href="https://club.example/?a=1&b=2">Book</a>')
-    campaign = _campaign(
+    make_member(tenant_a, "links@example.com", email_opt_in=True)
+    template = MessageTemplateFactory(
+        tenant=tenant_a, html_body='<a href="https://club.example/?a=1&b=2">Book</a>'
+    )
+    campaign = make_campaign(
         tenant_a, email_template=template, scheduled_at=timezone.now() + timedelta(minutes=1)
     )
-    _run_to_completion(campaign, now=timezone.now())
+    run_to_completion(campaign, now=timezone.now())
     html = mail.outbox[0].alternatives[0].content
     assert "https://club.example" not in html.split("Unsubscribe")[0]
     assert "/t/c/" in html
@@ -272,13 +272,13 @@ def test_an_unsubscribe_link_still_works_a_month_later(client, sent):
 def test_an_sms_stop_clears_sms_only(client, tenant_a):
     from marketing.models import MessageTemplate
 
-    bob = _member(
+    bob = make_member(
         tenant_a, "bob@example.com", email_opt_in=True, sms_opt_in=True, phone="+27825550404"
     )
     sms = MessageTemplate.objects.create(
         tenant=tenant_a, name="SMS", channel="sms", body="Tee times open, {{ first_name }}"
     )
-    campaign = _campaign(
+    campaign = make_campaign(
         tenant_a,
         channels=["sms"],
         email_template=None,
@@ -287,7 +287,7 @@ def test_an_sms_stop_clears_sms_only(client, tenant_a):
     )
     campaign.email_template = None
     campaign.save()
-    run = _run_to_completion(campaign, now=timezone.now())
+    run = run_to_completion(campaign, now=timezone.now())
     message = Message.objects.get(run=run, channel="sms")
     assert message.status == MessageStatus.SENT
     _post(client, [_event(message, "unsubscribed", "stop-1", data={"keyword": "STOP"})])
