@@ -129,16 +129,12 @@ def test_erasing_another_tenants_customer_is_404(api_b, api_a, tenant_a):
     assert erin.status == ProfileStatus.ACTIVE
 
 
-def test_admin_erasure_needs_a_confirmation_and_the_admin_role(client, api_a, tenant_a, staff_a):
-    from crm.models import StaffRole
-    from tests.factories import StaffMembershipFactory, UserFactory
-
+def test_admin_erasure_needs_a_confirmation_and_the_admin_role(
+    client, api_a, tenant_a, staff_a, marketer_a
+):
     erin = _person_with_history(api_a, tenant_a)
     url = f"/admin/customers/customerprofile/{erin.pk}/erase/"
-    marketer = StaffMembershipFactory(
-        tenant=tenant_a, user=UserFactory(username="mark"), role=StaffRole.MARKETER
-    ).user
-    client.force_login(marketer)
+    client.force_login(marketer_a)
     assert client.get(url).status_code == 403
     client.force_login(staff_a)
     page = client.get(url)
