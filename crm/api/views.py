@@ -31,10 +31,10 @@ class TenantScopedAPIMixin:
         return self.request.user.tenant  # type: ignore[attr-defined]
 
     def get_queryset(self):
-        return super().get_queryset().for_tenant(self.tenant)
+        return super().get_queryset().for_tenant(self.tenant)  # type: ignore[misc]
 
     def get_serializer_context(self):
-        context = super().get_serializer_context()
+        context = super().get_serializer_context()  # type: ignore[misc]
         context["tenant"] = self.tenant if getattr(self, "request", None) else None
         return context
 

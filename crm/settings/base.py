@@ -227,6 +227,7 @@ UNFOLD = {
 # --- Email (the local messaging backend) -------------------------------------------------------
 # EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://) or consolemail:// (demo).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_BACKEND: str  # set by the line above; declared for the type checker
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Club CRM <crm@localhost>")
 # Where recipients reach the CRM (unsubscribe, open and click links).
