@@ -115,4 +115,5 @@ class TenantScopedAdminMixin:
     def save_model(self, request, obj, form, change) -> None:
         if not self._can_write(request, obj):
             raise PermissionDenied("You cannot write to this tenant.")
-        super().save_model(request, obj, form, change)
+        # ModelAdmin comes after this mixin in the MRO; mypy cannot see it.
+        super().save_model(request, obj, form, change)  # type: ignore[misc]

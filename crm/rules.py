@@ -234,6 +234,7 @@ def _parse_group(raw, path, reg, errors, depth, context) -> Group | None:
         errors.add(path, f"Groups nest at most {MAX_DEPTH} deep.")
         return None
     parsed = []
+    result: Group | Rule | None
     for index, item in enumerate(rules):
         errors.count += 1
         if errors.count > MAX_RULES:
@@ -261,7 +262,7 @@ def _parse_rule(raw, path, reg, errors, context) -> Rule | None:
         errors.add(_join(path, "field"), f"Unknown field {name!r}.")
         return None
     operator = raw.get("operator")
-    if operator not in spec.operators:
+    if not isinstance(operator, str) or operator not in spec.operators:
         errors.add(
             _join(path, "operator"),
             f"{operator!r} does not apply to {spec.name} ({spec.type}); use one of "

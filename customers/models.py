@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
@@ -168,7 +169,7 @@ class CustomerProfile(TenantOwnedModel):
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
 
-    objects = CustomerProfileManager()
+    objects: ClassVar[CustomerProfileManager] = CustomerProfileManager()
 
     @property
     def is_live(self) -> bool:

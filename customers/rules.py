@@ -94,7 +94,7 @@ def _activity_eval(obj: Any, op: str, value: Any, params: dict, ctx: Context) ->
 
 def register_customer_fields() -> None:
     fields = registry("customer")
-    text = {"type": T.STRING, "blank_is_null": True}
+    text: dict[str, Any] = {"type": T.STRING, "blank_is_null": True}
     consent = []
     for channel, label in Channel.choices:
         consent += [

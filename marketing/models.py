@@ -109,7 +109,7 @@ class Segment(TenantOwnedModel):
 # Memberships and changes are derived (a refresh recomputes them) and written hundreds of
 # thousands at a time, so they carry no database foreign-key constraints: the deferred checks
 # of a 300,000-member refresh cost more than the refresh. Django's on_delete still cascades.
-_DERIVED = {"db_index": False, "db_constraint": False}
+_DERIVED: dict = {"db_index": False, "db_constraint": False}
 
 
 class SegmentMembership(TenantOwnedModel):

@@ -136,7 +136,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT: Path | None = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -227,6 +227,7 @@ UNFOLD = {
 # --- Email (the local messaging backend) -------------------------------------------------------
 # EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://) or consolemail:// (demo).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_BACKEND: str  # set by the line above; declared for the type checker
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Club CRM <crm@localhost>")
 # Where recipients reach the CRM (unsubscribe, open and click links).

@@ -8,10 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from customers.models import CustomerProfile
+from tests.browser.helpers import login
 from tests.customers.helpers import person
-from tests.factories import StaffMembershipFactory, TenantFactory, UserFactory
-
-from .test_admin_console import PASSWORD, _login
+from tests.factories import PASSWORD, StaffMembershipFactory, TenantFactory, UserFactory
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def tenant(transactional_db):
 
 
 def test_build_preview_save_refresh_and_list_members(page, live_server, tenant):
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/marketing/segment/add/")
     page.select_option("select[name=tenant]", str(tenant.pk))
     page.fill("input[name=name]", "Members")
