@@ -19,9 +19,15 @@ from customers.models import CustomerProfile
 from marketing.models import Segment
 from marketing.segments import segment_create
 from tests.customers.helpers import person
-from tests.factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    ClubFactory,
+    StaffMembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
 
-from .test_admin_console import PASSWORD, _login
+from .helpers import login
 
 SHOTS = Path(
     os.environ.get("RULE_BUILDER_SCREENSHOTS") or Path(settings.BASE_DIR) / "var" / "screenshots"
@@ -57,7 +63,7 @@ def _rule(page, n: int):
 
 
 def _open_new_segment(page, live_server, tenant) -> None:
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/marketing/segment/add/")
     page.select_option("select[name=tenant]", str(tenant.pk))
     page.fill("input[name=name]", "Competitive or valuable members")
