@@ -1,10 +1,13 @@
-"""Staff console: customers (fast on a million rows) with their timeline and notes,
-merge-suggestion review, and the sync log with replay."""
+"""Staff console: customers (fast on a million rows) and the customer page (a header card,
+the timeline and notes as its body, segments, messages and merges beside them, the raw
+fields folded away for tenant admins), merge-suggestion review, and the sync log with
+replay."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -16,7 +19,9 @@ from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.formatting import money_format
 from crm.models import StaffRole, Tenant
+from crm.registry import customer_panels
 from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
 from .erasure import customer_erase
@@ -24,15 +29,19 @@ from .events import Category
 from .identity import normalize_email, normalize_phone
 from .ingest import events_replay
 from .models import (
+    CHANNELS,
     CONSENT_FIELDS,
     IDENTITY_FIELDS,
     MEMBERSHIP_FIELDS,
     METRIC_FIELDS,
+    AliasKind,
+    Channel,
     ConsentRecord,
     CustomerProfile,
     IdentityAlias,
     MergeSuggestion,
     NoteType,
+    ProfileMerge,
     SuggestionStatus,
     SyncLogEntry,
     SyncStatus,
@@ -41,6 +50,19 @@ from .services import merge_suggestion_dismiss, profile_merge
 from .timeline import Author, note_create, note_list, note_update, timeline_page
 
 TIMELINE_PAGE_SIZE = 25
+MERGES_SHOWN = 10
+
+# Membership statuses arrive as SCL's free text; the page shows them as coloured badges.
+MEMBERSHIP_STATUS_TONES = {
+    "ACTIVE": "success",
+    "CURRENT": "success",
+    "PENDING": "info",
+    "LAPSED": "warning",
+    "SUSPENDED": "warning",
+    "RESIGNED": "danger",
+    "CANCELLED": "danger",
+    "EXPIRED": "danger",
+}
 
 STAFF_WRITE_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER, StaffRole.SUPPORT)
 
@@ -87,6 +109,13 @@ class IdentityAliasInline(TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _snapshot_name(snapshot: dict | None) -> str:
+    """Who a merged-away profile was: its name, else its email or phone (the snapshot)."""
+    snapshot = snapshot or {}
+    name = f"{snapshot.get('first_name') or ''} {snapshot.get('last_name') or ''}".strip()
+    return name or snapshot.get("email") or snapshot.get("phone") or ""
 
 
 def _phone_regions(request) -> list[str]:
@@ -161,6 +190,44 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
 
+    #: What non-admin staff may correct on the customer page (folded away below the body).
+    staff_fieldsets = [
+        (
+            "Edit details",
+            {
+                "fields": [
+                    "first_name",
+                    "last_name",
+                    "date_of_birth",
+                    "home_club",
+                    "lifecycle_stage",
+                    "tags",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
+
+    def _is_tenant_admin(self, request, obj) -> bool:
+        if request.user.is_superuser:
+            return True
+        admins = staff_tenant_ids_with_role(user=request.user, roles=(StaffRole.ADMIN,))
+        return obj is not None and obj.tenant_id in admins
+
+    def get_fieldsets(self, request, obj=None):
+        # The raw record (every column) is for tenant admins, folded; the page above it is
+        # what everyone else reads.
+        if not self._is_tenant_admin(request, obj):
+            return self.staff_fieldsets
+        return [(name, {**options, "classes": ["collapse"]}) for name, options in self.fieldsets]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if self._is_tenant_admin(request, obj) else []
+
+    def get_queryset(self, request):
+        # The customer page's header reads the club and the tenant's currency.
+        return super().get_queryset(request).select_related("home_club", "tenant")
+
     def has_add_permission(self, request, *args) -> bool:
         return False  # people arrive through identity resolution (API, events, imports)
 
@@ -197,7 +264,78 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         extra_context = dict(extra_context or {})
         if profile is not None and request.method == "GET":
             extra_context.update(self._timeline_context(request, profile))
+            extra_context.update(self._summary_context(profile))
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _summary_context(self, profile: CustomerProfile) -> dict:
+        """The header card and the side panels: a fixed number of indexed queries."""
+        tenant = profile.tenant
+        status = (profile.membership_status or "").strip()
+        aliases = list(
+            IdentityAlias.objects.filter(tenant=tenant, profile=profile)
+            .order_by("kind", "value")
+            .values_list("kind", "value")
+        )
+        kind_labels = dict(AliasKind.choices)
+        merges = list(
+            ProfileMerge.objects.filter(tenant=tenant)
+            .filter(Q(winner=profile) | Q(loser=profile))
+            .order_by("-created_at", "-id")[:MERGES_SHOWN]
+        )
+        suggestions = list(
+            MergeSuggestion.objects.filter(tenant=tenant, status=SuggestionStatus.PENDING)
+            .filter(Q(profile=profile) | Q(candidate=profile))
+            .order_by("-created_at")[:MERGES_SHOWN]
+        )
+        return {
+            "person": {
+                "name": profile.full_name or str(profile),
+                "club": profile.home_club.name if profile.home_club else "",
+                "lifecycle": profile.get_lifecycle_stage_display(),
+                "membership_type": profile.membership_type,
+                "membership_status": status.title(),
+                "membership_tone": MEMBERSHIP_STATUS_TONES.get(status.upper(), "info"),
+                "handicap": profile.handicap_index,
+                "lifetime_value": money_format(
+                    minor=profile.lifetime_value_minor,
+                    currency=profile.currency or tenant.currency,
+                ),
+                "engagement_score": profile.engagement_score,
+                "churn_risk": profile.churn_risk,
+                "status": profile.status,
+                "status_label": profile.get_status_display(),
+            },
+            "consent_chips": [
+                {
+                    "channel": channel,
+                    "label": dict(Channel.choices)[channel],
+                    "opt_in": getattr(profile, f"{channel}_opt_in"),
+                    "decided": getattr(profile, f"{channel}_consent_at") is not None,
+                    "at": getattr(profile, f"{channel}_consent_at"),
+                    "source": getattr(profile, f"{channel}_consent_source"),
+                }
+                for channel in CHANNELS
+            ],
+            "identifiers": [(kind_labels.get(kind, kind), value) for kind, value in aliases],
+            "external_ids": sorted((profile.external_ids or {}).items()),
+            "merges": [
+                {
+                    "merge": merge,
+                    "role": "absorbed" if merge.winner_id == profile.pk else "merged into",
+                    "other_id": (
+                        merge.loser_id if merge.winner_id == profile.pk else merge.winner_id
+                    ),
+                    "other_name": _snapshot_name(merge.loser_snapshot)
+                    if merge.winner_id == profile.pk
+                    else "",
+                }
+                for merge in merges
+            ],
+            "merge_suggestions": suggestions,
+            "panels": [
+                panel(tenant=tenant, customer=profile) for panel in customer_panels().values()
+            ],
+        }
 
     def _timeline_context(self, request, profile: CustomerProfile) -> dict:
         valid = {value for value, _ in Category.CHOICES}
