@@ -407,6 +407,8 @@ def _person_activity(
     low, high = ROUNDS_PER_WEEK.get(profile["lifecycle_stage"], (0.0, 0.05))
     weekly = rng.uniform(low, high)
     rounds = min(int(rng.expovariate(1) * weekly * days / 7 + 0.5), 40) if weekly else 0
+    if profile["lifecycle_stage"] == LifecycleStage.MEMBER:
+        rounds = max(rounds, 2)  # a member who never played in 90 days would not be a member
     key = profile["id"].hex[:16]
     region = tenant.region
     events: list = []
