@@ -494,7 +494,6 @@ def customer_marketing_panel(*, tenant: Tenant, customer: CustomerProfile) -> di
     messages sent (or skipped) to them with what they did with each. Three queries."""
     segments = list(
         SegmentMembership.objects.filter(tenant=tenant, customer=customer)
-        .select_related("segment")
         .order_by("segment__name")
         .values("segment_id", "segment__name", "segment__type", "created_at")
     )

@@ -196,3 +196,40 @@ def test_superuser_picks_from_every_tenant(client, tenant_a, tenant_b):
     assert _tenant_picker(page)
     assert tenant_a.name in page
     assert tenant_b.name in page
+
+
+def test_a_one_tenant_marketer_adds_a_segment_without_the_tenant(client, tenant_a):
+    marketer = StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mo"), role=StaffRole.MARKETER
+    ).user
+    client.force_login(marketer)
+
+    response = client.post(
+        "/admin/marketing/segment/add/",
+        {
+            "name": "Members",
+            "description": "",
+            "type": "DYNAMIC",
+            "criteria": '{"combinator": "AND", "rules": [{"field": "lifecycle_stage", '
+            '"operator": "eq", "value": "MEMBER"}]}',
+            "refresh_frequency": "DAILY",
+        },
+    )
+
+    assert response.status_code == 302
+    from marketing.models import Segment
+
+    assert Segment.objects.get(name="Members").tenant_id == tenant_a.pk
+
+
+def test_a_forged_tenant_on_a_one_tenant_form_is_refused(console_a, tenant_b):
+    response = console_a.post(
+        "/admin/marketing/messagetemplate/add/",
+        {"tenant": str(tenant_b.pk), "name": "Forged", "channel": "sms", "body": "Hi"},
+    )
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    from marketing.models import MessageTemplate
+
+    assert not MessageTemplate.objects.filter(name="Forged").exists()

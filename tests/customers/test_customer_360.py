@@ -241,3 +241,28 @@ def test_the_page_costs_the_same_queries_however_long_the_history(console, tenan
     many = queries()
     assert few == many
     assert many <= 40
+
+
+def test_a_marketer_corrects_details_from_the_folded_form(client, tenant_a, club_a):
+    profile = _golfer(tenant_a)
+    marketer = StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mia"), role=StaffRole.MARKETER
+    ).user
+    client.force_login(marketer)
+
+    response = client.post(
+        _url(profile),
+        {
+            "first_name": "Thabang",
+            "last_name": "Nkosi",
+            "date_of_birth": "",
+            "home_club": str(club_a.pk),
+            "lifecycle_stage": "MEMBER",
+            "tags": "",
+        },
+    )
+
+    assert response.status_code == 302
+    profile.refresh_from_db()
+    assert (profile.first_name, profile.home_club_id) == ("Thabang", club_a.pk)
+    assert profile.lifetime_value_minor == 4_785_916  # untouched: not on the form

@@ -13,8 +13,8 @@ import time_machine
 
 from customers.models import CustomerProfile
 from marketing import messaging
-from marketing.models import Message, MessageStatus, MessageTemplate, Suppression
 from marketing.common import message_identity
+from marketing.models import Message, MessageStatus, MessageTemplate, Suppression
 from tests.customers.helpers import person
 
 from .test_campaigns import NOON_JHB, _campaign, _run_to_completion
