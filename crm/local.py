@@ -84,6 +84,7 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     _manage(env, "migrate", "--noinput")
     _manage(env, "bootstrap_demo", "--data-dir", str(services.data_dir))
     _manage(env, "generate_demo_data", "--tenant", "demo", "--customers", "500", "--if-empty")
+    _manage(env, "demo_club", "--tenant", "demo")
     celery = [sys.executable, "-m", "celery", "-A", "crm"]
     queues = "default,ingest,sends,journeys,scoring,backfill"
     commands = {

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
@@ -31,12 +34,15 @@ from .campaigns import (
     campaign_schedule,
     campaign_stats,
     campaign_validate,
+    campaigns_rates,
 )
 from .models import (
     Campaign,
     CampaignStatus,
+    ChangeKind,
     MessageTemplate,
     Segment,
+    SegmentChange,
     SegmentMembership,
     SegmentType,
     SkipReason,
@@ -57,6 +63,28 @@ from .templating import render, sample_context, template_validate
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
 RULE_SEGMENT_CHOICES = 500  # "member of segment" offers at most this many, by name
+TREND_DAYS = 7
+
+
+def segments_trend(*, segments: list[Segment], now) -> dict:
+    """``{segment_id: (entered, left)}`` in the last TREND_DAYS days, for a page of segments
+    in one grouped query (the change log's (tenant, segment, created_at) index)."""
+    if not segments:
+        return {}
+    trend: dict = {segment.pk: [0, 0] for segment in segments}
+    rows = (
+        SegmentChange.objects.filter(
+            tenant_id__in={segment.tenant_id for segment in segments},
+            segment_id__in=list(trend),
+            created_at__gt=now - timedelta(days=TREND_DAYS),
+        )
+        .values_list("segment_id", "kind")
+        .annotate(n=Count("id"))
+        .values_list("segment_id", "kind", "n")
+    )
+    for segment_id, kind, n in rows:
+        trend[segment_id][0 if kind == ChangeKind.ENTERED else 1] = n
+    return {key: tuple(value) for key, value in trend.items()}
 
 
 class SegmentForm(forms.ModelForm):
@@ -113,7 +141,8 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
     list_display = [
         "name",
         "type",
-        "member_count",
+        "members",
+        "trend",
         "refresh_frequency",
         "last_refreshed_at",
         "refresh_duration",
@@ -136,6 +165,27 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "tenant"] if obj is not None else fields
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        trend = segments_trend(segments=list(changelist.result_list), now=timezone.now())
+        for segment in changelist.result_list:
+            segment.page_trend = trend.get(segment.pk, (0, 0))
+        return changelist
+
+    @display(description="Members", ordering="member_count")
+    def members(self, obj: Segment) -> str:
+        return f"{obj.member_count:,}"
+
+    @display(
+        description=f"Last {TREND_DAYS} days",
+        label={"up": "success", "down": "danger", "flat": "info"},
+    )
+    def trend(self, obj: Segment):
+        entered, left = getattr(obj, "page_trend", (0, 0))
+        net = entered - left
+        tone = "up" if net > 0 else "down" if net < 0 else "flat"
+        return tone, f"{net:+,} (+{entered:,} / -{left:,})"
 
     @display(description="Last refresh took", label={"slow": "warning", "ok": "success"})
     def refresh_duration(self, obj: Segment):
@@ -426,8 +476,19 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
     resume and cancel buttons; a stats page with the funnel and the skip reasons."""
 
     write_roles = MARKETING_ROLES
-    list_display = ["name", "status_badge", "segment", "type", "next_run_at", "target_count"]
+    list_display = [
+        "name",
+        "status_badge",
+        "segment",
+        "type",
+        "sent",
+        "open_rate",
+        "click_rate",
+        "last_run_at",
+        "next_run_at",
+    ]
     list_filter = ["status", "type"]
+    list_select_related = ["segment"]
     search_fields = ["name"]
     readonly_fields = [
         "status",
@@ -444,6 +505,31 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
     @display(description="Status", label=STATUS_LABELS)
     def status_badge(self, obj: Campaign) -> str:
         return obj.status
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        rates = campaigns_rates(campaigns=list(changelist.result_list))
+        for campaign in changelist.result_list:
+            campaign.page_rates = rates.get(campaign.pk, {})
+        return changelist
+
+    @display(description="Sent")
+    def sent(self, obj: Campaign) -> str:
+        sent = getattr(obj, "page_rates", {}).get("sent")
+        return f"{sent:,}" if sent else "—"
+
+    @staticmethod
+    def _rate(obj: Campaign, key: str) -> str:
+        rate = getattr(obj, "page_rates", {}).get(key)
+        return "—" if rate is None else f"{rate:.1%}"
+
+    @display(description="Open rate")
+    def open_rate(self, obj: Campaign) -> str:
+        return self._rate(obj, "open_rate")
+
+    @display(description="Click rate")
+    def click_rate(self, obj: Campaign) -> str:
+        return self._rate(obj, "click_rate")
 
     def has_change_permission(self, request, obj=None) -> bool:
         allowed = super().has_change_permission(request, obj)

@@ -316,3 +316,124 @@ def test_support_cannot_write_marketing_screens(client, tenant_a):
     assert client.get("/admin/marketing/messagetemplate/add/").status_code == 403
     assert client.post(f"/admin/marketing/campaign/{campaign.pk}/do/schedule/").status_code == 403
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.DRAFT
+
+
+# --- the tenant field of add forms ----------------------------------------------------------
+
+ADD_FORMS = [
+    "/admin/crm/club/add/",
+    "/admin/marketing/messagetemplate/add/",
+    "/admin/marketing/segment/add/",
+    "/admin/marketing/campaign/add/",
+]
+
+
+def _tenant_picker(page: str) -> bool:
+    return '<select name="tenant"' in page
+
+
+@pytest.mark.parametrize("url", ADD_FORMS)
+def test_one_tenant_staff_never_picks_the_tenant(console_a, tenant_a, url):
+    page = console_a.get(url).content.decode()
+
+    assert not _tenant_picker(page)
+    assert f'type="hidden" name="tenant" value="{tenant_a.pk}"' in page
+
+
+def test_one_tenant_staff_adds_a_club_to_their_tenant(console_a, tenant_a):
+    response = console_a.post(
+        "/admin/crm/club/add/", {"tenant": str(tenant_a.pk), "name": "New nine", "timezone": "UTC"}
+    )
+
+    assert response.status_code == 302
+    from crm.models import Club
+
+    assert Club.objects.get(name="New nine").tenant_id == tenant_a.pk
+
+
+def test_a_form_posted_without_the_tenant_uses_the_staff_members_tenant(console_a, tenant_a):
+    response = console_a.post(
+        "/admin/marketing/messagetemplate/add/",
+        {"name": "Welcome", "channel": "sms", "body": "Hi {{ first_name }}"},
+    )
+
+    assert response.status_code == 302
+    from marketing.models import MessageTemplate
+
+    assert MessageTemplate.objects.get(name="Welcome").tenant_id == tenant_a.pk
+
+
+def test_staff_of_two_tenants_pick_among_theirs_only(client, tenant_a, tenant_b):
+    from tests.factories import TenantFactory
+
+    third = TenantFactory(slug="third-c", name="Third C Golf")
+    user = StaffMembershipFactory(tenant=tenant_a, user=UserFactory(username="tess")).user
+    StaffMembershipFactory(tenant=tenant_b, user=user)
+    client.force_login(user)
+
+    page = client.get("/admin/crm/club/add/").content.decode()
+
+    assert _tenant_picker(page)
+    assert tenant_a.name in page
+    assert tenant_b.name in page
+    assert third.name not in page
+
+
+def test_a_support_member_of_a_second_tenant_only_writes_to_one(client, tenant_a, tenant_b):
+    """The picker lists tenants the user may write to: one writable tenant, no picker."""
+    user = StaffMembershipFactory(tenant=tenant_a, user=UserFactory(username="uma")).user
+    StaffMembershipFactory(tenant=tenant_b, user=user, role=StaffRole.SUPPORT)
+    client.force_login(user)
+
+    page = client.get("/admin/crm/club/add/").content.decode()
+
+    assert not _tenant_picker(page)
+    assert f'name="tenant" value="{tenant_a.pk}"' in page
+
+
+def test_superuser_picks_from_every_tenant(client, tenant_a, tenant_b):
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(root)
+
+    page = client.get("/admin/crm/club/add/").content.decode()
+
+    assert _tenant_picker(page)
+    assert tenant_a.name in page
+    assert tenant_b.name in page
+
+
+def test_a_one_tenant_marketer_adds_a_segment_without_the_tenant(client, tenant_a):
+    marketer = StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mo"), role=StaffRole.MARKETER
+    ).user
+    client.force_login(marketer)
+
+    response = client.post(
+        "/admin/marketing/segment/add/",
+        {
+            "name": "Members",
+            "description": "",
+            "type": "DYNAMIC",
+            "criteria": '{"combinator": "AND", "rules": [{"field": "lifecycle_stage", '
+            '"operator": "eq", "value": "MEMBER"}]}',
+            "refresh_frequency": "DAILY",
+        },
+    )
+
+    assert response.status_code == 302
+    from marketing.models import Segment
+
+    assert Segment.objects.get(name="Members").tenant_id == tenant_a.pk
+
+
+def test_a_forged_tenant_on_a_one_tenant_form_is_refused(console_a, tenant_b):
+    response = console_a.post(
+        "/admin/marketing/messagetemplate/add/",
+        {"tenant": str(tenant_b.pk), "name": "Forged", "channel": "sms", "body": "Hi"},
+    )
+
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    from marketing.models import MessageTemplate
+
+    assert not MessageTemplate.objects.filter(name="Forged").exists()
