@@ -37,7 +37,7 @@ from crm.models import Tenant
 from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
 
-from .events import Envelope, EventInvalid, event_type, parse_envelope
+from .events import Envelope, EventInvalid, event_type, parse_envelope, safe_text
 from .handlers import apply_handlers, update_activity_metrics
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
@@ -72,7 +72,8 @@ class IngestResult:
 
 def _raw_id(raw: Any) -> str | None:
     if isinstance(raw, dict) and isinstance(raw.get("id"), str | int):
-        return str(raw["id"])
+        # Escaped: an id PostgreSQL cannot store is echoed back, and must render as JSON.
+        return safe_text(str(raw["id"]))[:200]
     return None
 
 
