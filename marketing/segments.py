@@ -421,7 +421,7 @@ def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
                 rows.append((row, kind, value))
     except csv.Error as exc:
         raise ValidationError(
-            {"file": [f"Line {reader.line_num}: not a CSV this import can read ({exc})."]}
+            {"file": [f"Line {reader.line_num + 1}: not a CSV this import can read ({exc})."]}
         ) from exc
     ids = {value for _, kind, value in rows if kind == "id"}
     known_ids = {
