@@ -8,7 +8,7 @@ import json
 import pytest
 from django.db import OperationalError, connection
 
-from customers import ingest
+from customers import events, ingest
 from customers.models import Activity, SyncLogEntry
 from customers.tasks import INGEST_MAX_RETRIES, ingest_events
 
@@ -158,3 +158,21 @@ def test_a_database_outage_retries_the_queue_task_until_the_events_are_in(
     assert ingest_events.apply(args=[body]).get()["duplicates"] == 2
     assert process_pending(tenant_a).processed == 0
     assert Activity.objects.filter(tenant=tenant_a).count() == 2
+
+
+def test_a_value_postgresql_refuses_past_validation_rejects_only_its_event(
+    api_a, tenant_a, monkeypatch
+):
+    """The safety net under the validation: with the storability check switched off, the
+    NUL reaches PostgreSQL, which refuses the batch's INSERT; the events are then written one
+    by one and only the refused one is rejected."""
+    monkeypatch.setattr(events, "_unstorable_strings", lambda raw, errors: None)
+    body = [_good(tenant_a), _round(tenant_a, id="bad\u0000id"), _good(tenant_a, id="good-2")]
+    response = api_a.post(URL, body, format="json")
+    assert response.status_code == 202
+    result = response.json()
+    assert result["accepted"] == ["good-1", "good-2"]
+    [rejection] = result["rejected"]
+    assert rejection["index"] == 1
+    assert "NUL" in rejection["errors"]["event"][0]
+    assert sorted(SyncLogEntry.objects.values_list("event_id", flat=True)) == ["good-1", "good-2"]
