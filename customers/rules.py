@@ -42,7 +42,7 @@ def _activity_params(raw: Any, context: Any) -> dict:
         raise ValidationError(f"days must be a whole number from 1 to {MAX_ACTIVITY_DAYS}.")
     params: dict[str, Any] = {"days": days}
     if raw.get("type") is not None:
-        if not isinstance(raw["type"], str) or not raw["type"].strip():
+        if not isinstance(raw["type"], str) or not raw["type"].strip() or "\x00" in raw["type"]:
             raise ValidationError("type must be an activity type such as teetime.round.completed.")
         params["type"] = raw["type"]
     if raw.get("category") is not None:

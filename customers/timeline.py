@@ -15,7 +15,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -45,8 +45,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        moment, row = datetime.fromisoformat(at), int(pk)
+        # What PostgreSQL could not compare is refused here, not as a 500 from the query:
+        # a naive or out-of-range moment, or an id outside bigint.
+        if moment.tzinfo is None or not 0 < row < 2**63:
+            raise ValueError("not a cursor this API made")
+        return moment.astimezone(UTC), row
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
 
 
