@@ -302,4 +302,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),
     },
+    # Every 15 minutes: each tenant's nightly scoring once its local time is past 02:00.
+    "scoring-run-due": {
+        "task": "scoring.run_due",
+        "schedule": crontab(minute="*/15"),
+    },
 }

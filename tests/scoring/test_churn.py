@@ -66,7 +66,7 @@ def test_round_overdue_long_at_four_times_the_interval(tenant_a):
 def test_rounds_declining_against_the_previous_90_days(tenant_a):
     halved = profile(tenant_a)
     rounds(tenant_a, halved, 1, 3, 100, 105, 110, 115)  # 2 now vs 4 before
-    risk, reasons = reasons_of(tenant_a, halved)
+    _, reasons = reasons_of(tenant_a, halved)
     assert reasons["ROUNDS_DECLINING"]["rounds_90"] == 2
     assert reasons["ROUNDS_DECLINING"]["rounds_prev_90"] == 4
     steady = profile(tenant_a)
