@@ -212,7 +212,7 @@ PRUNE_SQL = f"""
 """  # noqa: S608
 
 
-def _params(tenant: Tenant, as_of: datetime) -> dict[str, Any]:
+def churn_params(tenant: Tenant, as_of: datetime) -> dict[str, Any]:
     local_date = as_of.astimezone(ZoneInfo(tenant.timezone)).date()
     return {
         "tenant": tenant.pk,
@@ -227,7 +227,7 @@ def _params(tenant: Tenant, as_of: datetime) -> dict[str, Any]:
 def churn_scores(*, tenant: Tenant, as_of: datetime) -> dict[Any, tuple[int, list[dict]]]:
     """Read-only: every live profile's churn risk and reasons as of ``as_of``."""
     with connection.cursor() as cursor:
-        cursor.execute(CHURN_SQL, _params(tenant, as_of))
+        cursor.execute(CHURN_SQL, churn_params(tenant, as_of))
         # Django leaves jsonb undecoded on its raw cursors (JSONField decodes it itself).
         return {pk: (risk, json.loads(reasons)) for pk, risk, reasons, _ in cursor.fetchall()}
 
@@ -237,7 +237,7 @@ def churn_score_tenant(*, tenant: Tenant, now: datetime | None = None) -> int:
     the profile's engagement score, so run ``engagement_score_tenant`` first) and the
     profiles' ``churn_risk``. Returns the number of profiles scored."""
     now = now or timezone.now()
-    params = _params(tenant, now)
+    params = churn_params(tenant, now)
     with connection.cursor() as cursor:
         cursor.execute(UPSERT_SQL, params)
         scored = cursor.rowcount
