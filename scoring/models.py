@@ -84,6 +84,8 @@ class Score(TenantOwnedModel):
 
     class Meta:
         ordering = ["-churn_risk", "id"]
+        verbose_name = "member score"
+        verbose_name_plural = "members at risk"
         constraints = [
             models.UniqueConstraint(fields=["tenant", "customer"], name="score_customer_uniq"),
         ]

@@ -222,6 +222,8 @@ UNFOLD = {
     "SITE_HEADER": "Club CRM",
     "SITE_SYMBOL": "sports_golf",
     "SHOW_HISTORY": True,
+    # The home page's KPI cards and charts (templates/admin/index.html).
+    "DASHBOARD_CALLBACK": "scoring.admin.dashboard_callback",
 }
 
 # --- Email (the local messaging backend) -------------------------------------------------------
