@@ -29,6 +29,8 @@ TASK_QUEUES = {
     "marketing.prepare_run": "sends",
     "marketing.send_run": "sends",
     "marketing.sync_segment": "sends",
+    "scoring.run_due": "scoring",
+    "scoring.score_tenant": "scoring",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

@@ -20,6 +20,7 @@ EVENTS_WRITE = "events:write"
 MARKETING_READ = "marketing:read"
 MARKETING_WRITE = "marketing:write"
 PRIVACY_ERASE = "privacy:erase"
+ANALYTICS_READ = "analytics:read"
 
 SCOPES: dict[str, str] = {
     TENANT_READ: "Read the tenant's clubs",
@@ -30,6 +31,8 @@ SCOPES: dict[str, str] = {
     MARKETING_READ: "Read segments, templates and campaigns",
     MARKETING_WRITE: "Create, change, send and delete segments, templates and campaigns",
     PRIVACY_ERASE: "Erase a customer's personal data",
+    ANALYTICS_READ: "Read analytics: member counts, score distributions and trends, campaign "
+    "and event volumes (aggregates, no personal data)",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 

@@ -13,6 +13,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("crm.api.urls")),
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
+    path("", include("scoring.api.urls")),
 ]
 
 urlpatterns = [

@@ -411,7 +411,7 @@ def _person_activity(
     if profile["lifecycle_stage"] == LifecycleStage.MEMBER:
         rounds = max(rounds, 2)  # a member who never played in 90 days would not be a member
     key = profile["id"].hex[:16]
-    region = tenant.region
+    region = Region(tenant.region)
     events: list = []
     handicap = profile["handicap_index"]
     for n in sorted(rng.sample(range(days * 24), min(rounds, days * 24))):
@@ -549,6 +549,7 @@ def _duplicates(tenant: Tenant, now: datetime) -> int:
             hints=IdentityHints(email=second, teetime_player_id=f"TT-DUP-{person['id'].hex[:8]}"),
             source="teetime",
         ).profile
+        assert duplicate is not None  # resolve creates the person when nobody matches
         if not duplicate.first_name:
             CustomerProfile.objects.filter(pk=duplicate.pk, tenant=tenant).update(
                 first_name=person["first_name"], last_name=person["last_name"], updated_at=now

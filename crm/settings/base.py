@@ -227,6 +227,8 @@ UNFOLD = {
     "SITE_HEADER": "Club CRM",
     "SITE_SYMBOL": "sports_golf",
     "SHOW_HISTORY": True,
+    # The home page's KPI cards and charts (templates/admin/index.html).
+    "DASHBOARD_CALLBACK": "scoring.admin.dashboard_callback",
 }
 
 # --- Email (the local messaging backend) -------------------------------------------------------
@@ -307,5 +309,10 @@ CELERY_BEAT_SCHEDULE = {
     "customers-recompute-activity-counts": {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),
+    },
+    # Every 15 minutes: each tenant's nightly scoring once its local time is past 02:00.
+    "scoring-run-due": {
+        "task": "scoring.run_due",
+        "schedule": crontab(minute="*/15"),
     },
 }
