@@ -29,6 +29,8 @@ TASK_QUEUES = {
     "marketing.prepare_run": "sends",
     "marketing.send_run": "sends",
     "marketing.sync_segment": "sends",
+    "automation.advance_due_journeys": "journeys",
+    "automation.advance_journeys": "journeys",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from crm.models import Tenant
 from customers.models import CustomerProfile
 
 from .common import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
@@ -73,14 +74,18 @@ def send_plan(campaign: Campaign) -> SendPlan:
 def deliver(
     *,
     messages: list[Message],
-    campaign: Campaign,
+    campaign: Campaign | None,
     backend: MessagingBackend,
     plan: SendPlan,
     now: datetime | None = None,
+    tenant: Tenant | None = None,
 ) -> int:
     """Send claimed (SENDING) rows; returns how many were sent. The batch's outcome is
-    written set-wise: one UPDATE for the sent rows, one for the skipped ones."""
-    tenant = campaign.tenant
+    written set-wise: one UPDATE for the sent rows, one for the skipped ones.
+
+    ``campaign`` None: journey messages of ``tenant``, each rendered with its own
+    ``template`` (load them with ``select_related("template")``)."""
+    tenant = campaign.tenant if campaign is not None else tenant
     now = now or timezone.now()
     customers = {
         c.pk: c
@@ -106,7 +111,9 @@ def deliver(
         if (message.channel, message.address) in suppressed:
             skipped.setdefault(SkipReason.SUPPRESSED, []).append(message.pk)
             continue
-        template = campaign.template_for(message.channel)
+        template = (
+            campaign.template_for(message.channel) if campaign is not None else message.template
+        )
         subject_override = ""
         if message.variant and message.variant in variants:
             chosen = variants[message.variant]
