@@ -111,6 +111,8 @@ def enrollments_create(
         if not ids:
             return 0
     after = now - timedelta(days=journey.reentry_days)
+    # An entry step that is a WAIT starts its wait on entry.
+    wait = wait_end(journey, Step.objects.get(version=version, key=version.entry_key), now)
     sql = f"""
         WITH cand AS (
             SELECT DISTINCT ON (c.customer_id) c.customer_id, c.trigger_key
@@ -126,9 +128,9 @@ def enrollments_create(
             ORDER BY c.customer_id, c.trigger_key
         ), ins AS (
             INSERT INTO "{E}" (tenant_id, journey_id, version_id, customer_id, step_key, visit,
-                               step_entered_at, status, due_at, trigger_key, holdout, attempts,
-                               error, exit_reason, entered_at, created_at, updated_at)
-            SELECT %s, %s, %s, cand.customer_id, %s, 1, %s, 'ACTIVE', %s, cand.trigger_key,
+                               step_entered_at, status, due_at, wait_until, trigger_key, holdout,
+                               attempts, error, exit_reason, entered_at, created_at, updated_at)
+            SELECT %s, %s, %s, cand.customer_id, %s, 1, %s, 'ACTIVE', %s, %s, cand.trigger_key,
                    {_BUCKET.format("%s || cand.customer_id::text")} * 100 < %s,
                    0, '', '', %s, %s, %s
             FROM cand
@@ -153,7 +155,8 @@ def enrollments_create(
         version.pk,
         version.entry_key,
         now,
-        now,
+        wait or now,
+        wait,
         str(journey.pk),
         journey.holdout_percent,
         now,
@@ -721,7 +724,9 @@ def journey_messages_send(*, tenant: Tenant | None = None, now: datetime | None 
                     status=MessageStatus.QUEUED, send_after=quiet_hours_end(owner, now)
                 )
                 continue
-            loaded = list()
+            loaded = list(
+                Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("template")
+            )
             by_club: dict[str, list[Message]] = defaultdict(list)
             for m in loaded:
                 by_club[clubs.get(m.journey_step_id) or ""].append(m)
