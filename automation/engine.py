@@ -55,7 +55,6 @@ from .models import (
     EnrollmentStep,
     Journey,
     JourneyStatus,
-    Reentry,
     Step,
     StepType,
 )
@@ -741,13 +740,44 @@ def journey_messages_send(*, tenant: Tenant | None = None, now: datetime | None 
                 )
 
 
+# ----------------------------------------------------------------------------- merge, erasure
+
+
+def move_enrollments(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    """Merge hook: the loser's enrollments become the winner's. Where both are in the same
+    journey right now, the winner's stays and the loser's ends EXITED ("merged"), so the
+    winner never goes through one journey twice at once (the partial unique index would
+    refuse it anyway). Their history moves too: it is what the person went through."""
+    now = timezone.now()
+    clash = Enrollment.objects.filter(
+        tenant=tenant, customer=loser, status=EnrollmentStatus.ACTIVE
+    ).filter(
+        journey_id__in=Enrollment.objects.filter(
+            tenant=tenant, customer=winner, status=EnrollmentStatus.ACTIVE
+        ).values("journey_id")
+    )
+    ids = list(clash.values_list("pk", flat=True))
+    if ids:
+        _finish(ids, EnrollmentStatus.EXITED, "merged", "merged", now)
+    return Enrollment.objects.filter(tenant=tenant, customer=loser).update(
+        customer=winner, updated_at=now
+    )
+
+
+def erase_enrollments(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
+    """Erase hook: the person's enrollments and their history go (the journey's figures
+    lose them; the messages are anonymised by marketing's hook)."""
+    return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
+
+
 __all__ = [
     "EXECUTORS",
-    "Reentry",
     "enrollments_create",
+    "erase_enrollments",
     "journey_messages_send",
     "journeys_advance",
     "journeys_kick",
+    "move_enrollments",
     "next_local_time",
     "split_branch",
     "wait_end",

@@ -24,11 +24,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from crm.models import Club, Tenant
 from customers.models import CHANNELS, LifecycleStage
-from marketing.models import MessageTemplate, Segment
+from marketing.models import MessageTemplate, Segment, SegmentChange
 from marketing.segments import criteria_parse
 
 from .models import (
@@ -578,6 +579,12 @@ def _transition(journey: Journey, allowed: tuple[str, ...], to: str, now: dateti
             journey_validate(journey=locked)
             if locked.activated_at is None:
                 locked.activated_at = now
+            if str(locked.trigger.get("type", "")).startswith("segment_") and not (
+                locked.trigger_cursor
+            ):
+                # Segment triggers react to changes from now on, not to the whole history.
+                last = SegmentChange.objects.for_tenant(locked.tenant).aggregate(m=Max("id"))["m"]
+                locked.trigger_cursor = last or 0
         if to == JourneyStatus.ARCHIVED:
             Enrollment.objects.filter(journey=locked, status=EnrollmentStatus.ACTIVE).update(
                 status=EnrollmentStatus.EXITED,
@@ -587,7 +594,7 @@ def _transition(journey: Journey, allowed: tuple[str, ...], to: str, now: dateti
                 updated_at=now,
             )
         locked.status = to
-        locked.save(update_fields=["status", "activated_at", "updated_at"])
+        locked.save(update_fields=["status", "activated_at", "trigger_cursor", "updated_at"])
     return locked
 
 

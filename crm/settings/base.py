@@ -293,6 +293,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "automation.advance_due_journeys",
         "schedule": 60.0,
     },
+    "automation-run-segment-triggers": {
+        "task": "automation.run_segment_triggers",
+        "schedule": 60.0,
+    },
+    "automation-run-date-triggers": {
+        "task": "automation.run_date_triggers",
+        "schedule": crontab(minute=7),
+    },
     "customers-recompute-activity-counts": {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),
