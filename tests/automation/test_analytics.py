@@ -3,8 +3,6 @@ outcome, goal conversion and median time to goal, holdout lift with its interval
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from automation.analytics import holdout_lift, journey_analytics

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import time_machine
-from django.utils import timezone
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from marketing.segments import segment_create, segment_members_add
 
