@@ -401,7 +401,9 @@ def _graph_validate(entry: str, by_key: dict[str, dict[str, Any]], errors: _Erro
             visit(key, [])
 
 
-def _settings_clean(tenant: Tenant, data: dict[str, Any], journey: Journey | None) -> dict:
+def journey_settings_clean(tenant: Tenant, data: dict[str, Any], journey: Journey | None) -> dict:
+    """Validate journey settings (all of them on create, the given ones on update); raises
+    ``ValidationError`` keyed by field (``trigger.event_type``, ``entry_criteria.rules[0]``)."""
     errors = _Errors()
     clean: dict[str, Any] = {}
     if "name" in data or journey is None:
@@ -481,7 +483,7 @@ def journey_create(
     *, tenant: Tenant, data: dict[str, Any], steps: list[dict] | None = None
 ) -> Journey:
     """A DRAFT journey (with its first version when ``steps`` are given)."""
-    clean = _settings_clean(tenant, data, None)
+    clean = journey_settings_clean(tenant, data, None)
     with transaction.atomic():
         journey = Journey.objects.create(tenant=tenant, **clean)
         if steps is not None:
@@ -493,7 +495,7 @@ def journey_update(*, journey: Journey, data: dict[str, Any]) -> Journey:
     """Change the settings (not the steps). An archived journey cannot change."""
     if journey.status == JourneyStatus.ARCHIVED:
         raise ValidationError({"status": ["An archived journey cannot change."]})
-    clean = _settings_clean(journey.tenant, data, journey)
+    clean = journey_settings_clean(journey.tenant, data, journey)
     if journey.status == JourneyStatus.ACTIVE and "trigger" in clean and not clean["trigger"]:
         raise ValidationError({"trigger": ["An active journey needs a trigger."]})
     for name, value in clean.items():
