@@ -23,7 +23,7 @@ from crm.models import StaffRole
 from customers.models import CustomerProfile
 
 from .analytics import step_analytics
-from .engine import journey_dry_run
+from .dryrun import journey_dry_run
 from .journeys import (
     journey_activate,
     journey_archive,

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -42,12 +41,11 @@ from crm.tasks import tenant_task
 from customers.models import Activity, CustomerProfile
 from customers.timeline import Author, notes_create_many
 from marketing.common import ADDRESS_COLUMN, unreachable_sql
-from marketing.delivery import SendPlan, deliver
-from marketing.messaging import get_backend
-from marketing.models import Interaction, Message, MessageStatus
+from marketing.models import Interaction, Message
 from marketing.segments import criteria_parse, matching
 from marketing.sending import in_quiet_hours, quiet_hours_end
 
+from .delivery import journey_messages_send
 from .journeys import journey_tz
 from .models import (
     Enrollment,
@@ -64,7 +62,6 @@ logger = logging.getLogger(__name__)
 BATCH = 10_000
 MAX_ROUNDS = 25
 MAX_ATTEMPTS = 3
-SEND_CLAIM = 200
 JOURNEY_AUTHOR = Author("journey", "Journey")
 
 E = Enrollment._meta.db_table
@@ -672,198 +669,6 @@ EXECUTORS = {
 }
 
 
-# ----------------------------------------------------------------------------- delivery
-
-
-def _claim_messages(tenant: Tenant | None, now: datetime) -> list[Message]:
-    with transaction.atomic():
-        qs = Message.objects.select_for_update(skip_locked=True).filter(
-            journey_step_id__isnull=False, status=MessageStatus.QUEUED
-        )
-        if tenant is not None:
-            qs = qs.filter(tenant=tenant)
-        rows = list(
-            qs.filter(Q(send_after__isnull=True) | Q(send_after__lte=now)).order_by("id")[
-                :SEND_CLAIM
-            ]
-        )
-        if rows:
-            Message.objects.filter(pk__in=[m.pk for m in rows]).update(
-                status=MessageStatus.SENDING, send_after=now, attempts=F("attempts") + 1
-            )
-            for message in rows:
-                message.status, message.send_after = MessageStatus.SENDING, now
-                message.attempts += 1
-    return rows
-
-
-def journey_messages_send(*, tenant: Tenant | None = None, now: datetime | None = None) -> int:
-    """Deliver queued journey messages (outside quiet hours), batch by batch."""
-    now = now or timezone.now()
-    backend = get_backend()
-    sent = 0
-    while True:
-        rows = _claim_messages(tenant, now)
-        if not rows:
-            return sent
-        by_tenant: dict[Any, list[Message]] = defaultdict(list)
-        for m in rows:
-            by_tenant[m.tenant_id].append(m)
-        tenants = {t.pk: t for t in Tenant.objects.filter(pk__in=by_tenant)}
-        clubs = dict(
-            EnrollmentStep.objects.filter(pk__in=[m.journey_step_id for m in rows]).values_list(
-                "pk", "enrollment__journey__club__name"
-            )
-        )
-        for tenant_id, messages in by_tenant.items():
-            owner = tenants[tenant_id]
-            if in_quiet_hours(owner, now):
-                # Back to the queue until the window opens (claimed again after it).
-                Message.objects.filter(pk__in=[m.pk for m in messages]).update(
-                    status=MessageStatus.QUEUED, send_after=quiet_hours_end(owner, now)
-                )
-                continue
-            loaded = list(
-                Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("template")
-            )
-            by_club: dict[str, list[Message]] = defaultdict(list)
-            for m in loaded:
-                by_club[clubs.get(m.journey_step_id) or ""].append(m)
-            for club_name, group in by_club.items():
-                plan = SendPlan(
-                    variants={},
-                    club_name=club_name,
-                    from_email=owner.email_from or settings.DEFAULT_FROM_EMAIL,
-                )
-                sent += deliver(
-                    messages=group, campaign=None, tenant=owner, backend=backend, plan=plan, now=now
-                )
-
-
-# ----------------------------------------------------------------------------- dry run
-
-
-def _send_verdict(journey: Journey, step: Step, customer: CustomerProfile, now: datetime) -> str:
-    tenant = journey.tenant
-    channel = step.config["channel"]
-    sql = f"""
-        SELECT CASE {unreachable_sql(channel)}
-                 WHEN %s > 0 AND (
-                   SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
-                     AND m.customer_id = p.id AND m.status = 'SENT'
-                     AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
-                   THEN 'frequency_cap'
-                 ELSE '' END
-        FROM "{P}" p WHERE p.id = %s AND p.tenant_id = %s
-    """  # noqa: S608
-    cap = tenant.frequency_cap if tenant.frequency_window_days else 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                channel,
-                cap,
-                now,
-                tenant.frequency_window_days,
-                tenant.frequency_cap,
-                customer.pk,
-                tenant.pk,
-            ],
-        )
-        reason = cursor.fetchone()[0]
-    if reason:
-        return f"would be skipped: {reason.replace('_', ' ')}"
-    if in_quiet_hours(tenant, now):
-        opens = quiet_hours_end(tenant, now)
-        return f"would wait for the end of quiet hours ({opens:%Y-%m-%d %H:%M} UTC), then send"
-    return f"would send the {channel} template"
-
-
-def journey_dry_run(
-    *, journey: Journey, customer: CustomerProfile, now: datetime | None = None
-) -> list[dict[str, str]]:
-    """The path ``customer`` would take through the current version if they entered now, and
-    why at each step; nothing is written. Waits are assumed to run out (an event wait takes
-    its timeout branch) and "since entering" conditions see nothing yet."""
-    now = now or timezone.now()
-    version = journey.current_version
-    if version is None:
-        return [{"step": "", "type": "", "what": "The journey has no steps yet."}]
-    steps = {s.key: s for s in version.steps.all()}
-    path: list[dict[str, str]] = []
-    if journey.entry_criteria:
-        group = criteria_parse(journey.tenant, journey.entry_criteria)
-        if not matching(journey.tenant, group, now).filter(pk=customer.pk).exists():
-            return [
-                {"step": "", "type": "", "what": "Would not enter: the entry filter excludes them."}
-            ]
-    active = Enrollment.objects.filter(
-        tenant=journey.tenant, journey=journey, customer=customer, status=EnrollmentStatus.ACTIVE
-    ).first()
-    if active is not None:
-        path.append(
-            {
-                "step": "",
-                "type": "",
-                "what": f"Already in the journey at {active.step_key}: would not enter again now.",
-            }
-        )
-    key, clock = version.entry_key, now
-    seen = 0
-    while key and seen < 50:
-        seen += 1
-        step = steps[key]
-        config = step.config
-        nxt = step.next_keys[0] if step.next_keys else ""
-        if step.type == StepType.SEND:
-            what = _send_verdict(journey, step, customer, clock)
-        elif step.type == StepType.WAIT:
-            end = wait_end(journey, step, clock)
-            if "event_type" in config:
-                what = (
-                    f"waits for {config['event_type']} until {end:%Y-%m-%d %H:%M} UTC;"
-                    " assumed to time out"
-                )
-                nxt = step.next_keys[1]
-            else:
-                what = f"waits until {end:%Y-%m-%d %H:%M} UTC"
-            clock = end
-        elif step.type == StepType.CONDITION:
-            if "criteria" in config:
-                group = criteria_parse(journey.tenant, config["criteria"])
-                yes = matching(journey.tenant, group, clock).filter(pk=customer.pk).exists()
-                what = (
-                    "the profile matches the criteria"
-                    if yes
-                    else "the profile does not match the criteria"
-                )
-            else:
-                yes = False
-                what = "nothing happened since entering yet (dry run)"
-            nxt = step.next_keys[0 if yes else 1]
-            what = f"{'yes' if yes else 'no'}: {what}"
-        elif step.type == StepType.SPLIT:
-            branch = split_branch(hash_of(customer.pk), config["weights"])
-            nxt = step.next_keys[branch]
-            what = f"branch {branch + 1} (illustrative: the enrollment's id decides)"
-        elif step.type == StepType.UPDATE:
-            what = "would update the profile: " + ", ".join(
-                f"{name} {value}" for name, value in sorted(config.items())
-            )
-        elif step.type == StepType.TASK:
-            what = f"would add a follow-up note: {config['body']}"
-        else:
-            what = "ends the journey"
-            nxt = ""
-        path.append({"step": key, "type": step.type, "what": what})
-        key = nxt
-    return path
-
-
-def hash_of(value: Any) -> int:
-    return int(hashlib.md5(str(value).encode(), usedforsecurity=False).hexdigest()[:8], 16)
-
-
 # ----------------------------------------------------------------------------- merge, erasure
 
 
@@ -898,8 +703,6 @@ __all__ = [
     "EXECUTORS",
     "enrollments_create",
     "erase_enrollments",
-    "journey_dry_run",
-    "journey_messages_send",
     "journeys_advance",
     "journeys_kick",
     "move_enrollments",
