@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import PermissionDenied, ValidationError
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.widgets import (
+    UnfoldAdminCheckboxSelectMultipleWidget,
+    UnfoldAdminEmailInputWidget,
+    UnfoldAdminPasswordWidget,
+    UnfoldAdminTextInputWidget,
+)
 
 from .admin_mixins import TenantScopedAdminMixin
 from .models import ApiKey, Club, StaffMembership, Tenant
-from .services import api_key_create, api_key_revoke
+from .scopes import DEFAULT_API_KEY_SCOPES, SCOPES
+from .selectors import staff_tenant_ids_with_role
+from .services import api_key_create, api_key_revoke, staff_member_create
 
 admin.site.unregister(User)
 admin.site.unregister(Group)
@@ -75,30 +87,153 @@ class ClubAdmin(TenantScopedAdminMixin, ModelAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
 
 
+class StaffMembershipForm(forms.ModelForm):
+    """Give access to one of the tenant's staff, or create a new login for the tenant."""
+
+    new_username = forms.CharField(
+        required=False,
+        max_length=150,
+        label="New login: username",
+        widget=UnfoldAdminTextInputWidget,
+        help_text="Or create a new login for this tenant (leave the user above empty).",
+    )
+    new_email = forms.EmailField(
+        required=False, label="New login: email", widget=UnfoldAdminEmailInputWidget
+    )
+    new_password = forms.CharField(
+        required=False, strip=False, label="New login: password", widget=UnfoldAdminPasswordWidget
+    )
+
+    class Meta:
+        model = StaffMembership
+        fields = ["tenant", "user", "club", "role"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "user" in self.fields:
+            self.fields["user"].required = False
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk:
+            return data  # a membership's user is fixed once given
+        username = data.get("new_username", "").strip()
+        if bool(data.get("user")) == bool(username):
+            raise ValidationError("Choose a user, or give a new login's username (not both).")
+        if username:
+            data["new_username"] = username
+            if get_user_model().objects.filter(username__iexact=username).exists():
+                self.add_error("new_username", "This username is taken.")
+            password = data.get("new_password")
+            if not password:
+                self.add_error("new_password", "Give the new login a password.")
+            else:
+                candidate = get_user_model()(username=username, email=data.get("new_email", ""))
+                try:
+                    validate_password(password, user=candidate)
+                except ValidationError as exc:
+                    self.add_error("new_password", exc)
+        return data
+
+
 @admin.register(StaffMembership)
 class StaffMembershipAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Who has access to a tenant. A tenant admin picks one of their tenants' staff or
+    creates a new login here; the list of every user (and the User screen) is for
+    superusers only, so no other tenant's staff is ever shown."""
+
+    form = StaffMembershipForm
     list_display = ["user", "tenant", "club", "role", "created_at"]
     list_filter = ["role", "tenant"]
     list_select_related = ["user", "tenant", "club"]
     search_fields = ["user__username", "user__email"]
-    autocomplete_fields = ["user"]
+
+    def get_autocomplete_fields(self, request):
+        # The autocomplete searches every user: superusers only.
+        return ["user"] if request.user.is_superuser else []
+
+    def get_fields(self, request, obj=None):
+        if obj is not None:
+            return ["tenant", "user", "club", "role"]
+        return ["tenant", "user", "new_username", "new_email", "new_password", "club", "role"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not request.user.is_superuser:
+            fields.append("user")
+        return fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            # Only people already on the staff of a tenant this admin runs.
+            writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+            kwargs["queryset"] = (
+                get_user_model()
+                .objects.filter(crm_memberships__tenant_id__in=writable)
+                .distinct()
+                .order_by("username")
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change) -> None:
+        username = form.cleaned_data.get("new_username")
+        if change or not username:
+            super().save_model(request, obj, form, change)
+            return
+        if not self._can_write(request, obj):
+            raise PermissionDenied("You cannot add staff to this tenant.")
+        membership = staff_member_create(
+            tenant=obj.tenant,
+            username=username,
+            password=form.cleaned_data["new_password"],
+            email=form.cleaned_data.get("new_email", ""),
+            role=obj.role,
+            club=obj.club,
+        )
+        obj.pk, obj.user = membership.pk, membership.user  # the admin redirects with obj.pk
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, f"{scope}: {text}") for scope, text in SCOPES.items()],
+        initial=list(DEFAULT_API_KEY_SCOPES),
+        required=False,
+        widget=UnfoldAdminCheckboxSelectMultipleWidget,
+        help_text="What the key may do (docs/api.md). Fixed once issued: issue a new key to "
+        "change them.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["tenant", "name", "scopes"]
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
     """API keys: the key is shown once, when it is created; only its prefix stays visible."""
 
+    form = ApiKeyForm
+
     list_display = ["name", "tenant", "prefix", "status", "last_used_at", "created_at"]
     list_filter = ["tenant"]
     list_select_related = ["tenant"]
     search_fields = ["name", "prefix"]
-    fields = ["tenant", "name", "prefix", "created_by", "last_used_at", "revoked_at", "created_at"]
+    fields = [
+        "tenant",
+        "name",
+        "scopes",
+        "prefix",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+        "created_at",
+    ]
     readonly_fields = ["prefix", "created_by", "last_used_at", "revoked_at", "created_at"]
     actions = ["revoke_keys"]
 
     def get_readonly_fields(self, request, obj=None):
-        if obj is not None:  # a key's tenant and name are fixed once issued
-            return ["tenant", "name", *self.readonly_fields]
+        if obj is not None:  # a key's tenant, name and scopes are fixed once issued
+            return ["tenant", "name", "scopes", *self.readonly_fields]
         return self.readonly_fields
 
     @display(description="Status", label={"active": "success", "revoked": "danger"})
@@ -109,10 +244,13 @@ class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
         if change:
             return  # nothing editable after issue; revocation is an action
         if not self._can_write(request, obj):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied("You cannot issue keys for this tenant.")
-        issued = api_key_create(tenant=obj.tenant, name=obj.name, created_by=request.user)
+        issued = api_key_create(
+            tenant=obj.tenant,
+            name=obj.name,
+            created_by=request.user,
+            scopes=form.cleaned_data.get("scopes") or [],
+        )
         # The admin redirects using obj.pk, so point it at the issued row.
         obj.pk = issued.api_key.pk
         obj.prefix = issued.api_key.prefix

@@ -2,16 +2,42 @@
 
 Staff see rows of the tenants they have a membership in; superusers see everything. Writes
 need one of ``write_roles`` in the row's tenant. Foreign-key choices are limited the same
-way, so a staff user cannot point a row at another tenant's club.
+way, so a staff user cannot point a row at another tenant's club, and so are the choices of
+list filters on a tenant or a tenant-owned row (a filter must not list other tenants' names).
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin import RelatedFieldListFilter
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
+from django.db.models import ForeignKey
 
 from .models import StaffRole
 from .selectors import staff_tenant_ids, staff_tenant_ids_with_role
 from .tenancy import TenantOwnedModel
+
+
+def _is_tenant_scoped(model) -> bool:
+    return model._meta.label == "crm.Tenant" or issubclass(model, TenantOwnedModel)
+
+
+class TenantScopedRelatedFilter(RelatedFieldListFilter):
+    """A list filter on a tenant or a tenant-owned row whose choices are the staff user's
+    tenants' rows only (superusers: all)."""
+
+    def field_choices(self, field, request, model_admin):
+        if request.user.is_superuser:
+            return super().field_choices(field, request, model_admin)
+        related = field.remote_field.model
+        tenant_ids = staff_tenant_ids(user=request.user)
+        if related._meta.label == "crm.Tenant":
+            rows = related.objects.filter(pk__in=tenant_ids)
+        else:
+            rows = related.objects.for_tenants(tenant_ids)
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            rows = rows.order_by(*ordering)
+        return [(row.pk, str(row)) for row in rows]
 
 
 class TenantScopedAdminMixin:
@@ -34,9 +60,23 @@ class TenantScopedAdminMixin:
             writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
             if related._meta.label == "crm.Tenant":
                 kwargs["queryset"] = related.objects.filter(pk__in=writable)
-            elif issubclass(related, TenantOwnedModel):
+            elif _is_tenant_scoped(related):
                 kwargs["queryset"] = related.objects.for_tenants(writable)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_list_filter(self, request):
+        """Plain list filters on a tenant or a tenant-owned foreign key get scoped choices."""
+        scoped = []
+        for entry in super().get_list_filter(request):  # type: ignore[misc]
+            if isinstance(entry, str) and "__" not in entry:
+                try:
+                    field = self.model._meta.get_field(entry)  # type: ignore[attr-defined]
+                except FieldDoesNotExist:
+                    field = None
+                if isinstance(field, ForeignKey) and _is_tenant_scoped(field.remote_field.model):
+                    entry = (entry, TenantScopedRelatedFilter)
+            scoped.append(entry)
+        return scoped
 
     # --- permissions (roles, not Django model permissions) -----------------------------------
     def _object_tenant_id(self, obj):
@@ -75,4 +115,5 @@ class TenantScopedAdminMixin:
     def save_model(self, request, obj, form, change) -> None:
         if not self._can_write(request, obj):
             raise PermissionDenied("You cannot write to this tenant.")
-        super().save_model(request, obj, form, change)
+        # ModelAdmin comes after this mixin in the MRO; mypy cannot see it.
+        super().save_model(request, obj, form, change)  # type: ignore[misc]

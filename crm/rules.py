@@ -97,6 +97,8 @@ class Computed:
     evaluate: Callable[[Any, str, Any, dict, Context], bool]
     params: Callable[[Any, Any], dict] | None = None  # (raw params, context) -> clean params
     operators: tuple[str, ...] | None = None
+    # For editors, the params it takes: ({"name", "type", "label", "required", "choices"}, ...)
+    params_fields: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,11 @@ class FieldRegistry:
                 "group": f.group,
                 "operators": list(f.operators),
                 **({"choices": list(f.choices)} if f.choices else {}),
+                **(
+                    {"params": [dict(p) for p in f.computed.params_fields]}
+                    if f.computed and f.computed.params_fields
+                    else {}
+                ),
             }
             for f in self.fields.values()
         ]
@@ -227,6 +234,7 @@ def _parse_group(raw, path, reg, errors, depth, context) -> Group | None:
         errors.add(path, f"Groups nest at most {MAX_DEPTH} deep.")
         return None
     parsed = []
+    result: Group | Rule | None
     for index, item in enumerate(rules):
         errors.count += 1
         if errors.count > MAX_RULES:
@@ -254,7 +262,7 @@ def _parse_rule(raw, path, reg, errors, context) -> Rule | None:
         errors.add(_join(path, "field"), f"Unknown field {name!r}.")
         return None
     operator = raw.get("operator")
-    if operator not in spec.operators:
+    if not isinstance(operator, str) or operator not in spec.operators:
         errors.add(
             _join(path, "operator"),
             f"{operator!r} does not apply to {spec.name} ({spec.type}); use one of "

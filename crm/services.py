@@ -7,14 +7,17 @@ import hmac
 import json
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .models import REGION_DEFAULTS, ApiKey, Club, StaffMembership, StaffRole, Tenant
+from .scopes import DEFAULT_API_KEY_SCOPES, unknown_scopes
 from .selectors import tenant_cached
 
 API_KEY_PREFIX = "crm"
@@ -54,7 +57,7 @@ def tenant_create(
     return tenant, True
 
 
-def club_create(*, tenant: Tenant, name: str | None, timezone_name: str | None = None) -> Club:
+def club_create(*, tenant: Tenant, name: str, timezone_name: str | None = None) -> Club:
     club = Club(tenant=tenant, name=name, timezone=timezone_name or tenant.timezone)
     club.full_clean()
     club.save()
@@ -84,6 +87,34 @@ def staff_membership_set(
     return membership
 
 
+def staff_member_create(
+    *,
+    tenant: Tenant,
+    username: str,
+    password: str,
+    email: str = "",
+    role: str = StaffRole.SUPPORT,
+    club: Club | None = None,
+) -> StaffMembership:
+    """A new staff login with a role in ``tenant`` (what a tenant admin may do).
+
+    Never touches an existing user: a taken username is refused, so nobody can take over or
+    reset another tenant's login by naming it.
+    """
+    user_model = get_user_model()
+    taken = ValidationError({"new_username": ["This username is taken."]})
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise taken
+    user = user_model(username=username, email=email, is_staff=True)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+            return StaffMembership.objects.create(tenant=tenant, user=user, role=role, club=club)
+    except IntegrityError as exc:  # the same name, created a moment ago
+        raise taken from exc
+
+
 def staff_user_create(
     *, tenant: Tenant, username: str, password: str, role: str = StaffRole.ADMIN, email: str = ""
 ):
@@ -109,9 +140,15 @@ class IssuedApiKey:
 
 
 def api_key_create(
-    *, tenant: Tenant, name: str, created_by=None, scopes: list[str] | None = None
+    *, tenant: Tenant, name: str, created_by=None, scopes: Iterable[str] | None = None
 ) -> IssuedApiKey:
-    """Issue a key. ``raw_key`` is returned this once and never stored."""
+    """Issue a key with ``scopes`` (``crm.scopes``; None: ``DEFAULT_API_KEY_SCOPES``; an
+    empty list: a key that can only read its tenant). ``raw_key`` is returned this once and
+    never stored."""
+    scopes = sorted(set(DEFAULT_API_KEY_SCOPES if scopes is None else scopes))
+    unknown = unknown_scopes(scopes)
+    if unknown:
+        raise ValidationError({"scopes": [f"Unknown scope(s): {', '.join(unknown)}."]})
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     raw_key = f"{API_KEY_PREFIX}_{prefix}_{secret}"
@@ -120,7 +157,7 @@ def api_key_create(
         name=name,
         prefix=prefix,
         key_hash=_hash_secret(raw_key),
-        scopes=scopes or [],
+        scopes=scopes,
         created_by=created_by,
     )
     api_key.full_clean(exclude=["prefix", "key_hash", "created_by"])

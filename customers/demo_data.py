@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -21,7 +22,7 @@ from crm.services import club_create
 
 from .models import AliasKind, CustomerProfile, IdentityAlias, LifecycleStage, ProfileStatus
 
-FIRST_NAMES = {
+FIRST_NAMES: dict[str, list[str]] = {
     Region.ZA: [
         "Thabo",
         "Sipho",
@@ -95,7 +96,7 @@ FIRST_NAMES = {
         "Alistair",
     ],
 }
-LAST_NAMES = {
+LAST_NAMES: dict[str, list[str]] = {
     Region.ZA: [
         "Nkosi",
         "Dlamini",
@@ -151,21 +152,21 @@ LAST_NAMES = {
         "Murray",
     ],
 }
-EMAIL_DOMAINS = {
+EMAIL_DOMAINS: dict[str, list[str]] = {
     Region.ZA: ["gmail.com", "outlook.com", "webmail.co.za", "mweb.co.za", "icloud.com"],
     Region.UK: ["gmail.com", "outlook.com", "btinternet.com", "yahoo.co.uk", "icloud.com"],
 }
 # Mobile prefixes that libphonenumber accepts as valid; 7 running digits follow.
-MOBILE_PREFIXES = {
+MOBILE_PREFIXES: dict[str, list[str]] = {
     Region.ZA: ["+2782", "+2783", "+2784", "+2772", "+2761", "+2779"],
     Region.UK: ["+44740", "+44741", "+44770", "+44775", "+44780", "+44790"],
 }
-CLUB_NAMES = {
+CLUB_NAMES: dict[str, list[str]] = {
     Region.ZA: ["Royal Johannesburg", "Durban Country Club", "Stellenbosch Golf Club"],
     Region.UK: ["Royal Birkdale", "Sunningdale", "Carnoustie Links"],
 }
 MEMBERSHIP_TYPES = ["Full", "Weekday", "Junior", "Senior", "Country", "Social", "Family"]
-PROFILE_COLUMNS = [f.column for f in CustomerProfile._meta.concrete_fields]
+PROFILE_COLUMNS: list[str] = [f.column for f in CustomerProfile._meta.concrete_fields if f.column]
 ALIAS_COLUMNS = ["tenant_id", "kind", "value", "profile_id", "source", "created_at", "updated_at"]
 
 
@@ -250,7 +251,7 @@ def _person(n: int, tenant: Tenant, clubs: list[Club], rng: random.Random, now: 
         row[f"{channel}_opt_in"] = decided and rng.random() < rate
         row[f"{channel}_consent_at"] = consent_at if decided else None
         row[f"{channel}_consent_source"] = "mca_v1" if decided else ""
-    aliases = [(AliasKind.EMAIL, email), (AliasKind.PHONE, phone)]
+    aliases: list[tuple[AliasKind, Any]] = [(AliasKind.EMAIL, email), (AliasKind.PHONE, phone)]
     for kind, name in (
         (AliasKind.AUTH_USER, "auth_user_id"),
         (AliasKind.SCL_MEMBER, "scl_member_id"),
@@ -277,7 +278,7 @@ def demo_data_generate(
         with transaction.atomic():
             connection.ensure_connection()
             with connection.connection.cursor() as cursor:
-                alias_rows = []
+                alias_rows: list[tuple] = []
                 with cursor.copy(f"COPY {table} ({', '.join(PROFILE_COLUMNS)}) FROM STDIN") as copy:
                     for n in range(start, stop):
                         row, person_aliases = _person(n, tenant, clubs, rng, now)

@@ -40,13 +40,22 @@ def customer_erase(
 ) -> Erasure:
     with transaction.atomic():
         profile = CustomerProfile.objects.for_tenant(tenant).select_for_update().get(pk=customer.pk)
-        if profile.status == ProfileStatus.ERASED:
-            raise ValidationError({"customer": ["This customer is already erased."]})
+        if not profile.is_live:
+            # Erased: nothing left. Merged: the person lives on in the winner, and erasing
+            # the winner erases the profiles merged into it too.
+            raise ValidationError({"customer": [f"This customer is {profile.status.lower()}."]})
+        # Profiles merged into this one are the same person: their rows go too.
+        merged = list(
+            CustomerProfile.objects.for_tenant(tenant)
+            .filter(merged_into=profile)
+            .values_list("pk", "email", "phone")
+        )
+        people = [profile.pk, *(pk for pk, _, _ in merged)]
         aliases = IdentityAlias.objects.for_tenant(tenant).filter(profile=profile)
-        emails = {profile.email} | set(
+        emails = {profile.email, *(email for _, email, _ in merged)} | set(
             aliases.filter(kind=AliasKind.EMAIL).values_list("value", flat=True)
         )
-        phones = {profile.phone} | set(
+        phones = {profile.phone, *(phone for _, _, phone in merged)} | set(
             aliases.filter(kind=AliasKind.PHONE).values_list("value", flat=True)
         )
         addresses = {
@@ -67,36 +76,40 @@ def customer_erase(
         )
         scope["merge_suggestions"], _ = (
             MergeSuggestion.objects.for_tenant(tenant)
-            .filter(Q(profile=profile) | Q(candidate=profile))
+            .filter(Q(profile_id__in=people) | Q(candidate_id__in=people))
             .delete()
         )
         scope["sync_log_scrubbed"] = (
             SyncLogEntry.objects.for_tenant(tenant)
-            .filter(profile_id=profile.pk)
+            .filter(profile_id__in=people)
             .update(identity={}, payload={}, error="")
         )
         scope["merge_audits_scrubbed"] = (
             ProfileMerge.objects.for_tenant(tenant)
-            .filter(Q(loser=profile) | Q(winner=profile))
+            .filter(Q(loser_id__in=people) | Q(winner_id__in=people))
             .update(loser_snapshot={})
         )
-        _blank(profile)
+        scope["merged_profiles_erased"] = len(merged)
+        CustomerProfile.objects.for_tenant(tenant).filter(pk__in=people).update(
+            **_blank_values(now=timezone.now())
+        )
         return Erasure.objects.create(
             tenant=tenant, customer_id=profile.pk, actor=actor, reason=reason[:255], scope=scope
         )
 
 
-def _blank(profile: CustomerProfile) -> None:
-    now = timezone.now()
-    for field in profile._meta.concrete_fields:
+def _blank_values(*, now) -> dict:
+    """Every personal column back to its default; the row keeps its id, tenant, creation
+    time and currency, and becomes ERASED."""
+    values = {}
+    for field in CustomerProfile._meta.concrete_fields:
         if field.primary_key or field.name in ("tenant", "created_at", "currency"):
             continue
         default = field.get_default()
         if default is None and not field.null:
             continue
-        setattr(profile, field.attname, default)
+        values[field.attname] = default
     for channel in CHANNELS:
-        setattr(profile, f"{channel}_opt_in", False)
-    profile.status = ProfileStatus.ERASED
-    profile.deleted_at = now
-    profile.save()
+        values[f"{channel}_opt_in"] = False
+    values.update(status=ProfileStatus.ERASED, deleted_at=now, updated_at=now)
+    return values

@@ -177,7 +177,10 @@ class ContactPreferencePayload(Payload):
     smsOptIn = serializers.BooleanField(required=False)
     pushOptIn = serializers.BooleanField(required=False)
     whatsappOptIn = serializers.BooleanField(required=False)
-    source = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    # The payload's field, not Field.source (DRF reads declared fields, not the attribute).
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=64, required=False, allow_blank=True
+    )
 
     def validate(self, attrs):
         if not any(f"{channel}OptIn" in attrs for channel in CONSENT_CHANNELS):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.functions import Upper
 
-from crm.tenancy import TenantOwnedModel
+from crm.tenancy import TenantManager, TenantOwnedModel, TenantQuerySet
 
 
 class ProfileStatus(models.TextChoices):
@@ -17,6 +18,22 @@ class ProfileStatus(models.TextChoices):
     INACTIVE = "INACTIVE", "Inactive"
     MERGED = "MERGED", "Merged"
     ERASED = "ERASED", "Erased"
+
+
+# A merged profile lives on in its winner and an erased one is gone: neither is ever read,
+# changed, resolved or written to again (only listed when a caller asks for them by status).
+LIVE_STATUSES: tuple[str, ...] = (ProfileStatus.ACTIVE, ProfileStatus.INACTIVE)
+
+
+class CustomerProfileQuerySet(TenantQuerySet):
+    def live(self) -> CustomerProfileQuerySet:
+        """Profiles that may be read and written: not merged, not erased, not deleted. Every
+        detail route and every write goes through this one rule."""
+        return self.filter(status__in=LIVE_STATUSES, deleted_at__isnull=True)
+
+
+class CustomerProfileManager(TenantManager.from_queryset(CustomerProfileQuerySet)):  # type: ignore[misc]
+    pass
 
 
 class LifecycleStage(models.TextChoices):
@@ -151,6 +168,13 @@ class CustomerProfile(TenantOwnedModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects: ClassVar[CustomerProfileManager] = CustomerProfileManager()
+
+    @property
+    def is_live(self) -> bool:
+        """The row-level form of ``CustomerProfileQuerySet.live()`` (same rule)."""
+        return self.status in LIVE_STATUSES and self.deleted_at is None
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -94,7 +94,7 @@ def _activity_eval(obj: Any, op: str, value: Any, params: dict, ctx: Context) ->
 
 def register_customer_fields() -> None:
     fields = registry("customer")
-    text = {"type": T.STRING, "blank_is_null": True}
+    text: dict[str, Any] = {"type": T.STRING, "blank_is_null": True}
     consent = []
     for channel, label in Channel.choices:
         consent += [
@@ -148,6 +148,21 @@ def register_customer_fields() -> None:
                 evaluate=_activity_eval,
                 params=_activity_params,
                 operators=("eq", "neq", "gt", "gte", "lt", "lte"),
+                params_fields=(
+                    {
+                        "name": "days",
+                        "type": "number",
+                        "label": "In the last (days)",
+                        "required": True,
+                    },
+                    {"name": "type", "type": "string", "label": "Activity type (optional)"},
+                    {
+                        "name": "category",
+                        "type": "enum",
+                        "label": "Category (optional)",
+                        "choices": [value for value, _ in Category.CHOICES],
+                    },
+                ),
             ),
         ),
     )

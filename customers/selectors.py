@@ -16,6 +16,12 @@ def customer_list(*, tenant: Tenant) -> QuerySet[CustomerProfile]:
     return CustomerProfile.objects.for_tenant(tenant).filter(deleted_at__isnull=True)
 
 
+def customer_live(*, tenant: Tenant) -> QuerySet[CustomerProfile]:
+    """The profiles a detail route may show and a write may change: merged, erased and
+    deleted ones answer 404 whatever the request asks for."""
+    return CustomerProfile.objects.for_tenant(tenant).live()
+
+
 def customer_search(queryset: QuerySet[CustomerProfile], text: str) -> QuerySet[CustomerProfile]:
     """Name or email containing ``text`` (case-insensitive; trigram indexes serve it)."""
     words = text.split()

@@ -26,6 +26,7 @@ from .identity import CONFIDENCE, HINT_KINDS, IdentityHints
 from .models import (
     CHANNELS,
     IDENTITY_FIELDS,
+    LIVE_STATUSES,
     MEMBERSHIP_FIELDS,
     CustomerProfile,
     IdentityAlias,
@@ -48,6 +49,29 @@ class MergeError(ValidationError):
     """A merge that cannot be done (same profile, already merged, ...)."""
 
 
+class ProfileNotLive(ValidationError):
+    """A write to a merged, erased or deleted profile (answered as 409 by the API; the API's
+    detail routes already answer 404 before a write gets here)."""
+
+    status_code = 409
+
+
+def profile_lock_live(*, tenant: Tenant, profile_id: Any) -> CustomerProfile:
+    """Lock a live profile for a write (``select_for_update``, inside the caller's
+    transaction). Erasure and merges take the same lock, so a write cannot slip in between
+    their check and their change."""
+    profile = (
+        CustomerProfile.objects.for_tenant(tenant)
+        .live()
+        .select_for_update()
+        .filter(pk=profile_id)
+        .first()
+    )
+    if profile is None:
+        raise ProfileNotLive({"customer": ["This customer is merged or erased."]})
+    return profile
+
+
 @dataclass
 class Resolution:
     profile: CustomerProfile | None
@@ -62,6 +86,9 @@ _PROFILE_ATTNAMES = [f.attname for f in _PROFILE_FIELDS]
 _PROFILE_CONVERTERS = [(i, f) for i, f in enumerate(_PROFILE_FIELDS) if hasattr(f, "from_db_value")]
 
 
+_LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE_STATUSES)
+
+
 @lru_cache(maxsize=16)
 def _alias_sql(pairs: int) -> str:
     alias, profile = IdentityAlias._meta.db_table, CustomerProfile._meta.db_table
@@ -72,7 +99,9 @@ def _alias_sql(pairs: int) -> str:
     return (
         f'SELECT a."kind", a."value", a."profile_id", {columns} '  # noqa: S608
         f'FROM "{alias}" a JOIN "{profile}" p ON p."id" = a."profile_id" '
-        f'WHERE a."tenant_id" = %s AND (a."kind", a."value") IN ({wanted})'
+        f'WHERE a."tenant_id" = %s AND (a."kind", a."value") IN ({wanted}) '
+        # Only live profiles resolve (the SQL form of CustomerProfileQuerySet.live()).
+        f'AND p."status" IN ({_LIVE_SQL}) AND p."deleted_at" IS NULL'
     )
 
 
@@ -106,10 +135,10 @@ def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, _Match]
     return [(name, found[(kind, value)]) for name, kind, value in pairs if (kind, value) in found]
 
 
-def _choose(matches: list[tuple[str, IdentityAlias]]) -> tuple[CustomerProfile, list[str], int]:
+def _choose(matches: list[tuple[str, _Match]]) -> tuple[CustomerProfile, list[str], int]:
     """The profile with the strongest evidence: highest confidence, then most hints, then the
     oldest profile."""
-    by_profile: dict[Any, list[tuple[str, IdentityAlias]]] = {}
+    by_profile: dict[Any, list[tuple[str, _Match]]] = {}
     for name, alias in matches:
         by_profile.setdefault(alias.profile_id, []).append((name, alias))
 
@@ -246,6 +275,7 @@ def profile_update(
     identifier owned by another profile raises ``ProfileConflict`` and nothing changes."""
     identity = {k: v for k, v in data.items() if k in IDENTITY_FIELDS and v}
     with transaction.atomic():
+        profile = profile_lock_live(tenant=tenant, profile_id=profile.pk)
         if identity:
             hints = IdentityHints(**identity)
             owners = _alias_rows(tenant, hints)
@@ -326,8 +356,10 @@ def profile_merge(
             raise MergeError({"loser_id": ["Both profiles must belong to this tenant."]})
         winner, loser = locked[winner.pk], locked[loser.pk]
         for label, profile in (("winner", winner), ("loser_id", loser)):
-            if profile.status in (ProfileStatus.MERGED, ProfileStatus.ERASED):
-                raise MergeError({label: [f"This profile is {profile.status.lower()}."]})
+            if not profile.is_live:
+                live_status = profile.status in LIVE_STATUSES
+                state = "deleted" if live_status else profile.status.lower()
+                raise MergeError({label: [f"This profile is {state}."]})
         snapshot = _snapshot(loser)
         moved = {
             "aliases": IdentityAlias.objects.filter(tenant=tenant, profile=loser).update(
@@ -418,10 +450,12 @@ def merge_suggestion_dismiss(
 __all__ = [
     "MergeError",
     "ProfileConflict",
+    "ProfileNotLive",
     "Resolution",
     "identity_resolve",
     "merge_suggestion_accept",
     "merge_suggestion_dismiss",
+    "profile_lock_live",
     "profile_merge",
     "profile_update",
 ]

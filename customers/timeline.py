@@ -27,6 +27,7 @@ from crm.models import Tenant
 
 from .events import Category
 from .models import Activity, ConsentRecord, CustomerProfile, Note, NoteRevision, NoteType
+from .services import profile_lock_live
 
 NOTE_ACTIVITY = "NOTE_ADDED"
 MAX_PAGE_SIZE = 200
@@ -111,7 +112,7 @@ def note_visible(*, tenant: Tenant, viewer: Author) -> QuerySet[Note]:
     """Notes the viewer may see: not deleted, and public or their own."""
     return (
         Note.objects.for_tenant(tenant)
-        .filter(deleted_at__isnull=True)
+        .filter(deleted_at__isnull=True, customer__in=CustomerProfile.objects.live())
         .filter(Q(is_private=False) | Q(author_ref=viewer.ref))
     )
 
@@ -138,6 +139,7 @@ def note_create(
     if not body.strip():
         raise ValidationError({"body": ["Write something."]})
     with transaction.atomic():
+        customer = profile_lock_live(tenant=tenant, profile_id=customer.pk)
         note = Note.objects.create(
             tenant=tenant,
             customer=customer,
@@ -229,6 +231,7 @@ def note_update(*, tenant: Tenant, note: Note, editor: Author, data: dict[str, A
     if "body" in data and not str(data["body"]).strip():
         raise ValidationError({"body": ["Write something."]})
     with transaction.atomic():
+        profile_lock_live(tenant=tenant, profile_id=note.customer_id)
         note = Note.objects.select_for_update().get(pk=note.pk, tenant=tenant)
         text_changed = any(
             name in data and data[name] != getattr(note, name) for name in ("body", "type")
@@ -248,9 +251,11 @@ def note_update(*, tenant: Tenant, note: Note, editor: Author, data: dict[str, A
 
 def note_delete(*, tenant: Tenant, note: Note, editor: Author) -> None:
     """Soft delete: the note disappears from every list; the row stays for audit."""
-    Note.objects.for_tenant(tenant).filter(pk=note.pk).update(
-        deleted_at=timezone.now(), edited_by=editor.name, edited_at=timezone.now()
-    )
+    with transaction.atomic():
+        profile_lock_live(tenant=tenant, profile_id=note.customer_id)
+        Note.objects.for_tenant(tenant).filter(pk=note.pk).update(
+            deleted_at=timezone.now(), edited_by=editor.name, edited_at=timezone.now()
+        )
 
 
 # ----------------------------------------------------------------------------- merge

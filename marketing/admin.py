@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm import rules
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.admin_widgets import RuleBuilderWidget, rule_fields_payload
 from crm.models import StaffRole, Tenant
+from crm.selectors import staff_tenant_ids
 
 from .campaigns import (
     EDITABLE,
@@ -52,19 +56,28 @@ from .templating import render, sample_context, template_validate
 
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
+RULE_SEGMENT_CHOICES = 500  # "member of segment" offers at most this many, by name
 
 
 class SegmentForm(forms.ModelForm):
     criteria = forms.JSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "class": "font-mono", "spellcheck": "false"}),
-        help_text='{"combinator": "AND", "rules": [{"field": ..., "operator": ..., "value": ...}]}'
-        " — see the field reference below.",
+        widget=RuleBuilderWidget(
+            fields_url=reverse_lazy("admin:marketing_segment_rule_fields"),
+            count_url=reverse_lazy("admin:marketing_segment_preview"),
+        ),
+        help_text="Who is in the segment. The rules as JSON are under “Rules as JSON”.",
     )
 
     class Meta:
         model = Segment
         fields = ["tenant", "club", "name", "description", "type", "criteria", "refresh_frequency"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.tenant_id is not None:
+            # An existing segment's tenant is read-only: the builder counts for this one.
+            self.fields["criteria"].widget.tenant_id = str(self.instance.tenant_id)
 
     def clean(self):
         data = super().clean()
@@ -81,6 +94,8 @@ class SegmentForm(forms.ModelForm):
                 try:
                     criteria_parse(tenant, data["criteria"], segment=self.instance)
                 except ValidationError as exc:
+                    # The builder shows each message on the rule its path names.
+                    self.fields["criteria"].widget.errors = exc.message_dict
                     for path, messages_ in exc.message_dict.items():
                         for message in messages_:
                             self.add_error("criteria", f"{path}: {message}")
@@ -167,6 +182,11 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
                 name="marketing_segment_preview",
             ),
             path(
+                "rule-fields/",
+                self.admin_site.admin_view(self.rule_fields_view),
+                name="marketing_segment_rule_fields",
+            ),
+            path(
                 "<uuid:object_id>/refresh/",
                 self.admin_site.admin_view(self.refresh_view),
                 name="marketing_segment_refresh",
@@ -192,8 +212,37 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    def _staff_tenant(self, request, tenant_id: Any) -> Tenant | None:
+        """The tenant ``tenant_id`` names if the staff user may see it (superusers: any)."""
+        try:
+            pk = uuid.UUID(str(tenant_id))
+        except ValueError:
+            return None
+        tenants = Tenant.objects.filter(pk=pk)
+        if not request.user.is_superuser:
+            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
+        return tenants.first()
+
+    def rule_fields_view(self, request):
+        """The rule builder's fields: GET ?tenant=id -> typed fields, the tenant's currency and
+        its clubs and segments to choose from; without a tenant, the fields only."""
+        tenant = None
+        if request.GET.get("tenant"):
+            tenant = self._staff_tenant(request, request.GET["tenant"])
+            if tenant is None:
+                return JsonResponse({"errors": {"tenant": ["Unknown tenant."]}}, status=404)
+        options = {}
+        if tenant is not None:
+            segments = Segment.objects.for_tenant(tenant).order_by("name")
+            options["segment"] = [
+                {"value": str(pk), "label": name}
+                for pk, name in segments.values_list("pk", "name")[:RULE_SEGMENT_CHOICES]
+            ]
+        return JsonResponse(rule_fields_payload(tenant=tenant, options=options))
+
     def preview_view(self, request):
-        """Live count for the editor: POST {"tenant": id, "criteria": {...}} -> {"count"}."""
+        """Live count for the rule builder: POST {"tenant": id, "criteria": {...}} ->
+        {"count", "sample"}; 400 {"errors": {path: [...]}} for bad criteria."""
         if request.method != "POST":
             return JsonResponse({"error": "POST the criteria."}, status=405)
         try:
@@ -202,14 +251,7 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
             return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
         if not isinstance(body, dict):
             return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
-        tenants = Tenant.objects.all()
-        if not request.user.is_superuser:
-            from crm.selectors import staff_tenant_ids
-
-            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
-        tenant = (
-            tenants.filter(pk=body.get("tenant") or None).first() if body.get("tenant") else None
-        )
+        tenant = self._staff_tenant(request, body.get("tenant")) if body.get("tenant") else None
         if tenant is None:
             return JsonResponse({"errors": {"tenant": ["Choose the tenant first."]}}, status=400)
         try:
@@ -330,10 +372,17 @@ class MessageTemplateAdmin(TenantScopedAdminMixin, ModelAdmin):
         extra_context = dict(extra_context or {})
         template = self.get_object(request, object_id) if object_id else None
         if template is not None:
-            extra_context["preview"] = render(
-                template,
-                sample_context(template.tenant, template.club.name if template.club else ""),
-            )
+            try:
+                extra_context["preview"] = render(
+                    template,
+                    sample_context(template.tenant, template.club.name if template.club else ""),
+                )
+            except ValidationError as exc:  # saved before today's rules: say why, don't 500
+                extra_context["preview_errors"] = [
+                    f"{field}: {problem}"
+                    for field, problems in exc.message_dict.items()
+                    for problem in problems
+                ]
         return super().changeform_view(request, object_id, form_url, extra_context)
 
 

@@ -47,11 +47,12 @@ from .models import (
     created_by_fields,
 )
 from .sending import run_queue_senders
-from .templating import render, sample_context
+from .templating import render, sample_context, subject_validate
 
 EDITABLE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.PAUSED)
 OPEN_RUN = (RunStatus.PREPARING, RunStatus.SENDING, RunStatus.TESTING)
 MIN_CRON_INTERVAL = timedelta(hours=1)
+SUBJECT_MAX_LENGTH = MessageTemplate._meta.get_field("subject").max_length
 CAMPAIGN_FIELDS = (
     "name",
     "description",
@@ -160,7 +161,21 @@ def _validate_ab(tenant, ab_test, channels, add) -> None:
             variant.get("subject") or variant.get("template_id")
         ):
             add(f"ab_test.variants[{index}]", "Give a subject or a template_id.")
-        elif variant.get("template_id"):
+            continue
+        subject = variant.get("subject") or ""
+        if not isinstance(subject, str):
+            add(f"ab_test.variants[{index}].subject", "Expected text.")
+        elif len(subject) > SUBJECT_MAX_LENGTH:  # as long as a template's subject may be
+            add(f"ab_test.variants[{index}].subject", f"At most {SUBJECT_MAX_LENGTH} characters.")
+        elif subject:
+            # Rendered for every recipient like a template's subject: same engine, same rules.
+            try:
+                subject_validate(subject=subject, field=f"ab_test.variants[{index}].subject")
+            except ValidationError as exc:
+                for field, problems in exc.message_dict.items():
+                    for problem in problems:
+                        add(field, problem)
+        if variant.get("template_id"):
             exists = MessageTemplate.objects.for_tenant(tenant).filter(
                 pk=variant["template_id"], channel="email"
             )
@@ -300,13 +315,28 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
         )
         if campaign.status not in allowed:
             _refuse(campaign, "cancel")
-        open_runs = CampaignRun.objects.filter(campaign=campaign, status__in=OPEN_RUN)
-        Message.objects.filter(
-            tenant=campaign.tenant,
-            run__in=open_runs,
-            status__in=[MessageStatus.QUEUED, MessageStatus.HELD],
-        ).update(status=MessageStatus.CANCELLED)
-        open_runs.update(status=RunStatus.CANCELLED, completed_at=timezone.now())
+        now = timezone.now()
+        # The runs locked first: a run being prepared finishes its snapshot before its rows
+        # are settled here, so none is left QUEUED under a cancelled run.
+        run_ids = list(
+            CampaignRun.objects.select_for_update()
+            .filter(campaign=campaign, status__in=OPEN_RUN)
+            .values_list("pk", flat=True)
+        )
+        rows = Message.objects.filter(tenant=campaign.tenant, run_id__in=run_ids)
+        rows.filter(status__in=[MessageStatus.QUEUED, MessageStatus.HELD]).update(
+            status=MessageStatus.CANCELLED, updated_at=now
+        )
+        # A row a worker holds is settled too (the worker marks it SENT if the backend takes
+        # it; a failure leaves it CANCELLED): nothing of the run stays open.
+        rows.filter(status=MessageStatus.SENDING).update(
+            status=MessageStatus.CANCELLED,
+            error="Cancelled while it was being sent; it may have been delivered.",
+            updated_at=now,
+        )
+        CampaignRun.objects.filter(pk__in=run_ids).update(
+            status=RunStatus.CANCELLED, completed_at=now
+        )
         campaign.status = CampaignStatus.CANCELLED
         campaign.next_run_at = None
         campaign.save(update_fields=["status", "next_run_at", "updated_at"])

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from .common import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
 from .interactions import track_html
 from .messaging import MessagingBackend, Outgoing
 from .models import Campaign, Message, MessageStatus, MessageTemplate, SkipReason, Suppression
-from .templating import recipient_context, render
+from .templating import TemplateRenderError, recipient_context, render, subject_render
 
 logger = logging.getLogger(__name__)
 # What rendering and the consent check read of a recipient (not the other 50 columns).
@@ -99,7 +100,6 @@ def deliver(
         .filter(address__in={m.address for m in messages})
         .values_list("channel", "address")
     )
-    variants = plan.variants
     sent: list[tuple[int, str]] = []
     skipped: dict[str, list[int]] = {}
     batch: list[tuple[Message, Outgoing]] = []
@@ -111,31 +111,19 @@ def deliver(
         if (message.channel, message.address) in suppressed:
             skipped.setdefault(SkipReason.SUPPRESSED, []).append(message.pk)
             continue
-        template = (
-            campaign.template_for(message.channel) if campaign is not None else message.template
-        )
-        subject_override = ""
-        if message.variant and message.variant in variants:
-            chosen = variants[message.variant]
-            template = chosen["template"] or template
-            subject_override = chosen["subject"]
-        context = recipient_context(tenant, plan.club_name, customer, unsubscribe_url(message))
-        rendered = render(template, context, marketing=True)
-        html = rendered.html
-        if backend.name == "local" and html:
-            html = track_html(html, message, context["unsubscribe_url"])
-        outgoing = Outgoing(
-            channel=message.channel,
-            to=message.address,
-            subject=subject_override or rendered.subject,
-            html=html,
-            text=rendered.text,
-            body=rendered.body,
-            from_email=plan.from_email,
-            idempotency_key=message_identity(message),
-            unsubscribe_url=context["unsubscribe_url"],
-            tenant=tenant.slug,
-        )
+        try:
+            outgoing = _outgoing(
+                message, campaign, customer, plan, track=backend.name == "local", tenant=tenant
+            )
+        except TemplateRenderError as exc:
+            # The template cannot be rendered for this recipient: another attempt would
+            # fail the same way, so the row fails now (and the run can complete).
+            _failed(message, exc, now, final=True)
+            continue
+        except Exception as exc:  # anything else: counted as an attempt, like a send error
+            logger.exception("message %s could not be prepared", message.pk)
+            _failed(message, exc, now)
+            continue
         if backend.idempotent:
             batch.append((message, outgoing))
             continue
@@ -163,13 +151,65 @@ def deliver(
     return len(sent)
 
 
-def _failed(message: Message, exc: Exception, now: datetime) -> None:
-    """Back to the queue for another attempt, or FAILED after the last one."""
+def _outgoing(
+    message: Message,
+    campaign: Campaign | None,
+    customer,
+    plan: SendPlan,
+    *,
+    track: bool,
+    tenant: Tenant,
+) -> Outgoing:
+    """The message as the backend gets it: rendered for the recipient (the A/B variant's
+    template and subject, rendered like a template's), links tracked on the local backend.
+    A journey message (no campaign) has its own template. Raises ``TemplateRenderError``
+    when the template cannot be rendered."""
+    template = campaign.template_for(message.channel) if campaign is not None else message.template
+    subject_source = ""
+    if message.variant and message.variant in plan.variants:
+        chosen = plan.variants[message.variant]
+        template = chosen["template"] or template
+        subject_source = chosen["subject"]
+    if template is None:
+        raise TemplateRenderError(
+            {"template": [f"The campaign has no {message.channel} template."]}
+        )
+    context = recipient_context(tenant, plan.club_name, customer, unsubscribe_url(message))
+    rendered = render(template, context, marketing=True)
+    subject = rendered.subject
+    if subject_source:
+        subject = subject_render(subject_source, context, field="ab_test.subject")
+    html = rendered.html
+    if track and html:
+        html = track_html(html, message, context["unsubscribe_url"])
+    return Outgoing(
+        channel=message.channel,
+        to=message.address,
+        subject=subject,
+        html=html,
+        text=rendered.text,
+        body=rendered.body,
+        from_email=plan.from_email,
+        idempotency_key=message_identity(message),
+        unsubscribe_url=context["unsubscribe_url"],
+        tenant=tenant.slug,
+    )
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{field}: {' '.join(errs)}" for field, errs in exc.message_dict.items())
+    return str(exc)
+
+
+def _failed(message: Message, exc: Exception, now: datetime, *, final: bool = False) -> None:
+    """Back to the queue for another attempt, or FAILED after the last one (or at once when
+    ``final``: an error another attempt cannot fix)."""
     logger.warning("message %s failed: %s", message.pk, exc)
-    final = message.attempts >= MAX_SEND_ATTEMPTS
+    final = final or message.attempts >= MAX_SEND_ATTEMPTS
     Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
-        error=str(exc)[:500],
+        error=_error_text(exc)[:500],
         # Not claimable again before 1, 2, 4... minutes; the sweep starts a sender then.
         send_after=None if final else now + timedelta(minutes=2 ** (message.attempts - 1)),
         updated_at=now,
@@ -181,8 +221,11 @@ _SENT_SQL = f"""
     SET status = 'SENT', sent_at = %s, updated_at = %s, error = '',
         provider_id = s.provider_id
     FROM unnest(%s::bigint[], %s::text[]) AS s(id, provider_id)
-    WHERE m.id = s.id AND m.status = 'SENDING'
+    WHERE m.id = s.id AND m.status IN ('SENDING', 'CANCELLED')
 """  # noqa: S608
+# CANCELLED too: a campaign cancelled while a worker held the row settles it CANCELLED, and
+# when the backend then took it, SENT is the truth (the frequency cap counts it). Only rows
+# this worker claimed are in the list, so a row cancelled while still queued never is.
 
 
 def _mark(sent: list[tuple[int, str]], skipped: dict[str, list[int]], now: datetime) -> None:

@@ -34,12 +34,12 @@ from .models import (
 )
 
 TRACK_SALT = "crm.marketing.track"
-STOPS = {
+STOPS: dict[str, str] = {
     InteractionKind.UNSUBSCRIBED: "unsubscribed",
     InteractionKind.COMPLAINED: "complained",
     InteractionKind.BOUNCED: "bounced",
 }
-TITLES = {
+TITLES: dict[str, str] = {
     InteractionKind.DELIVERED: "Delivered",
     InteractionKind.OPENED: "Opened",
     InteractionKind.CLICKED: "Clicked a link in",

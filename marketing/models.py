@@ -109,7 +109,7 @@ class Segment(TenantOwnedModel):
 # Memberships and changes are derived (a refresh recomputes them) and written hundreds of
 # thousands at a time, so they carry no database foreign-key constraints: the deferred checks
 # of a 300,000-member refresh cost more than the refresh. Django's on_delete still cascades.
-_DERIVED = {"db_index": False, "db_constraint": False}
+_DERIVED: dict = {"db_index": False, "db_constraint": False}
 
 
 class SegmentMembership(TenantOwnedModel):
@@ -169,7 +169,7 @@ CHANNEL_CHOICES = Channel.choices
 
 
 class MessageTemplate(TenantOwnedModel):
-    """A message for one channel, written in the Django template language with a fixed
+    """A message for one channel, written in a restricted Django template language with a fixed
     context (see docs/campaigns.md). Email has a subject, HTML and text; the other channels
     a body."""
 

@@ -47,7 +47,7 @@ from .models import (
 SAMPLE_SIZE = 5
 SLOW_REFRESH_MS = 10_000
 MAX_CSV_ROWS = 100_000
-REFRESH_INTERVALS = {
+REFRESH_INTERVALS: dict[str, timedelta] = {
     RefreshFrequency.HOURLY: timedelta(hours=1),
     RefreshFrequency.DAILY: timedelta(days=1),
 }

@@ -14,7 +14,9 @@
    by a retried, redelivered or resumed task: only QUEUED rows are claimed. A worker killed
    mid-send leaves its row SENDING; the sweep puts such rows back after ``IN_DOUBT_AFTER``
    and they are sent again with the same Message-ID / idempotency key, so the receiving side
-   drops the repeat.
+   drops the repeat. Each claim counts an attempt: a row in doubt after ``MAX_SEND_ATTEMPTS``
+   becomes FAILED, and a template that cannot be rendered fails its row at once, so every
+   row ends SENT, FAILED, SKIPPED or CANCELLED.
 4. A run is COMPLETED only when no row of it is QUEUED, SENDING or HELD.
 
 Quiet hours (the tenant's local time) hold sending: the send task stops and the sweep
@@ -38,7 +40,7 @@ from crm.models import Tenant
 from crm.tasks import tenant_task
 from customers.models import CustomerProfile
 
-from .common import ADDRESS_COLUMN, next_occurrence, unreachable_sql
+from .common import ADDRESS_COLUMN, MAX_SEND_ATTEMPTS, next_occurrence, unreachable_sql
 from .delivery import deliver, send_plan
 from .messaging import get_backend
 from .models import (
@@ -122,11 +124,25 @@ def run_queue_senders(run: CampaignRun, senders: int = SENDERS_PER_RUN) -> None:
 
 def runs_kick(*, now: datetime | None = None) -> int:
     """Beat: runs that still have work get senders again (after quiet hours, a lost task,
-    a worker killed mid-send). Rows in doubt for too long go back to QUEUED."""
+    a worker killed mid-send). Rows in doubt for too long go back to QUEUED, or FAILED when
+    their attempts are spent."""
     now = now or timezone.now()
-    back = Message.objects.filter(
+    in_doubt = Message.objects.filter(
         status=MessageStatus.SENDING, send_after__lte=now - IN_DOUBT_AFTER
-    ).update(status=MessageStatus.QUEUED)
+    )
+    # Each claim counted an attempt; a row in doubt after its last one is settled as FAILED
+    # (not queued again every few minutes for ever, keeping its run open).
+    spent = in_doubt.filter(attempts__gte=MAX_SEND_ATTEMPTS).update(
+        status=MessageStatus.FAILED,
+        error=f"No outcome after {MAX_SEND_ATTEMPTS} attempts (the sender stopped mid-send); "
+        "it may have been delivered.",
+        updated_at=now,
+    )
+    if spent:
+        logger.warning("%s messages in doubt after their last attempt failed", spent)
+    back = in_doubt.filter(attempts__lt=MAX_SEND_ATTEMPTS).update(
+        status=MessageStatus.QUEUED, updated_at=now
+    )
     if back:
         logger.warning("%s messages in doubt were queued again (same Message-ID)", back)
     # TESTING runs too: their test variants may be waiting for quiet hours to end.

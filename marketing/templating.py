@@ -1,11 +1,27 @@
-"""Rendering message templates: the Django template language over a fixed context.
+"""Rendering message templates: a restricted Django template language over a fixed context.
 
-The engine has no loaders (no ``{% include %}`` or ``{% extends %}`` of files) and renders
-unknown variables as empty text. The author's email HTML is sanitised with nh3 (Ammonia)
-once per template (scripts, event handlers and ``javascript:`` links are dropped), and what
-the context puts into it is autoescaped, so neither reaches a recipient.
-Marketing email always carries a visible unsubscribe link: the template's own
-``{{ unsubscribe_url }}`` or, when it has none, a footer added here.
+Templates are written by tenant staff and rendered for thousands of recipients whose names
+they do not control, so the engine is an allow-list, not Django's full language:
+
+* tags: ``if`` / ``elif`` / ``else`` / ``endif`` and ``comment`` only. No ``for`` (nothing in
+  the context is a list, and a loop is the only way a template's work can outgrow its
+  source), no ``autoescape``, ``include``, ``extends``, ``load``, ``lorem``, ``now`` ...
+* filters: ``ALLOWED_FILTERS`` (none that pads, repeats or marks text safe: no ``safe``,
+  ``stringformat``, ``ljust``, ``center`` ...);
+* variables: plain names (``{{ first_name }}``); no ``a.b`` lookups. Unknown names render
+  empty.
+
+A template is checked when it is compiled (``_compiled``: a walk over the parsed nodes), so
+``template_validate`` rejects what the sender could not render, with a field error. Without
+loops, includes or recursion the work of a render is bounded by the source (at most
+``MAX_SOURCE_LENGTH`` characters) times the length of the context values, so it needs no
+timer; the output is still capped (``MAX_OUTPUT_LENGTH``, SMS ``SMS_MAX_LENGTH``) and a render
+past the cap raises ``TemplateRenderError``.
+
+The rendered HTML is sanitised with nh3 (Ammonia): scripts, event handlers and
+``javascript:`` links are dropped from what goes out, whatever produced them. Marketing
+email always carries a visible unsubscribe link: the template's own ``{{ unsubscribe_url }}``
+or, when it has none, a footer added after sanitising.
 
 Context (see docs/campaigns.md): ``first_name``, ``last_name``, ``full_name``, ``email``,
 ``club``, ``tenant``, ``unsubscribe_url``.
@@ -13,16 +29,21 @@ Context (see docs/campaigns.md): ``first_name``, ``last_name``, ``full_name``, `
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from html import unescape
 from typing import Any
 
 import nh3
 from django.core.exceptions import ValidationError
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, Engine, Library, TemplateSyntaxError, defaultfilters
+from django.template import Template as DjangoTemplate
+from django.template.base import FilterExpression, Lexer, TokenType, Variable, VariableNode
+from django.template.defaulttags import IfNode
+from django.template.defaulttags import register as default_tags
 from django.utils.html import escape, strip_tags
 
-ENGINE = Engine(autoescape=True, string_if_invalid="", debug=False, loaders=[])
 CONTEXT_KEYS = (
     "first_name",
     "last_name",
@@ -33,6 +54,27 @@ CONTEXT_KEYS = (
     "unsubscribe_url",
 )
 SMS_MAX_LENGTH = 1_600  # ten concatenated SMS parts
+MAX_SOURCE_LENGTH = 100_000  # characters of one template part
+MAX_OUTPUT_LENGTH = 500_000  # characters of one rendered part (an email this big is refused)
+ALLOWED_TAGS_TEMPLATE = ("if", "elif", "else", "endif", "comment", "endcomment")
+ALLOWED_FILTERS = (
+    "capfirst",
+    "cut",
+    "default",
+    "default_if_none",
+    "first",
+    "last",
+    "length",
+    "linebreaksbr",
+    "lower",
+    "striptags",
+    "title",
+    "truncatechars",
+    "truncatewords",
+    "upper",
+    "urlencode",
+    "yesno",
+)
 ALLOWED_TAGS = nh3.ALLOWED_TAGS | {
     "center",
     "font",
@@ -59,6 +101,41 @@ ALLOWED_ATTRIBUTES = {
     "font": {"color", "face", "size"},
 }
 
+# The only tags and filters a template can use: Django's own implementations, picked by name.
+LIBRARY = Library()
+LIBRARY.tags.update({name: default_tags.tags[name] for name in ("if", "comment")})
+LIBRARY.filters.update({name: defaultfilters.register.filters[name] for name in ALLOWED_FILTERS})
+
+
+class _RestrictedEngine(Engine):
+    """An engine whose builtins are ``LIBRARY`` alone (Django's engine always adds its
+    default tags and filters, ``include`` and ``extends`` among them), with no loaders and
+    no loadable libraries."""
+
+    def get_template_builtins(self, builtins):
+        return [LIBRARY]
+
+
+ENGINE = _RestrictedEngine(
+    autoescape=True, string_if_invalid="", debug=False, loaders=[], libraries={}, builtins=[]
+)
+# What the save-time check renders: placeholder values about as long as real ones.
+PLACEHOLDER_CONTEXT = {
+    "first_name": "Thabo",
+    "last_name": "Nkosi",
+    "full_name": "Thabo Nkosi",
+    "email": "thabo.nkosi@example.com",
+    "club": "Royal Johannesburg Golf Club",
+    "tenant": "Royal Johannesburg Golf Club",
+    "unsubscribe_url": "https://example.invalid/u/preview",
+}
+
+
+class TemplateRenderError(ValidationError):
+    """A template that cannot be rendered (disallowed construct, output past a cap). A
+    ``ValidationError`` with the field, so the API answers 400 and the admin shows it;
+    the sender fails the message with it."""
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -68,24 +145,111 @@ class Rendered:
     body: str = ""
 
 
+def _check_tags(source: str) -> None:
+    """Refuse any tag but the allowed ones before Django parses (its own message, "Did you
+    forget to register or load this tag?", would point staff the wrong way)."""
+    for token in Lexer(source).tokenize():
+        if token.token_type is TokenType.BLOCK:
+            name = (token.split_contents() or [""])[0]
+            if name not in ALLOWED_TAGS_TEMPLATE:
+                raise TemplateSyntaxError(
+                    f"The {{% {name} %}} tag is not allowed (line {token.lineno}); "
+                    "use {% if %} / {% elif %} / {% else %} / {% endif %}."
+                )
+
+
+def _expressions(node) -> Iterator[FilterExpression]:
+    """The filter expressions of a node: a variable's, or the operands of an if's
+    conditions (a tree of operators whose leaves hold a ``value``)."""
+    if isinstance(node, VariableNode):
+        yield node.filter_expression
+    elif isinstance(node, IfNode):
+        stack: list[Any] = [
+            condition for condition, _ in node.conditions_nodelists if condition is not None
+        ]
+        while stack:
+            item = stack.pop()
+            if isinstance(getattr(item, "value", None), FilterExpression):
+                yield item.value
+            operands = (getattr(item, "first", None), getattr(item, "second", None))
+            stack.extend(operand for operand in operands if operand is not None)
+
+
+def _check_lookups(template: DjangoTemplate) -> None:
+    """Only plain names: ``{{ first_name.upper }}`` would call a method of the value."""
+    nodes = template.nodelist.get_nodes_by_type(VariableNode) + (
+        template.nodelist.get_nodes_by_type(IfNode)
+    )
+    for node in nodes:
+        for expression in _expressions(node):
+            variables = [expression.var] + [arg for lookup, arg in _args(expression) if lookup]
+            for variable in variables:
+                if (
+                    isinstance(variable, Variable)
+                    and variable.lookups
+                    and len(variable.lookups) > 1
+                ):
+                    raise TemplateSyntaxError(
+                        f"Use a plain name instead of {variable.var!r}: "
+                        f"the names are {', '.join(CONTEXT_KEYS)}."
+                    )
+
+
+def _args(expression: FilterExpression) -> list[tuple[bool, Any]]:
+    return [arg for _, args in expression.filters for arg in args]
+
+
 @lru_cache(maxsize=512)
-def _compiled(source: str):
-    return ENGINE.from_string(source)
+def _compiled(source: str) -> DjangoTemplate:
+    """Compiled and checked once per distinct source (a campaign renders the same template
+    thousands of times)."""
+    if len(source) > MAX_SOURCE_LENGTH:
+        raise TemplateSyntaxError(f"At most {MAX_SOURCE_LENGTH:,} characters.")
+    _check_tags(source)
+    template = ENGINE.from_string(source)
+    _check_lookups(template)
+    return template
 
 
-def _compile(source: str, field: str):
-    """Compiled once per distinct source (a campaign renders the same template thousands
-    of times)."""
+def _compile(source: str, field: str) -> DjangoTemplate:
     try:
         return _compiled(source)
     except TemplateSyntaxError as exc:
-        raise ValidationError({field: [f"Template error: {exc}"]}) from exc
+        raise TemplateRenderError({field: [f"Template error: {exc}"]}) from exc
+
+
+def _render(source: str, context: dict[str, Any], *, autoescape: bool, field: str) -> str:
+    if not source:
+        return ""
+    try:
+        output = _compile(source, field).render(Context(context, autoescape=autoescape))
+    except TemplateRenderError:
+        raise
+    except Exception as exc:  # a filter refusing a value: the template's fault, not the send's
+        raise TemplateRenderError({field: [f"Template error: {exc}"]}) from exc
+    if len(output) > MAX_OUTPUT_LENGTH:
+        raise TemplateRenderError(
+            {field: [f"The rendered text is longer than {MAX_OUTPUT_LENGTH:,} characters."]}
+        )
+    return output
+
+
+def subject_render(source: str, context: dict[str, Any], *, field: str = "subject") -> str:
+    """A subject: plain text on one line (a header, so not HTML-escaped)."""
+    return " ".join(_render(source, context, autoescape=False, field=field).split())
+
+
+def subject_validate(*, subject: str, field: str = "subject") -> None:
+    """A subject (a template's, or an A/B variant's) compiles and renders."""
+    subject_render(subject, PLACEHOLDER_CONTEXT, field=field)
 
 
 def template_validate(
     *, channel: str, subject: str, html_body: str, text_body: str, body: str
 ) -> None:
-    """Every part compiles and the parts the channel needs are there."""
+    """Every part compiles under the restricted engine, the parts the channel needs are
+    there, and a render for placeholder values fits (an SMS at most ``SMS_MAX_LENGTH``
+    characters as sent, not as written)."""
     errors: dict[str, list[str]] = {}
     parts = {"subject": subject, "html_body": html_body, "text_body": text_body, "body": body}
     for field, source in parts.items():
@@ -100,30 +264,31 @@ def template_validate(
             errors.setdefault("html_body", []).append("Write the HTML or the text version.")
     elif not body.strip():
         errors.setdefault("body", []).append(f"A {channel} message needs a body.")
-    if channel == "sms" and len(body) > SMS_MAX_LENGTH:
-        errors.setdefault("body", []).append(f"At most {SMS_MAX_LENGTH} characters.")
+    if not errors:
+        try:
+            render(_Draft(channel, subject, html_body, text_body, body), PLACEHOLDER_CONTEXT)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
 
 
-def _render(source: str, context: dict[str, Any], *, autoescape: bool) -> str:
-    if not source:
-        return ""
-    return _compile(source, "body").render(Context(context, autoescape=autoescape))
+@dataclass(frozen=True)
+class _Draft:
+    """The parts of a template not saved yet (what ``render`` reads of a MessageTemplate)."""
+
+    channel: str
+    subject: str
+    html_body: str
+    text_body: str
+    body: str
 
 
-@lru_cache(maxsize=256)
-def _sanitized(source: str) -> str:
-    """The template's HTML, sanitised once: what the author wrote is cleaned, and what the
-    context puts into it is autoescaped when it renders."""
-    return sanitize(source) if source else ""
-
-
-@lru_cache(maxsize=256)
-def _text_of(html_source: str) -> str:
-    """A plain-text template derived from the HTML one (tags dropped, template tags kept)."""
+def _text_of(html: str) -> str:
+    """The plain-text part derived from the rendered, sanitised HTML (tags dropped,
+    entities decoded: it is not HTML)."""
     return "\n".join(
-        line.strip() for line in strip_tags(_sanitized(html_source)).splitlines() if line.strip()
+        line.strip() for line in unescape(strip_tags(html)).splitlines() if line.strip()
     )
 
 
@@ -138,13 +303,23 @@ def sanitize(html: str) -> str:
 
 
 def render(template, context: dict[str, Any], *, marketing: bool = True) -> Rendered:
-    """Render a template for one recipient (``context`` keys: ``CONTEXT_KEYS``)."""
+    """Render a template for one recipient (``context`` keys: ``CONTEXT_KEYS``). Raises
+    ``TemplateRenderError`` (naming the field) when it cannot."""
     if template.channel != "email":
-        return Rendered(body=_render(template.body, context, autoescape=False).strip())
-    subject = " ".join(_render(template.subject, context, autoescape=False).split())
-    html = _render(_sanitized(template.html_body), context, autoescape=True)
-    text_source = template.text_body or _text_of(template.html_body)
-    text = _render(text_source, context, autoescape=False).strip()
+        body = _render(template.body, context, autoescape=False, field="body").strip()
+        if template.channel == "sms" and len(body) > SMS_MAX_LENGTH:
+            raise TemplateRenderError(
+                {"body": [f"At most {SMS_MAX_LENGTH:,} characters (this one is {len(body):,})."]}
+            )
+        return Rendered(body=body)
+    subject = subject_render(template.subject, context)
+    # Sanitised as rendered: whatever a value or a filter produced is cleaned too.
+    html = _render(template.html_body, context, autoescape=True, field="html_body")
+    html = sanitize(html) if html else ""
+    if template.text_body:
+        text = _render(template.text_body, context, autoescape=False, field="text_body").strip()
+    else:
+        text = _text_of(html)
     unsubscribe = context.get("unsubscribe_url", "")
     if marketing and unsubscribe:
         if html and "unsubscribe_url" not in template.html_body:

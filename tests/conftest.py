@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from crm.models import StaffRole
+from crm.scopes import ALL_SCOPES
 from crm.services import api_key_create
 
 from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
@@ -21,8 +23,6 @@ from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserF
 # Playwright's sync API runs an event loop in the test thread; the ORM calls of the same
 # tests are still synchronous, so allow them.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
 
 
 def pytest_configure(config):
@@ -69,6 +69,16 @@ def staff_a(tenant_a):
 
 
 @pytest.fixture
+def marketer_a(tenant_a):
+    """A tenant-A marketer (the colleague with a lower role): sees tenant A's rows, writes the
+    marketing screens and customer profiles, but not the admin-only ones (API keys, staff,
+    clubs, erasure)."""
+    return StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mark"), role=StaffRole.MARKETER
+    ).user
+
+
+@pytest.fixture
 def staff_b(tenant_b):
     """A tenant-B admin (the outsider, seen from tenant A)."""
     return StaffMembershipFactory(tenant=tenant_b, user=UserFactory(username="ben")).user
@@ -86,7 +96,15 @@ def make_jwt():
         secret: str | None = None,
         scope: str = "customers:read",
     ) -> str:
-        claims: dict = {"sub": sub, "scope": scope, "exp": int(time.time()) + exp_in}
+        now = int(time.time())
+        claims: dict = {
+            "sub": sub,
+            "scope": scope,
+            "iat": now,
+            "exp": now + exp_in,
+            "aud": settings.JWT_AUDIENCE,
+            "iss": settings.JWT_ISSUER,
+        }
         if tenant_id is not None:
             claims["tenant_id"] = tenant_id
         return jwt.encode(claims, secret or settings.JWT_SECRET, algorithm="HS256")
@@ -96,7 +114,8 @@ def make_jwt():
 
 @pytest.fixture
 def api_key_a(tenant_a):
-    return api_key_create(tenant=tenant_a, name="TeeTime service")
+    """A tenant-A key with every scope (the tests of scopes themselves make narrower ones)."""
+    return api_key_create(tenant=tenant_a, name="TeeTime service", scopes=ALL_SCOPES)
 
 
 @pytest.fixture
@@ -110,6 +129,6 @@ def api_a(api_key_a):
 @pytest.fixture
 def api_b(tenant_b):
     client = APIClient()
-    issued = api_key_create(tenant=tenant_b, name="SCL service")
+    issued = api_key_create(tenant=tenant_b, name="SCL service", scopes=ALL_SCOPES)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {issued.raw_key}")
     return client

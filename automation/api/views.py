@@ -1,9 +1,6 @@
-"""Views of the journeys API: validate the shape, call one service, serialize.
-
-TODO(scopes): another branch adds per-view ``required_scopes``; once merged, declare
-``{"GET": "marketing:read", "POST": "marketing:write", "PATCH": "marketing:write", "PUT":
-"marketing:write"}`` on both view sets.
-"""
+"""Views of the journeys API: validate the shape, call one service, serialize. Journeys
+are marketing: ``marketing:read`` to read (and to validate), ``marketing:write`` to change,
+act and enroll."""
 
 from __future__ import annotations
 
@@ -37,6 +34,7 @@ from automation.triggers import (
 )
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
+from crm.scopes import MARKETING_READ, MARKETING_WRITE
 from marketing.models import Segment
 
 from .serializers import (
@@ -67,6 +65,7 @@ class JourneyViewSet(
     """Journeys of the caller's tenant, their steps, state changes, enrollment, figures."""
 
     queryset = Journey.objects.select_related("tenant", "current_version")
+    required_scopes = {"read": MARKETING_READ, "write": MARKETING_WRITE, "validate": MARKETING_READ}
     serializer_class = JourneySerializer
     pagination_class = CreatedCursorPagination
     http_method_names = ["get", "post", "patch", "put", "head", "options"]
@@ -186,6 +185,7 @@ class EnrollmentViewSet(TenantScopedAPIMixin, viewsets.ReadOnlyModelViewSet):
     """Enrollments of the tenant (``customer=<id>``: one person's), with their trail."""
 
     queryset = Enrollment.objects.select_related("version").prefetch_related("trail")
+    required_scopes = {"read": MARKETING_READ, "write": MARKETING_WRITE}
     serializer_class = EnrollmentSerializer
     pagination_class = CreatedCursorPagination
 

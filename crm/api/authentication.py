@@ -13,6 +13,8 @@ from rest_framework import authentication, exceptions
 from crm.selectors import tenant_by_reference
 from crm.services import api_key_verify
 
+from .auth_failures import auth_failures_check, auth_failures_record
+
 if TYPE_CHECKING:
     from crm.models import Tenant
 
@@ -50,12 +52,36 @@ def _credential(request, keyword: str) -> str | None:
     return value
 
 
-class ApiKeyAuthentication(authentication.BaseAuthentication):
+class _LimitedAuthentication(authentication.BaseAuthentication):
+    """Refuses callers whose address failed too often, and counts every failure
+    (``crm.api.auth_failures``)."""
+
+    keyword: str
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if header.partition(" ")[0].lower() != self.keyword.lower():
+            return None  # another scheme's credential, or none
+        auth_failures_check(request=request)
+        try:
+            return self.authenticate_credential(request)
+        except exceptions.AuthenticationFailed:
+            auth_failures_record(request=request)
+            raise
+
+    def authenticate_credential(self, request):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'
+
+
+class ApiKeyAuthentication(_LimitedAuthentication):
     """``Authorization: Api-Key <key>``."""
 
     keyword = "Api-Key"
 
-    def authenticate(self, request):
+    def authenticate_credential(self, request):
         raw_key = _credential(request, self.keyword)
         if raw_key is None:
             return None
@@ -71,17 +97,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         )
         return principal, api_key
 
-    def authenticate_header(self, request) -> str:
-        return f'{self.keyword} realm="api"'
 
-
-class PlatformJWTAuthentication(authentication.BaseAuthentication):
+class PlatformJWTAuthentication(_LimitedAuthentication):
     """``Authorization: Bearer <jwt>``: HS256 with ``JWT_SECRET``; claims ``sub``,
-    ``tenant_id`` (the tenant's id or slug), ``scope`` and ``exp``."""
+    ``tenant_id`` (the tenant's id or slug), ``scope``, ``aud`` (``JWT_AUDIENCE``), ``iss``
+    (``JWT_ISSUER``), ``iat`` and ``exp``, at most ``JWT_MAX_LIFETIME`` seconds apart."""
 
     keyword = "Bearer"
 
-    def authenticate(self, request):
+    def authenticate_credential(self, request):
         token = _credential(request, self.keyword)
         if token is None:
             return None
@@ -90,15 +114,31 @@ class PlatformJWTAuthentication(authentication.BaseAuthentication):
                 token,
                 settings.JWT_SECRET,
                 algorithms=settings.JWT_ALGORITHMS,
-                options={"require": ["exp", "sub", "tenant_id"]},
+                audience=settings.JWT_AUDIENCE,
+                issuer=settings.JWT_ISSUER,
+                options={"require": ["exp", "iat", "aud", "iss", "sub", "tenant_id"]},
                 leeway=JWT_LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as exc:
             raise exceptions.AuthenticationFailed("Token expired.") from exc
         except jwt.MissingRequiredClaimError as exc:
             raise exceptions.AuthenticationFailed(f"Token lacks the {exc.claim!r} claim.") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise exceptions.AuthenticationFailed("Token is not meant for this API.") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise exceptions.AuthenticationFailed("Token has an unknown issuer.") from exc
         except jwt.InvalidTokenError as exc:
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        # A long-lived token is refused even while it is valid: a leaked one must not be
+        # usable for months.
+        try:
+            lifetime = int(claims["exp"]) - int(claims["iat"])
+        except (TypeError, ValueError) as exc:
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        if lifetime > settings.JWT_MAX_LIFETIME:
+            raise exceptions.AuthenticationFailed(
+                f"Token lifetime exceeds {settings.JWT_MAX_LIFETIME} seconds."
+            )
         tenant = tenant_by_reference(reference=str(claims["tenant_id"]))
         if tenant is None:
             raise exceptions.AuthenticationFailed("Token names an unknown tenant.")
@@ -112,6 +152,3 @@ class PlatformJWTAuthentication(authentication.BaseAuthentication):
             scopes=scopes,
         )
         return principal, claims
-
-    def authenticate_header(self, request) -> str:
-        return f'{self.keyword} realm="api"'

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
+
+from crm.scopes import UndeclaredScope, required_scope
 
 from .authentication import ApiPrincipal
 
@@ -12,3 +15,20 @@ class IsTenantPrincipal(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.user, ApiPrincipal)
+
+
+class HasRequiredScope(IsTenantPrincipal):
+    """A tenant credential that holds the scope the view declares for this method or action
+    (``required_scopes``, see ``crm.scopes``). The API's default permission: every route
+    goes through it. A view that declares no scope is refused, never let through."""
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        try:
+            needed = required_scope(view, request.method)
+        except UndeclaredScope as exc:
+            raise PermissionDenied("This route declares no scope.") from exc
+        if needed is None or needed in request.user.scopes:
+            return True
+        raise PermissionDenied(f"This credential lacks the {needed!r} scope.")

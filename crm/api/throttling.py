@@ -18,6 +18,10 @@ class CredentialRateThrottle(SimpleRateThrottle):
     """
 
     scope = "credential"
+    # Set by SimpleRateThrottle.__init__ from the rate (its type stubs do not declare them).
+    num_requests: int
+    duration: int
+    window_ends: float
 
     def get_cache_key(self, request, view) -> str:
         user = request.user

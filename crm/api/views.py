@@ -9,6 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from crm.models import Club
+from crm.scopes import ANY_CREDENTIAL, TENANT_ADMIN, TENANT_READ
 from crm.services import club_create, club_update
 
 from .serializers import ClubSerializer, TenantSerializer
@@ -21,7 +22,8 @@ class TenantScopedAPIMixin:
     """Scopes ``queryset`` to the caller's tenant; every tenant-owned API view uses it.
 
     Another tenant's object is simply not in the queryset, so it answers 404 exactly like a
-    missing one. Creation gets the tenant from the credential, never from the body.
+    missing one. Creation gets the tenant from the credential, never from the body. Each view
+    declares ``required_scopes`` (see ``crm.scopes``); without it every request is refused.
     """
 
     @property
@@ -52,6 +54,7 @@ class ClubViewSet(
 
     queryset = Club.objects.all()
     serializer_class = ClubSerializer
+    required_scopes = {"read": TENANT_READ, "write": TENANT_ADMIN}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def perform_create(self, serializer) -> None:
@@ -70,6 +73,8 @@ class CurrentTenantView(GenericAPIView):
     """The tenant the credential belongs to."""
 
     serializer_class = TenantSerializer
+    # Which tenant a credential belongs to is no secret to the credential itself.
+    required_scopes = {"read": ANY_CREDENTIAL}
 
     def get(self, request):
         return Response(self.get_serializer(request.user.tenant).data)

@@ -29,6 +29,11 @@ SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 JWT_SECRET = env.str("JWT_SECRET", default=DEV_JWT_SECRET)
 JWT_ALGORITHMS = ["HS256"]
+# A platform JWT must be meant for this API (aud), come from the platform's Auth service (iss)
+# and live at most JWT_MAX_LIFETIME seconds (exp - iat): a leaked token is not good for long.
+JWT_AUDIENCE = env.str("JWT_AUDIENCE", default="crm-api")
+JWT_ISSUER = env.str("JWT_ISSUER", default="platform-auth")
+JWT_MAX_LIFETIME = env.int("JWT_MAX_LIFETIME", default=3600)
 # Comma-separated Fernet keys, newest first: new values are encrypted with the first,
 # any of them decrypts (so keys can rotate; see `rotate_encryption_keys`).
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[DEV_ENCRYPTION_KEY])
@@ -131,7 +136,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT: Path | None = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -160,12 +165,14 @@ LOGGING = {
 
 # --- REST API -----------------------------------------------------------------------------
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="60000/min")
+# Failed API authentications (bad key, bad token) per client address before a 429.
+API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="30/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "crm.api.authentication.ApiKeyAuthentication",
         "crm.api.authentication.PlatformJWTAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["crm.api.permissions.IsTenantPrincipal"],
+    "DEFAULT_PERMISSION_CLASSES": ["crm.api.permissions.HasRequiredScope"],
     "DEFAULT_THROTTLE_CLASSES": ["crm.api.throttling.CredentialRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"credential": API_THROTTLE_RATE},
     "DEFAULT_PAGINATION_CLASS": "crm.api.pagination.CreatedCursorPagination",
@@ -176,6 +183,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crm.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # The client address is REMOTE_ADDR unless trusted proxies sit in front: a client cannot
+    # pick its own address (and dodge a per-address limit) with X-Forwarded-For.
+    "NUM_PROXIES": env.int("TRUSTED_PROXY_COUNT", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Club CRM API",
@@ -217,6 +227,7 @@ UNFOLD = {
 # --- Email (the local messaging backend) -------------------------------------------------------
 # EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://) or consolemail:// (demo).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_BACKEND: str  # set by the line above; declared for the type checker
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Club CRM <crm@localhost>")
 # Where recipients reach the CRM (unsubscribe, open and click links).

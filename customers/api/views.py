@@ -12,10 +12,11 @@ from rest_framework.views import APIView
 
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
+from crm.scopes import CUSTOMERS_READ, CUSTOMERS_WRITE, EVENTS_WRITE, PRIVACY_ERASE
 from customers.erasure import customer_erase
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
-from customers.selectors import customer_list, merge_suggestion_list
+from customers.selectors import customer_list, customer_live, merge_suggestion_list
 from customers.services import (
     identity_resolve,
     merge_suggestion_accept,
@@ -106,12 +107,20 @@ class CustomerViewSet(
     queryset = CustomerProfile.objects.all()
     serializer_class = CustomerOutputSerializer
     filterset_class = CustomerFilter
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE, "erase": PRIVACY_ERASE}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
         if self.action == "list":
             return customer_list(tenant=self.tenant)
-        return super().get_queryset()
+        return customer_live(tenant=self.tenant)
+
+    def filter_queryset(self, queryset):
+        # The list's filters (``?status=ERASED`` among them) select what a list shows; on a
+        # detail route they must not widen what may be read or written.
+        if self.action == "list":
+            return super().filter_queryset(queryset)
+        return queryset
 
     def _hints(self, data):
         serializer = HintsSerializer(data=data, context=self.get_serializer_context())
@@ -201,6 +210,8 @@ class CustomerViewSet(
         winner = self.get_object()
         serializer = MergeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # The loser may be any of the tenant's profiles: a merged or erased one is refused by
+        # profile_merge with a 400 that says why (the winner is live: get_object above).
         loser = get_object_or_404(
             CustomerProfile.objects.for_tenant(self.tenant),
             pk=serializer.validated_data["loser_id"],
@@ -277,6 +288,7 @@ class NoteViewSet(
 
     queryset = Note.objects.all()
     serializer_class = NoteSerializer
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE}
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
@@ -301,6 +313,8 @@ class NoteViewSet(
 
 class EventIngestView(TenantScopedAPIMixin, APIView):
     """Events from the platform's services, one or up to 1,000 at a time."""
+
+    required_scopes = {"read": EVENTS_WRITE, "write": EVENTS_WRITE}  # read: OPTIONS only
 
     @extend_schema(
         request=EventBatchSerializer,
@@ -351,6 +365,7 @@ class MergeSuggestionViewSet(
 
     queryset = MergeSuggestion.objects.all()
     serializer_class = MergeSuggestionSerializer
+    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE}
     filterset_fields = ["status"]
 
     def get_queryset(self):

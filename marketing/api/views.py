@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from crm import rules
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
+from crm.scopes import MARKETING_READ, MARKETING_WRITE
 from customers.models import CustomerProfile
 from marketing.campaigns import (
     CampaignConflict,
@@ -73,6 +74,7 @@ class SegmentViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 
     queryset = Segment.objects.all()
     serializer_class = SegmentSerializer
+    required_scopes = {"read": MARKETING_READ, "write": MARKETING_WRITE, "preview": MARKETING_READ}
     pagination_class = CreatedCursorPagination
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
@@ -187,6 +189,7 @@ class TemplateViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 
     queryset = MessageTemplate.objects.all()
     serializer_class = TemplateSerializer
+    required_scopes = {"read": MARKETING_READ, "write": MARKETING_WRITE, "preview": MARKETING_READ}
     pagination_class = CreatedCursorPagination
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -221,6 +224,7 @@ class CampaignViewSet(TenantScopedAPIMixin, viewsets.ModelViewSet):
 
     queryset = Campaign.objects.all()
     serializer_class = CampaignSerializer
+    required_scopes = {"read": MARKETING_READ, "write": MARKETING_WRITE}
     pagination_class = CreatedCursorPagination
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_fields = ["status"]

@@ -56,7 +56,7 @@ def test_api_created_records_the_key_prefix_and_cannot_be_forged(
 
 def test_jwt_created_records_the_subject(tenant_a, make_jwt):
     client = APIClient()
-    token = make_jwt(tenant_id=str(tenant_a.pk), sub="svc-automation", scope="marketing")
+    token = make_jwt(tenant_id=str(tenant_a.pk), sub="svc-automation", scope="marketing:write")
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     response = client.post("/api/v1/segments", {"name": "VIPs", "type": "STATIC"}, format="json")
     assert response.status_code == 201

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from crm.models import Tenant
+from crm.scopes import ALL_SCOPES, DEFAULT_API_KEY_SCOPES
 from crm.services import api_key_create
 
 
@@ -12,14 +13,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--tenant", required=True, help="tenant slug")
         parser.add_argument("--name", required=True, help="what the key is for")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            dest="scopes",
+            choices=ALL_SCOPES,
+            help="a scope the key gets (repeat for several; docs/api.md). "
+            f"Default: {' '.join(DEFAULT_API_KEY_SCOPES)}",
+        )
 
     def handle(self, *args, **options) -> None:
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:
             raise CommandError(f"No tenant with slug {options['tenant']!r}.")
-        issued = api_key_create(tenant=tenant, name=options["name"])
+        issued = api_key_create(tenant=tenant, name=options["name"], scopes=options["scopes"])
         self.stdout.write(
-            f"Issued API key {issued.api_key.prefix} ({issued.api_key.name}) for {tenant.slug}. "
-            "It is shown once; store it now:"
+            f"Issued API key {issued.api_key.prefix} ({issued.api_key.name}) for {tenant.slug} "
+            f"with scopes {' '.join(issued.api_key.scopes)}. It is shown once; store it now:"
         )
         self.stdout.write(issued.raw_key)

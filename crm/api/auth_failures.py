@@ -1,0 +1,71 @@
+"""A limit on failed API authentications per client address.
+
+Every bad API key or JWT (wrong, revoked, expired, malformed) counts against the caller's
+address in a fixed window (``API_AUTH_FAILURE_RATE``, e.g. ``30/min``); once over it, every
+request from that address that presents a credential is refused with 429 before the
+credential is even checked, so keys and tokens cannot be guessed at API speed. The counter
+lives in Redis; when Redis is unreachable the limit fails open (authentication itself does
+not need Redis, and an outage must not lock every client out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from redis.exceptions import RedisError
+from rest_framework.exceptions import Throttled
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
+
+CACHE_ERRORS = (RedisError, OSError)
+
+
+def _rate() -> tuple[int | None, int | None]:
+    """``(failures, seconds)`` of ``API_AUTH_FAILURE_RATE`` ("30/min"); empty: no limit."""
+    rate = settings.API_AUTH_FAILURE_RATE
+    if not rate:
+        return None, None
+    count, _, period = rate.partition("/")
+    return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+
+
+def _key(request, duration: int) -> tuple[str, float]:
+    # BaseThrottle.get_ident honours NUM_PROXIES (TRUSTED_PROXY_COUNT) for X-Forwarded-For.
+    ident = BaseThrottle().get_ident(request)
+    now = time.time()
+    window = int(now // duration)
+    return f"throttle_authfail_{ident}:{window}", (window + 1) * duration - now
+
+
+def auth_failures_check(*, request) -> None:
+    """Raise ``Throttled`` when the caller's address has failed too often in this window."""
+    limit, duration = _rate()
+    if limit is None or duration is None:
+        return
+    key, window_ends = _key(request, duration)
+    try:
+        failures = cache.get(key, 0)
+    except CACHE_ERRORS:
+        logger.warning("auth failure limit unavailable (cache error); letting the request in")
+        return
+    if failures >= limit:
+        raise Throttled(wait=window_ends, detail="Too many failed authentication attempts.")
+
+
+def auth_failures_record(*, request) -> None:
+    """Count one failed authentication against the caller's address."""
+    limit, duration = _rate()
+    if limit is None or duration is None:
+        return
+    key, _ = _key(request, duration)
+    try:
+        if not cache.add(key, 1, timeout=duration + 1):
+            cache.incr(key)
+    except ValueError:  # the key expired between add() and incr(): a new window
+        return
+    except CACHE_ERRORS:
+        logger.warning("auth failure limit unavailable (cache error); failure not counted")
