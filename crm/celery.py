@@ -31,6 +31,10 @@ TASK_QUEUES = {
     "marketing.sync_segment": "sends",
     "scoring.run_due": "scoring",
     "scoring.score_tenant": "scoring",
+    "automation.advance_due_journeys": "journeys",
+    "automation.advance_journeys": "journeys",
+    "automation.run_segment_triggers": "journeys",
+    "automation.run_date_triggers": "journeys",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

@@ -14,6 +14,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
     path("", include("scoring.api.urls")),
+    path("", include("automation.api.urls")),
 ]
 
 urlpatterns = [

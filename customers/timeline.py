@@ -175,6 +175,52 @@ def note_create(
     return note
 
 
+def notes_create_many(
+    *,
+    tenant: Tenant,
+    customer_ids: list[Any],
+    author: Author,
+    body: str,
+    type: str = NoteType.FOLLOW_UP,
+) -> int:
+    """``note_create`` for many customers at once (a journey's staff follow-up step): the
+    notes and their timeline activities in two inserts. Call inside a transaction."""
+    if not body.strip():
+        raise ValidationError({"body": ["Write something."]})
+    notes = Note.objects.bulk_create(
+        [
+            Note(
+                tenant=tenant,
+                customer_id=customer_id,
+                type=type,
+                body=body,
+                author_ref=author.ref,
+                author_name=author.name,
+            )
+            for customer_id in customer_ids
+        ]
+    )
+    title = f"Note added: {NoteType(type).label} by {author.name}"[:255]
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                tenant=tenant,
+                customer_id=note.customer_id,
+                type=NOTE_ACTIVITY,
+                category=Category.SUPPORT,
+                title=title,
+                metadata={"note_id": note.pk, "note_type": type, "private": False},
+                source_service="crm",
+                source_id=str(note.pk),
+                source_event_id=f"note:{note.pk}",
+                occurred_at=note.created_at,
+            )
+            for note in notes
+        ]
+    )
+    return len(notes)
+
+
 NOTE_EDITABLE = ("body", "type", "is_pinned", "is_private")
 
 

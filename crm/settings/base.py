@@ -306,6 +306,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketing.refresh_due_segments",
         "schedule": 60.0,
     },
+    # Journeys: due enrollments advance, queued journey messages go out; segment triggers.
+    "automation-advance-due-journeys": {
+        "task": "automation.advance_due_journeys",
+        "schedule": 60.0,
+    },
+    "automation-run-segment-triggers": {
+        "task": "automation.run_segment_triggers",
+        "schedule": 60.0,
+    },
+    "automation-run-date-triggers": {
+        "task": "automation.run_date_triggers",
+        "schedule": crontab(minute=7),
+    },
     "customers-recompute-activity-counts": {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),

@@ -12,10 +12,16 @@ from playwright.sync_api import expect
 
 from scoring.models import RunKind
 from scoring.nightly import tenant_score
-from tests.factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    ClubFactory,
+    StaffMembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
 from tests.scoring.helpers import profile
 
-from .test_admin_console import PASSWORD, _login
+from .helpers import login
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "scoring-dashboard.png"
 
@@ -43,7 +49,7 @@ def tenant(transactional_db):
 def test_dashboard_cards_charts_and_at_risk_list(page, live_server, tenant):
     requests = []
     page.on("request", lambda r: requests.append(r.url))
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/")
     dashboard = page.locator("#scoring-dashboard")
     expect(dashboard.locator(".scoring-kpi")).to_have_count(4)
