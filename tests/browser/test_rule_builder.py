@@ -65,7 +65,6 @@ def _rule(page, n: int):
 def _open_new_segment(page, live_server, tenant) -> None:
     login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/marketing/segment/add/")
-    page.select_option("select[name=tenant]", str(tenant.pk))
     page.fill("input[name=name]", "Competitive or valuable members")
 
 

@@ -89,7 +89,9 @@
       if (tenantInput) {
         tenantInput.addEventListener("change", () => this.loadFields().then(() => this.schedule()));
       }
-      this.loadFields().then(() => { if (this.hasRules()) this.schedule(0); });
+      // The first count (or the hint to add a rule) once the fields are in; no request is made
+      // while there are no rules.
+      this.loadFields().then(() => this.schedule(0));
     }
 
     // --- state ---------------------------------------------------------------------------
