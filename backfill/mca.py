@@ -48,12 +48,46 @@ DIALECTS: dict[str, Dialect] = {
 # The columns of each file, in order; ``{id}`` and ``{postal}`` are the region's names.
 COLUMNS: dict[str, tuple[str, ...]] = {
     MEMBERS: tuple(
-        "ClubCode MemberNo Title FirstName Surname KnownAs Gender DOB {id} Email Mobile "
-        "HomePhone Address1 Address2 Town {postal} Category Status JoinDate LeftDate "
-        "HandicapIndex EmailOptIn SMSOptIn LastVisit".split()
+        [
+            "ClubCode",
+            "MemberNo",
+            "Title",
+            "FirstName",
+            "Surname",
+            "KnownAs",
+            "Gender",
+            "DOB",
+            "{id}",
+            "Email",
+            "Mobile",
+            "HomePhone",
+            "Address1",
+            "Address2",
+            "Town",
+            "{postal}",
+            "Category",
+            "Status",
+            "JoinDate",
+            "LeftDate",
+            "HandicapIndex",
+            "EmailOptIn",
+            "SMSOptIn",
+            "LastVisit",
+        ]
     ),
-    ROUNDS: tuple("ClubCode MemberNo PlayedOn Course Holes Gross Stableford Competition".split()),
-    TRANSACTIONS: tuple("ClubCode MemberNo TxnDate TxnType Amount Reference".split()),
+    ROUNDS: tuple(
+        [
+            "ClubCode",
+            "MemberNo",
+            "PlayedOn",
+            "Course",
+            "Holes",
+            "Gross",
+            "Stableford",
+            "Competition",
+        ]
+    ),
+    TRANSACTIONS: tuple(["ClubCode", "MemberNo", "TxnDate", "TxnType", "Amount", "Reference"]),
 }
 
 
