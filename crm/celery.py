@@ -29,6 +29,7 @@ TASK_QUEUES = {
     "marketing.prepare_run": "sends",
     "marketing.send_run": "sends",
     "marketing.sync_segment": "sends",
+    "backfill.import_run": "backfill",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None
