@@ -56,6 +56,8 @@ KEY_CONFIDENCE_SQL = (
     "CASE WHEN a.kind = 'external' AND a.value LIKE 'mca\\_v1\\_%%' THEN 100 "
     "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
 )
+TEMP_TABLES = ("bf_keys", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
+               "bf_blocks")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
     "email": "CASE WHEN g.deceased THEN false ELSE g.email_opt END",
@@ -140,6 +142,8 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
     duplicates, and set every row's outcome and profile. Writes only the run's rows and
     temporary tables (dropped at commit)."""
     region = run.region.lower()
+    # Dropped at commit; dropped here too for a second plan in one transaction (tests).
+    _exec(f"DROP TABLE IF EXISTS {', '.join(TEMP_TABLES)}")
     _exec(
         f'UPDATE "{ROWS}" SET grp = CASE WHEN file = %s THEN id END, profile_id = NULL, '  # noqa: S608
         "outcome = '' WHERE run_id = %s AND NOT rejected",
