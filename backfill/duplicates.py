@@ -10,8 +10,8 @@ linear in the number of people (never all pairs):
    with the surname's initial, which catches transposed date digits). Only people sharing a
    block are compared, and blocks larger than ``MAX_BLOCK`` are skipped (a key that
    common says nothing).
-2. **Scoring** (0..1): names by trigram similarity (``pg_trgm``), the better of straight and
-   swapped, with nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted
+2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
+   and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted
    as a first name; date of birth equal (1), with two digits transposed (0.8) or unknown
    (0.5); and agreement on gender, town or postal code, e-mail local part, or the last
    seven digits of a phone. A moved house only loses the small address weight.
@@ -93,13 +93,23 @@ _BLOCKS_SQL = """
 """
 
 
-def _score_sql() -> str:
-    name_straight = "(similarity(a.fn, b.fn) + similarity(a.ln, b.ln)) / 2"
-    name_known = (
-        "(greatest(similarity(a.kn, b.fn), similarity(a.fn, b.kn), similarity(a.kn, b.kn))"
-        " + similarity(a.ln, b.ln)) / 2"
+def _sim(x: str, y: str) -> str:
+    """Similarity of two names, 0..1: the best of trigrams, edit distance and sound (a
+    typo in a short name costs trigrams much more than one edit)."""
+    return (
+        f"(CASE WHEN {x} = '' OR {y} = '' THEN 0.0 ELSE greatest(similarity({x}, {y}), "
+        f"1.0 - levenshtein({x}, {y})::float / greatest(length({x}), length({y})), "
+        f"CASE WHEN dmetaphone({x}) = dmetaphone({y}) THEN 0.85 ELSE 0.0 END) END)"
     )
-    name_swapped = "(similarity(a.fn, b.ln) + similarity(a.ln, b.fn)) / 2"
+
+
+def _score_sql() -> str:
+    name_straight = f"({_sim('a.fn', 'b.fn')} + {_sim('a.ln', 'b.ln')}) / 2"
+    first_known = (
+        f"greatest({_sim('a.kn', 'b.fn')}, {_sim('a.fn', 'b.kn')}, {_sim('a.kn', 'b.kn')})"
+    )
+    name_known = f"({first_known} + {_sim('a.ln', 'b.ln')}) / 2"
+    name_swapped = f"({_sim('a.fn', 'b.ln')} + {_sim('a.ln', 'b.fn')}) / 2"
     dob = (
         "CASE WHEN a.dob IS NULL OR b.dob IS NULL THEN 0.5 WHEN a.dob = b.dob THEN 1.0 "
         "WHEN a.dob_sig = b.dob_sig THEN 0.8 ELSE 0.0 END"

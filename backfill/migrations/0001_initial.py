@@ -3,6 +3,7 @@
 import uuid
 
 import django.db.models.deletion
+from django.contrib.postgres.operations import CreateExtension
 from django.db import migrations, models
 
 
@@ -14,6 +15,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # levenshtein() and dmetaphone() for duplicate detection (backfill/duplicates.py).
+        CreateExtension("fuzzystrmatch"),
         migrations.CreateModel(
             name="ImportRun",
             fields=[
