@@ -11,8 +11,9 @@ linear in the number of people (never all pairs):
    block are compared, and blocks larger than ``MAX_BLOCK`` are skipped (a key that
    common says nothing).
 2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
-   and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted
-   as a first name; date of birth equal (1), with two digits transposed (0.8) or unknown
+   and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
+   nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
+   name; date of birth equal (1), with two digits transposed (0.8) or unknown
    (0.5); and agreement on gender, town or postal code, e-mail local part, or the last
    seven digits of a phone. A moved house only loses the small address weight.
 

@@ -220,7 +220,9 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
         [run.pk, MEMBERS, run.tenant_id],
     )
     pairs = duplicates.pairs_find(run=run)
+    _exec("CREATE INDEX ON bf_pairs (grp_b)")
     _changed_table(run)
+    _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
     _exec(
         f"""
         UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE

@@ -38,7 +38,8 @@ def test_precision_and_recall_on_a_labelled_set(tmp_path):
     found = _suggested_pairs(tenant, run)
     precision, recall = precision_recall(found, pairs)
     print(
-        f"duplicates: {len(pairs)} true pairs, {len(found)} suggested, precision {precision:.3f}, recall {recall:.3f}"
+        f"duplicates: {len(pairs)} true pairs, {len(found)} suggested, "
+        f"precision {precision:.3f}, recall {recall:.3f}"
     )
     missed = [v for pair, v in zip(pairs, variations, strict=True) if frozenset(pair) not in found]
     assert precision >= 0.95, (precision, len(found))
