@@ -13,7 +13,8 @@ one person (connected components by label propagation, a few UPDATEs); a person 
 already belong to a live profile joins it (legacy key first, then e-mail, mobile, external
 id; then the oldest profile), and keys pointing at two profiles make a merge suggestion.
 What the CRM recorded after the export wins: consent, membership and handicap change only
-where the CRM's own record is older than the export; names, date of birth and addresses
+where the CRM's own record is older than the export (and consent only when the decision
+differs: a later export repeating it records nothing); names, date of birth and addresses
 only fill blanks.
 """
 
@@ -298,7 +299,8 @@ def _changes_sql() -> str:
     membership = " OR ".join(f"p.{c} IS DISTINCT FROM {values[c]}" for c in _MEMBERSHIP_COLUMNS)
     consent = " OR ".join(
         f"(({decision}) IS NOT NULL AND (p.{ch}_consent_at IS NULL "
-        f"OR p.{ch}_consent_at < %(exported)s OR (g.deceased AND p.{ch}_opt_in)))"
+        f"OR (p.{ch}_consent_at < %(exported)s AND p.{ch}_opt_in IS DISTINCT FROM ({decision}))"
+        f" OR (g.deceased AND p.{ch}_opt_in)))"
         for ch, decision in CONSENT_DECISIONS.items()
     )
     return f"""(
@@ -434,7 +436,8 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
                 UPDATE "{PROFILE}" p SET {ch}_opt_in = d.opt_in,
                     {ch}_consent_at = %(exported)s, {ch}_consent_source = %(source)s
                 FROM d WHERE p.id = d.profile_id AND p.tenant_id = %(tenant)s
-                  AND (p.{ch}_consent_at IS NULL OR p.{ch}_consent_at < %(exported)s
+                  AND (p.{ch}_consent_at IS NULL
+                       OR (p.{ch}_consent_at < %(exported)s AND p.{ch}_opt_in <> d.opt_in)
                        OR (d.deceased AND p.{ch}_opt_in))
                 RETURNING p.id, d.opt_in
             )

@@ -26,9 +26,8 @@ def region_tenant(region: str, slug: str | None = None):
 
 def do_import(tenant, region: str, path: Path | None = None, **kwargs):
     export = Export(path or DATA / REGIONS[region][0])
+    kwargs.setdefault("exported_at", EXPORTED_AT)
     try:
-        return run_import(
-            tenant=tenant, export=export, region=region, exported_at=EXPORTED_AT, **kwargs
-        )
+        return run_import(tenant=tenant, export=export, region=region, **kwargs)
     finally:
         export.close()

@@ -329,3 +329,28 @@ def test_command_lists_unknown_clubs(tmp_path):
     tenant.clubs.all().delete()
     with pytest.raises(Exception, match="HGT, SAN"):
         call_command("import_mca_v1", str(DATA / "uk"), "--tenant", tenant.slug, "--region", "UK")
+
+
+def test_a_later_export_updates_what_changed(tmp_path):
+    tenant = region_tenant("UK")
+    do_import(tenant, "UK")
+    # The next export: SAN 1034 (Amelia MacDonald, Full, A) resigned and opted in to SMS.
+    text = (DATA / "uk" / "members.csv").read_text(encoding="utf-8-sig")
+    old = next(line for line in text.splitlines() if line.startswith("SAN,1034,"))
+    fields = old.split(",")
+    fields[17], fields[19], fields[22] = "R", "01/09/2024", "Y"
+    (tmp_path / "members.csv").write_text(text.replace(old, ",".join(fields)), encoding="utf-8-sig")
+    later = EXPORTED_AT + timedelta(days=60)
+    run = do_import(tenant, "UK", path=tmp_path, exported_at=later)
+    assert run.counters["member_outcomes"] == {"updated": 1, "unchanged": 258, "rejected": 1}
+    row = _rows(run)[("SAN", "1034")]
+    assert row.outcome == RowOutcome.UPDATED
+    amelia = CustomerProfile.objects.get(pk=row.profile_id)
+    assert amelia.lifecycle_stage == LifecycleStage.LAPSED
+    assert amelia.membership_status == "RESIGNED"
+    assert (amelia.sms_opt_in, amelia.sms_consent_at) == (True, later)
+    assert (
+        Activity.objects.for_tenant(tenant)
+        .filter(customer=amelia, type="mca_v1.membership.left")
+        .exists()
+    )
