@@ -11,6 +11,7 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -24,8 +25,8 @@ from crm.selectors import staff_tenant_ids_with_role
 from crm.tasks import tenant_task
 
 from .mca import DIALECTS, Export, ExportError
-from .models import ImportRow, ImportRun
-from .runs import run_start
+from .models import ImportRow, ImportRun, RunStatus
+from .runs import progress_key, run_start
 
 REJECTS_SHOWN = 200
 
@@ -87,7 +88,10 @@ class ImportRunAdmin(TenantScopedAdminMixin, ModelAdmin):
 
     @admin.display(description="progress")
     def progress_display(self, obj: ImportRun) -> str:
-        return json.dumps(obj.progress) if obj.progress else "-"
+        # While the run works, its progress is in the cache (its transaction is not visible).
+        live = None if obj.status == RunStatus.COMPLETED else cache.get(progress_key(obj.pk))
+        progress = live or obj.progress
+        return json.dumps(progress) if progress else "-"
 
     @admin.display(description="files")
     def files_display(self, obj: ImportRun) -> str:

@@ -61,6 +61,13 @@ STAGE_COLUMNS = (
     "reason", "outcome", "source_event_id", "amount_minor", "created_at", "updated_at",
 )  # fmt: skip
 PROGRESS_EVERY = 5000
+PROGRESS_TTL = 2 * 3600
+
+
+def progress_key(run_id: Any) -> str:
+    """Cache key of a running import's progress. The cache, not the run row: the staging and
+    the load each run in one transaction, whose writes nobody sees until they commit."""
+    return f"backfill:progress:{run_id}"
 
 
 class ImportRefused(ValidationError):

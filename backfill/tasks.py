@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.core.cache import cache
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -12,7 +13,7 @@ from crm.tasks import TenantTask
 
 from .mca import Export
 from .models import ImportRun, RunStatus
-from .runs import run_continue
+from .runs import PROGRESS_TTL, progress_key, run_continue
 
 logger = logging.getLogger(__name__)
 PROGRESS_SAVE_SECONDS = 2.0
@@ -42,8 +43,8 @@ def import_run(tenant: Tenant, run_id: str, path: str) -> str:
         stamp = timezone.now().timestamp()
         if stamp - last[0] >= PROGRESS_SAVE_SECONDS or total is not None:
             last[0] = stamp
-            progress_payload = {"phase": phase, "done": done, "total": total}
-            ImportRun.objects.filter(pk=run.pk).update(progress=progress_payload)
+            payload = {"phase": phase, "done": done, "total": total}
+            cache.set(progress_key(run.pk), payload, timeout=PROGRESS_TTL)
 
     export = Export(path)
     try:
