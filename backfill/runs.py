@@ -15,7 +15,8 @@ States: ``PENDING`` → ``STAGING`` → ``STAGED`` → ``LOADING`` → ``COMPLET
   new run that changes nothing (0 created, 0 updated).
 
 Locks: the run row is locked (``select_for_update``) for the whole load, so two workers given
-the same run cannot load it twice.
+the same run cannot load it twice; a transaction-level advisory lock per tenant serialises
+the loads of one tenant (two exports loading at once could each create the same person).
 """
 
 from __future__ import annotations
@@ -248,6 +249,12 @@ def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress 
         locked = ImportRun.objects.select_for_update().get(pk=run.pk)
         if locked.status == RunStatus.COMPLETED:
             return locked
+        # One load per tenant at a time: two exports loading at once could each create the
+        # same new person (neither sees the other's uncommitted aliases).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"backfill:{run.tenant_id}"]
+            )
         locked.status = RunStatus.LOADING
         progress("planning", 0, None)
         loading.plan(run=locked, now=now)
