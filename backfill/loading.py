@@ -58,7 +58,7 @@ KEY_CONFIDENCE_SQL = (
     "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
 )
 TEMP_TABLES = ("bf_keys", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
-               "bf_blocks")  # fmt: skip
+               "bf_blocks", "bf_auto", "bf_roots")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
     "email": "CASE WHEN g.deceased THEN false ELSE g.email_opt END",
@@ -178,6 +178,51 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
         """  # noqa: S608
     ):
         pass
+    _groups_build(run)
+    pairs = duplicates.pairs_find(run=run)
+    merged = _auto_merge(run)
+    if merged:
+        # People joined: their values, matches and duplicates are computed again.
+        _exec("DROP TABLE bf_groups, bf_match, bf_pairs, bf_people, bf_blocks")
+        _groups_build(run)
+        pairs = duplicates.pairs_find(run=run)
+    _exec("CREATE INDEX ON bf_pairs (grp_b)")
+    _changed_table(run)
+    _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE
+            WHEN g.is_new AND r.id = g.first_row AND EXISTS (
+                SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp) THEN %s
+            WHEN g.is_new AND r.id = g.first_row THEN %s
+            WHEN g.is_new THEN %s
+            WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
+                AND a.kind = 'external' AND a.profile_id = g.profile_id
+                AND a.value = 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no)
+                THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
+            ELSE %s END
+        FROM bf_groups g WHERE r.run_id = %s AND r.file = %s AND r.grp = g.grp
+        """,  # noqa: S608
+        [
+            RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
+            region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED, run.pk, MEMBERS,
+        ],
+    )  # fmt: skip
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET outcome = %s, profile_id = m.profile_id FROM "{ROWS}" m
+        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected
+          AND m.run_id = r.run_id AND m.file = %s AND NOT m.rejected
+          AND m.club_code = r.club_code AND m.member_no = r.member_no
+        """,  # noqa: S608
+        [RowOutcome.LOADED, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
+    )
+    return {"duplicate_pairs": pairs, "merged_automatically": merged}
+
+
+def _groups_build(run: ImportRun) -> None:
+    """``bf_groups`` (one row per person: their best values, profile, new or not) and
+    ``bf_match`` (the existing profiles their keys found)."""
     _exec(
         f"""
         CREATE TEMP TABLE bf_groups ON COMMIT DROP AS
@@ -220,39 +265,43 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
         """,  # noqa: S608
         [run.pk, MEMBERS, run.tenant_id],
     )
-    pairs = duplicates.pairs_find(run=run)
-    _exec("CREATE INDEX ON bf_pairs (grp_b)")
-    _changed_table(run)
-    _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
+
+
+def _auto_merge(run: ImportRun) -> int:
+    """People whose duplicate score reaches ``duplicates.AUTO_MERGE_THRESHOLD`` become one
+    person (one round: pairs found after it are suggestions). Returns the rows moved."""
     _exec(
-        f"""
-        UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE
-            WHEN g.is_new AND r.id = g.first_row AND EXISTS (
-                SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp) THEN %s
-            WHEN g.is_new AND r.id = g.first_row THEN %s
-            WHEN g.is_new THEN %s
-            WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
-                AND a.kind = 'external' AND a.profile_id = g.profile_id
-                AND a.value = 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no)
-                THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
-            ELSE %s END
-        FROM bf_groups g WHERE r.run_id = %s AND r.file = %s AND r.grp = g.grp
-        """,  # noqa: S608
-        [
-            RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
-            region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED, run.pk, MEMBERS,
-        ],
-    )  # fmt: skip
-    _exec(
-        f"""
-        UPDATE "{ROWS}" r SET outcome = %s, profile_id = m.profile_id FROM "{ROWS}" m
-        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected
-          AND m.run_id = r.run_id AND m.file = %s AND NOT m.rejected
-          AND m.club_code = r.club_code AND m.member_no = r.member_no
-        """,  # noqa: S608
-        [RowOutcome.LOADED, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
+        "CREATE TEMP TABLE bf_auto ON COMMIT DROP AS "
+        "SELECT grp_a, grp_b, score FROM bf_pairs WHERE score >= %s",
+        [duplicates.AUTO_MERGE_THRESHOLD],
     )
-    return {"duplicate_pairs": pairs}
+    _exec(
+        "CREATE TEMP TABLE bf_roots ON COMMIT DROP AS SELECT grp, grp AS root FROM "
+        "(SELECT grp_a AS grp FROM bf_auto UNION SELECT grp_b FROM bf_auto) x"
+    )
+    while _exec(
+        """
+        WITH m AS (
+            SELECT r1.grp, min(r2.root) AS root FROM bf_roots r1
+            JOIN bf_auto e ON r1.grp IN (e.grp_a, e.grp_b)
+            JOIN bf_roots r2 ON r2.grp IN (e.grp_a, e.grp_b) GROUP BY r1.grp)
+        UPDATE bf_roots r SET root = m.root FROM m WHERE r.grp = m.grp AND m.root < r.root
+        """
+    ):
+        pass
+    return _exec(
+        f"""
+        UPDATE "{ROWS}" r SET grp = t.root, reason = concat_ws('; ', NULLIF(r.reason, ''),
+            'merged automatically with line ' || first.line || ' (duplicate score '
+            || round(s.score::numeric, 2) || ')')
+        FROM bf_roots t, "{ROWS}" first,
+            LATERAL (SELECT max(score) AS score FROM bf_auto
+                     WHERE t.grp IN (grp_a, grp_b)) s
+        WHERE r.run_id = %s AND r.file = %s AND r.grp = t.grp AND t.grp <> t.root
+          AND first.id = t.root
+        """,  # noqa: S608
+        [run.pk, MEMBERS],
+    )
 
 
 # What an existing profile takes from the export (``g``: the person's values; ``p``: the

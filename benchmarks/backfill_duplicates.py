@@ -272,16 +272,25 @@ def main(argv: list[str] | None = None) -> int:
     by_profile: dict = {}
     for row in ImportRow.objects.filter(run=run, file="members"):
         by_profile.setdefault(row.profile_id, []).append((row.club_code, row.member_no))
-    found = {
+    suggested = {
         frozenset((a, b))
         for s in MergeSuggestion.objects.for_tenant(tenant)
         for a in by_profile[s.profile_id]
         for b in by_profile[s.candidate_id]
     }
+    merged = {
+        frozenset((a, b))
+        for records in by_profile.values()
+        for i, a in enumerate(records)
+        for b in records[i + 1 :]
+    }
+    found = suggested | merged
     precision, recall = precision_recall(found, pairs)
+    wrong_merges = len(merged - {frozenset(pair) for pair in pairs})
     rows = run.files["members"]["rows"]
     print(
-        f"{rows} member rows, {len(pairs)} true pairs, {len(found)} suggested: "
+        f"{rows} member rows, {len(pairs)} true pairs, {len(suggested)} suggested, "
+        f"{len(merged)} merged automatically ({wrong_merges} wrongly): "
         f"precision {precision:.3f}, recall {recall:.3f}; import {total:.1f}s "
         f"({rows / total:,.0f} rows/s), duplicate detection {timings['duplicates']:.1f}s"
     )
