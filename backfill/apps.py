@@ -2,8 +2,12 @@ from django.apps import AppConfig
 
 
 class BackfillConfig(AppConfig):
-    """See the package docstring: not built yet, with its module plan."""
+    """MCA v1 imports (ZA, UK): runs, staging, identity, load, duplicates, reconciliation."""
 
     name = "backfill"
     verbose_name = "Backfill"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from . import tasks  # noqa: F401  (registers the tasks the admin queues by name)

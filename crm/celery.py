@@ -35,6 +35,7 @@ TASK_QUEUES = {
     "automation.advance_journeys": "journeys",
     "automation.run_segment_triggers": "journeys",
     "automation.run_date_triggers": "journeys",
+    "backfill.import_run": "backfill",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

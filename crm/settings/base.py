@@ -329,3 +329,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/15"),
     },
 }
+
+# Zips uploaded in the admin to start an MCA v1 import; the backfill workers read them, so in
+# a deployment with several machines this is a shared volume (docs/backfill.md).
+BACKFILL_UPLOAD_DIR = env.str("BACKFILL_UPLOAD_DIR", default=str(BASE_DIR / "var" / "backfill"))

@@ -1,0 +1,163 @@
+"""Duplicate detection among people of an import who share no key (docs/backfill.md).
+
+Records of one person re-typed by another club, or after a re-join, often share no e-mail,
+mobile or national number. They are found in SQL in two steps, so the work stays close to
+linear in the number of people (never all pairs):
+
+1. **Blocking**: each person gets a few block keys (date of birth; the first three letters
+   of the surname and the first letter of the canonical first name; the two names in sorted
+   order, which catches swapped first and last names; the sorted digits of the date of birth
+   with the surname's initial, which catches transposed date digits). Only people sharing a
+   block are compared, and blocks larger than ``MAX_BLOCK`` are skipped (a key that
+   common says nothing).
+2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
+   and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
+   nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
+   name; date of birth equal (1), with two digits transposed (0.8) or unknown
+   (0.5); and agreement on gender, town or postal code, e-mail local part, or the last
+   seven digits of a phone. A moved house only loses the small address weight.
+
+Pairs at or above ``THRESHOLD`` become merge suggestions (``bf_pairs``, read by the load);
+at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded.
+Measured on a generated labelled set: ``benchmarks/backfill_duplicates.py`` and
+tests/backfill/test_duplicates.py.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from .models import ImportRun
+
+THRESHOLD = 0.80
+# At or above this score two people are merged by the import itself (same name, date of
+# birth, gender and town or postcode, give or take a typo): no false pair reached it on the
+# labelled sets (docs/backfill.md).
+AUTO_MERGE_THRESHOLD = 0.92
+MAX_BLOCK = 50
+WEIGHTS = {"name": 0.55, "dob": 0.30, "other": 0.15}
+
+# Short forms -> the full first name (English and Afrikaans usage at the clubs).
+NICKNAMES: dict[str, str] = {
+    "bill": "william", "will": "william", "billy": "william", "bob": "robert",
+    "rob": "robert", "bobby": "robert", "jim": "james", "jimmy": "james", "mike": "michael",
+    "mick": "michael", "dave": "david", "tom": "thomas", "tommy": "thomas", "dick": "richard",
+    "rick": "richard", "rich": "richard", "liz": "elizabeth", "beth": "elizabeth",
+    "betty": "elizabeth", "kate": "katherine", "katie": "katherine", "cathy": "catherine",
+    "sue": "susan", "suzie": "susan", "jen": "jennifer", "jenny": "jennifer",
+    "andy": "andrew", "drew": "andrew", "tony": "anthony", "chris": "christopher",
+    "steve": "stephen", "alex": "alexander", "sandy": "alexandra", "sam": "samuel",
+    "ben": "benjamin", "dan": "daniel", "danny": "daniel", "ed": "edward", "ted": "edward",
+    "eddie": "edward", "fred": "frederick", "greg": "gregory", "harry": "henry",
+    "jack": "john", "johnny": "john", "jon": "jonathan", "joe": "joseph", "matt": "matthew",
+    "nick": "nicholas", "pat": "patrick", "pete": "peter", "phil": "philip", "ron": "ronald",
+    "tim": "timothy", "meg": "margaret", "maggie": "margaret", "peggy": "margaret",
+    "nan": "ann", "annie": "ann", "gerry": "gerald", "hennie": "hendrik", "henk": "hendrik",
+    "kobus": "jacobus", "koos": "jacobus", "sarel": "sarel", "piet": "pieter",
+    "jan": "johannes", "hans": "johannes", "johan": "johannes", "sannie": "susanna",
+    "marie": "maria", "ria": "maria", "gerrit": "gerhardus", "fanie": "stephanus",
+    "thabo": "thabo", "gugu": "gugulethu", "zan": "zanele", "nom": "nomsa",
+}  # fmt: skip
+
+
+def _people_sql() -> str:
+    # Person features from bf_groups (planning's temporary table of people).
+    first = "lower(COALESCE(g.first_name, ''))"
+    return f"""
+        CREATE TEMP TABLE bf_people ON COMMIT DROP AS
+        SELECT g.grp,
+            COALESCE(n.full_name, {first}) AS fn,
+            COALESCE(nk.full_name, lower(COALESCE(g.rep->>'known_as', ''))) AS kn,
+            lower(COALESCE(g.last_name, '')) AS ln,
+            g.dob,
+            (SELECT string_agg(c, '' ORDER BY c)
+             FROM regexp_split_to_table(to_char(g.dob, 'DDMMYYYY'), '') AS c) AS dob_sig,
+            COALESCE(g.rep->>'gender', '') AS gender,
+            lower(COALESCE(g.rep->>'postal', '')) AS postal,
+            lower(COALESCE(g.rep->>'town', '')) AS town,
+            split_part(COALESCE(g.email, ''), '@', 1) AS email_local,
+            right(COALESCE(g.phone, ''), 7) AS phone7
+        FROM bf_groups g
+        LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
+        LEFT JOIN unnest(%s::text[], %s::text[]) AS nk(short, full_name)
+             ON nk.short = lower(COALESCE(g.rep->>'known_as', ''));
+        CREATE UNIQUE INDEX ON bf_people (grp);
+    """  # noqa: S608
+
+
+_BLOCKS_SQL = """
+    CREATE TEMP TABLE bf_blocks ON COMMIT DROP AS
+    SELECT grp, key FROM bf_people, LATERAL (VALUES
+        ('d:' || dob),
+        ('n:' || left(ln, 3) || ':' || left(fn, 1)),
+        ('s:' || least(fn, ln) || '|' || greatest(fn, ln)),
+        ('t:' || dob_sig || ':' || left(ln, 1)),
+        ('k:' || left(ln, 3) || ':' || left(kn, 1))
+    ) AS b(key) WHERE key IS NOT NULL AND key NOT IN ('n::', 'k::', 's:|');
+    CREATE INDEX ON bf_blocks (key);
+    ANALYZE bf_blocks;
+"""
+
+
+def _sim(x: str, y: str) -> str:
+    """Similarity of two names, 0..1: the best of trigrams, edit distance and sound (a
+    typo in a short name costs trigrams much more than one edit)."""
+    return (
+        f"(CASE WHEN {x} = '' OR {y} = '' THEN 0.0 ELSE greatest(similarity({x}, {y}), "
+        f"1.0 - levenshtein({x}, {y})::float / greatest(length({x}), length({y})), "
+        f"CASE WHEN dmetaphone({x}) = dmetaphone({y}) THEN 0.85 ELSE 0.0 END) END)"
+    )
+
+
+def _score_sql() -> str:
+    name_straight = f"({_sim('a.fn', 'b.fn')} + {_sim('a.ln', 'b.ln')}) / 2"
+    first_known = (
+        f"greatest({_sim('a.kn', 'b.fn')}, {_sim('a.fn', 'b.kn')}, {_sim('a.kn', 'b.kn')})"
+    )
+    name_known = f"({first_known} + {_sim('a.ln', 'b.ln')}) / 2"
+    name_swapped = f"({_sim('a.fn', 'b.ln')} + {_sim('a.ln', 'b.fn')}) / 2"
+    dob = (
+        "CASE WHEN a.dob IS NULL OR b.dob IS NULL THEN 0.5 WHEN a.dob = b.dob THEN 1.0 "
+        "WHEN a.dob_sig = b.dob_sig THEN 0.8 ELSE 0.0 END"
+    )
+    other = (
+        "least(1.0, 0.25 * (a.gender <> '' AND a.gender = b.gender)::int"
+        " + 0.35 * ((a.postal <> '' AND a.postal = b.postal)"
+        "           OR (a.town <> '' AND a.town = b.town))::int"
+        " + 0.4 * ((a.email_local <> '' AND a.email_local = b.email_local)"
+        "          OR (a.phone7 <> '' AND a.phone7 = b.phone7))::int)"
+    )
+    return f"""
+        CREATE TEMP TABLE bf_pairs ON COMMIT DROP AS
+        SELECT grp_a, grp_b, score, jsonb_build_object(
+            'name', round(name::numeric, 2), 'date_of_birth', round(dob::numeric, 2),
+            'other', round(other::numeric, 2), 'score', round(score::numeric, 3)) AS evidence
+        FROM (
+            SELECT c.grp_a, c.grp_b, s.name, s.dob, s.other,
+                {WEIGHTS["name"]} * s.name + {WEIGHTS["dob"]} * s.dob
+                + {WEIGHTS["other"]} * s.other AS score
+            FROM (
+                SELECT DISTINCT x.grp AS grp_a, y.grp AS grp_b
+                FROM (SELECT key FROM bf_blocks GROUP BY key
+                      HAVING count(*) BETWEEN 2 AND {MAX_BLOCK}) k
+                JOIN bf_blocks x ON x.key = k.key JOIN bf_blocks y ON y.key = k.key
+                WHERE x.grp < y.grp
+            ) c
+            JOIN bf_people a ON a.grp = c.grp_a JOIN bf_people b ON b.grp = c.grp_b,
+            LATERAL (SELECT
+                greatest({name_straight}, {name_known}, {name_swapped}) AS name,
+                {dob} AS dob, {other} AS other) s
+        ) scored
+        WHERE score >= %s
+    """  # noqa: S608
+
+
+def pairs_find(*, run: ImportRun, threshold: float = THRESHOLD) -> int:
+    """Build ``bf_pairs`` (grp_a < grp_b, score, evidence) from planning's ``bf_groups``, in
+    the caller's transaction; returns the number of pairs."""
+    shorts, fulls = list(NICKNAMES), list(NICKNAMES.values())
+    with connection.cursor() as cursor:
+        cursor.execute(_people_sql(), [shorts, fulls, shorts, fulls])
+        cursor.execute(_BLOCKS_SQL)
+        cursor.execute(_score_sql(), [threshold])
+        return cursor.rowcount

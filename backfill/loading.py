@@ -1,0 +1,659 @@
+"""Planning and loading of a staged run, set-wise in SQL (never one ORM save per row).
+
+``stage_checks`` marks the faults only visible across rows. ``plan`` groups the member rows
+into people and decides each row's outcome and profile, touching only the run's own rows and
+temporary tables: it is the whole of a dry run. ``apply`` then writes profiles, aliases,
+consent, suppressions, activities, lifetime value, metrics and merge suggestions from the
+plan, in the caller's transaction (``runs.run_load``), every statement idempotent.
+
+Identity (docs/backfill.md): a member row's keys are its legacy key ``(region, ClubCode,
+MemberNo)`` (an external id ``mca_v1_<region>_<club>:<MemberNo>``), its e-mail, its mobile
+and its national or handicap-system number (``za_id:`` / ``cdh:``). Rows sharing a key are
+one person (connected components by label propagation, a few UPDATEs); a person whose keys
+already belong to a live profile joins it (legacy key first, then e-mail, mobile, external
+id; then the oldest profile), and keys pointing at two profiles make a merge suggestion.
+What the CRM recorded after the export wins: consent, membership and handicap change only
+where the CRM's own record is older than the export (and consent only when the decision
+differs: a later export repeating it records nothing); names, date of birth and addresses
+only fill blanks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from crm.models import Tenant
+from customers.handlers import NOT_ENGAGEMENT_TYPES, activity_count_recompute
+from customers.models import (
+    LIVE_STATUSES,
+    Activity,
+    ConsentRecord,
+    CustomerProfile,
+    IdentityAlias,
+    MergeSuggestion,
+)
+from marketing.models import Suppression
+
+from . import duplicates
+from .mca import DIALECTS, MEMBERS, ROUNDS, TRANSACTIONS
+from .models import ImportRow, ImportRun, RowOutcome
+
+ROWS = ImportRow._meta.db_table
+PROFILE = CustomerProfile._meta.db_table
+ALIAS = IdentityAlias._meta.db_table
+ACTIVITY = Activity._meta.db_table
+CONSENT = ConsentRecord._meta.db_table
+SUGGESTION = MergeSuggestion._meta.db_table
+SUPPRESSION = Suppression._meta.db_table
+SOURCE = "mca_v1"
+LIVE = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
+NATIONAL_SYSTEM = {"ZA": "za_id", "UK": "cdh"}
+# Confidence of a key when it finds an existing profile (the legacy key is the surest).
+KEY_CONFIDENCE_SQL = (
+    "CASE WHEN a.kind = 'external' AND a.value LIKE 'mca\\_v1\\_%%' THEN 100 "
+    "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
+)
+TEMP_TABLES = ("bf_keys", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
+               "bf_blocks", "bf_auto", "bf_roots")  # fmt: skip
+# Consent columns the export decides (blank = never asked = no decision).
+CONSENT_DECISIONS = {
+    "email": "CASE WHEN g.deceased THEN false ELSE g.email_opt END",
+    "sms": "CASE WHEN g.deceased THEN false ELSE g.sms_opt END",
+    "push": "CASE WHEN g.deceased THEN false END",
+    "whatsapp": "CASE WHEN g.deceased THEN false END",
+}
+
+
+def _exec(sql: str, params: Any = ()) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _fetch(sql: str, params: Any = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def _reject_repeats(run: ImportRun, file: str, key_sql: str, reason: str) -> None:
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+            reason = %s || ' (first on line ' || d.first_line || ')'
+        FROM (SELECT id, row_number() OVER w AS n, first_value(line) OVER w AS first_line
+              FROM "{ROWS}" WHERE run_id = %s AND file = %s AND NOT rejected
+              WINDOW w AS (PARTITION BY {key_sql} ORDER BY line)) d
+        WHERE r.id = d.id AND d.n > 1
+        """,  # noqa: S608
+        [RowOutcome.REJECTED, reason, run.pk, file],
+    )
+
+
+def stage_checks(*, run: ImportRun) -> None:
+    """Faults across rows: a member key twice, a transaction Reference twice, the same round
+    twice, a round or transaction of a member not in members.csv (or whose row was rejected)."""
+    _reject_repeats(run, MEMBERS, "club_code, member_no", "ClubCode and MemberNo twice")
+    _reject_repeats(run, TRANSACTIONS, "source_event_id", "same Reference twice")
+    _reject_repeats(run, ROUNDS, "source_event_id", "the same round twice")
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+            reason = CASE WHEN EXISTS (
+                SELECT 1 FROM "{ROWS}" m WHERE m.run_id = r.run_id AND m.file = %s
+                AND m.club_code = r.club_code AND m.member_no = r.member_no)
+              THEN 'the member row was rejected'
+              ELSE 'unknown member: ' || r.club_code || ' ' || r.member_no
+                   || ' is not in members.csv' END
+        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected AND NOT EXISTS (
+            SELECT 1 FROM "{ROWS}" m WHERE m.run_id = r.run_id AND m.file = %s
+            AND m.club_code = r.club_code AND m.member_no = r.member_no AND NOT m.rejected)
+        """,  # noqa: S608
+        [RowOutcome.REJECTED, MEMBERS, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
+    )
+
+
+# ----------------------------------------------------------------------------- plan
+
+_REP_ORDER = "(data->>'status' IN ('A', 'S')) DESC, data->>'join_date' DESC NULLS LAST, id DESC"
+
+
+def _first(expr: str) -> str:
+    """The first non-null value of ``expr`` in the group, best row first."""
+    return f"(array_agg({expr} ORDER BY {_REP_ORDER}) FILTER (WHERE {expr} IS NOT NULL))[1]"
+
+
+def _consent_agg(column: str) -> str:
+    # A refusal anywhere in the person's records stands; else a consent; else never asked.
+    return (
+        f"CASE WHEN bool_or(data->>'{column}' = 'false') THEN false "
+        f"WHEN bool_or(data->>'{column}' = 'true') THEN true END"
+    )
+
+
+def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
+    """Group member rows into people, match them to existing profiles, find likely
+    duplicates, and set every row's outcome and profile. Writes only the run's rows and
+    temporary tables (dropped at commit)."""
+    region = run.region.lower()
+    # Dropped at commit; dropped here too for a second plan in one transaction (tests).
+    _exec(f"DROP TABLE IF EXISTS {', '.join(TEMP_TABLES)}")
+    _exec(
+        f'UPDATE "{ROWS}" SET grp = CASE WHEN file = %s THEN id END, profile_id = NULL, '  # noqa: S608
+        "outcome = '' WHERE run_id = %s AND NOT rejected",
+        [MEMBERS, run.pk],
+    )
+    _exec(
+        f"""
+        CREATE TEMP TABLE bf_keys ON COMMIT DROP AS
+        SELECT r.id AS row_id, k.kind, k.value FROM "{ROWS}" r, LATERAL (VALUES
+            ('external', 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no),
+            ('email', r.data->>'email'),
+            ('phone', r.data->>'phone'),
+            ('external', %s || ':' || (r.data->>'national_id'))
+        ) AS k(kind, value)
+        WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected AND k.value IS NOT NULL;
+        CREATE INDEX ON bf_keys (kind, value);
+        CREATE INDEX ON bf_keys (row_id);
+        ANALYZE bf_keys;
+        """,  # noqa: S608
+        [region, NATIONAL_SYSTEM[run.region], run.pk, MEMBERS],
+    )
+    # Connected components: every row takes the smallest group of a row sharing a key, until
+    # nothing moves (as many rounds as the longest chain of shared keys, usually 2 or 3).
+    while _exec(
+        f"""
+        WITH m AS (
+            SELECT k1.row_id, min(r2.grp) AS g FROM bf_keys k1
+            JOIN bf_keys k2 ON k2.kind = k1.kind AND k2.value = k1.value
+            JOIN "{ROWS}" r2 ON r2.id = k2.row_id GROUP BY k1.row_id)
+        UPDATE "{ROWS}" r SET grp = m.g FROM m WHERE r.id = m.row_id AND m.g < r.grp
+        """  # noqa: S608
+    ):
+        pass
+    _groups_build(run)
+    pairs = duplicates.pairs_find(run=run)
+    merged = _auto_merge(run)
+    if merged:
+        # People joined: their values, matches and duplicates are computed again.
+        _exec("DROP TABLE bf_groups, bf_match, bf_pairs, bf_people, bf_blocks")
+        _groups_build(run)
+        pairs = duplicates.pairs_find(run=run)
+    _exec("CREATE INDEX ON bf_pairs (grp_b)")
+    _changed_table(run)
+    _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE
+            WHEN g.is_new AND r.id = g.first_row AND EXISTS (
+                SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp) THEN %s
+            WHEN g.is_new AND r.id = g.first_row THEN %s
+            WHEN g.is_new THEN %s
+            WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
+                AND a.kind = 'external' AND a.profile_id = g.profile_id
+                AND a.value = 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no)
+                THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
+            ELSE %s END
+        FROM bf_groups g WHERE r.run_id = %s AND r.file = %s AND r.grp = g.grp
+        """,  # noqa: S608
+        [
+            RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
+            region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED, run.pk, MEMBERS,
+        ],
+    )  # fmt: skip
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET outcome = %s, profile_id = m.profile_id FROM "{ROWS}" m
+        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected
+          AND m.run_id = r.run_id AND m.file = %s AND NOT m.rejected
+          AND m.club_code = r.club_code AND m.member_no = r.member_no
+        """,  # noqa: S608
+        [RowOutcome.LOADED, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
+    )
+    return {"duplicate_pairs": pairs, "merged_automatically": merged}
+
+
+def _groups_build(run: ImportRun) -> None:
+    """``bf_groups`` (one row per person: their best values, profile, new or not) and
+    ``bf_match`` (the existing profiles their keys found)."""
+    _exec(
+        f"""
+        CREATE TEMP TABLE bf_groups ON COMMIT DROP AS
+        SELECT grp, min(id) AS first_row,
+            (array_agg(data ORDER BY {_REP_ORDER}))[1] AS rep,
+            {_first("data->>'email'")} AS email,
+            {_first("data->>'phone'")} AS phone,
+            {_first("NULLIF(data->>'first_name', '')")} AS first_name,
+            {_first("NULLIF(data->>'last_name', '')")} AS last_name,
+            {_first("(data->>'dob')::date")} AS dob,
+            max((data->>'last_visit')::timestamptz) AS last_visit,
+            bool_or(data->>'status' = 'D') AS deceased,
+            bool_or(data->>'status' IN ('A', 'S')) AS member,
+            {_consent_agg("email_opt_in")} AS email_opt,
+            {_consent_agg("sms_opt_in")} AS sms_opt,
+            NULL::uuid AS profile_id, false AS is_new, '{{}}'::jsonb AS ext
+        FROM "{ROWS}" WHERE run_id = %s AND file = %s AND NOT rejected GROUP BY grp;
+        CREATE UNIQUE INDEX ON bf_groups (grp);
+        UPDATE bf_groups g SET ext = e.ext FROM (
+            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
+                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
+            FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
+            WHERE k.kind = 'external' GROUP BY r.grp) e
+        WHERE g.grp = e.grp;
+        ANALYZE bf_groups;
+        CREATE TEMP TABLE bf_match ON COMMIT DROP AS
+        SELECT r.grp, a.profile_id, max({KEY_CONFIDENCE_SQL}) AS confidence, count(*) AS keys,
+               min(p.created_at) AS created, string_agg(DISTINCT a.kind, ', ') AS kinds
+        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
+        JOIN "{ALIAS}" a ON a.tenant_id = %s AND a.kind = k.kind AND a.value = k.value
+        JOIN "{PROFILE}" p ON p.id = a.profile_id AND p.status IN ({LIVE})
+             AND p.deleted_at IS NULL
+        GROUP BY r.grp, a.profile_id;
+        UPDATE bf_groups g SET profile_id = c.profile_id FROM (
+            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match
+            ORDER BY grp, confidence DESC, keys DESC, created, profile_id) c
+        WHERE g.grp = c.grp;
+        UPDATE bf_groups SET profile_id = gen_random_uuid(), is_new = true
+        WHERE profile_id IS NULL;
+        """,  # noqa: S608
+        [run.pk, MEMBERS, run.tenant_id],
+    )
+
+
+def _auto_merge(run: ImportRun) -> int:
+    """People whose duplicate score reaches ``duplicates.AUTO_MERGE_THRESHOLD`` become one
+    person (one round: pairs found after it are suggestions). Returns the rows moved."""
+    _exec(
+        "CREATE TEMP TABLE bf_auto ON COMMIT DROP AS "
+        "SELECT grp_a, grp_b, score FROM bf_pairs WHERE score >= %s",
+        [duplicates.AUTO_MERGE_THRESHOLD],
+    )
+    _exec(
+        "CREATE TEMP TABLE bf_roots ON COMMIT DROP AS SELECT grp, grp AS root FROM "
+        "(SELECT grp_a AS grp FROM bf_auto UNION SELECT grp_b FROM bf_auto) x"
+    )
+    while _exec(
+        """
+        WITH m AS (
+            SELECT r1.grp, min(r2.root) AS root FROM bf_roots r1
+            JOIN bf_auto e ON r1.grp IN (e.grp_a, e.grp_b)
+            JOIN bf_roots r2 ON r2.grp IN (e.grp_a, e.grp_b) GROUP BY r1.grp)
+        UPDATE bf_roots r SET root = m.root FROM m WHERE r.grp = m.grp AND m.root < r.root
+        """
+    ):
+        pass
+    return _exec(
+        f"""
+        UPDATE "{ROWS}" r SET grp = t.root, reason = concat_ws('; ', NULLIF(r.reason, ''),
+            'merged automatically with line ' || first.line || ' (duplicate score '
+            || round(s.score::numeric, 2) || ')')
+        FROM bf_roots t, "{ROWS}" first,
+            LATERAL (SELECT max(score) AS score FROM bf_auto
+                     WHERE t.grp IN (grp_a, grp_b)) s
+        WHERE r.run_id = %s AND r.file = %s AND r.grp = t.grp AND t.grp <> t.root
+          AND first.id = t.root
+        """,  # noqa: S608
+        [run.pk, MEMBERS],
+    )
+
+
+# What an existing profile takes from the export (``g``: the person's values; ``p``: the
+# profile). The same guards decide the plan's "updated" and the load's UPDATE.
+def _guards(exported: str) -> dict[str, str]:
+    return {
+        "membership": f"(p.membership_updated_at IS NULL OR p.membership_updated_at < {exported})",
+        "handicap": f"(p.handicap_updated_at IS NULL OR p.handicap_updated_at < {exported})",
+    }
+
+
+def _person_values() -> dict[str, str]:
+    """SQL of the CRM's values of a person (``g``), from the best record (``g.rep``)."""
+    return {
+        "lifecycle_stage": (
+            "CASE WHEN g.deceased THEN 'CHURNED' WHEN g.member THEN 'MEMBER' ELSE 'LAPSED' END"
+        ),
+        "membership_status": (
+            "CASE WHEN g.deceased THEN 'DECEASED' ELSE CASE g.rep->>'status' "
+            "WHEN 'A' THEN 'ACTIVE' WHEN 'S' THEN 'SUSPENDED' WHEN 'R' THEN 'RESIGNED' "
+            "ELSE 'LAPSED' END END"
+        ),
+        "membership_type": "left(COALESCE(g.rep->>'category', ''), 64)",
+        "membership_joined_on": "(g.rep->>'join_date')::date",
+        "handicap_index": "(g.rep->>'handicap')::numeric(4, 1)",
+    }
+
+
+_MEMBERSHIP_COLUMNS = ("lifecycle_stage", "membership_status", "membership_type",
+                       "membership_joined_on")  # fmt: skip
+
+
+def _email_free(column: str) -> str:
+    return (
+        f'NOT EXISTS (SELECT 1 FROM "{ALIAS}" a2 WHERE a2.tenant_id = p.tenant_id '  # noqa: S608
+        f"AND a2.kind = '{column}' AND a2.value = g.{column} AND a2.profile_id <> p.id)"
+    )
+
+
+def _changes_sql() -> str:
+    """True when the load would change the existing profile ``p`` for person ``g``
+    (parameters: the export time, four times)."""
+    values, guards = _person_values(), _guards("%(exported)s")
+    membership = " OR ".join(f"p.{c} IS DISTINCT FROM {values[c]}" for c in _MEMBERSHIP_COLUMNS)
+    consent = " OR ".join(
+        f"(({decision}) IS NOT NULL AND (p.{ch}_consent_at IS NULL "
+        f"OR (p.{ch}_consent_at < %(exported)s AND p.{ch}_opt_in IS DISTINCT FROM ({decision}))"
+        f" OR (g.deceased AND p.{ch}_opt_in)))"
+        for ch, decision in CONSENT_DECISIONS.items()
+    )
+    return f"""(
+        (p.first_name = '' AND g.first_name IS NOT NULL)
+        OR (p.last_name = '' AND g.last_name IS NOT NULL)
+        OR (p.date_of_birth IS NULL AND g.dob IS NOT NULL)
+        OR (p.email IS NULL AND g.email IS NOT NULL AND {_email_free("email")})
+        OR (p.phone IS NULL AND g.phone IS NOT NULL AND {_email_free("phone")})
+        OR NOT (p.external_ids @> g.ext)
+        OR ({guards["membership"]} AND ({membership}))
+        OR ({guards["handicap"]} AND p.handicap_index IS DISTINCT FROM {values["handicap_index"]})
+        OR {consent}
+    )"""
+
+
+def _changed_table(run: ImportRun) -> None:
+    """``bf_changed``: the groups whose existing profile the load would change."""
+    _exec(
+        f"""
+        CREATE TEMP TABLE bf_changed ON COMMIT DROP AS
+        SELECT g.grp FROM bf_groups g JOIN "{PROFILE}" p ON p.id = g.profile_id
+        WHERE NOT g.is_new AND p.tenant_id = %(tenant)s AND {_changes_sql()}
+        """,  # noqa: S608
+        {"tenant": run.tenant_id, "exported": run.exported_at},
+    )
+
+
+# ----------------------------------------------------------------------------- apply
+
+
+def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
+    """Write the plan (inside the caller's transaction). Every statement is idempotent:
+    inserts skip what exists, updates are guarded by the export time."""
+    tenant: Tenant = run.tenant
+    dialect = DIALECTS[run.region]
+    params = {
+        "tenant": tenant.pk,
+        "run": run.pk,
+        "now": now,
+        "exported": run.exported_at,
+        "clubs": json.dumps(run.club_map),
+        "currency": tenant.currency,
+        "tz": dialect.timezone,
+        "source": SOURCE,
+        "members": MEMBERS,
+        "rounds": ROUNDS,
+        "transactions": TRANSACTIONS,
+    }
+    values = _person_values()
+    stats: dict[str, int] = {}
+    guards = _guards("%(exported)s")
+    stats["profiles_created"] = _exec(
+        f"""
+        INSERT INTO "{PROFILE}" (
+            id, tenant_id, created_at, updated_at, email, phone, external_ids, first_name,
+            last_name, date_of_birth, home_club_id, status, lifecycle_stage, tags,
+            email_opt_in, email_consent_source, sms_opt_in, sms_consent_source,
+            push_opt_in, push_consent_source, whatsapp_opt_in, whatsapp_consent_source,
+            last_activity_type, activity_count_30d, lifetime_value_minor, currency,
+            membership_type, membership_status, membership_joined_on, membership_updated_at,
+            handicap_index, handicap_updated_at)
+        SELECT g.profile_id, %(tenant)s, %(now)s, %(now)s,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
+                AND a.kind = 'email' AND a.value = g.email) THEN g.email END,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
+                AND a.kind = 'phone' AND a.value = g.phone) THEN g.phone END,
+            g.ext, left(COALESCE(g.first_name, ''), 100), left(COALESCE(g.last_name, ''), 100),
+            g.dob, (%(clubs)s::jsonb ->> (g.rep->>'club'))::uuid,
+            CASE WHEN g.deceased THEN 'INACTIVE' ELSE 'ACTIVE' END,
+            {values["lifecycle_stage"]},
+            CASE WHEN g.deceased THEN ARRAY['deceased'] ELSE ARRAY[]::varchar[] END,
+            false, '', false, '', false, '', false, '', '', 0, 0, %(currency)s,
+            {values["membership_type"]}, {values["membership_status"]},
+            {values["membership_joined_on"]}, %(exported)s,
+            {values["handicap_index"]},
+            CASE WHEN g.rep->>'handicap' IS NOT NULL THEN %(exported)s END
+        FROM bf_groups g WHERE g.is_new
+        ON CONFLICT (id) DO NOTHING
+        """,  # noqa: S608
+        params,
+    )
+    membership_sets = ", ".join(
+        f"{c} = CASE WHEN {guards['membership']} THEN {values[c]} ELSE p.{c} END"
+        for c in _MEMBERSHIP_COLUMNS
+    )
+    stats["profiles_updated"] = _exec(
+        f"""
+        UPDATE "{PROFILE}" p SET
+            first_name = CASE WHEN p.first_name = '' THEN left(COALESCE(g.first_name, ''), 100)
+                ELSE p.first_name END,
+            last_name = CASE WHEN p.last_name = '' THEN left(COALESCE(g.last_name, ''), 100)
+                ELSE p.last_name END,
+            date_of_birth = COALESCE(p.date_of_birth, g.dob),
+            email = COALESCE(p.email, CASE WHEN {_email_free("email")} THEN g.email END),
+            phone = COALESCE(p.phone, CASE WHEN {_email_free("phone")} THEN g.phone END),
+            home_club_id = COALESCE(p.home_club_id, (%(clubs)s::jsonb ->> (g.rep->>'club'))::uuid),
+            external_ids = g.ext || p.external_ids,
+            {membership_sets},
+            membership_updated_at = CASE WHEN {guards["membership"]} THEN %(exported)s
+                ELSE p.membership_updated_at END,
+            handicap_index = CASE WHEN {guards["handicap"]} THEN {values["handicap_index"]}
+                ELSE p.handicap_index END,
+            handicap_updated_at = CASE WHEN {guards["handicap"]} AND g.rep->>'handicap' IS NOT NULL
+                THEN %(exported)s ELSE p.handicap_updated_at END,
+            status = CASE WHEN g.deceased THEN 'INACTIVE' ELSE p.status END,
+            tags = CASE WHEN g.deceased AND NOT 'deceased' = ANY(p.tags)
+                THEN array_append(p.tags, 'deceased') ELSE p.tags END,
+            updated_at = %(now)s
+        FROM bf_groups g
+        WHERE p.id = g.profile_id AND p.tenant_id = %(tenant)s AND NOT g.is_new
+          AND {_changes_sql()}
+        """,  # noqa: S608
+        params,
+    )
+    stats["aliases"] = _exec(
+        f"""
+        INSERT INTO "{ALIAS}" (tenant_id, kind, value, profile_id, source, created_at, updated_at)
+        SELECT DISTINCT ON (k.kind, k.value) %(tenant)s, k.kind, k.value, g.profile_id,
+            %(source)s, %(now)s, %(now)s
+        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
+        ORDER BY k.kind, k.value, r.id
+        ON CONFLICT DO NOTHING
+        """,  # noqa: S608
+        params,
+    )
+    stats["consent_records"] = sum(
+        _exec(
+            f"""
+            WITH d AS (
+                SELECT g.profile_id, g.grp, g.deceased, {decision} AS opt_in FROM bf_groups g
+                WHERE {decision} IS NOT NULL
+            ), u AS (
+                UPDATE "{PROFILE}" p SET {ch}_opt_in = d.opt_in,
+                    {ch}_consent_at = %(exported)s, {ch}_consent_source = %(source)s
+                FROM d WHERE p.id = d.profile_id AND p.tenant_id = %(tenant)s
+                  AND (p.{ch}_consent_at IS NULL
+                       OR (p.{ch}_consent_at < %(exported)s AND p.{ch}_opt_in <> d.opt_in)
+                       OR (d.deceased AND p.{ch}_opt_in))
+                RETURNING p.id, d.opt_in
+            )
+            INSERT INTO "{CONSENT}" (tenant_id, customer_id, channel, opt_in, source,
+                occurred_at, evidence, created_at, updated_at)
+            SELECT %(tenant)s, u.id, '{ch}', u.opt_in, %(source)s, %(exported)s,
+                jsonb_build_object('import_run', %(run)s::text), %(now)s, %(now)s FROM u
+            """,  # noqa: S608
+            params,
+        )
+        for ch, decision in CONSENT_DECISIONS.items()
+    )
+    stats["suppressions"] = _exec(
+        f"""
+        INSERT INTO "{SUPPRESSION}" (tenant_id, channel, address, reason, source,
+            created_at, updated_at)
+        SELECT DISTINCT %(tenant)s, c.channel, k.value, 'deceased', %(source)s, %(now)s, %(now)s
+        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
+        JOIN bf_groups g ON g.grp = r.grp AND g.deceased
+        JOIN (VALUES ('email', 'email'), ('phone', 'sms'), ('phone', 'whatsapp'))
+             AS c(kind, channel) ON c.kind = k.kind
+        ON CONFLICT DO NOTHING
+        """,  # noqa: S608
+        params,
+    )
+    stats.update(_activities(params))
+    _metrics(run=run, now=now)
+    stats["suggestions"] = _suggestions(params)
+    return stats
+
+
+_ACTIVITY_INSERT = f"""
+    INSERT INTO "{ACTIVITY}" (tenant_id, customer_id, type, category, title, metadata,
+        source_service, source_id, source_event_id, occurred_at, created_at, updated_at)
+"""
+
+
+def _activities(params: dict[str, Any]) -> dict[str, int]:
+    """Rounds, transactions (and lifetime value: refunds subtract) and membership ends, each
+    with its source event id, so a row is never on the timeline twice."""
+    rounds = _exec(
+        f"""{_ACTIVITY_INSERT}
+        SELECT %(tenant)s, r.profile_id, 'mca_v1.round', 'golf',
+            'Played ' || (r.data->>'holes') || ' holes at ' || (r.data->>'course')
+              || COALESCE(', ' || (r.data->>'stableford') || ' points', '')
+              || COALESCE(' (' || NULLIF(r.data->>'competition', '') || ')', ''),
+            r.data - 'club' - 'member_no', %(source)s, r.club_code || ':' || r.member_no,
+            r.source_event_id, ((r.data->>'played_on')::date::timestamp AT TIME ZONE %(tz)s),
+            %(now)s, %(now)s
+        FROM "{ROWS}" r WHERE r.run_id = %(run)s AND r.file = %(rounds)s AND r.outcome = 'loaded'
+        ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+        """,  # noqa: S608
+        params,
+    )
+    transactions = _fetch(
+        f"""
+        WITH ins AS ({_ACTIVITY_INSERT}
+            SELECT %(tenant)s, r.profile_id, 'mca_v1.transaction', 'commerce',
+                CASE r.data->>'type' WHEN 'REFUND' THEN 'Refund ' ELSE 'Paid ' END
+                  || (r.data->>'currency') || ' '
+                  || to_char(abs(r.amount_minor) / 100.0, 'FM999999990.00')
+                  || ' (' || (r.data->>'type') || ', ' || (r.data->>'reference') || ')',
+                r.data - 'club' - 'member_no', %(source)s, r.club_code || ':' || r.member_no,
+                r.source_event_id,
+                ((r.data->>'on')::date::timestamp AT TIME ZONE %(tz)s), %(now)s, %(now)s
+            FROM "{ROWS}" r
+            WHERE r.run_id = %(run)s AND r.file = %(transactions)s AND r.outcome = 'loaded'
+            ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+            RETURNING customer_id, (metadata->>'amount_minor')::bigint AS amount,
+                metadata->>'currency' AS currency
+        ), totals AS (
+            SELECT customer_id, sum(amount) AS amount, count(*) AS n FROM ins
+            WHERE currency = %(currency)s GROUP BY customer_id
+        ), upd AS (
+            UPDATE "{PROFILE}" p SET lifetime_value_minor = p.lifetime_value_minor + t.amount
+            FROM totals t WHERE p.id = t.customer_id AND p.tenant_id = %(tenant)s
+            RETURNING p.id
+        )
+        SELECT (SELECT count(*) FROM ins), (SELECT COALESCE(sum(amount), 0) FROM ins)
+        """,  # noqa: S608
+        params,
+    )[0]
+    left = _exec(
+        f"""{_ACTIVITY_INSERT}
+        SELECT %(tenant)s, r.profile_id, 'mca_v1.membership.left', 'membership',
+            CASE r.data->>'status' WHEN 'R' THEN 'Resigned' ELSE 'Membership lapsed' END
+              || ' at ' || r.club_code,
+            jsonb_build_object('club', r.club_code, 'member_no', r.member_no,
+                'status', r.data->>'status'),
+            %(source)s, r.club_code || ':' || r.member_no,
+            'left:' || r.club_code || ':' || r.member_no || ':' || (r.data->>'left_date'),
+            ((r.data->>'left_date')::date::timestamp AT TIME ZONE %(tz)s), %(now)s, %(now)s
+        FROM "{ROWS}" r WHERE r.run_id = %(run)s AND r.file = %(members)s AND NOT r.rejected
+          AND r.data->>'status' IN ('R', 'L') AND r.data->>'left_date' IS NOT NULL
+        ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+        """,  # noqa: S608
+        params,
+    )
+    return {
+        "round_activities": rounds,
+        "transaction_activities": transactions[0],
+        "money_loaded_minor": int(transactions[1]),
+        "membership_activities": left,
+    }
+
+
+def _metrics(*, run: ImportRun, now: datetime) -> None:
+    """Last activity (forward only) of the run's people, from their activities and the
+    export's LastVisit; then the tenant's rolling 30-day counts at ``now``."""
+    _exec(
+        f"""
+        WITH latest AS (
+            SELECT DISTINCT ON (customer_id) customer_id, at, type FROM (
+                SELECT a.customer_id, a.occurred_at AS at, a.type FROM "{ACTIVITY}" a
+                WHERE a.tenant_id = %s AND a.type <> ALL(%s::text[])
+                  AND a.customer_id IN (SELECT profile_id FROM bf_groups)
+                UNION ALL
+                SELECT g.profile_id, g.last_visit, 'mca_v1.visit' FROM bf_groups g
+                WHERE g.last_visit IS NOT NULL
+            ) x ORDER BY customer_id, at DESC
+        )
+        UPDATE "{PROFILE}" p SET last_activity_at = l.at, last_activity_type = l.type
+        FROM latest l WHERE p.id = l.customer_id AND p.tenant_id = %s
+          AND (p.last_activity_at IS NULL OR p.last_activity_at < l.at)
+        """,  # noqa: S608
+        [run.tenant_id, list(NOT_ENGAGEMENT_TYPES), run.tenant_id],
+    )
+    activity_count_recompute(tenant=run.tenant, now=now)
+
+
+def _suggestions(params: dict[str, Any]) -> int:
+    """Merge suggestions: people whose keys found two profiles, and likely duplicates
+    (``bf_pairs``). A pair already suggested (pending, merged or dismissed) is not again."""
+    return _exec(
+        f"""
+        INSERT INTO "{SUGGESTION}" (tenant_id, profile_id, candidate_id, reason, evidence,
+            status, decided_by, created_at, updated_at)
+        SELECT %(tenant)s, x.a, x.b, left(x.reason, 255), x.evidence, 'PENDING', '',
+            %(now)s, %(now)s
+        FROM (
+            SELECT DISTINCT ON (a, b) * FROM (
+                SELECT CASE WHEN g.profile_id::text < m.profile_id::text
+                         THEN g.profile_id ELSE m.profile_id END AS a,
+                       CASE WHEN g.profile_id::text < m.profile_id::text
+                         THEN m.profile_id ELSE g.profile_id END AS b,
+                       'MCA v1 import: the same ' || m.kinds || ' as another profile' AS reason,
+                       jsonb_build_object('import_run', %(run)s::text, 'keys', m.kinds) AS evidence,
+                       100.0 AS score
+                FROM bf_match m JOIN bf_groups g ON g.grp = m.grp
+                WHERE m.profile_id <> g.profile_id
+                UNION ALL
+                SELECT CASE WHEN ga.profile_id::text < gb.profile_id::text
+                         THEN ga.profile_id ELSE gb.profile_id END,
+                       CASE WHEN ga.profile_id::text < gb.profile_id::text
+                         THEN gb.profile_id ELSE ga.profile_id END,
+                       'MCA v1 import: likely the same person (score '
+                         || round(d.score::numeric, 2) || ')',
+                       d.evidence || jsonb_build_object('import_run', %(run)s::text),
+                       d.score
+                FROM bf_pairs d JOIN bf_groups ga ON ga.grp = d.grp_a
+                JOIN bf_groups gb ON gb.grp = d.grp_b
+                WHERE ga.profile_id <> gb.profile_id
+            ) y ORDER BY a, b, score DESC
+        ) x
+        WHERE NOT EXISTS (SELECT 1 FROM "{SUGGESTION}" s WHERE s.tenant_id = %(tenant)s
+            AND s.profile_id = x.a AND s.candidate_id = x.b)
+        ON CONFLICT DO NOTHING
+        """,  # noqa: S608
+        params,
+    )

@@ -1,0 +1,306 @@
+"""Import runs: start (or resume) a run, stage the files, then plan and load.
+
+States: ``PENDING`` → ``STAGING`` → ``STAGED`` → ``LOADING`` → ``COMPLETED`` (or ``FAILED``).
+
+- Staging streams each file row by row through the transforms and COPYs the rows into
+  ``ImportRow`` (one row per input row), then marks the faults only visible across rows
+  (a key twice, a round of an unknown member) in SQL. A run killed while staging restages
+  from scratch: its rows are deleted first, so it never holds a row twice.
+- Planning and loading (``backfill.loading``) run in **one transaction** that also marks the
+  run ``COMPLETED``: a run killed while loading leaves nothing behind but its staged rows, and
+  started again it plans and loads exactly as an uninterrupted run would. A dry run plans
+  (outcomes, profiles it would create or join, duplicates) and writes nothing else.
+- A run is found again by its tenant, fingerprint (the files' checksums) and dry-run flag:
+  starting the same export again resumes the unfinished run, or, when it completed, starts a
+  new run that changes nothing (0 created, 0 updated).
+
+Locks: the run row is locked (``select_for_update``) for the whole load, so two workers given
+the same run cannot load it twice; a transaction-level advisory lock per tenant serialises
+the loads of one tenant (two exports loading at once could each create the same person).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from crm.models import Club, Tenant
+
+from . import loading, reports
+from .mca import (
+    DIALECTS,
+    FILE_KINDS,
+    MEMBERS,
+    ROUNDS,
+    TRANSACTIONS,
+    Dialect,
+    Export,
+    columns,
+    read_rows,
+)
+from .models import ImportRow, ImportRun, RowOutcome, RunStatus
+from .transforms import (
+    FieldFault,
+    RowRejected,
+    member_transform,
+    parse_money,
+    round_transform,
+    transaction_transform,
+)
+
+Progress = Callable[[str, int, int | None], None]
+ROW_TABLE = ImportRow._meta.db_table
+STAGE_COLUMNS = (
+    "tenant_id", "run_id", "file", "line", "club_code", "member_no", "raw", "data", "rejected",
+    "reason", "outcome", "source_event_id", "amount_minor", "created_at", "updated_at",
+)  # fmt: skip
+PROGRESS_EVERY = 5000
+PROGRESS_TTL = 2 * 3600
+
+
+def progress_key(run_id: Any) -> str:
+    """Cache key of a running import's progress. The cache, not the run row: the staging and
+    the load each run in one transaction, whose writes nobody sees until they commit."""
+    return f"backfill:progress:{run_id}"
+
+
+class ImportRefused(ValidationError):
+    """The run cannot start (unknown club codes, bad region); nothing was written."""
+
+
+def _no_progress(phase: str, done: int, total: int | None) -> None:
+    return None
+
+
+def club_codes(export: Export, dialect: Dialect) -> set[str]:
+    """Every ClubCode of the export (a streaming pass over the files)."""
+    codes: set[str] = set()
+    for kind in FILE_KINDS:
+        if kind in export.names:
+            for row in read_rows(export, kind, dialect):
+                if row.raw and row.raw[0].strip():
+                    codes.add(row.raw[0].strip().upper())
+    return codes
+
+
+def club_map_resolve(*, tenant: Tenant, codes: set[str], mapping: dict[str, str]) -> dict[str, str]:
+    """ClubCode -> club id: the ``--club-map CODE=CLUB`` given (a club id or name), else a
+    club of the tenant named like the code. Raises ``ImportRefused`` listing unknown codes."""
+    clubs = list(Club.objects.for_tenant(tenant).values_list("id", "name"))
+    by_id = {str(pk): str(pk) for pk, _ in clubs}
+    by_name = {name.strip().upper(): str(pk) for pk, name in clubs}
+    resolved, unknown = {}, []
+    for code in sorted(codes):
+        target = mapping.get(code)
+        club = (
+            (by_id.get(target) or by_name.get(target.strip().upper())) if target else None
+        ) or by_name.get(code)
+        if club is None:
+            unknown.append(code)
+        else:
+            resolved[code] = club
+    if unknown:
+        raise ImportRefused(
+            {"club_map": [f"Unknown club codes (map them with CODE=CLUB): {', '.join(unknown)}"]}
+        )
+    return resolved
+
+
+def run_start(
+    *,
+    tenant: Tenant,
+    export: Export,
+    region: str,
+    dry_run: bool = False,
+    club_map: dict[str, str] | None = None,
+    exported_at: datetime | None = None,
+    requested_by: str = "",
+    now: datetime | None = None,
+) -> ImportRun:
+    """Check the export and its club codes, then create the run, or return the unfinished run
+    of the same export (resume). Nothing is written when a check fails."""
+    now = now or timezone.now()
+    if region not in DIALECTS:
+        raise ImportRefused({"region": [f"Region must be one of {', '.join(DIALECTS)}."]})
+    dialect = DIALECTS[region]
+    clubs = club_map_resolve(
+        tenant=tenant, codes=club_codes(export, dialect), mapping=club_map or {}
+    )
+    files = {kind: {"name": export.names[kind], "sha256": export.checksum(kind)}
+             for kind in FILE_KINDS if kind in export.names}  # fmt: skip
+    fingerprint = hashlib.sha256(json.dumps([region, files], sort_keys=True).encode()).hexdigest()
+    unfinished = (
+        ImportRun.objects.for_tenant(tenant)
+        .filter(fingerprint=fingerprint, dry_run=dry_run)
+        .exclude(status=RunStatus.COMPLETED)
+        .order_by("-created_at")
+        .first()
+    )
+    if unfinished is not None:
+        return unfinished
+    return ImportRun.objects.create(
+        tenant=tenant,
+        region=region,
+        source=export.path.name,
+        files=files,
+        fingerprint=fingerprint,
+        dry_run=dry_run,
+        exported_at=exported_at or _export_time(export),
+        club_map=clubs,
+        requested_by=requested_by,
+        started_at=now,
+    )
+
+
+def _export_time(export: Export) -> datetime:
+    """When the export was written: the members file's modification time (stable across
+    re-imports of the same files; ``--exported-at`` overrides it)."""
+    if export._zip is not None:
+        info = export._zip.getinfo(export.names[MEMBERS])
+        return datetime(*info.date_time, tzinfo=UTC)
+    stamp = (export.path / export.names[MEMBERS]).stat().st_mtime
+    return datetime.fromtimestamp(stamp, tz=UTC)
+
+
+def _event_id(region: str, kind: str, parts: list[Any]) -> str:
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return f"{region}:{kind}:{digest}"
+
+
+def _staged(run: ImportRun, kind: str, export: Export, dialect: Dialect) -> Iterator[tuple]:
+    """One COPY row per input row: transformed, or rejected with its reason."""
+    now = timezone.now()
+    for row in read_rows(export, kind, dialect):
+        club = row.raw[0].strip().upper() if row.raw else ""
+        number = row.raw[1].strip() if len(row.raw) > 1 else ""
+        data: dict[str, Any] = {}
+        reason, rejected, event_id, amount = "", False, "", None
+        if row.fields is None:
+            rejected = True
+            expected = len(columns(kind, dialect))
+            reason = f"row with {len(row.raw)} fields, the header has {expected}"
+        else:
+            try:
+                if kind == MEMBERS:
+                    data, flags = member_transform(row.fields, dialect)
+                    reason = "; ".join(flags)
+                elif kind == ROUNDS:
+                    data = round_transform(row.fields, dialect)
+                    event_id = _event_id(run.region, "round", list(data.values()))
+                else:
+                    data = transaction_transform(row.fields, dialect)
+                    amount = data["amount_minor"]
+                    event_id = _event_id(run.region, "txn", [data["club"], data["reference"]])
+            except RowRejected as exc:
+                rejected, reason = True, str(exc)
+        if kind == TRANSACTIONS and amount is None and row.fields is not None:
+            # Money in is every amount read, loaded or not (reconciliation).
+            amount = _amount_or_none(row.fields["Amount"], dialect)
+        yield (
+            run.tenant_id, run.pk, kind, row.line, club[:16], number[:32],
+            json.dumps(row.raw), json.dumps(data), rejected, reason,
+            RowOutcome.REJECTED if rejected else "", event_id, amount, now, now,
+        )  # fmt: skip
+
+
+def _amount_or_none(value: str, dialect: Dialect) -> int | None:
+    try:
+        return parse_money(value, dialect)
+    except FieldFault:
+        return None
+
+
+def run_stage(*, run: ImportRun, export: Export, progress: Progress = _no_progress) -> None:
+    """Stage every file of the export (COPY), then mark the cross-row faults."""
+    dialect = DIALECTS[run.region]
+    ImportRun.objects.filter(pk=run.pk).update(status=RunStatus.STAGING)
+    with transaction.atomic():
+        ImportRow.objects.filter(run=run).delete()
+        with connection.cursor() as cursor:
+            for kind in FILE_KINDS:
+                if kind not in export.names:
+                    continue
+                done = 0
+                sql = f"COPY {ROW_TABLE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+                with cursor.copy(sql) as copy:
+                    for values in _staged(run, kind, export, dialect):
+                        copy.write_row(values)
+                        done += 1
+                        if done % PROGRESS_EVERY == 0:
+                            progress(f"staging {kind}", done, None)
+                progress(f"staging {kind}", done, done)
+                run.files[kind]["rows"] = done
+        loading.stage_checks(run=run)
+        run.status = RunStatus.STAGED
+        run.save(update_fields=["status", "files", "updated_at"])
+
+
+def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress = _no_progress):
+    """Plan and (unless a dry run) load, in one transaction that ends the run COMPLETED."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = ImportRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status == RunStatus.COMPLETED:
+            return locked
+        # One load per tenant at a time: two exports loading at once could each create the
+        # same new person (neither sees the other's uncommitted aliases).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"backfill:{run.tenant_id}"]
+            )
+        locked.status = RunStatus.LOADING
+        progress("planning", 0, None)
+        loading.plan(run=locked, now=now)
+        if not locked.dry_run:
+            progress("loading", 0, None)
+            loading.apply(run=locked, now=now)
+        locked.counters = reports.counters(run=locked)
+        locked.status = RunStatus.COMPLETED
+        locked.finished_at = now
+        locked.progress = {"phase": "completed"}
+        locked.save()
+    progress("completed", 1, 1)
+    return locked
+
+
+def run_import(
+    *,
+    tenant: Tenant,
+    export: Export,
+    region: str,
+    dry_run: bool = False,
+    club_map: dict[str, str] | None = None,
+    exported_at: datetime | None = None,
+    requested_by: str = "",
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+) -> ImportRun:
+    """Start or resume a run and take it to the end (the command and the task call this)."""
+    run = run_start(
+        tenant=tenant, export=export, region=region, dry_run=dry_run, club_map=club_map,
+        exported_at=exported_at, requested_by=requested_by, now=now,
+    )  # fmt: skip
+    return run_continue(run=run, export=export, progress=progress, now=now)
+
+
+def run_continue(
+    *,
+    run: ImportRun,
+    export: Export,
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+) -> ImportRun:
+    try:
+        if run.status in (RunStatus.PENDING, RunStatus.STAGING, RunStatus.FAILED):
+            run_stage(run=run, export=export, progress=progress)
+        return run_load(run=run, now=now, progress=progress)
+    except Exception as exc:
+        ImportRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=str(exc)[:2000])
+        raise

@@ -1,0 +1,85 @@
+"""Duplicate detection on a generated labelled set: precision and recall of the merge
+suggestions and automatic merges at the default thresholds (targets: precision >= 0.95,
+recall >= 0.90; automatic merges: no false one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from backfill.duplicates import THRESHOLD
+from backfill.models import ImportRow, RowOutcome
+from benchmarks.backfill_duplicates import labelled_export, precision_recall
+from customers.models import MergeSuggestion
+
+from .helpers import do_import, region_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _by_profile(run) -> dict:
+    by_profile: dict = {}
+    for row in ImportRow.objects.filter(run=run, file="members"):
+        by_profile.setdefault(row.profile_id, []).append((row.club_code, row.member_no))
+    return by_profile
+
+
+def _merged_pairs(run) -> set[frozenset]:
+    """Records the import itself made one person (the copies share no key, so every profile
+    with two records is an automatic merge)."""
+    return {
+        frozenset((a, b))
+        for records in _by_profile(run).values()
+        for i, a in enumerate(records)
+        for b in records[i + 1 :]
+    }
+
+
+def _suggested_pairs(tenant, run) -> set[frozenset]:
+    """Pairs of records that ended as one profile or in a merge suggestion."""
+    by_profile = _by_profile(run)
+    found = _merged_pairs(run)
+    for s in MergeSuggestion.objects.for_tenant(tenant):
+        for a in by_profile[s.profile_id]:
+            for b in by_profile[s.candidate_id]:
+                found.add(frozenset((a, b)))
+    return found
+
+
+def test_precision_and_recall_on_a_labelled_set(tmp_path):
+    pairs, variations = labelled_export(tmp_path, people=800, duplicates=200, seed=11)
+    tenant = region_tenant("UK")
+    run = do_import(tenant, "UK", path=tmp_path)
+    outcomes = run.counters["member_outcomes"]
+    merged = _merged_pairs(run)
+    # The copies share no key: every join is an automatic merge, and every one is right.
+    assert outcomes.get("joined", 0) == len(merged) > 0
+    assert merged <= {frozenset(pair) for pair in pairs}
+    joined = ImportRow.objects.filter(run=run, outcome=RowOutcome.JOINED)
+    assert all("merged automatically with line" in row.reason for row in joined)
+    found = _suggested_pairs(tenant, run)
+    precision, recall = precision_recall(found, pairs)
+    print(
+        f"duplicates: {len(pairs)} true pairs, {len(found)} found ({len(merged)} merged), "
+        f"precision {precision:.3f}, recall {recall:.3f}"
+    )
+    missed = [v for pair, v in zip(pairs, variations, strict=True) if frozenset(pair) not in found]
+    assert precision >= 0.95, (precision, len(found))
+    assert recall >= 0.90, (recall, Counter(missed))
+    # The later record of each suggested pair is reported as "suggested", with evidence.
+    assert outcomes[RowOutcome.SUGGESTED] > 0
+    suggestion = MergeSuggestion.objects.for_tenant(tenant).first()
+    assert suggestion.evidence["score"] >= THRESHOLD and "name" in suggestion.evidence
+
+
+def test_each_kind_of_variation_is_found(tmp_path):
+    pairs, variations = labelled_export(tmp_path, people=400, duplicates=150, seed=3)
+    tenant = region_tenant("UK")
+    found = _suggested_pairs(tenant, do_import(tenant, "UK", path=tmp_path))
+    by_kind: dict[str, list[bool]] = {}
+    for pair, used in zip(pairs, variations, strict=True):
+        for kind in used:
+            by_kind.setdefault(kind, []).append(frozenset(pair) in found)
+    for kind, hits in by_kind.items():
+        assert sum(hits) / len(hits) >= 0.8, (kind, sum(hits), len(hits))
