@@ -1,0 +1,38 @@
+"""Celery tasks of the social app: thin, JSON-only, idempotent; each calls one service.
+
+``social.publish_due`` and ``social.refresh_tokens`` are beat sweeps (queue ``default``);
+``social.publish`` runs one claimed publication (queue ``social``, so slow platform calls
+never hold up the other queues). A lost ``social.publish`` message is harmless: its row
+stays PUBLISHING and the sweep verifies it on the platform after ``STALE_AFTER``."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from crm.models import Tenant
+from crm.tasks import TenantTask
+
+from .connections import connections_refresh_due
+from .publishers import publication_publish, publications_claim_due
+
+
+@shared_task(name="social.publish_due", ignore_result=True)
+def publish_due() -> int:
+    """Beat, every minute: claim due publications (SKIP LOCKED) and queue each."""
+    claims = publications_claim_due()
+    for claim in claims:
+        publish.delay(
+            claim.tenant_id, publication_id=claim.publication_id, verify=claim.verify
+        )
+    return len(claims)
+
+
+@shared_task(base=TenantTask, name="social.publish", ignore_result=True)
+def publish(tenant: Tenant, *, publication_id: int, verify: bool = False) -> str:
+    return publication_publish(publication_id=publication_id, verify=verify)
+
+
+@shared_task(name="social.refresh_tokens", ignore_result=True)
+def refresh_tokens() -> dict[str, int]:
+    """Beat, every five minutes: refresh tokens that expire soon, one refresher per row."""
+    return connections_refresh_due()
