@@ -21,9 +21,7 @@ def publish_due() -> int:
     """Beat, every minute: claim due publications (SKIP LOCKED) and queue each."""
     claims = publications_claim_due()
     for claim in claims:
-        publish.delay(
-            claim.tenant_id, publication_id=claim.publication_id, verify=claim.verify
-        )
+        publish.delay(claim.tenant_id, publication_id=claim.publication_id, verify=claim.verify)
     return len(claims)
 
 
