@@ -11,4 +11,9 @@ class SocialConfig(AppConfig):
 
     def ready(self) -> None:
         # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from crm.registry import register_event_subscriber
+
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
+        from .promotion import on_competition_events
+
+        register_event_subscriber("social.promotion", on_competition_events)

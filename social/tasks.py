@@ -13,6 +13,7 @@ from crm.models import Tenant
 from crm.tasks import TenantTask
 
 from .connections import connections_refresh_due
+from .promotion import competition_event_handle
 from .publishers import publication_publish, publications_claim_due
 
 
@@ -34,3 +35,10 @@ def publish(tenant: Tenant, *, publication_id: int, verify: bool = False) -> str
 def refresh_tokens() -> dict[str, int]:
     """Beat, every five minutes: refresh tokens that expire soon, one refresher per row."""
     return connections_refresh_due()
+
+
+@shared_task(base=TenantTask, name="social.competition_event", ignore_result=True)
+def competition_event(tenant: Tenant, *, type: str, payload: dict) -> str | None:
+    """A competition was published, changed or cancelled: promote, move or cancel."""
+    promotion = competition_event_handle(tenant=tenant, type=type, payload=payload)
+    return str(promotion.pk) if promotion else None
