@@ -20,6 +20,8 @@ EVENTS_WRITE = "events:write"
 MARKETING_READ = "marketing:read"
 MARKETING_WRITE = "marketing:write"
 PRIVACY_ERASE = "privacy:erase"
+SOCIAL_READ = "social:read"
+SOCIAL_WRITE = "social:write"
 
 SCOPES: dict[str, str] = {
     TENANT_READ: "Read the tenant's clubs",
@@ -30,6 +32,8 @@ SCOPES: dict[str, str] = {
     MARKETING_READ: "Read segments, templates and campaigns",
     MARKETING_WRITE: "Create, change, send and delete segments, templates and campaigns",
     PRIVACY_ERASE: "Erase a customer's personal data",
+    SOCIAL_READ: "Read social connections, posts, publications and promotions",
+    SOCIAL_WRITE: "Disconnect accounts; create, schedule and cancel posts and promotions",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("crm.api.urls")),
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
+    path("social/", include("social.api.urls")),
 ]
 
 urlpatterns = [

@@ -279,8 +279,8 @@ def _sync_reminders(
                 if reminder.campaign:
                     campaign_update(campaign=reminder.campaign, data={"scheduled_at": send_at})
             continue
-        if audience is None:
-            continue
+        if audience is None or not set(CAMPAIGN_CHANNELS) & set(settings.channels):
+            continue  # nobody to remind, or no channel to remind them on
         if not_entered is None:
             not_entered = _not_entered_segment(promotion, audience)
         line = (
