@@ -482,9 +482,32 @@ def _failed(publication: Publication, exc: PlatformError, now: datetime) -> str:
     return PublicationStatus.FAILED
 
 
+def publication_review(
+    *, publication: Publication, published: bool, post_id: str = "", now: datetime | None = None
+) -> int:
+    """Staff settle a publication held for review: they found it on the account
+    (``published``, with its id if they have it) or not (it goes back to the schedule)."""
+    now = now or timezone.now()
+    rows = Publication.objects.filter(
+        tenant_id=publication.tenant_id, pk=publication.pk, status=PublicationStatus.NEEDS_REVIEW
+    )
+    if published:
+        return rows.update(
+            status=PublicationStatus.PUBLISHED,
+            published_at=now,
+            platform_post_id=post_id[:100],
+            error="",
+            updated_at=now,
+        )
+    return rows.update(
+        status=PublicationStatus.SCHEDULED, next_attempt_at=now, error="", updated_at=now
+    )
+
+
 __all__ = [
     "Claim",
     "get_publisher",
     "publication_publish",
+    "publication_review",
     "publications_claim_due",
 ]
