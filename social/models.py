@@ -186,6 +186,9 @@ class Publication(TenantOwnedModel):
     scheduled_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Single-use token of the current claim: the task that runs it swaps it for its own
+    # before calling the platform, so a redelivered message (old token) does nothing.
+    claim_id = models.UUIDField(null=True, blank=True, editable=False)
     published_at = models.DateTimeField(null=True, blank=True)
     platform_post_id = models.CharField(max_length=100, blank=True, default="")
     platform_url = models.URLField(max_length=500, blank=True, default="")

@@ -4,8 +4,10 @@ The sweep (``publications_claim_due``, beat every minute) claims due rows ``FOR 
 SKIP LOCKED`` and, in its own commit *before any platform call*, marks each PUBLISHING
 with ``attempts + 1``, ``claimed_at`` and a verify deadline in ``next_attempt_at``
 (``now + STALE_AFTER``). Then ``publication_publish`` (one task per claim) calls the
-platform and records the outcome, guarded by ``claimed_at`` so a late writer cannot
-overwrite a newer claim.
+platform and records the outcome. Each claim carries a single-use token (``claim_id``): the
+task swaps it for its own before calling the platform and writes the outcome only while the
+row still holds its token, so a redelivered task message, or a late writer after a newer
+claim, does nothing.
 
 When the outcome is unknown (the worker died after the claim, a timeout, a 5xx), the row
 stays PUBLISHING; once its deadline passes the sweep claims it again *to verify*: the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +59,7 @@ STALE_AFTER = timedelta(minutes=10)
 POLL_DELAY = timedelta(seconds=30)
 DEFAULT_THROTTLE = timedelta(minutes=15)
 MAX_ATTEMPTS = 5
+MAX_LOOKUP_PAGES = 5
 CLAIM_BATCH = 50
 # Meta's throttling error codes (app, user, page, custom, Instagram publishing cap).
 GRAPH_RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 9}
@@ -77,6 +81,7 @@ class NotYet:
 class Claim:
     publication_id: int
     tenant_id: str
+    claim_id: str
     verify: bool
 
 
@@ -97,6 +102,13 @@ class LocalPublisher:
 
     def find(self, publication: Publication) -> Published | None:
         return None  # nothing left the machine, so an unknown outcome is "not posted"
+
+
+def _window_start(publication: Publication) -> datetime:
+    """The earliest time the post can have gone out: it fell due at ``scheduled_at`` and
+    was first claimed no earlier (a margin covers clocks that disagree a little)."""
+    due = publication.scheduled_at or publication.claimed_at or timezone.now()
+    return due - timedelta(minutes=5)
 
 
 def _normalised(text: str) -> str:
@@ -147,19 +159,29 @@ class FacebookPublisher:
 
     def find(self, publication: Publication) -> Published | None:
         conn = publication.connection
-        since = int((publication.claimed_at - STALE_AFTER).timestamp())
-        body = self._call(
-            "GET",
-            f"{conn.account_id}/feed",
-            conn,
-            params={"fields": "id,message,created_time,permalink_url", "since": since},
-        )
         wanted = _normalised(post_text(publication.post, Platform.FACEBOOK_PAGE))
-        for item in body.get("data", []):
+        params: dict[str, Any] = {
+            "fields": "id,message,created_time,permalink_url",
+            "since": int(_window_start(publication).timestamp()),
+            "limit": 100,
+        }
+        for item in self._pages(f"{conn.account_id}/feed", conn, params):
             if _normalised(item.get("message", "")) == wanted:
                 url = item.get("permalink_url") or f"https://www.facebook.com/{item['id']}"
                 return Published(str(item["id"]), url)
         return None
+
+    def _pages(self, path: str, conn: Connection, params: dict[str, Any]) -> Any:
+        """Every item of a Graph list, following ``paging.cursors.after``; a list longer
+        than ``MAX_LOOKUP_PAGES`` cannot be checked (an error: the row is held)."""
+        for _ in range(MAX_LOOKUP_PAGES):
+            body = self._call("GET", path, conn, params=dict(params))
+            yield from body.get("data", [])
+            after = (body.get("paging") or {}).get("cursors", {}).get("after")
+            if not after or not (body.get("paging") or {}).get("next"):
+                return
+            params["after"] = after
+        raise PlatformError("Too many recent posts to check; look at the account.")
 
     def _call(self, method: str, path: str, conn: Connection, **kwargs: Any) -> dict[str, Any]:
         key = "data" if method == "POST" else "params"
@@ -229,14 +251,9 @@ class InstagramPublisher(FacebookPublisher):
         if self._container_status(publication) != "PUBLISHED":
             return None
         conn = publication.connection
-        body = self._call(
-            "GET",
-            f"{conn.account_id}/media",
-            conn,
-            params={"fields": "id,caption,timestamp,permalink", "limit": 25},
-        )
         wanted = _normalised(post_text(publication.post, Platform.INSTAGRAM))
-        for item in body.get("data", []):
+        params = {"fields": "id,caption,timestamp,permalink", "limit": 100}
+        for item in self._pages(f"{conn.account_id}/media", conn, params):
             if _normalised(item.get("caption", "")) == wanted:
                 return Published(str(item["id"]), item.get("permalink", ""))
         raise PlatformError("Instagram says the container was published; its media is not found.")
@@ -256,22 +273,24 @@ class XPublisher:
         return Published(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 
     def find(self, publication: Publication) -> Published | None:
-        start = (publication.claimed_at - STALE_AFTER).astimezone(UTC)
-        body = self._call(
-            "GET",
-            f"2/users/{publication.connection.account_id}/tweets",
-            publication,
-            params={
-                "max_results": 20,
-                "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "tweet.fields": "created_at,text",
-            },
-        )
+        """The account's posts since the publication fell due, page by page."""
         wanted = _normalised(post_text(publication.post, Platform.X))
-        for tweet in body.get("data", []):
-            if _normalised(tweet.get("text", "")) == wanted:
-                return Published(str(tweet["id"]), f"https://x.com/i/web/status/{tweet['id']}")
-        return None
+        params: dict[str, Any] = {
+            "max_results": 100,
+            "start_time": _window_start(publication).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tweet.fields": "created_at,text",
+        }
+        path = f"2/users/{publication.connection.account_id}/tweets"
+        for _ in range(MAX_LOOKUP_PAGES):
+            body = self._call("GET", path, publication, params=dict(params))
+            for tweet in body.get("data", []):
+                if _normalised(tweet.get("text", "")) == wanted:
+                    return Published(str(tweet["id"]), f"https://x.com/i/web/status/{tweet['id']}")
+            token = (body.get("meta") or {}).get("next_token")
+            if not token:
+                return None
+            params["pagination_token"] = token
+        raise PlatformError("Too many recent posts to check; look at the account.")
 
     def _token(self, publication: Publication) -> str:
         conn = publication.connection
@@ -344,8 +363,10 @@ def publications_claim_due(*, now: datetime | None = None, limit: int = CLAIM_BA
         )
         if not rows:
             return []
+        claim_id = uuid.uuid4()
         Publication.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
             status=PublicationStatus.PUBLISHING,
+            claim_id=claim_id,
             claimed_at=now,
             next_attempt_at=now + STALE_AFTER,
             updated_at=now,
@@ -354,33 +375,40 @@ def publications_claim_due(*, now: datetime | None = None, limit: int = CLAIM_BA
         # Only a real publish attempt counts; a verification is not a second post.
         Publication.objects.filter(pk__in=scheduled).update(attempts=F("attempts") + 1)
     return [
-        Claim(pk, str(tenant_id), status == PublicationStatus.PUBLISHING)
+        Claim(pk, str(tenant_id), str(claim_id), status == PublicationStatus.PUBLISHING)
         for pk, tenant_id, status in rows
     ]
 
 
 def _record(publication: Publication, now: datetime, **fields: Any) -> int:
-    """Write the outcome unless another claim took the row since (guard on claimed_at)."""
+    """Write the outcome unless another claim took the row since (guard on claim_id)."""
     return Publication.objects.filter(
         pk=publication.pk,
         status=PublicationStatus.PUBLISHING,
-        claimed_at=publication.claimed_at,
+        claim_id=publication.claim_id,
     ).update(updated_at=now, **fields)
 
 
 def publication_publish(
-    *, publication_id: int, verify: bool = False, now: datetime | None = None
+    *,
+    publication_id: int,
+    claim_id: str,
+    verify: bool = False,
+    now: datetime | None = None,
 ) -> str:
     """Publish (or, after an unknown outcome, verify then publish) one claimed publication.
-    Returns the status it ends in."""
+    The claim is spent first: its token is swapped for this run's in one UPDATE, so a
+    second delivery of the same task message finds no row and does nothing. Returns the
+    status it ends in ("gone": not this run's to do)."""
     now = now or timezone.now()
-    publication = (
-        Publication.objects.select_related("connection", "post")
-        .filter(pk=publication_id, status=PublicationStatus.PUBLISHING)
-        .first()
-    )
-    if publication is None:
+    mine = uuid.uuid4()
+    taken = Publication.objects.filter(
+        pk=publication_id, status=PublicationStatus.PUBLISHING, claim_id=claim_id
+    ).update(claim_id=mine, next_attempt_at=now + STALE_AFTER)
+    # (The verify deadline restarts now: no sweep takes the row while this run is at it.)
+    if not taken:
         return "gone"
+    publication = Publication.objects.select_related("connection", "post").get(pk=publication_id)
     publisher = get_publisher(publication.connection.platform, now=now)
     if verify:
         try:

@@ -22,13 +22,18 @@ def publish_due() -> int:
     """Beat, every minute: claim due publications (SKIP LOCKED) and queue each."""
     claims = publications_claim_due()
     for claim in claims:
-        publish.delay(claim.tenant_id, publication_id=claim.publication_id, verify=claim.verify)
+        publish.delay(
+            claim.tenant_id,
+            publication_id=claim.publication_id,
+            claim_id=claim.claim_id,
+            verify=claim.verify,
+        )
     return len(claims)
 
 
 @shared_task(base=TenantTask, name="social.publish", ignore_result=True)
-def publish(tenant: Tenant, *, publication_id: int, verify: bool = False) -> str:
-    return publication_publish(publication_id=publication_id, verify=verify)
+def publish(tenant: Tenant, *, publication_id: int, claim_id: str, verify: bool = False) -> str:
+    return publication_publish(publication_id=publication_id, claim_id=claim_id, verify=verify)
 
 
 @shared_task(name="social.refresh_tokens", ignore_result=True)

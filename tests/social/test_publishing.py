@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -65,7 +65,9 @@ def _sweep(now=None):
     """What beat + the workers do: claim, then run each claimed publication."""
     now = now or timezone.now()
     return [
-        publication_publish(publication_id=c.publication_id, verify=c.verify, now=now)
+        publication_publish(
+            publication_id=c.publication_id, claim_id=c.claim_id, verify=c.verify, now=now
+        )
         for c in publications_claim_due(now=now)
     ]
 
@@ -120,6 +122,49 @@ def test_a_crash_before_the_call_is_published_once_after_the_check(platform, ten
     assert fake.posts == 1
     publication.refresh_from_db()
     assert publication.attempts == 2
+
+
+def test_a_task_message_delivered_twice_does_nothing_the_second_time(platform, tenant_a, club_a):
+    conn = make_connection(tenant_a, club_a, account_id="x1")
+    fake = FakeX(platform)
+    _scheduled(tenant_a, club_a, conn)
+    [claim] = publications_claim_due()
+    # The first run gets the post out, then its worker dies before recording it.
+    fake.fail_next = RuntimeError("worker killed")
+    with pytest.raises(RuntimeError):
+        publication_publish(publication_id=claim.publication_id, claim_id=claim.claim_id)
+    # The broker delivers the same message again: the claim is spent.
+    assert (
+        publication_publish(publication_id=claim.publication_id, claim_id=claim.claim_id) == "gone"
+    )
+    assert fake.posts == 1
+    with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(seconds=1)):
+        assert _sweep() == [PublicationStatus.PUBLISHED]
+    assert fake.posts == 1
+
+
+def test_the_check_reads_every_page_of_recent_posts(platform, tenant_a, club_a):
+    conn = make_connection(tenant_a, club_a, account_id="x1")
+    publication = _scheduled(tenant_a, club_a, conn, content="Needle")
+    publications_claim_due()
+    pages = {
+        None: {
+            "data": [{"id": str(i), "text": f"other {i}"} for i in range(100)],
+            "meta": {"next_token": "p2"},
+        },
+        "p2": {"data": [{"id": "777", "text": "Needle"}], "meta": {}},
+    }
+
+    def timeline(request):
+        token = dict(parse_qs(urlsplit(request.url).query)).get("pagination_token", [None])[0]
+        return (200, {}, json.dumps(pages[token]))
+
+    platform.add_callback(responses.GET, x("2/users/x1/tweets"), callback=timeline)
+    with time_machine.travel(timezone.now() + STALE_AFTER + timedelta(seconds=1)):
+        assert _sweep() == [PublicationStatus.PUBLISHED]
+    publication.refresh_from_db()
+    assert publication.platform_post_id == "777"
+    assert not any(c.request.method == "POST" for c in platform.calls)
 
 
 def test_a_timeout_after_posting_is_checked_before_any_retry(platform, tenant_a, club_a):
