@@ -3,11 +3,18 @@ reminders in the club's timezone, a date change, a cancellation, entrants left o
 
 from __future__ import annotations
 
+import base64
+import json
+import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 import time_machine
+from django.db import connection as db
 
+from crm.celery import set_queue_override
 from customers.models import Activity, CustomerProfile
 from marketing.models import Campaign, CampaignStatus, MessageTemplate
 from marketing.segments import segment_refresh
@@ -22,6 +29,7 @@ from social.models import (
 )
 from social.promotion import competition_event_handle, reminder_time
 from tests.customers.helpers import person
+from tests.events.helpers import event, ingest, run
 from tests.factories import ClubFactory
 
 from .helpers import make_connection
@@ -223,3 +231,60 @@ def test_reminder_time_is_the_local_send_hour():
     assert reminder_time(
         starts_at=start, days_before=1, tz="Africa/Johannesburg", hour=18
     ) == datetime(2027, 10, 30, 16, 0, tzinfo=UTC)
+
+
+def test_a_published_event_reaches_the_promotion_through_the_pipeline(
+    tenant_a, club, accounts, settings, django_capture_on_commit_callbacks
+):
+    """Ingested and processed like any event: validated against the catalog, handed to the
+    subscriber, which queues ``social.competition_event``; running that message promotes."""
+    queue = f"test-social-{uuid.uuid4().hex[:8]}"
+    broker = redis.Redis.from_url(settings.REDIS_URL.replace("redis+socket://", "unix://", 1))
+    set_queue_override(queue)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run(tenant_a, event(tenant_a, PUBLISHED, payload=_payload(club)))
+        queued = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
+    finally:
+        set_queue_override(None)
+        broker.delete(queue)
+    [message] = [m for m in queued if m["headers"]["task"] == "social.competition_event"]
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert args == [str(tenant_a.pk)]
+    promotion = competition_event_handle(tenant=tenant_a, now=NOW, **kwargs)
+    assert (promotion.source_id, promotion.name) == ("C-77", "Spring Medal")
+
+
+def test_competition_events_are_validated_by_the_catalog(tenant_a):
+    rejected = ingest(
+        tenant_a,
+        event(tenant_a, "teetime.competition.updated", payload={"startsAt": "not a date"}),
+        event(tenant_a, "teetime.competition.cancelled", payload={}),
+    )
+    assert rejected.accepted == []
+    fields = [sorted(r.errors) for r in rejected.rejected]
+    assert fields == [["payload.competitionId", "payload.startsAt"], ["payload.competitionId"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_the_event_at_once_promote_once(tenant_a, club, accounts):
+    results: list = []
+    start = threading.Barrier(2)
+
+    def deliver():
+        try:
+            start.wait(5)
+            results.append(_handle(tenant_a, PUBLISHED, _payload(club)).pk)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 2 and results[0] == results[1]
+    assert Promotion.objects.count() == 1
+    assert PromotionReminder.objects.count() == 3
+    assert Publication.objects.count() == 1
+    assert Campaign.objects.count() == 4  # the announcement and three reminders
