@@ -584,6 +584,14 @@ def connections_refresh_due(*, now: datetime | None = None) -> dict[str, int]:
     return counts
 
 
+def oauth_purge_expired(*, now: datetime | None = None) -> int:
+    """Forget connect flows nobody finished (their verifiers and Page tokens with them)."""
+    now = now or timezone.now()
+    states, _ = OAuthState.objects.filter(expires_at__lte=now).delete()
+    choices, _ = PageChoice.objects.filter(expires_at__lte=now).delete()
+    return states + choices
+
+
 __all__ = [
     "OAuthFlowError",
     "OAuthResult",
@@ -592,6 +600,7 @@ __all__ = [
     "connection_refresh",
     "connections_refresh_due",
     "oauth_complete",
+    "oauth_purge_expired",
     "oauth_start",
     "page_choice_options",
     "page_choice_pick",

@@ -12,7 +12,7 @@ from celery import shared_task
 from crm.models import Tenant
 from crm.tasks import TenantTask
 
-from .connections import connections_refresh_due
+from .connections import connections_refresh_due, oauth_purge_expired
 from .promotion import competition_event_handle
 from .publishers import publication_publish, publications_claim_due
 
@@ -38,8 +38,11 @@ def publish(tenant: Tenant, *, publication_id: int, claim_id: str, verify: bool 
 
 @shared_task(name="social.refresh_tokens", ignore_result=True)
 def refresh_tokens() -> dict[str, int]:
-    """Beat, every five minutes: refresh tokens that expire soon, one refresher per row."""
-    return connections_refresh_due()
+    """Beat, every five minutes: refresh tokens that expire soon, one refresher per row;
+    forget connect flows nobody finished."""
+    counts = connections_refresh_due()
+    counts["purged"] = oauth_purge_expired()
+    return counts
 
 
 @shared_task(base=TenantTask, name="social.competition_event", ignore_result=True)

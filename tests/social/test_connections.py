@@ -23,6 +23,7 @@ from social.connections import (
     connection_refresh,
     connections_refresh_due,
     oauth_complete,
+    oauth_purge_expired,
     oauth_start,
     page_choice_options,
     page_choice_pick,
@@ -146,6 +147,13 @@ def test_a_state_from_another_session_is_refused_and_not_spent(platform, tenant_
     assert len(platform.calls) == 0
     _x_token_ok(platform)
     assert oauth_complete(state=state, code="c", session_key=SESSION, user=anna).connection
+
+
+def test_unfinished_connect_flows_are_forgotten(tenant_a, club_a, anna):
+    _start(tenant_a, club_a, anna)
+    assert oauth_purge_expired() == 0
+    assert oauth_purge_expired(now=timezone.now() + timedelta(minutes=11)) == 1
+    assert not OAuthState.objects.exists()
 
 
 def test_a_token_exchange_error_connects_nothing(platform, tenant_a, club_a, anna):
