@@ -24,7 +24,8 @@ The connect flow, for every platform:
    Page's token) is stored. The user token is never stored.
 
 Refresh (``connections_refresh_due`` / ``connection_refresh``): a connection whose token
-expires within ``SOCIAL_REFRESH_MARGIN`` is locked ``FOR UPDATE SKIP LOCKED`` and re-read;
+expires within ``SOCIAL_REFRESH_MARGIN`` is locked ``FOR NO KEY UPDATE SKIP LOCKED`` and
+re-read;
 a second refresher skips it instead of waiting, and a refresher that gets the lock after
 another finished sees the new expiry and does nothing. X refresh tokens are single-use, so
 two refreshers spending the same one would lock the club out; under the lock only one
@@ -490,11 +491,16 @@ def connection_disconnect(*, connection: Connection) -> Connection:
 
 
 def connection_publications_cancel(*, connection: Connection) -> int:
-    return Publication.objects.filter(
-        tenant_id=connection.tenant_id,
-        connection=connection,
-        status__in=[PublicationStatus.DRAFT, PublicationStatus.SCHEDULED],
-    ).update(status=PublicationStatus.CANCELLED, next_attempt_at=None)
+    rows = Publication.objects.filter(tenant_id=connection.tenant_id, connection=connection)
+    # One in flight may or may not have gone: staff check the account.
+    rows.filter(status=PublicationStatus.PUBLISHING).update(
+        status=PublicationStatus.NEEDS_REVIEW,
+        next_attempt_at=None,
+        error="Disconnected while publishing; check the account.",
+    )
+    return rows.filter(status__in=[PublicationStatus.DRAFT, PublicationStatus.SCHEDULED]).update(
+        status=PublicationStatus.CANCELLED, next_attempt_at=None
+    )
 
 
 def connection_mark_needs_attention(*, connection: Connection, error: str) -> None:
@@ -520,8 +526,10 @@ def connection_refresh(
     now = now or timezone.now()
     margin = now + timedelta(seconds=settings.SOCIAL_REFRESH_MARGIN)
     with transaction.atomic():
+        # FOR NO KEY UPDATE: excludes other refreshers (SKIP LOCKED) but not the foreign-key
+        # checks of publication writes, which take KEY SHARE on this row.
         connection = (
-            Connection.objects.select_for_update(skip_locked=True)
+            Connection.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(pk=connection_id, status=ConnectionStatus.ACTIVE)
             .first()
         )

@@ -268,6 +268,16 @@ def _sync_reminders(
             reminder.status = ReminderStatus.SENT
             reminder.save(update_fields=["status", "updated_at"])
             continue
+        if (
+            reminder is not None
+            and reminder.campaign
+            and (reminder.campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED))
+        ):
+            # Staff paused or cancelled its campaign by hand: leave their decision alone.
+            if reminder.campaign.status == CampaignStatus.CANCELLED:
+                reminder.status = ReminderStatus.CANCELLED
+                reminder.save(update_fields=["status", "updated_at"])
+            continue
         if send_at <= now:
             if reminder is not None:
                 _cancel_reminder(reminder)

@@ -39,7 +39,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, PositiveSmallIntegerField, When
 from django.utils import timezone
 
 from .connections import (
@@ -299,6 +299,10 @@ class XPublisher:
             conn.refresh_from_db()
             if conn.status != ConnectionStatus.ACTIVE:
                 raise PlatformError(conn.status_error or "X token expired.", token_invalid=True)
+            if conn.token_expires_at and conn.token_expires_at <= self.now:
+                # Another refresher holds the row (or X was unreachable): try again shortly
+                # rather than calling X with a dead token.
+                raise PlatformError("X token is being refreshed.", retry_at=self.now + POLL_DELAY)
         return conn.access_token
 
     def _call(self, method: str, path: str, publication: Publication, **kwargs: Any) -> dict:
@@ -364,16 +368,22 @@ def publications_claim_due(*, now: datetime | None = None, limit: int = CLAIM_BA
         if not rows:
             return []
         claim_id = uuid.uuid4()
+        scheduled = [pk for pk, _, status in rows if status == PublicationStatus.SCHEDULED]
+        # One UPDATE per row per transaction: a second one would make PostgreSQL re-check
+        # the row's foreign keys at commit (KEY SHARE on the connection).
         Publication.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
             status=PublicationStatus.PUBLISHING,
             claim_id=claim_id,
             claimed_at=now,
             next_attempt_at=now + STALE_AFTER,
+            # Only a real publish attempt counts; a verification is not a second post.
+            attempts=Case(
+                When(pk__in=scheduled, then=F("attempts") + 1),
+                default=F("attempts"),
+                output_field=PositiveSmallIntegerField(),
+            ),
             updated_at=now,
         )
-        scheduled = [pk for pk, _, status in rows if status == PublicationStatus.SCHEDULED]
-        # Only a real publish attempt counts; a verification is not a second post.
-        Publication.objects.filter(pk__in=scheduled).update(attempts=F("attempts") + 1)
     return [
         Claim(pk, str(tenant_id), str(claim_id), status == PublicationStatus.PUBLISHING)
         for pk, tenant_id, status in rows

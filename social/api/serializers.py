@@ -81,8 +81,6 @@ class PostSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "created_by_label", "created_at", "updated_at"]
-        # The services check links (http/https only) with the field errors of the API.
-        extra_kwargs = {"link": {"validators": []}}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

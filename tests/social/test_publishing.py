@@ -13,6 +13,7 @@ import requests
 import responses
 import time_machine
 from django.db import connection as db
+from django.db import transaction
 from django.utils import timezone
 
 from social.models import Connection, ConnectionStatus, Platform, Publication, PublicationStatus
@@ -380,3 +381,38 @@ def test_two_sweeps_at_once_claim_each_row_once(platform):
     assert sorted(claimed) == sorted(set(claimed))
     assert len(claimed) == 30
     assert Connection.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publisher_waits_while_another_refresher_holds_the_token(platform):
+    tenant = TenantFactory(slug="refreshing")
+    club = ClubFactory(tenant=tenant)
+    conn = make_connection(
+        tenant, club, account_id="x1", token_expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    publication = _scheduled(tenant, club, conn)
+    locked, release = threading.Event(), threading.Event()
+
+    def refresher_holding_the_row():
+        try:
+            with transaction.atomic():
+                # What connection_refresh takes: FOR NO KEY UPDATE.
+                Connection.objects.select_for_update(no_key=True).get(pk=conn.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            db.close()
+
+    holder = threading.Thread(target=refresher_holding_the_row)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        assert _sweep() == [PublicationStatus.SCHEDULED]
+    finally:
+        release.set()
+        holder.join(10)
+    conn.refresh_from_db()
+    assert conn.status == ConnectionStatus.ACTIVE  # not blamed on the account
+    publication.refresh_from_db()
+    assert "being refreshed" in publication.error
+    assert not platform.calls  # neither X's token endpoint nor a post with a dead token
