@@ -67,7 +67,8 @@ from .models import (
 logger = logging.getLogger(__name__)
 
 STATE_SALT = "social.oauth.state"
-X_SCOPES = ("tweet.read", "tweet.write", "users.read", "offline.access")
+# media.write: image upload (POST /2/media/upload); offline.access: a refresh token.
+X_SCOPES = ("tweet.read", "tweet.write", "users.read", "media.write", "offline.access")
 FACEBOOK_SCOPES = ("pages_show_list", "pages_manage_posts", "pages_read_engagement")
 INSTAGRAM_SCOPES = (
     "pages_show_list",

@@ -29,12 +29,14 @@ the base URLs in settings.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -60,6 +62,7 @@ POLL_DELAY = timedelta(seconds=30)
 DEFAULT_THROTTLE = timedelta(minutes=15)
 MAX_ATTEMPTS = 5
 MAX_LOOKUP_PAGES = 5
+X_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 CLAIM_BATCH = 50
 # Meta's throttling error codes (app, user, page, custom, Instagram publishing cap).
 GRAPH_RATE_LIMIT_CODES = {4, 17, 32, 613, 80001, 9}
@@ -109,6 +112,22 @@ def _window_start(publication: Publication) -> datetime:
     was first claimed no earlier (a margin covers clocks that disagree a little)."""
     due = publication.scheduled_at or publication.claimed_at or timezone.now()
     return due - timedelta(minutes=5)
+
+
+def _refuse_internal(url: str) -> None:
+    """The CRM fetches X images itself: only https, never a loopback, private or
+    link-local address written into the URL (staff write these URLs; this is not a full
+    SSRF guard, DNS names are not resolved here)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or not host or host == "localhost" or host.endswith(".local"):
+        raise PlatformError(f"Images must be public https URLs: {url}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not address.is_global:
+        raise PlatformError(f"Images must be public https URLs: {url}")
 
 
 def _normalised(text: str) -> str:
@@ -268,7 +287,11 @@ class XPublisher:
 
     def publish(self, publication: Publication) -> Published | NotYet:
         text = post_text(publication.post, Platform.X)
-        body = self._call("POST", "2/tweets", publication, json={"text": text})
+        payload: dict[str, Any] = {"text": text}
+        media_ids = [self._upload(publication, url) for url in publication.post.media_urls[:4]]
+        if media_ids:
+            payload["media"] = {"media_ids": media_ids}
+        body = self._call("POST", "2/tweets", publication, json=payload)
         tweet_id = str(body["data"]["id"])
         return Published(tweet_id, f"https://x.com/i/web/status/{tweet_id}")
 
@@ -291,6 +314,32 @@ class XPublisher:
                 return None
             params["pagination_token"] = token
         raise PlatformError("Too many recent posts to check; look at the account.")
+
+    def _upload(self, publication: Publication, url: str) -> str:
+        """Fetch the image and upload it (``POST /2/media/upload``, ``media.write``). An
+        upload left unused by a failed post is harmless: X discards it."""
+        _refuse_internal(url)
+        try:
+            # No redirects: a public address must not bounce the fetch to an internal one.
+            response = requests.get(
+                url, timeout=settings.SOCIAL_HTTP_TIMEOUT, allow_redirects=False
+            )
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise PlatformError(
+                f"Could not fetch the image {url}: {exc}", retry_at=self.now + DEFAULT_THROTTLE
+            ) from exc
+        if len(response.content) > X_MAX_IMAGE_BYTES:
+            raise PlatformError(f"X takes images up to 5 MB; {url} is larger.")
+        content_type = response.headers.get("Content-Type", "application/octet-stream")
+        body = self._call(
+            "POST",
+            "2/media/upload",
+            publication,
+            files={"media": (url.rsplit("/", 1)[-1] or "image", response.content, content_type)},
+            data={"media_category": "tweet_image"},
+        )
+        return str(body["data"]["id"])
 
     def _token(self, publication: Publication) -> str:
         conn = publication.connection

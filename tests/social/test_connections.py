@@ -86,6 +86,7 @@ def test_x_connect_uses_pkce_s256_and_asks_for_offline_access(platform, tenant_a
         "tweet.read",
         "tweet.write",
         "users.read",
+        "media.write",
         "offline.access",
     }
     _x_token_ok(platform)

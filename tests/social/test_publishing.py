@@ -91,6 +91,40 @@ def test_x_publishes_once_and_records_the_post(platform, tenant_a, club_a):
     assert conn.last_used_at is not None
 
 
+def test_x_uploads_the_image_then_posts_with_it(platform, tenant_a, club_a):
+    conn = make_connection(tenant_a, club_a, account_id="x1")
+    publication = _scheduled(tenant_a, club_a, conn, content="Flag", media_urls=[IMAGE])
+    platform.get(IMAGE, body=b"\x89PNG fake image", content_type="image/png")
+    platform.post(
+        x("2/media/upload"),
+        json={"data": {"id": "1880028106020515840", "media_key": "3_1880028106020515840"}},
+    )
+    platform.post(x("2/tweets"), status=201, json={"data": {"id": "55", "text": "Flag"}})
+    assert _sweep() == [PublicationStatus.PUBLISHED]
+    upload = next(c for c in platform.calls if c.request.url == x("2/media/upload"))
+    assert b'name="media_category"' in upload.request.body
+    assert b"tweet_image" in upload.request.body
+    assert b"\x89PNG fake image" in upload.request.body
+    tweet = next(c for c in platform.calls if c.request.url == x("2/tweets"))
+    assert json.loads(tweet.request.body) == {
+        "text": "Flag",
+        "media": {"media_ids": ["1880028106020515840"]},
+    }
+    publication.refresh_from_db()
+    assert publication.platform_post_id == "55"
+
+
+def test_x_refuses_to_fetch_an_image_from_an_internal_address(platform, tenant_a, club_a):
+    conn = make_connection(tenant_a, club_a, account_id="x1")
+    publication = _scheduled(
+        tenant_a, club_a, conn, content="x", media_urls=["https://169.254.169.254/latest/meta"]
+    )
+    assert _sweep() == [PublicationStatus.FAILED]
+    publication.refresh_from_db()
+    assert "public https" in publication.error
+    assert not platform.calls
+
+
 def test_a_crash_after_the_platform_posted_is_verified_not_reposted(platform, tenant_a, club_a):
     conn = make_connection(tenant_a, club_a, account_id="x1")
     fake = FakeX(platform)
