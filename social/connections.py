@@ -12,8 +12,8 @@ The connect flow, for every platform:
    PKCE verifier, 10 minutes to live) and returns the platform's authorize URL whose
    ``state`` is ``signing.dumps`` of the nonce, tenant, club and platform. PKCE S256 goes to
    every platform (X requires it; Facebook Login accepts it).
-2. ``oauth_complete`` checks the signature and age of ``state``, then *deletes* the row
-   matching nonce + session + user + tenant + club (DELETE ... RETURNING): a replayed,
+2. ``oauth_complete`` checks the signature and age of ``state``, then locks and *deletes*
+   the row matching nonce + session + user + tenant + club, in one transaction: a replayed,
    expired, tampered or foreign state finds no row and is refused before any token call.
 3. X: the code is exchanged (with the verifier) and the account stored with its access and
    refresh tokens (``offline.access`` is asked for, so there is a refresh token).
@@ -228,7 +228,8 @@ def _consume_state(*, state: str, session_key: str, user: Any, now: datetime) ->
         raise refused from exc
     if not isinstance(claims, dict) or not session_key:
         raise refused
-    # DELETE ... RETURNING: of two callbacks with the same state, one gets the row.
+    # Locked, then deleted in the caller's transaction: of two callbacks with the same state,
+    # the second waits for the first and then finds nothing.
     rows = list(
         OAuthState.objects.filter(
             nonce=claims.get("n"),
@@ -239,7 +240,7 @@ def _consume_state(*, state: str, session_key: str, user: Any, now: datetime) ->
             user=user,
             expires_at__gt=now,
         )
-        .select_for_update()
+        .select_for_update(of=("self",))
         .select_related("tenant", "club")
     )
     if not rows:
@@ -402,7 +403,7 @@ def page_choice_pick(
     with transaction.atomic():
         choice = (
             PageChoice.objects.for_tenant(tenant)
-            .select_for_update()
+            .select_for_update(of=("self",))
             .select_related("club")
             .filter(pk=choice_id, session_key=session_key, user=user, expires_at__gt=now)
             .first()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -51,6 +51,7 @@ CANCELLABLE = (
     PublicationStatus.NEEDS_REVIEW,
 )
 POST_FIELDS = ("content", "media_urls", "link", "hashtags")
+PAST_TOLERANCE = timedelta(minutes=5)
 
 
 def _hashtags(post: Post) -> list[str]:
@@ -222,7 +223,7 @@ def _created_by(actor: Any) -> dict[str, Any]:
 
 def _locked(post: Post) -> list[Publication]:
     return list(
-        Publication.objects.select_for_update()
+        Publication.objects.select_for_update(of=("self",))
         .filter(tenant_id=post.tenant_id, post=post)
         .select_related("connection")
         .order_by("pk")
@@ -263,6 +264,8 @@ def post_schedule(
     publish now: the next sweep takes it) after validating the post for each platform."""
     now = now or timezone.now()
     when = scheduled_at or now
+    if when < now - PAST_TOLERANCE:
+        raise ValidationError({"scheduled_at": "This time has passed."})
     with transaction.atomic():
         publications = [
             p

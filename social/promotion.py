@@ -421,7 +421,9 @@ def promotion_update(
     now = now or timezone.now()
     with transaction.atomic():
         promotion = (
-            Promotion.objects.select_for_update().select_related("club").get(pk=promotion.pk)
+            Promotion.objects.select_for_update(of=("self",))
+            .select_related("club")
+            .get(pk=promotion.pk)
         )
         if promotion.status != PromotionStatus.ACTIVE:
             return promotion

@@ -54,6 +54,13 @@ def test_create_schedule_and_cancel_a_post(api_a, club_a, x_a):
     assert scheduled.status_code == 200
     assert scheduled.json()["publications"][0]["status"] == "SCHEDULED"
     assert scheduled.json()["publications"][0]["scheduled_at"] == "2030-01-01T09:00:00Z"
+    past = api_a.post(
+        f"/api/v1/social/posts/{post['id']}/schedule",
+        {"scheduled_at": "2020-01-01T09:00:00Z"},
+        format="json",
+    )
+    assert past.status_code == 400
+    assert "scheduled_at" in past.json()["error"]["fields"]
     cancelled = api_a.post(f"/api/v1/social/posts/{post['id']}/cancel")
     assert cancelled.json()["publications"][0]["status"] == "CANCELLED"
 
