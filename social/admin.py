@@ -4,12 +4,16 @@ promotions with what they created, and each club's promotion settings."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
 
@@ -28,6 +32,7 @@ from .connections import (
 from .models import (
     ClubSocialSettings,
     Connection,
+    ConnectionStatus,
     PageChoice,
     Platform,
     Post,
@@ -36,11 +41,23 @@ from .models import (
     Publication,
     PublicationStatus,
 )
-from .posts import post_cancel, post_schedule
+from .posts import post_cancel, post_create, post_schedule
 from .promotion import promotion_cancel
 from .publishers import publication_review
 
 SOCIAL_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
+
+
+def _local_datetime(raw: str) -> datetime | None:
+    """A ``datetime-local`` value, read in the active (admin) timezone."""
+    if not raw:
+        return None
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        raise ValidationError({"scheduled_at": "Not a date and time."})
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
 PROMOTION_CHANNELS = ("email", "sms", "social")
 CONNECTION_LABELS = {"ACTIVE": "success", "NEEDS_ATTENTION": "danger", "DISCONNECTED": "info"}
 PUBLICATION_LABELS = {
@@ -269,7 +286,85 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
     actions = ["publish_now", "cancel"]
 
     def has_add_permission(self, request, *args) -> bool:
-        return False  # composed through the API (per-platform validation lives there)
+        return False  # composed on the compose screen (services validate per platform)
+
+    def get_urls(self):
+        own = [
+            path(
+                "compose/",
+                self.admin_site.admin_view(self.compose_view),
+                name="social_post_compose",
+            )
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "compose_url": reverse("admin:social_post_compose"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def compose_view(self, request):
+        """Write a post for one club's accounts, with live per-platform counts; the
+        services validate again and answer with field errors."""
+        writable = (
+            None
+            if request.user.is_superuser
+            else staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+        )
+        clubs = Club.objects.select_related("tenant")
+        connections = Connection.objects.select_related("club").filter(
+            status=ConnectionStatus.ACTIVE
+        )
+        if writable is not None:
+            clubs = clubs.filter(tenant_id__in=writable)
+            connections = connections.filter(tenant_id__in=writable)
+        values = {"connections": []}
+        errors: dict[str, list[str]] = {}
+        if request.method == "POST":
+            values = {
+                key: request.POST.get(key, "")
+                for key in ("club", "content", "link", "hashtags", "media_urls", "scheduled_at")
+            }
+            values["connections"] = request.POST.getlist("connections")
+            club = clubs.filter(pk=values["club"] or None).first()
+            if club is None:
+                raise PermissionDenied
+            try:
+                when = _local_datetime(values["scheduled_at"])
+                post = post_create(
+                    tenant=club.tenant,
+                    club=club,
+                    data={
+                        "content": values["content"],
+                        "link": values["link"].strip(),
+                        "hashtags": values["hashtags"].split(),
+                        "media_urls": values["media_urls"].split(),
+                    },
+                    connection_ids=values["connections"],
+                    actor=request.user,
+                )
+                if request.POST.get("do") == "schedule":
+                    try:
+                        post_schedule(post=post, scheduled_at=when)
+                    except ValidationError as exc:
+                        messages.error(request, "Saved as a draft: " + " ".join(exc.messages))
+                    else:
+                        messages.success(request, "Scheduled.")
+                return HttpResponseRedirect(reverse("admin:social_post_change", args=[post.pk]))
+            except ValidationError as exc:
+                errors = exc.message_dict
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compose a post",
+            "opts": self.model._meta,
+            "clubs": clubs,
+            "connections": connections,
+            "values": values,
+            "errors": errors,
+        }
+        return TemplateResponse(request, "admin/social/post/compose.html", context)
 
     @display(description="Targets")
     def targets(self, obj: Post) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from social.connections import connection_mark_needs_attention
-from social.models import Connection, Platform
+from social.models import Connection, Platform, Post
 from tests.factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
 from tests.social.conftest import DIALOG, _platforms, platform  # noqa: F401  (the fakes)
 from tests.social.helpers import make_connection
@@ -69,3 +69,37 @@ def test_a_connection_that_needs_attention_is_shown(page, live_server, club):
     body = page.locator("#result_list, table").first.inner_text()
     assert "X: the user revoked the app" in body
     assert "NEEDS" in body.upper()
+
+
+def test_compose_shows_live_counts_and_schedules(page, live_server, club):
+    conn = make_connection(club.tenant, club, account_id="x1")
+    _login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/social/post/")
+    page.click("[data-testid=compose-post]")
+    page.check(f"input[name=connections][value='{conn.pk}']")
+    page.fill("[data-testid=compose-content]", "ゴルフ see https://example.com/a/very/long/path")
+    counts = page.locator("[data-testid=compose-counts]").inner_text()
+    assert "34 / 280" in counts  # 3 CJK x 2 + " see " 5 + link 23
+    assert "needs an image" in counts
+    page.fill("[data-testid=compose-content]", "a" * 281)
+    assert "too long" in page.locator("[data-testid=compose-counts]").inner_text()
+    page.click("button:has-text('Schedule')")
+    page.wait_for_load_state("networkidle")
+    body = page.locator("body").inner_text()
+    assert "Saved as a draft" in body and "this post counts 281" in body
+    post = Post.objects.get()
+    assert post.publications.get().status == "DRAFT"
+
+
+def test_compose_refuses_bad_fields_and_keeps_what_was_typed(page, live_server, club):
+    conn = make_connection(club.tenant, club, account_id="x1")
+    _login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/social/post/compose/")
+    page.check(f"input[name=connections][value='{conn.pk}']")
+    page.fill("[data-testid=compose-content]", "Club champs")
+    page.fill("input[name=link]", "javascript:alert(1)")
+    page.click("button:has-text('Schedule')")
+    page.wait_for_load_state("networkidle")
+    assert "An http(s) URL" in page.locator("[data-testid=compose-errors]").inner_text()
+    assert page.locator("[data-testid=compose-content]").input_value() == "Club champs"
+    assert not Post.objects.exists()
