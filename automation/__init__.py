@@ -1,4 +1,4 @@
-"""Journeys: multi-step automation (phase 5). Not built yet; the module plan it grows into:
+"""Journeys: multi-step automation (phase 5). The modules (see docs/journeys.md):
 
 - ``models.py``: Journey (trigger, entry filter, re-entry, goal, exits, holdout), its
   versions and steps, Enrollment (current step, due time), EnrollmentStep (one history row
@@ -11,6 +11,9 @@
 - ``engine.py``: the every-minute sweep that claims due enrollments (``SKIP LOCKED``) and
   advances them set-wise; the step executors (SEND through the campaign message pipeline,
   WAIT, CONDITION, SPLIT, UPDATE, TASK, END).
+- ``delivery.py``: delivering queued journey messages through the campaign pipeline.
+- ``dryrun.py``: the "test with one customer" path (reads only).
 - ``analytics.py``: per-journey and per-step figures computed from the history rows.
-- ``tasks.py``, ``admin.py``, ``api/`` as in every app (docs/architecture.md).
+- ``tasks.py``, ``api/`` as in every app (docs/architecture.md); ``admin.py``: the journey
+  editor, the flow drawing, the dry run.
 """

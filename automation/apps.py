@@ -2,8 +2,24 @@ from django.apps import AppConfig
 
 
 class AutomationConfig(AppConfig):
-    """See the package docstring: not built yet, with its module plan."""
+    """Journeys: multi-step automation (see the package docstring for the modules)."""
 
     name = "automation"
     verbose_name = "Automation"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from crm.registry import (
+            register_erase_hook,
+            register_event_subscriber,
+            register_merge_hook,
+        )
+
+        from . import tasks  # noqa: F401  (registers the tasks services queue by name)
+        from .engine import erase_enrollments, move_enrollments
+        from .triggers import journeys_on_events
+
+        register_event_subscriber("journeys", journeys_on_events)
+        register_merge_hook("journey_enrollments", move_enrollments)
+        register_erase_hook("journeys", erase_enrollments)

@@ -25,7 +25,7 @@ from customers.ingest import BATCH_SIZE, events_ingest, events_process
 from customers.models import Activity, AliasKind, IdentityAlias, SyncLogEntry, SyncStatus
 from customers.services import identity_resolve
 
-from .harness import Server, Worker, http_load
+from .harness import Server, http_load, start_worker
 from .identity import _ensure_profiles, _sample
 
 TARGETS = {
@@ -141,10 +141,10 @@ def _end_to_end(tenant, events: list[dict], env: dict[str, str], key: str, log) 
     headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
     bodies = [{"events": events[i : i + 1_000]} for i in range(0, len(events), 1_000)]
     server = Server(env, workers=2, extra={"CRM_TASK_QUEUE": queue})
-    worker = Worker(env, queue, concurrency=2)
+    worker = start_worker(env, queue, concurrency=2)
     try:
         server.wait()
-        worker.wait()
+        worker.wait_ready()
         since = timezone.now()
         started = time.perf_counter()
         posted = http_load(

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from crm.devtools.worker import CeleryWorker
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "crm_bench"
 
@@ -142,58 +144,17 @@ class Server:
             self.process.kill()
 
 
-class Worker:
-    """A Celery worker (prefork) on one queue, with the bench database."""
-
-    def __init__(self, env: dict[str, str], queue: str, concurrency: int = 2) -> None:
-        self.log = Path(f"/tmp/crm-bench-worker-{queue}.log")  # noqa: S108
-        worker_env = {
-            **env,
-            "DJANGO_SETTINGS_MODULE": "crm.settings.base",
-            "CRM_TASK_QUEUE": queue,
-            "LOG_LEVEL": "WARNING",
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "crm",
-                "worker",
-                "-Q",
-                queue,
-                "-c",
-                str(concurrency),
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=worker_env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log.read_text():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise TimeoutError(f"the Celery worker did not start:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def start_worker(env: dict[str, str], queue: str, concurrency: int = 2) -> CeleryWorker:
+    """A Celery worker (prefork) on one queue, with the bench database; started, not yet
+    ready (call ``wait_ready()``)."""
+    worker = CeleryWorker(
+        queue,
+        env={**env, "DJANGO_SETTINGS_MODULE": "crm.settings.base", "LOG_LEVEL": "WARNING"},
+        concurrency=concurrency,
+        log_path=Path(f"/tmp/crm-bench-worker-{queue}.log"),  # noqa: S108
+    )
+    worker.start(wait=False)
+    return worker
 
 
 def _client(args) -> tuple[list[float], int, float]:

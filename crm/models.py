@@ -119,7 +119,7 @@ class StaffMembership(TenantOwnedModel):
         return f"{self.user} @ {self.tenant} ({self.role})"
 
     def clean(self) -> None:
-        if self.club_id and self.club.tenant_id != self.tenant_id:
+        if self.club is not None and self.club.tenant_id != self.tenant_id:
             raise ValidationError({"club": "The club belongs to another tenant."})
 
 

@@ -43,6 +43,21 @@ def erase_hooks() -> dict[str, EraseHook]:
     return dict(_erase_hooks)
 
 
+#: ``panel(*, tenant, customer) -> dict``: what a later app shows on the staff console's
+#: customer page (``{"template": ..., **context}``). A few indexed queries, however much
+#: history the customer has: the page renders every registered panel.
+CustomerPanel = Callable[..., dict[str, Any]]
+_customer_panels: dict[str, CustomerPanel] = {}
+
+
+def register_customer_panel(name: str, panel: CustomerPanel) -> None:
+    _customer_panels[name] = panel
+
+
+def customer_panels() -> dict[str, CustomerPanel]:
+    return dict(_customer_panels)
+
+
 @dataclass(frozen=True)
 class ProcessedEvent:
     """An event the pipeline has applied, as subscribers receive it."""
@@ -88,14 +103,17 @@ def publish_events(*, tenant: Any, events: Sequence[ProcessedEvent]) -> None:
 
 
 __all__ = [
+    "CustomerPanel",
     "EraseHook",
     "EventSubscriber",
     "MergeHook",
     "ProcessedEvent",
+    "customer_panels",
     "erase_hooks",
     "event_subscribers",
     "merge_hooks",
     "publish_events",
+    "register_customer_panel",
     "register_erase_hook",
     "register_event_subscriber",
     "register_merge_hook",

@@ -38,6 +38,11 @@ MAX_DEPTH = 5
 MAX_RULES = 50
 MAX_IN_VALUES = 500
 MAX_RELATIVE_DAYS = 36_500
+# Fixed dates and date-times in rules: far from the calendar's edges (years 1 and 9999),
+# where "the next day" or a conversion to UTC overflows and PostgreSQL's offsets end.
+MIN_DAY = date(1000, 1, 1)
+MAX_DAY = date(9998, 12, 31)
+MAX_UTC_OFFSET = timedelta(hours=16)
 
 
 class T:
@@ -97,6 +102,8 @@ class Computed:
     evaluate: Callable[[Any, str, Any, dict, Context], bool]
     params: Callable[[Any, Any], dict] | None = None  # (raw params, context) -> clean params
     operators: tuple[str, ...] | None = None
+    # For editors, the params it takes: ({"name", "type", "label", "required", "choices"}, ...)
+    params_fields: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,11 @@ class FieldRegistry:
                 "group": f.group,
                 "operators": list(f.operators),
                 **({"choices": list(f.choices)} if f.choices else {}),
+                **(
+                    {"params": [dict(p) for p in f.computed.params_fields]}
+                    if f.computed and f.computed.params_fields
+                    else {}
+                ),
             }
             for f in self.fields.values()
         ]
@@ -227,6 +239,7 @@ def _parse_group(raw, path, reg, errors, depth, context) -> Group | None:
         errors.add(path, f"Groups nest at most {MAX_DEPTH} deep.")
         return None
     parsed = []
+    result: Group | Rule | None
     for index, item in enumerate(rules):
         errors.count += 1
         if errors.count > MAX_RULES:
@@ -254,7 +267,7 @@ def _parse_rule(raw, path, reg, errors, context) -> Rule | None:
         errors.add(_join(path, "field"), f"Unknown field {name!r}.")
         return None
     operator = raw.get("operator")
-    if operator not in spec.operators:
+    if not isinstance(operator, str) or operator not in spec.operators:
         errors.add(
             _join(path, "operator"),
             f"{operator!r} does not apply to {spec.name} ({spec.type}); use one of "
@@ -305,6 +318,8 @@ def _value(spec: Field, raw: Any, context: Any) -> Any:
             raise ValidationError("Expected a non-empty text.")
         if len(raw) > 255:
             raise ValidationError("At most 255 characters.")
+        if "\x00" in raw:
+            raise ValidationError("NUL characters (\\u0000) are not allowed.")
         return raw
     if kind in (T.NUMBER, T.MONEY):
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
@@ -352,7 +367,9 @@ def _temporal(kind: str, raw: Any) -> Day | datetime:
         raise ValidationError("Expected a date (YYYY-MM-DD) or a relative date.")
     try:
         if len(raw) == 10:
-            return Day(fixed=date.fromisoformat(raw))
+            day = date.fromisoformat(raw)
+            _in_range(day)
+            return Day(fixed=day)
         if kind == T.DATE:
             raise ValueError
         moment = datetime.fromisoformat(raw)
@@ -361,7 +378,16 @@ def _temporal(kind: str, raw: Any) -> Day | datetime:
         raise ValidationError(f"Expected {expected}.") from exc
     if moment.tzinfo is None:
         raise ValidationError("Give the date-time a UTC offset (e.g. Z or +02:00).")
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) >= MAX_UTC_OFFSET:
+        raise ValidationError("The UTC offset must be between -15:59 and +15:59.")
+    _in_range(moment.date())
     return moment
+
+
+def _in_range(day: date) -> None:
+    if not MIN_DAY <= day <= MAX_DAY:
+        raise ValidationError(f"Expected a date from {MIN_DAY} to {MAX_DAY}.")
 
 
 # ----------------------------------------------------------------------------- compile to Q

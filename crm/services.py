@@ -57,7 +57,7 @@ def tenant_create(
     return tenant, True
 
 
-def club_create(*, tenant: Tenant, name: str | None, timezone_name: str | None = None) -> Club:
+def club_create(*, tenant: Tenant, name: str, timezone_name: str | None = None) -> Club:
     club = Club(tenant=tenant, name=name, timezone=timezone_name or tenant.timezone)
     club.full_clean()
     club.save()

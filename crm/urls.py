@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -8,11 +8,13 @@ from marketing import public as marketing_public
 
 from .health import healthz, readyz
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("webhooks/messaging", marketing_public.messaging_webhook, name="messaging-webhook"),
     path("", include("crm.api.urls")),
     path("", include("customers.api.urls")),
     path("", include("marketing.api.urls")),
+    path("", include("scoring.api.urls")),
+    path("", include("automation.api.urls")),
     path("social/", include("social.api.urls")),
 ]
 

@@ -1,22 +1,31 @@
-"""Staff console: customers (fast on a million rows) with their timeline and notes,
-merge-suggestion review, and the sync log with replay."""
+"""Staff console: customers (fast on a million rows) and the customer page (a header card,
+the timeline and notes as its body, segments, messages and merges beside them, the raw
+fields folded away for tenant admins), merge-suggestion review, and the sync log with
+replay."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponseRedirect
+from django.db.models import Q
+from django.http import HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.contrib.filters.admin import RangeDateTimeFilter
+from unfold.contrib.filters.admin import RangeDateTimeFilter, TextFilter
 from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm.admin_mixins import TenantScopedAdminMixin
-from crm.models import StaffRole, Tenant
+from crm.formatting import money_format
+from crm.models import Club, StaffRole, Tenant
+from crm.registry import customer_panels
 from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
 from .erasure import customer_erase
@@ -24,15 +33,22 @@ from .events import Category
 from .identity import normalize_email, normalize_phone
 from .ingest import events_replay
 from .models import (
+    CHANNEL_ADDRESS_COLUMN,
+    CHANNELS,
     CONSENT_FIELDS,
     IDENTITY_FIELDS,
     MEMBERSHIP_FIELDS,
     METRIC_FIELDS,
+    AliasKind,
+    Channel,
     ConsentRecord,
     CustomerProfile,
     IdentityAlias,
+    LifecycleStage,
     MergeSuggestion,
     NoteType,
+    ProfileMerge,
+    SavedFilter,
     SuggestionStatus,
     SyncLogEntry,
     SyncStatus,
@@ -41,6 +57,19 @@ from .services import merge_suggestion_dismiss, profile_merge
 from .timeline import Author, note_create, note_list, note_update, timeline_page
 
 TIMELINE_PAGE_SIZE = 25
+MERGES_SHOWN = 10
+
+# Membership statuses arrive as SCL's free text; the page shows them as coloured badges.
+MEMBERSHIP_STATUS_TONES = {
+    "ACTIVE": "success",
+    "CURRENT": "success",
+    "PENDING": "info",
+    "LAPSED": "warning",
+    "SUSPENDED": "warning",
+    "RESIGNED": "danger",
+    "CANCELLED": "danger",
+    "EXPIRED": "danger",
+}
 
 STAFF_WRITE_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER, StaffRole.SUPPORT)
 
@@ -89,6 +118,13 @@ class IdentityAliasInline(TabularInline):
         return False
 
 
+def _snapshot_name(snapshot: dict | None) -> str:
+    """Who a merged-away profile was: its name, else its email or phone (the snapshot)."""
+    snapshot = snapshot or {}
+    name = f"{snapshot.get('first_name') or ''} {snapshot.get('last_name') or ''}".strip()
+    return name or snapshot.get("email") or snapshot.get("phone") or ""
+
+
 def _phone_regions(request) -> list[str]:
     if request.user.is_superuser:
         return ["ZA", "GB"]
@@ -96,6 +132,121 @@ def _phone_regions(request) -> list[str]:
         "default_phone_region", flat=True
     )
     return sorted(set(regions)) or ["ZA", "GB"]
+
+
+# --- list filters a club marketer uses (each an indexed or tenant-bounded condition) -----------
+
+
+class ClubFilter(admin.SimpleListFilter):
+    """Home club, among the clubs of the staff member's tenants only."""
+
+    title = "club"
+    parameter_name = "club"
+
+    def lookups(self, request, model_admin):
+        clubs = Club.objects.all()
+        if not request.user.is_superuser:
+            clubs = clubs.filter(tenant_id__in=staff_tenant_ids(user=request.user))
+        return [(str(pk), name) for pk, name in clubs.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        valid = {key for key, _ in self.lookup_choices}
+        return queryset.filter(home_club_id=value) if value in valid else queryset.none()
+
+
+class LastActivityFilter(admin.SimpleListFilter):
+    title = "last activity"
+    parameter_name = "active"
+    WINDOWS = {"7": 7, "30": 30, "90": 90}
+
+    def lookups(self, request, model_admin):
+        return [
+            ("7", "In the last 7 days"),
+            ("30", "In the last 30 days"),
+            ("90", "In the last 90 days"),
+            ("quiet", "Not in 90 days"),
+            ("never", "Never"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        now = timezone.now()  # passed into SQL: one clock (docs/architecture.md)
+        if value in self.WINDOWS:
+            since = now - timedelta(days=self.WINDOWS[value])
+            return queryset.filter(last_activity_at__gt=since)
+        if value == "quiet":
+            return queryset.filter(last_activity_at__lte=now - timedelta(days=90))
+        if value == "never":
+            return queryset.filter(last_activity_at__isnull=True)
+        return queryset
+
+
+class ConsentFilter(admin.SimpleListFilter):
+    """Who marketing may reach: opted in on a channel (with an address), or on none."""
+
+    title = "marketing consent"
+    parameter_name = "consent"
+
+    def lookups(self, request, model_admin):
+        return [*((c, f"{dict(Channel.choices)[c]} opt-in") for c in CHANNELS), ("none", "None")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in CHANNELS:
+            address = CHANNEL_ADDRESS_COLUMN[value]
+            return queryset.filter(**{f"{value}_opt_in": True, f"{address}__isnull": False})
+        if value == "none":
+            return queryset.filter(**{f"{c}_opt_in": False for c in CHANNELS})
+        return queryset
+
+
+class HandicapBandFilter(admin.SimpleListFilter):
+    title = "handicap"
+    parameter_name = "handicap"
+    BANDS = {
+        "plus": (None, Decimal("0")),
+        "0-9": (Decimal("0"), Decimal("10")),
+        "10-18": (Decimal("10"), Decimal("18.5")),
+        "19-28": (Decimal("18.5"), Decimal("28.5")),
+        "29+": (Decimal("28.5"), None),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("plus", "Plus (under 0)"),
+            ("0-9", "0 to 9.9"),
+            ("10-18", "10 to 18.4"),
+            ("19-28", "18.5 to 28.4"),
+            ("29+", "28.5 and up"),
+            ("none", "No handicap"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "none":
+            return queryset.filter(handicap_index__isnull=True)
+        if value not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[value]
+        if low is not None:
+            queryset = queryset.filter(handicap_index__gte=low)
+        if high is not None:
+            queryset = queryset.filter(handicap_index__lt=high)
+        return queryset
+
+
+class MembershipTypeFilter(TextFilter):
+    """Membership types are SCL's free text: typed, matched without regard to case."""
+
+    title = "membership type"
+    parameter_name = "membership"
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip()
+        return queryset.filter(membership_type__iexact=value) if value else queryset
 
 
 @admin.register(CustomerProfile)
@@ -110,14 +261,24 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
     list_display = [
         "display_name",
         "email",
-        "phone",
-        "status",
-        "lifecycle_stage",
         "home_club",
+        "lifecycle_badge",
+        "membership",
+        "handicap_index",
+        "consent_summary",
         "last_activity_at",
-        "created_at",
     ]
-    list_filter = ["status", "lifecycle_stage", "membership_status"]
+    list_filter = [
+        ClubFilter,
+        "lifecycle_stage",
+        MembershipTypeFilter,
+        ConsentFilter,
+        LastActivityFilter,
+        HandicapBandFilter,
+        "status",
+    ]
+    list_filter_submit = True  # the membership type is typed: filters apply on submit
+    list_before_template = "admin/customers/customerprofile/saved_filters.html"
     list_select_related = ["home_club"]
     search_fields = ["email"]  # replaced by get_search_results below
     search_help_text = "Email, phone (any format) or the start of a first or last name."
@@ -161,6 +322,44 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         ("Record", {"fields": ["created_at", "updated_at", "deleted_at"]}),
     ]
 
+    #: What non-admin staff may correct on the customer page (folded away below the body).
+    staff_fieldsets = [
+        (
+            "Edit details",
+            {
+                "fields": [
+                    "first_name",
+                    "last_name",
+                    "date_of_birth",
+                    "home_club",
+                    "lifecycle_stage",
+                    "tags",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
+
+    def _is_tenant_admin(self, request, obj) -> bool:
+        if request.user.is_superuser:
+            return True
+        admins = staff_tenant_ids_with_role(user=request.user, roles=(StaffRole.ADMIN,))
+        return obj is not None and obj.tenant_id in admins
+
+    def get_fieldsets(self, request, obj=None):
+        # The raw record (every column) is for tenant admins, folded; the page above it is
+        # what everyone else reads.
+        if not self._is_tenant_admin(request, obj):
+            return self.staff_fieldsets
+        return [(name, {**options, "classes": ["collapse"]}) for name, options in self.fieldsets]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if self._is_tenant_admin(request, obj) else []
+
+    def get_queryset(self, request):
+        # The customer page's header reads the club and the tenant's currency.
+        return super().get_queryset(request).select_related("home_club", "tenant")
+
     def has_add_permission(self, request, *args) -> bool:
         return False  # people arrive through identity resolution (API, events, imports)
 
@@ -171,6 +370,36 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
     def display_name(self, obj: CustomerProfile) -> str:
         return obj.full_name or "—"
 
+    @display(
+        description="Lifecycle",
+        label={
+            LifecycleStage.MEMBER: "success",
+            LifecycleStage.VISITOR: "info",
+            LifecycleStage.LEAD: "info",
+            LifecycleStage.SUBSCRIBER: "info",
+            LifecycleStage.LAPSED: "warning",
+            LifecycleStage.CHURNED: "danger",
+        },
+    )
+    def lifecycle_badge(self, obj: CustomerProfile):
+        return obj.lifecycle_stage, obj.get_lifecycle_stage_display()
+
+    @display(description="Membership")
+    def membership(self, obj: CustomerProfile) -> str:
+        if not obj.membership_type:
+            return "—"
+        status = (obj.membership_status or "").title()
+        return f"{obj.membership_type} ({status})" if status else obj.membership_type
+
+    @display(description="Consent")
+    def consent_summary(self, obj: CustomerProfile) -> str:
+        reachable = [
+            dict(Channel.choices)[c]
+            for c in CHANNELS
+            if getattr(obj, f"{c}_opt_in") and getattr(obj, CHANNEL_ADDRESS_COLUMN[c])
+        ]
+        return ", ".join(reachable) or "—"
+
     # --- timeline and notes on the customer page -------------------------------------------
     def get_urls(self):
         own = [
@@ -178,6 +407,16 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
                 "<uuid:object_id>/notes/add/",
                 self.admin_site.admin_view(self.note_add_view),
                 name="customers_customerprofile_note_add",
+            ),
+            path(
+                "saved-filters/add/",
+                self.admin_site.admin_view(self.saved_filter_add_view),
+                name="customers_customerprofile_savedfilter_add",
+            ),
+            path(
+                "saved-filters/<int:filter_id>/delete/",
+                self.admin_site.admin_view(self.saved_filter_delete_view),
+                name="customers_customerprofile_savedfilter_delete",
             ),
             path(
                 "<uuid:object_id>/erase/",
@@ -192,12 +431,132 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         ]
         return own + super().get_urls()
 
+    # --- saved filters: named views of this list, per staff user and tenant ----------------
+    def _saved_filters(self, request):
+        rows = SavedFilter.objects.filter(user=request.user)
+        if request.user.is_superuser:
+            return rows
+        return rows.filter(
+            Q(tenant__isnull=True) | Q(tenant_id__in=staff_tenant_ids(user=request.user))
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        query = request.GET.copy()
+        query.pop("p", None)  # a view is the filters, not a page of them
+        extra_context = {
+            **(extra_context or {}),
+            "saved_filters": list(self._saved_filters(request)),
+            "saved_filter_query": query.urlencode(),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def saved_filter_add_view(self, request):
+        changelist = reverse("admin:customers_customerprofile_changelist")
+        if request.method != "POST":
+            return HttpResponseRedirect(changelist)
+        name = request.POST.get("name", "").strip()
+        query = QueryDict(request.POST.get("query", ""), mutable=True)
+        query.pop("p", None)
+        encoded = query.urlencode()
+        if not name or len(name) > 80:
+            messages.error(request, "Name the view (up to 80 characters).")
+        elif not encoded or len(encoded) > 1000:
+            messages.error(request, "Filter or search the list first, then save the view.")
+        else:
+            tenants = staff_tenant_ids(user=request.user)
+            tenant_id = tenants[0] if len(tenants) == 1 and not request.user.is_superuser else None
+            SavedFilter.objects.update_or_create(
+                user=request.user, tenant_id=tenant_id, name=name, defaults={"query": encoded}
+            )
+            messages.success(request, f"Saved the view “{name}”.")
+            return HttpResponseRedirect(f"{changelist}?{encoded}")
+        return HttpResponseRedirect(f"{changelist}?{encoded}" if encoded else changelist)
+
+    def saved_filter_delete_view(self, request, filter_id):
+        if request.method != "POST":
+            raise PermissionDenied
+        saved = get_object_or_404(self._saved_filters(request), pk=filter_id)
+        saved.delete()
+        messages.success(request, f"Removed the view “{saved.name}”.")
+        return HttpResponseRedirect(reverse("admin:customers_customerprofile_changelist"))
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         profile = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if profile is not None and request.method == "GET":
             extra_context.update(self._timeline_context(request, profile))
+            extra_context.update(self._summary_context(profile))
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _summary_context(self, profile: CustomerProfile) -> dict:
+        """The header card and the side panels: a fixed number of indexed queries."""
+        tenant = profile.tenant
+        status = (profile.membership_status or "").strip()
+        aliases = list(
+            IdentityAlias.objects.filter(tenant=tenant, profile=profile)
+            .order_by("kind", "value")
+            .values_list("kind", "value")
+        )
+        kind_labels = dict(AliasKind.choices)
+        merges = list(
+            ProfileMerge.objects.filter(tenant=tenant)
+            .filter(Q(winner=profile) | Q(loser=profile))
+            .order_by("-created_at", "-id")[:MERGES_SHOWN]
+        )
+        suggestions = list(
+            MergeSuggestion.objects.filter(tenant=tenant, status=SuggestionStatus.PENDING)
+            .filter(Q(profile=profile) | Q(candidate=profile))
+            .order_by("-created_at")[:MERGES_SHOWN]
+        )
+        return {
+            "person": {
+                "name": profile.full_name or str(profile),
+                "club": profile.home_club.name if profile.home_club else "",
+                "lifecycle": profile.get_lifecycle_stage_display(),
+                "membership_type": profile.membership_type,
+                "membership_status": status.title(),
+                "membership_tone": MEMBERSHIP_STATUS_TONES.get(status.upper(), "info"),
+                "handicap": profile.handicap_index,
+                "lifetime_value": money_format(
+                    minor=profile.lifetime_value_minor,
+                    currency=profile.currency or tenant.currency,
+                ),
+                "engagement_score": profile.engagement_score,
+                "churn_risk": profile.churn_risk,
+                "status": profile.status,
+                "status_label": profile.get_status_display(),
+            },
+            "consent_chips": [
+                {
+                    "channel": channel,
+                    "label": dict(Channel.choices)[channel],
+                    "opt_in": getattr(profile, f"{channel}_opt_in"),
+                    "decided": getattr(profile, f"{channel}_consent_at") is not None,
+                    "at": getattr(profile, f"{channel}_consent_at"),
+                    "source": getattr(profile, f"{channel}_consent_source"),
+                }
+                for channel in CHANNELS
+            ],
+            "identifiers": [(kind_labels.get(kind, kind), value) for kind, value in aliases],
+            "external_ids": sorted((profile.external_ids or {}).items()),
+            "merges": [
+                {
+                    "merge": merge,
+                    "role": "absorbed" if merge.winner_id == profile.pk else "merged into",
+                    "other_id": (
+                        merge.loser_id if merge.winner_id == profile.pk else merge.winner_id
+                    ),
+                    "other_name": _snapshot_name(merge.loser_snapshot)
+                    if merge.winner_id == profile.pk
+                    else "",
+                }
+                for merge in merges
+            ],
+            "merge_suggestions": suggestions,
+            "panels": [
+                panel(tenant=tenant, customer=profile) for panel in customer_panels().values()
+            ],
+        }
 
     def _timeline_context(self, request, profile: CustomerProfile) -> dict:
         valid = {value for value, _ in Category.CHOICES}

@@ -1,16 +1,21 @@
-"""Realistic ZA and UK club members, generated fast with PostgreSQL COPY.
+"""Realistic ZA and UK club members, generated fast with PostgreSQL COPY, and 90 days of
+their activity (rounds, bookings, green-fee payments, competition entries, handicap changes)
+with the metrics that follow, plus a few duplicates for merge review.
 
 Identifiers derive from a running number per tenant (the profiles already there), so a
-second run adds new people without colliding with the first.
+second run adds new people without colliding with the first. The activity is seeded per
+person and keyed by a deterministic event id, so a second run adds nothing.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -19,9 +24,21 @@ from psycopg.types.json import Jsonb
 from crm.models import Club, Region, Tenant
 from crm.services import club_create
 
-from .models import AliasKind, CustomerProfile, IdentityAlias, LifecycleStage, ProfileStatus
+from .events import event_type
+from .handlers import NOT_ENGAGEMENT_TYPES, activity_count_recompute, minor_units
+from .identity import IdentityHints
+from .models import (
+    Activity,
+    AliasKind,
+    CustomerProfile,
+    IdentityAlias,
+    LifecycleStage,
+    MergeSuggestion,
+    ProfileStatus,
+)
+from .services import identity_resolve
 
-FIRST_NAMES = {
+FIRST_NAMES: dict[str, list[str]] = {
     Region.ZA: [
         "Thabo",
         "Sipho",
@@ -95,7 +112,7 @@ FIRST_NAMES = {
         "Alistair",
     ],
 }
-LAST_NAMES = {
+LAST_NAMES: dict[str, list[str]] = {
     Region.ZA: [
         "Nkosi",
         "Dlamini",
@@ -151,21 +168,21 @@ LAST_NAMES = {
         "Murray",
     ],
 }
-EMAIL_DOMAINS = {
+EMAIL_DOMAINS: dict[str, list[str]] = {
     Region.ZA: ["gmail.com", "outlook.com", "webmail.co.za", "mweb.co.za", "icloud.com"],
     Region.UK: ["gmail.com", "outlook.com", "btinternet.com", "yahoo.co.uk", "icloud.com"],
 }
 # Mobile prefixes that libphonenumber accepts as valid; 7 running digits follow.
-MOBILE_PREFIXES = {
+MOBILE_PREFIXES: dict[str, list[str]] = {
     Region.ZA: ["+2782", "+2783", "+2784", "+2772", "+2761", "+2779"],
     Region.UK: ["+44740", "+44741", "+44770", "+44775", "+44780", "+44790"],
 }
-CLUB_NAMES = {
+CLUB_NAMES: dict[str, list[str]] = {
     Region.ZA: ["Royal Johannesburg", "Durban Country Club", "Stellenbosch Golf Club"],
     Region.UK: ["Royal Birkdale", "Sunningdale", "Carnoustie Links"],
 }
 MEMBERSHIP_TYPES = ["Full", "Weekday", "Junior", "Senior", "Country", "Social", "Family"]
-PROFILE_COLUMNS = [f.column for f in CustomerProfile._meta.concrete_fields]
+PROFILE_COLUMNS: list[str] = [f.column for f in CustomerProfile._meta.concrete_fields if f.column]
 ALIAS_COLUMNS = ["tenant_id", "kind", "value", "profile_id", "source", "created_at", "updated_at"]
 
 
@@ -250,7 +267,7 @@ def _person(n: int, tenant: Tenant, clubs: list[Club], rng: random.Random, now: 
         row[f"{channel}_opt_in"] = decided and rng.random() < rate
         row[f"{channel}_consent_at"] = consent_at if decided else None
         row[f"{channel}_consent_source"] = "mca_v1" if decided else ""
-    aliases = [(AliasKind.EMAIL, email), (AliasKind.PHONE, phone)]
+    aliases: list[tuple[AliasKind, Any]] = [(AliasKind.EMAIL, email), (AliasKind.PHONE, phone)]
     for kind, name in (
         (AliasKind.AUTH_USER, "auth_user_id"),
         (AliasKind.SCL_MEMBER, "scl_member_id"),
@@ -277,7 +294,7 @@ def demo_data_generate(
         with transaction.atomic():
             connection.ensure_connection()
             with connection.connection.cursor() as cursor:
-                alias_rows = []
+                alias_rows: list[tuple] = []
                 with cursor.copy(f"COPY {table} ({', '.join(PROFILE_COLUMNS)}) FROM STDIN") as copy:
                     for n in range(start, stop):
                         row, person_aliases = _person(n, tenant, clubs, rng, now)
@@ -296,3 +313,310 @@ def demo_data_generate(
         if progress is not None:
             progress(stop - start)
     return DemoDataResult(profiles=profiles, aliases=aliases, first_number=first)
+
+
+# ----------------------------------------------------------------------------- activity
+
+DEMO_SOURCE_PREFIX = "demo"
+COURSES = {
+    Region.ZA: ["Main course", "East course", "Woodlands nine"],
+    Region.UK: ["Championship course", "Old course", "Heath nine"],
+}
+COMPETITIONS = [
+    "Monthly Medal",
+    "Saturday Stableford",
+    "Club Championship qualifier",
+    "Seniors' Open",
+    "Mixed Greensomes",
+    "Twilight Texas Scramble",
+]
+# Rounds a week, by lifecycle stage: members play, visitors now and then, the rest hardly.
+ROUNDS_PER_WEEK = {
+    LifecycleStage.MEMBER: (0.3, 2.5),
+    LifecycleStage.VISITOR: (0.05, 0.4),
+    LifecycleStage.LAPSED: (0.0, 0.1),
+}
+GREEN_FEES = {Region.ZA: (350, 950), Region.UK: (45, 140)}  # visitors' fee, whole units
+ENTRY_FEES = {Region.ZA: (80, 250), Region.UK: (5, 20)}
+
+_DEMO_ACTIVITY_SQL = f"""
+    INSERT INTO "{Activity._meta.db_table}"
+        (tenant_id, customer_id, type, category, title, metadata, source_service, source_id,
+         source_event_id, occurred_at, created_at, updated_at)
+    SELECT %s, a.customer_id, a.type, a.category, a.title, a.metadata, a.source_service,
+           a.source_id, a.source_event_id, a.occurred_at, %s, %s
+    FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],
+                %s::text[], %s::text[], %s::timestamptz[])
+        AS a(customer_id, type, category, title, metadata, source_service, source_id,
+             source_event_id, occurred_at)
+    ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+    RETURNING customer_id, type, metadata
+"""  # noqa: S608
+
+# Last activity from the latest engagement activity, for the people who have one.
+_LAST_ACTIVITY_SQL = f"""
+    UPDATE "{CustomerProfile._meta.db_table}" p
+    SET last_activity_at = a.occurred_at, last_activity_type = a.type, updated_at = %s
+    FROM (
+        SELECT DISTINCT ON (customer_id) customer_id, occurred_at, type
+        FROM "{Activity._meta.db_table}"
+        WHERE tenant_id = %s AND type <> ALL(%s::text[])
+        ORDER BY customer_id, occurred_at DESC, id DESC
+    ) a
+    WHERE p.id = a.customer_id AND p.tenant_id = %s
+      AND p.last_activity_at IS DISTINCT FROM a.occurred_at
+"""  # noqa: S608
+
+_ADD_VALUE_SQL = f"""
+    UPDATE "{CustomerProfile._meta.db_table}" p
+    SET lifetime_value_minor = p.lifetime_value_minor + v.amount, updated_at = %s
+    FROM unnest(%s::uuid[], %s::bigint[]) AS v(id, amount)
+    WHERE p.id = v.id AND p.tenant_id = %s
+"""  # noqa: S608
+
+
+@dataclass(frozen=True)
+class DemoActivityResult:
+    activities: int
+    people: int
+    suggestions: int
+
+
+def _event(events: list, profile_id, kind: str, payload: dict, at: datetime, key: str) -> None:
+    spec = event_type(kind)
+    events.append(
+        (
+            profile_id,
+            kind,
+            spec.category,
+            spec.title(payload)[:255],
+            Jsonb(payload),
+            spec.source,
+            str(payload.get("bookingId") or payload.get("roundId") or "")[:128],
+            f"{DEMO_SOURCE_PREFIX}-{key}",
+            at,
+        )
+    )
+
+
+def _person_activity(
+    profile: dict, tenant: Tenant, days: int, now: datetime, seed: int
+) -> list[tuple]:
+    """One person's seeded 90 days: bookings (some cancelled), paid green fees for
+    visitors, rounds with Stableford points, competition entries, handicap changes."""
+    rng = random.Random(f"{tenant.slug}:{seed}:{profile['id']}")
+    low, high = ROUNDS_PER_WEEK.get(profile["lifecycle_stage"], (0.0, 0.05))
+    weekly = rng.uniform(low, high)
+    rounds = min(int(rng.expovariate(1) * weekly * days / 7 + 0.5), 40) if weekly else 0
+    if profile["lifecycle_stage"] == LifecycleStage.MEMBER:
+        rounds = max(rounds, 2)  # a member who never played in 90 days would not be a member
+    key = profile["id"].hex[:16]
+    region = Region(tenant.region)
+    events: list = []
+    handicap = profile["handicap_index"]
+    for n in sorted(rng.sample(range(days * 24), min(rounds, days * 24))):
+        played = now - timedelta(hours=days * 24 - n) + timedelta(minutes=rng.randrange(60))
+        played = played.replace(hour=rng.choice([6, 7, 8, 9, 10, 12, 13, 14, 15]), second=0)
+        if played + timedelta(hours=5) >= now:
+            continue  # everything about the round (booked, paid, played) lies in the past
+        booked = played - timedelta(days=rng.randrange(1, 8), hours=rng.randrange(12))
+        booked = max(booked, now - timedelta(days=days) + timedelta(minutes=n % 60))
+        booking = f"B-{key}-{n}"
+        course = rng.choice(COURSES[region])
+        tee = {"bookingId": booking, "teeTime": played.isoformat(), "course": course}
+        _event(
+            events,
+            profile["id"],
+            "teetime.booking.created",
+            tee | {"players": rng.randint(1, 4)},
+            booked,
+            f"bk-{key}-{n}",
+        )
+        if rng.random() < 0.08:
+            _event(
+                events,
+                profile["id"],
+                "teetime.booking.cancelled",
+                {"bookingId": booking, "reason": rng.choice(["Weather", "Work", ""])},
+                booked + timedelta(days=1),
+                f"bc-{key}-{n}",
+            )
+            continue
+        if profile["lifecycle_stage"] != LifecycleStage.MEMBER or rng.random() < 0.15:
+            fee = rng.randint(*GREEN_FEES[region])
+            _event(
+                events,
+                profile["id"],
+                "teetime.booking.paid",
+                {"bookingId": booking, "amount": f"{fee}.00", "currency": tenant.currency},
+                booked + timedelta(minutes=5),
+                f"bp-{key}-{n}",
+            )
+        points = max(12, min(44, int(rng.gauss(32, 5))))
+        holes = 9 if rng.random() < 0.15 else 18
+        _event(
+            events,
+            profile["id"],
+            "teetime.round.completed",
+            {
+                "roundId": f"R-{key}-{n}",
+                "course": course,
+                "holes": holes,
+                "stablefordPoints": points if holes == 18 else points // 2,
+            },
+            played + timedelta(hours=4 if holes == 18 else 2),
+            f"rd-{key}-{n}",
+        )
+        if handicap is not None and holes == 18 and rng.random() < 0.3:
+            handicap = max(
+                Decimal("-5.0"), min(Decimal("54.0"), handicap + Decimal(rng.randint(-8, 6)) / 10)
+            )
+            _event(
+                events,
+                profile["id"],
+                "teetime.handicap.updated",
+                {"handicapIndex": str(handicap)},
+                played + timedelta(hours=5),
+                f"hc-{key}-{n}",
+            )
+    if rounds and rng.random() < 0.45:
+        for c in range(rng.randint(1, 3)):
+            name = rng.choice(COMPETITIONS)
+            entered = now - timedelta(days=rng.randrange(1, days), hours=rng.randrange(24))
+            _event(
+                events,
+                profile["id"],
+                "teetime.competition.entered",
+                {
+                    "competitionId": f"C-{COMPETITIONS.index(name)}-{c}",
+                    "name": name,
+                    "startsAt": (entered + timedelta(days=rng.randrange(3, 14))).isoformat(),
+                },
+                entered,
+                f"ce-{key}-{c}",
+            )
+            if rng.random() < 0.7:
+                fee = rng.randint(*ENTRY_FEES[region])
+                _event(
+                    events,
+                    profile["id"],
+                    "teetime.booking.paid",
+                    {
+                        "bookingId": f"CE-{key}-{c}",
+                        "amount": f"{fee}.00",
+                        "currency": tenant.currency,
+                    },
+                    entered + timedelta(minutes=2),
+                    f"cp-{key}-{c}",
+                )
+    return events
+
+
+# The latest handicap an activity reported, onto the profile (as the handicap handler does).
+_HANDICAP_SQL = f"""
+    UPDATE "{CustomerProfile._meta.db_table}" p
+    SET handicap_index = (a.metadata->>'handicapIndex')::numeric, handicap_updated_at =
+        a.occurred_at, updated_at = %s
+    FROM (
+        SELECT DISTINCT ON (customer_id) customer_id, occurred_at, metadata
+        FROM "{Activity._meta.db_table}"
+        WHERE tenant_id = %s AND type = 'teetime.handicap.updated'
+        ORDER BY customer_id, occurred_at DESC, id DESC
+    ) a
+    WHERE p.id = a.customer_id AND p.tenant_id = %s
+      AND (p.handicap_updated_at IS NULL OR p.handicap_updated_at < a.occurred_at)
+"""  # noqa: S608
+
+DUPLICATES = 3
+
+
+def _duplicates(tenant: Tenant, now: datetime) -> int:
+    """A few people who booked a tee time with a second email address, then gave that
+    address with their phone: identity resolution ties the two profiles and records a merge
+    suggestion for staff to review (the real path, not a hand-made row)."""
+    made = 0
+    people = list(
+        CustomerProfile.objects.for_tenant(tenant)
+        .filter(status=ProfileStatus.ACTIVE, phone__isnull=False, email__isnull=False)
+        .exclude(email__startswith="second.")
+        .order_by("email")
+        .values("id", "email", "phone", "first_name", "last_name")[:DUPLICATES]
+    )
+    for person in people:
+        second = f"second.{person['email']}"
+        duplicate = identity_resolve(
+            tenant=tenant,
+            hints=IdentityHints(email=second, teetime_player_id=f"TT-DUP-{person['id'].hex[:8]}"),
+            source="teetime",
+        ).profile
+        assert duplicate is not None  # resolve creates the person when nobody matches
+        if not duplicate.first_name:
+            CustomerProfile.objects.filter(pk=duplicate.pk, tenant=tenant).update(
+                first_name=person["first_name"], last_name=person["last_name"], updated_at=now
+            )
+        pair = MergeSuggestion.objects.for_tenant(tenant).filter(
+            profile_id__in=[person["id"], duplicate.pk],
+            candidate_id__in=[person["id"], duplicate.pk],
+        )
+        if pair.exists():
+            continue  # suggested before (and perhaps already decided): not again
+        identity_resolve(
+            tenant=tenant,
+            hints=IdentityHints(email=second, phone=person["phone"]),
+            source="teetime",
+        )
+        made += 1
+    return made
+
+
+def demo_activity_generate(
+    *, tenant: Tenant, now: datetime, days: int = 90, seed: int = 0
+) -> DemoActivityResult:
+    """``days`` of seeded activity for every active person of the tenant, inserted set-wise
+    (as the event pipeline would: same types, titles, categories), then the metrics the
+    pipeline keeps: lifetime value (new payments only), last activity, handicap, the rolling
+    30-day count at ``now``. Running it again inserts nothing and changes nothing."""
+    people = list(
+        CustomerProfile.objects.for_tenant(tenant)
+        .filter(status=ProfileStatus.ACTIVE)
+        .exclude(email__startswith="second.")
+        .order_by("id")
+        .values("id", "lifecycle_stage", "handicap_index")
+    )
+    inserted = 0
+    with transaction.atomic():
+        for start in range(0, len(people), 200):
+            rows = [
+                event
+                for person in people[start : start + 200]
+                for event in _person_activity(person, tenant, days, now, seed)
+            ]
+            if not rows:
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _DEMO_ACTIVITY_SQL, [tenant.pk, now, now, *map(list, zip(*rows, strict=True))]
+                )
+                new = cursor.fetchall()
+            inserted += len(new)
+            paid: dict = {}
+            for customer_id, kind, raw in new:
+                # Django reads jsonb as text (its JSONField decodes it), so decode here.
+                metadata = json.loads(raw) if isinstance(raw, str) else raw
+                if kind == "teetime.booking.paid" and metadata["currency"] == tenant.currency:
+                    paid[customer_id] = paid.get(customer_id, 0) + minor_units(
+                        metadata["amount"], metadata["currency"]
+                    )
+            if paid:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        _ADD_VALUE_SQL, [now, list(paid), list(paid.values()), tenant.pk]
+                    )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _LAST_ACTIVITY_SQL, [now, tenant.pk, list(NOT_ENGAGEMENT_TYPES), tenant.pk]
+            )
+            cursor.execute(_HANDICAP_SQL, [now, tenant.pk, tenant.pk])
+        activity_count_recompute(tenant=tenant, now=now)
+    suggestions = _duplicates(tenant, now)
+    return DemoActivityResult(activities=inserted, people=len(people), suggestions=suggestions)

@@ -18,10 +18,12 @@ dropped. ``docs/events.md`` documents the catalog; a test keeps the two in step.
 
 from __future__ import annotations
 
+import math
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +37,10 @@ from .models import CHANNELS
 
 MAX_ID_LENGTH = 128
 MAX_TYPE_LENGTH = 100
+MAX_DEPTH = 32  # nesting of objects and lists in one event
+MAX_SOURCE_LENGTH = 32  # the sync log's source column: the type's first segment
+# PostgreSQL refuses UTC offsets of 16 hours or more (no real zone is beyond +14:00).
+MAX_UTC_OFFSET = timedelta(hours=16)
 # Producers' clocks drift; an event dated further ahead than this is a bug upstream.
 MAX_FUTURE_SKEW = timedelta(hours=1)
 TYPE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)+$")
@@ -190,7 +196,10 @@ class ContactPreferencePayload(Payload):
     smsOptIn = serializers.BooleanField(required=False)
     pushOptIn = serializers.BooleanField(required=False)
     whatsappOptIn = serializers.BooleanField(required=False)
-    source = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    # The payload's field, not Field.source (DRF reads declared fields, not the attribute).
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=64, required=False, allow_blank=True
+    )
 
     def validate(self, attrs):
         if not any(f"{channel}OptIn" in attrs for channel in CONSENT_CHANNELS):
@@ -436,6 +445,56 @@ def _string(raw: dict, key: str, errors: dict, max_length: int) -> str | None:
     return value
 
 
+def _unstorable_strings(raw: Any, errors: dict) -> None:
+    """Flag what PostgreSQL cannot store, anywhere in the event (values and keys, at any
+    depth): a NUL character (text and jsonb refuse it), a lone surrogate (not encodable as
+    UTF-8), NaN or Infinity (not JSON); and nesting deeper than ``MAX_DEPTH``, which the
+    recursive steps after this one could not walk. Checked first, iteratively, so such an
+    event is rejected on its own instead of failing the batch's INSERT. Paths are escaped:
+    the error is safe to render."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            _error(errors, path or "event", f"Nested deeper than {MAX_DEPTH} levels.")
+        elif isinstance(value, str):
+            if not storable_text(value):
+                _error(errors, path, "Contains a NUL character or an unpaired surrogate.")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                key = str(key)
+                sub = f"{path}.{safe_text(key)}" if path else safe_text(key)
+                if not storable_text(key):
+                    _error(
+                        errors, sub, "The key contains a NUL character or an unpaired surrogate."
+                    )
+                stack.append((item, sub, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, path, depth + 1) for item in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            _error(errors, path, "NaN and Infinity are not JSON numbers.")
+
+
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can store ``text`` (no NUL, no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_text(text: str) -> str:
+    """``text`` with NULs and surrogates escaped (``\\u0000``), for error paths."""
+    return (
+        text
+        if storable_text(text)
+        else text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    )
+
+
 def _timestamp(raw: dict, errors: dict) -> datetime | None:
     value = raw.get("timestamp")
     if not isinstance(value, str) or not value:
@@ -448,6 +507,17 @@ def _timestamp(raw: dict, errors: dict) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         _error(errors, "timestamp", "Give a UTC offset (e.g. Z or +02:00).")
+        return None
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) >= MAX_UTC_OFFSET:
+        _error(errors, "timestamp", "The UTC offset must be between -15:59 and +15:59.")
+        return None
+    try:
+        # Stored in UTC: a date near year 1 or 9999 whose UTC moment falls outside the
+        # calendar is out of range here rather than a row no one can read back.
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:
+        _error(errors, "timestamp", "This date-time is out of range.")
         return None
     if parsed > timezone.now() + MAX_FUTURE_SKEW:
         _error(errors, "timestamp", "This event is dated in the future.")
@@ -503,6 +573,9 @@ def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: 
     if not isinstance(raw, dict):
         raise EventInvalid({"event": ["Expected an event object."]})
     errors: dict[str, list[str]] = {}
+    _unstorable_strings(raw, errors)
+    if errors:
+        raise EventInvalid(errors)
     for key in raw:
         if key not in ENVELOPE_KEYS:
             _error(errors, key, "Unknown envelope field.")
@@ -511,10 +584,17 @@ def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: 
     if type_name is not None and not TYPE_PATTERN.match(type_name):
         _error(errors, "type", "Expected a dotted type such as teetime.booking.created.")
         type_name = None
+    elif type_name is not None and len(type_name.split(".", 1)[0]) > MAX_SOURCE_LENGTH:
+        _error(
+            errors,
+            "type",
+            f"The service name before the first dot has at most {MAX_SOURCE_LENGTH} characters.",
+        )
+        type_name = None
     tenant_ref = raw.get("tenantId")
     if tenant_ref in (None, ""):
         _error(errors, "tenantId", "This field is required.")
-    elif str(tenant_ref) not in (tenant_slug, tenant_id):
+    elif not _same_tenant(tenant_ref, tenant_slug, tenant_id):
         _error(errors, "tenantId", "This event belongs to another tenant than your credential.")
     occurred_at = _timestamp(raw, errors)
     identity = _identity(raw.get("identity"), errors, phone_region)
@@ -543,6 +623,18 @@ def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: 
     return Envelope(event_id, spec.name, spec.source, occurred_at, identity, payload)
 
 
+def _same_tenant(reference: Any, slug: str, tenant_id: str) -> bool:
+    """``reference`` names the tenant: its slug, or its id in any UUID spelling."""
+    if not isinstance(reference, str):
+        return False
+    if reference.strip() == slug:
+        return True
+    try:
+        return uuid.UUID(reference.strip()) == uuid.UUID(tenant_id)
+    except ValueError:
+        return False
+
+
 def _identity_errors(errors: dict) -> bool:
     return any(path.startswith("identity") for path in errors)
 
@@ -569,4 +661,6 @@ __all__ = [
     "EventType",
     "event_type",
     "parse_envelope",
+    "safe_text",
+    "storable_text",
 ]

@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import connection
 
@@ -188,16 +188,19 @@ def handle_consent(tenant: Tenant, items: list[Item], now: datetime) -> None:
                 continue  # same time: the opt-out stands
             decided[item.profile_id] = decision
         rows = [(pid, at, opt_in, source[:64]) for pid, (at, opt_in, source, _) in decided.items()]
-        applied = _update_profiles(
-            tenant,
-            now,
-            [("at", "timestamptz"), ("opt_in", "boolean"), ("source", "text")],
-            rows,
-            f"{channel}_opt_in = v.opt_in, {channel}_consent_at = v.at, "
-            f"{channel}_consent_source = v.source",
-            f"p.{channel}_consent_at IS NULL OR p.{channel}_consent_at < v.at "
-            f"OR (p.{channel}_consent_at = v.at AND NOT v.opt_in)",
-            returning=True,
+        applied = cast(  # returning=True: the ids of the updated profiles
+            list[Any],
+            _update_profiles(
+                tenant,
+                now,
+                [("at", "timestamptz"), ("opt_in", "boolean"), ("source", "text")],
+                rows,
+                f"{channel}_opt_in = v.opt_in, {channel}_consent_at = v.at, "
+                f"{channel}_consent_source = v.source",
+                f"p.{channel}_consent_at IS NULL OR p.{channel}_consent_at < v.at "
+                f"OR (p.{channel}_consent_at = v.at AND NOT v.opt_in)",
+                returning=True,
+            ),
         )
         ConsentRecord.objects.bulk_create(
             ConsentRecord(

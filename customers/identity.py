@@ -52,7 +52,8 @@ def normalize_email(value: str) -> str:
 
 def _has_mobile_length(number: phonenumbers.PhoneNumber) -> bool:
     """As long as the country's example mobile number, and of a possible shape."""
-    region = phonenumbers.region_code_for_country_code(number.country_code)
+    # A parsed number always has a country code; 0, like None, maps to the unknown region.
+    region = phonenumbers.region_code_for_country_code(number.country_code or 0)
     example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
     return (
         example is not None

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DataError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -37,7 +37,7 @@ from crm.models import Tenant
 from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
 
-from .events import Envelope, EventInvalid, event_type, parse_envelope
+from .events import Envelope, EventInvalid, event_type, parse_envelope, safe_text
 from .handlers import apply_handlers, update_activity_metrics
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
@@ -72,7 +72,8 @@ class IngestResult:
 
 def _raw_id(raw: Any) -> str | None:
     if isinstance(raw, dict) and isinstance(raw.get("id"), str | int):
-        return str(raw["id"])
+        # Escaped: an id PostgreSQL cannot store is echoed back, and must render as JSON.
+        return safe_text(str(raw["id"]))[:200]
     return None
 
 
@@ -144,23 +145,49 @@ def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api"
     result = IngestResult(rejected=rejected)
     # The same event twice in one request: the second is a duplicate.
     unique: dict[tuple[str, str], Envelope] = {}
-    order: list[tuple[tuple[str, str], bool]] = []
-    for _, envelope in valid:
+    order: list[tuple[int, tuple[str, str], bool]] = []
+    for index, envelope in valid:
         key = (envelope.source, envelope.id)
-        order.append((key, key in unique))
+        order.append((index, key, key in unique))
         unique.setdefault(key, envelope)
     with transaction.atomic():
-        inserted = _insert_entries(tenant, list(unique.values()), via, timezone.now())
-        for key, repeated in order:
-            if key in inserted and not repeated:
+        inserted, refused = _insert_or_isolate(tenant, list(unique.values()), via, timezone.now())
+        for index, key, repeated in order:
+            if key in refused:
+                result.rejected.append(Rejection(index, key[1], {"event": [refused[key]]}))
+            elif key in inserted and not repeated:
                 result.accepted.append(key[1])
             else:
                 result.duplicates.append(key[1])
+        result.rejected.sort(key=lambda rejection: rejection.index)
         result.entry_ids = sorted(inserted.values())
         if result.entry_ids:
             ids = result.entry_ids
             transaction.on_commit(lambda: _queue(tenant, ids))
     return result
+
+
+def _insert_or_isolate(
+    tenant: Tenant, envelopes: Sequence[Envelope], via: str, now: datetime
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str]]:
+    """The batch in one INSERT. Should PostgreSQL still refuse a value that validation let
+    through (``DataError``), each event is tried alone in its own savepoint, so only the
+    events it refuses are rejected (returned with the reason) and the batch goes in."""
+    try:
+        with transaction.atomic():
+            return _insert_entries(tenant, envelopes, via, now), {}
+    except DataError as exc:
+        logger.warning("a batch of %s events was refused (%s); one by one", len(envelopes), exc)
+    inserted: dict[tuple[str, str], int] = {}
+    refused: dict[tuple[str, str], str] = {}
+    for envelope in envelopes:
+        try:
+            with transaction.atomic():
+                inserted.update(_insert_entries(tenant, [envelope], via, now))
+        except DataError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            refused[(envelope.source, envelope.id)] = f"The database refused this event: {reason}"
+    return inserted, refused
 
 
 def _queue(tenant: Tenant, entry_ids: Sequence[int]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.functions import Upper
 
-from crm.tenancy import TenantManager, TenantOwnedModel, TenantQuerySet
+from crm.tenancy import TenantManager, TenantOwnedModel, TenantQuerySet, TimestampedModel
 
 
 class ProfileStatus(models.TextChoices):
@@ -168,7 +170,7 @@ class CustomerProfile(TenantOwnedModel):
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
 
-    objects = CustomerProfileManager()
+    objects: ClassVar[CustomerProfileManager] = CustomerProfileManager()
 
     @property
     def is_live(self) -> bool:
@@ -515,3 +517,31 @@ class Erasure(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"erasure of {self.customer_id}"
+
+
+class SavedFilter(TimestampedModel):
+    """A staff member's named view of the customer list: the list's query string (filters,
+    search, ordering). Kept per user and tenant (``tenant`` empty: all the user's tenants,
+    as for superusers and staff of several tenants)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=1000, blank=True, default="")
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "tenant", "name"],
+                name="savedfilter_user_tenant_name_uniq",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -44,7 +44,7 @@ def _activity_params(raw: Any, context: Any) -> dict:
         raise ValidationError(f"days must be a whole number from 1 to {MAX_ACTIVITY_DAYS}.")
     params: dict[str, Any] = {"days": days}
     if raw.get("type") is not None:
-        if not isinstance(raw["type"], str) or not raw["type"].strip():
+        if not isinstance(raw["type"], str) or not raw["type"].strip() or "\x00" in raw["type"]:
             raise ValidationError("type must be an activity type such as teetime.round.completed.")
         params["type"] = raw["type"]
     if raw.get("category") is not None:
@@ -104,7 +104,7 @@ def _activity_eval(obj: Any, op: str, value: Any, params: dict, ctx: Context) ->
 
 def register_customer_fields() -> None:
     fields = registry("customer")
-    text = {"type": T.STRING, "blank_is_null": True}
+    text: dict[str, Any] = {"type": T.STRING, "blank_is_null": True}
     consent = []
     for channel, label in Channel.choices:
         consent += [
@@ -158,6 +158,21 @@ def register_customer_fields() -> None:
                 evaluate=_activity_eval,
                 params=_activity_params,
                 operators=("eq", "neq", "gt", "gte", "lt", "lte"),
+                params_fields=(
+                    {
+                        "name": "days",
+                        "type": "number",
+                        "label": "In the last (days)",
+                        "required": True,
+                    },
+                    {"name": "type", "type": "string", "label": "Activity type (optional)"},
+                    {
+                        "name": "category",
+                        "type": "enum",
+                        "label": "Category (optional)",
+                        "choices": [value for value, _ in Category.CHOICES],
+                    },
+                ),
             ),
         ),
     )

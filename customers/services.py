@@ -135,10 +135,10 @@ def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, _Match]
     return [(name, found[(kind, value)]) for name, kind, value in pairs if (kind, value) in found]
 
 
-def _choose(matches: list[tuple[str, IdentityAlias]]) -> tuple[CustomerProfile, list[str], int]:
+def _choose(matches: list[tuple[str, _Match]]) -> tuple[CustomerProfile, list[str], int]:
     """The profile with the strongest evidence: highest confidence, then most hints, then the
     oldest profile."""
-    by_profile: dict[Any, list[tuple[str, IdentityAlias]]] = {}
+    by_profile: dict[Any, list[tuple[str, _Match]]] = {}
     for name, alias in matches:
         by_profile.setdefault(alias.profile_id, []).append((name, alias))
 

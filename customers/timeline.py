@@ -15,7 +15,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -45,8 +45,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, _, pk = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        moment, row = datetime.fromisoformat(at), int(pk)
+        # What PostgreSQL could not compare is refused here, not as a 500 from the query:
+        # a naive or out-of-range moment, or an id outside bigint.
+        if moment.tzinfo is None or not 0 < row < 2**63:
+            raise ValueError("not a cursor this API made")
+        return moment.astimezone(UTC), row
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationError({"cursor": ["Invalid cursor."]}) from exc
 
 
@@ -168,6 +173,52 @@ def note_create(
             occurred_at=note.created_at,
         )
     return note
+
+
+def notes_create_many(
+    *,
+    tenant: Tenant,
+    customer_ids: list[Any],
+    author: Author,
+    body: str,
+    type: str = NoteType.FOLLOW_UP,
+) -> int:
+    """``note_create`` for many customers at once (a journey's staff follow-up step): the
+    notes and their timeline activities in two inserts. Call inside a transaction."""
+    if not body.strip():
+        raise ValidationError({"body": ["Write something."]})
+    notes = Note.objects.bulk_create(
+        [
+            Note(
+                tenant=tenant,
+                customer_id=customer_id,
+                type=type,
+                body=body,
+                author_ref=author.ref,
+                author_name=author.name,
+            )
+            for customer_id in customer_ids
+        ]
+    )
+    title = f"Note added: {NoteType(type).label} by {author.name}"[:255]
+    Activity.objects.bulk_create(
+        [
+            Activity(
+                tenant=tenant,
+                customer_id=note.customer_id,
+                type=NOTE_ACTIVITY,
+                category=Category.SUPPORT,
+                title=title,
+                metadata={"note_id": note.pk, "note_type": type, "private": False},
+                source_service="crm",
+                source_id=str(note.pk),
+                source_event_id=f"note:{note.pk}",
+                occurred_at=note.created_at,
+            )
+            for note in notes
+        ]
+    )
+    return len(notes)
 
 
 NOTE_EDITABLE = ("body", "type", "is_pinned", "is_private")

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count
 from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
+from django.utils import timezone
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm import rules
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.admin_widgets import RuleBuilderWidget, rule_fields_payload
 from crm.models import StaffRole, Tenant
+from crm.selectors import staff_tenant_ids
 
 from .campaigns import (
     EDITABLE,
@@ -27,12 +34,15 @@ from .campaigns import (
     campaign_schedule,
     campaign_stats,
     campaign_validate,
+    campaigns_rates,
 )
 from .models import (
     Campaign,
     CampaignStatus,
+    ChangeKind,
     MessageTemplate,
     Segment,
+    SegmentChange,
     SegmentMembership,
     SegmentType,
     SkipReason,
@@ -52,19 +62,50 @@ from .templating import render, sample_context, template_validate
 
 MARKETING_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
 MEMBERS_PAGE = 100
+RULE_SEGMENT_CHOICES = 500  # "member of segment" offers at most this many, by name
+TREND_DAYS = 7
+
+
+def segments_trend(*, segments: list[Segment], now) -> dict:
+    """``{segment_id: (entered, left)}`` in the last TREND_DAYS days, for a page of segments
+    in one grouped query (the change log's (tenant, segment, created_at) index)."""
+    if not segments:
+        return {}
+    trend: dict = {segment.pk: [0, 0] for segment in segments}
+    rows = (
+        SegmentChange.objects.filter(
+            tenant_id__in={segment.tenant_id for segment in segments},
+            segment_id__in=list(trend),
+            created_at__gt=now - timedelta(days=TREND_DAYS),
+        )
+        .values_list("segment_id", "kind")
+        .annotate(n=Count("id"))
+        .values_list("segment_id", "kind", "n")
+    )
+    for segment_id, kind, n in rows:
+        trend[segment_id][0 if kind == ChangeKind.ENTERED else 1] = n
+    return {key: tuple(value) for key, value in trend.items()}
 
 
 class SegmentForm(forms.ModelForm):
     criteria = forms.JSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "class": "font-mono", "spellcheck": "false"}),
-        help_text='{"combinator": "AND", "rules": [{"field": ..., "operator": ..., "value": ...}]}'
-        " — see the field reference below.",
+        widget=RuleBuilderWidget(
+            fields_url=reverse_lazy("admin:marketing_segment_rule_fields"),
+            count_url=reverse_lazy("admin:marketing_segment_preview"),
+        ),
+        help_text="Who is in the segment. The rules as JSON are under “Rules as JSON”.",
     )
 
     class Meta:
         model = Segment
         fields = ["tenant", "club", "name", "description", "type", "criteria", "refresh_frequency"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.tenant_id is not None:
+            # An existing segment's tenant is read-only: the builder counts for this one.
+            self.fields["criteria"].widget.tenant_id = str(self.instance.tenant_id)
 
     def clean(self):
         data = super().clean()
@@ -81,6 +122,8 @@ class SegmentForm(forms.ModelForm):
                 try:
                     criteria_parse(tenant, data["criteria"], segment=self.instance)
                 except ValidationError as exc:
+                    # The builder shows each message on the rule its path names.
+                    self.fields["criteria"].widget.errors = exc.message_dict
                     for path, messages_ in exc.message_dict.items():
                         for message in messages_:
                             self.add_error("criteria", f"{path}: {message}")
@@ -98,7 +141,8 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
     list_display = [
         "name",
         "type",
-        "member_count",
+        "members",
+        "trend",
         "refresh_frequency",
         "last_refreshed_at",
         "refresh_duration",
@@ -121,6 +165,27 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "tenant"] if obj is not None else fields
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        trend = segments_trend(segments=list(changelist.result_list), now=timezone.now())
+        for segment in changelist.result_list:
+            segment.page_trend = trend.get(segment.pk, (0, 0))
+        return changelist
+
+    @display(description="Members", ordering="member_count")
+    def members(self, obj: Segment) -> str:
+        return f"{obj.member_count:,}"
+
+    @display(
+        description=f"Last {TREND_DAYS} days",
+        label={"up": "success", "down": "danger", "flat": "info"},
+    )
+    def trend(self, obj: Segment):
+        entered, left = getattr(obj, "page_trend", (0, 0))
+        net = entered - left
+        tone = "up" if net > 0 else "down" if net < 0 else "flat"
+        return tone, f"{net:+,} (+{entered:,} / -{left:,})"
 
     @display(description="Last refresh took", label={"slow": "warning", "ok": "success"})
     def refresh_duration(self, obj: Segment):
@@ -167,6 +232,11 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
                 name="marketing_segment_preview",
             ),
             path(
+                "rule-fields/",
+                self.admin_site.admin_view(self.rule_fields_view),
+                name="marketing_segment_rule_fields",
+            ),
+            path(
                 "<uuid:object_id>/refresh/",
                 self.admin_site.admin_view(self.refresh_view),
                 name="marketing_segment_refresh",
@@ -192,8 +262,37 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    def _staff_tenant(self, request, tenant_id: Any) -> Tenant | None:
+        """The tenant ``tenant_id`` names if the staff user may see it (superusers: any)."""
+        try:
+            pk = uuid.UUID(str(tenant_id))
+        except ValueError:
+            return None
+        tenants = Tenant.objects.filter(pk=pk)
+        if not request.user.is_superuser:
+            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
+        return tenants.first()
+
+    def rule_fields_view(self, request):
+        """The rule builder's fields: GET ?tenant=id -> typed fields, the tenant's currency and
+        its clubs and segments to choose from; without a tenant, the fields only."""
+        tenant = None
+        if request.GET.get("tenant"):
+            tenant = self._staff_tenant(request, request.GET["tenant"])
+            if tenant is None:
+                return JsonResponse({"errors": {"tenant": ["Unknown tenant."]}}, status=404)
+        options = {}
+        if tenant is not None:
+            segments = Segment.objects.for_tenant(tenant).order_by("name")
+            options["segment"] = [
+                {"value": str(pk), "label": name}
+                for pk, name in segments.values_list("pk", "name")[:RULE_SEGMENT_CHOICES]
+            ]
+        return JsonResponse(rule_fields_payload(tenant=tenant, options=options))
+
     def preview_view(self, request):
-        """Live count for the editor: POST {"tenant": id, "criteria": {...}} -> {"count"}."""
+        """Live count for the rule builder: POST {"tenant": id, "criteria": {...}} ->
+        {"count", "sample"}; 400 {"errors": {path: [...]}} for bad criteria."""
         if request.method != "POST":
             return JsonResponse({"error": "POST the criteria."}, status=405)
         try:
@@ -202,14 +301,7 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
             return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
         if not isinstance(body, dict):
             return JsonResponse({"errors": {"criteria": ["Not valid JSON."]}}, status=400)
-        tenants = Tenant.objects.all()
-        if not request.user.is_superuser:
-            from crm.selectors import staff_tenant_ids
-
-            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
-        tenant = (
-            tenants.filter(pk=body.get("tenant") or None).first() if body.get("tenant") else None
-        )
+        tenant = self._staff_tenant(request, body.get("tenant")) if body.get("tenant") else None
         if tenant is None:
             return JsonResponse({"errors": {"tenant": ["Choose the tenant first."]}}, status=400)
         try:
@@ -384,8 +476,19 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
     resume and cancel buttons; a stats page with the funnel and the skip reasons."""
 
     write_roles = MARKETING_ROLES
-    list_display = ["name", "status_badge", "segment", "type", "next_run_at", "target_count"]
+    list_display = [
+        "name",
+        "status_badge",
+        "segment",
+        "type",
+        "sent",
+        "open_rate",
+        "click_rate",
+        "last_run_at",
+        "next_run_at",
+    ]
     list_filter = ["status", "type"]
+    list_select_related = ["segment"]
     search_fields = ["name"]
     readonly_fields = [
         "status",
@@ -402,6 +505,31 @@ class CampaignAdmin(TenantScopedAdminMixin, ModelAdmin):
     @display(description="Status", label=STATUS_LABELS)
     def status_badge(self, obj: Campaign) -> str:
         return obj.status
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        rates = campaigns_rates(campaigns=list(changelist.result_list))
+        for campaign in changelist.result_list:
+            campaign.page_rates = rates.get(campaign.pk, {})
+        return changelist
+
+    @display(description="Sent")
+    def sent(self, obj: Campaign) -> str:
+        sent = getattr(obj, "page_rates", {}).get("sent")
+        return f"{sent:,}" if sent else "—"
+
+    @staticmethod
+    def _rate(obj: Campaign, key: str) -> str:
+        rate = getattr(obj, "page_rates", {}).get(key)
+        return "—" if rate is None else f"{rate:.1%}"
+
+    @display(description="Open rate")
+    def open_rate(self, obj: Campaign) -> str:
+        return self._rate(obj, "open_rate")
+
+    @display(description="Click rate")
+    def click_rate(self, obj: Campaign) -> str:
+        return self._rate(obj, "click_rate")
 
     def has_change_permission(self, request, obj=None) -> bool:
         allowed = super().has_change_permission(request, obj)

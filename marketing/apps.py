@@ -12,9 +12,14 @@ class MarketingConfig(AppConfig):
 
     def ready(self) -> None:
         # Imports wait for ready(): models must be loaded first (Django's rule for app code).
-        from crm.registry import register_erase_hook, register_merge_hook
+        from crm.registry import (
+            register_customer_panel,
+            register_erase_hook,
+            register_merge_hook,
+        )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
+        from .campaigns import customer_marketing_panel
         from .rules import register_marketing_fields
         from .segments import erase_marketing, move_memberships, move_messages
 
@@ -22,3 +27,4 @@ class MarketingConfig(AppConfig):
         register_merge_hook("segment_memberships", move_memberships)
         register_merge_hook("marketing_messages", move_messages)
         register_erase_hook("marketing", erase_marketing)
+        register_customer_panel("marketing", customer_marketing_panel)

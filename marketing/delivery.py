@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
+from crm.models import Tenant
 from customers.models import CustomerProfile
 
 from .common import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
@@ -74,14 +75,20 @@ def send_plan(campaign: Campaign) -> SendPlan:
 def deliver(
     *,
     messages: list[Message],
-    campaign: Campaign,
+    campaign: Campaign | None,
     backend: MessagingBackend,
     plan: SendPlan,
     now: datetime | None = None,
+    tenant: Tenant | None = None,
 ) -> int:
     """Send claimed (SENDING) rows; returns how many were sent. The batch's outcome is
-    written set-wise: one UPDATE for the sent rows, one for the skipped ones."""
-    tenant = campaign.tenant
+    written set-wise: one UPDATE for the sent rows, one for the skipped ones.
+
+    ``campaign`` None: journey messages of ``tenant``, each rendered with its own
+    ``template`` (load them with ``select_related("template")``)."""
+    tenant = campaign.tenant if campaign is not None else tenant
+    if tenant is None:
+        raise ValueError("deliver() needs the campaign or, for journey messages, the tenant")
     now = now or timezone.now()
     customers = {
         c.pk: c
@@ -107,7 +114,9 @@ def deliver(
             skipped.setdefault(SkipReason.SUPPRESSED, []).append(message.pk)
             continue
         try:
-            outgoing = _outgoing(message, campaign, customer, plan, track=backend.name == "local")
+            outgoing = _outgoing(
+                message, campaign, customer, plan, track=backend.name == "local", tenant=tenant
+            )
         except TemplateRenderError as exc:
             # The template cannot be rendered for this recipient: another attempt would
             # fail the same way, so the row fails now (and the run can complete).
@@ -145,13 +154,19 @@ def deliver(
 
 
 def _outgoing(
-    message: Message, campaign: Campaign, customer, plan: SendPlan, *, track: bool
+    message: Message,
+    campaign: Campaign | None,
+    customer,
+    plan: SendPlan,
+    *,
+    track: bool,
+    tenant: Tenant,
 ) -> Outgoing:
     """The message as the backend gets it: rendered for the recipient (the A/B variant's
     template and subject, rendered like a template's), links tracked on the local backend.
-    Raises ``TemplateRenderError`` when the template cannot be rendered."""
-    tenant = campaign.tenant
-    template = campaign.template_for(message.channel)
+    A journey message (no campaign) has its own template. Raises ``TemplateRenderError``
+    when the template cannot be rendered."""
+    template = campaign.template_for(message.channel) if campaign is not None else message.template
     subject_source = ""
     if message.variant and message.variant in plan.variants:
         chosen = plan.variants[message.variant]

@@ -29,16 +29,17 @@ from .models import (
     InteractionKind,
     Message,
     MessageStatus,
+    MessageTemplate,
     Suppression,
 )
 
 TRACK_SALT = "crm.marketing.track"
-STOPS = {
+STOPS: dict[str, str] = {
     InteractionKind.UNSUBSCRIBED: "unsubscribed",
     InteractionKind.COMPLAINED: "complained",
     InteractionKind.BOUNCED: "bounced",
 }
-TITLES = {
+TITLES: dict[str, str] = {
     InteractionKind.DELIVERED: "Delivered",
     InteractionKind.OPENED: "Opened",
     InteractionKind.CLICKED: "Clicked a link in",
@@ -99,7 +100,11 @@ def interaction_record(
                 )
         except IntegrityError:
             return Recorded(None)
-        campaign = Campaign.objects.only("name").get(pk=message.campaign_id)
+        # A journey message has no campaign: it is named by its template.
+        if message.campaign_id is not None:
+            name = Campaign.objects.only("name").get(pk=message.campaign_id).name
+        else:
+            name = MessageTemplate.objects.only("name").get(pk=message.template_id).name
         activity_type = f"{message.channel}.{kind.lower()}"
         Activity.objects.bulk_create(
             [
@@ -108,9 +113,13 @@ def interaction_record(
                     customer_id=message.customer_id,
                     type=activity_type,
                     category="marketing",
-                    title=f"{TITLES[kind]} “{campaign.name}”"[:255],
+                    title=f"{TITLES[kind]} “{name}”"[:255],
                     metadata={
-                        "campaign_id": str(campaign.pk),
+                        **(
+                            {"campaign_id": str(message.campaign_id)}
+                            if message.campaign_id is not None
+                            else {"journey_step_id": message.journey_step_id}
+                        ),
                         "message_id": message.pk,
                         "data": metadata,
                     },
@@ -150,7 +159,7 @@ def _stop(message: Message, reason: str, occurred_at: datetime, now: datetime) -
         opt_in=False,
         source=reason,
         occurred_at=max(occurred_at, now),
-        evidence={"message_id": message.pk, "campaign_id": str(message.campaign_id)},
+        evidence={"message_id": message.pk, "campaign_id": str(message.campaign_id or "")},
     )
     if message.address:
         Suppression.objects.bulk_create(

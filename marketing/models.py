@@ -109,7 +109,7 @@ class Segment(TenantOwnedModel):
 # Memberships and changes are derived (a refresh recomputes them) and written hundreds of
 # thousands at a time, so they carry no database foreign-key constraints: the deferred checks
 # of a 300,000-member refresh cost more than the refresh. Django's on_delete still cascades.
-_DERIVED = {"db_index": False, "db_constraint": False}
+_DERIVED: dict = {"db_index": False, "db_constraint": False}
 
 
 class SegmentMembership(TenantOwnedModel):
@@ -327,8 +327,10 @@ class SkipReason(models.TextChoices):
 
 
 class Message(TenantOwnedModel):
-    """One recipient on one channel of one run: unique, so a retried, resumed or
-    redelivered send never sends twice."""
+    """One recipient on one channel of one campaign run, or of one journey step visit
+    (``journey_step_id``: an ``automation.EnrollmentStep``, kept as a plain id so marketing
+    never depends on automation): unique either way, so a retried, resumed or redelivered
+    send never sends twice."""
 
     id = models.BigAutoField(primary_key=True)
     tenant = models.ForeignKey(
@@ -342,6 +344,8 @@ class Message(TenantOwnedModel):
         CampaignRun,
         on_delete=models.CASCADE,
         related_name="messages",
+        null=True,
+        blank=True,
         db_index=False,
         db_constraint=False,
     )
@@ -349,8 +353,22 @@ class Message(TenantOwnedModel):
         Campaign,
         on_delete=models.CASCADE,
         related_name="+",
+        null=True,
+        blank=True,
         db_index=False,
         db_constraint=False,
+    )
+    journey_step_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The journey step visit (automation.EnrollmentStep)."
+    )
+    template = models.ForeignKey(
+        MessageTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        help_text="Journey messages: the template of the step (campaigns name theirs).",
     )
     customer = models.ForeignKey(
         "customers.CustomerProfile",
@@ -377,6 +395,16 @@ class Message(TenantOwnedModel):
             models.UniqueConstraint(
                 fields=["tenant", "run", "customer", "channel"], name="message_run_customer_uniq"
             ),
+            models.UniqueConstraint(
+                fields=["tenant", "journey_step_id", "channel"],
+                condition=models.Q(journey_step_id__isnull=False),
+                name="message_journey_step_uniq",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False, campaign__isnull=False)
+                | models.Q(journey_step_id__isnull=False),
+                name="message_run_or_journey_step",
+            ),
         ]
         indexes = [
             # Senders claim a run's queued rows.
@@ -384,6 +412,12 @@ class Message(TenantOwnedModel):
                 fields=["run", "id"],
                 condition=models.Q(status="QUEUED"),
                 name="message_queued_idx",
+            ),
+            # The journey sweep claims queued journey messages.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(status="QUEUED", journey_step_id__isnull=False),
+                name="message_journey_queued_idx",
             ),
             models.Index(fields=["tenant", "campaign", "status"], name="message_campaign_idx"),
             # The minute sweep's rows in doubt (claimed by a worker that may have died).
@@ -439,7 +473,13 @@ class Interaction(TenantOwnedModel):
     tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
     campaign = models.ForeignKey(
-        Campaign, on_delete=models.CASCADE, related_name="+", db_index=False
+        Campaign,
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+        db_index=False,
+        help_text="Empty for a journey message.",
     )
     customer = models.ForeignKey(
         "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", db_index=False

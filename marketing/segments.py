@@ -47,7 +47,7 @@ from .models import (
 SAMPLE_SIZE = 5
 SLOW_REFRESH_MS = 10_000
 MAX_CSV_ROWS = 100_000
-REFRESH_INTERVALS = {
+REFRESH_INTERVALS: dict[str, timedelta] = {
     RefreshFrequency.HOURLY: timedelta(hours=1),
     RefreshFrequency.DAILY: timedelta(days=1),
 }
@@ -402,22 +402,27 @@ def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
     _require_static(segment)
     tenant = segment.tenant
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if not set(header) & set(CSV_COLUMNS):
-        raise ValidationError({"file": ["The CSV needs an id, email or phone column."]})
-    reader.fieldnames = header
     rows: list[tuple[dict[str, str], str, str]] = []  # (row, kind, normalised value)
     result = ImportResult()
     failures: list[tuple[dict[str, str], str]] = []
-    for row in reader:
-        result.rows += 1
-        if result.rows > MAX_CSV_ROWS:
-            raise ValidationError({"file": [f"At most {MAX_CSV_ROWS:,} rows per file."]})
-        kind, value, error = _csv_key(row, tenant)
-        if error:
-            failures.append((row, error))
-        else:
-            rows.append((row, kind, value))
+    try:  # csv.Error: a cell over the csv module's field limit (128 KiB), a stray NUL...
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        if not set(header) & set(CSV_COLUMNS):
+            raise ValidationError({"file": ["The CSV needs an id, email or phone column."]})
+        reader.fieldnames = header
+        for row in reader:
+            result.rows += 1
+            if result.rows > MAX_CSV_ROWS:
+                raise ValidationError({"file": [f"At most {MAX_CSV_ROWS:,} rows per file."]})
+            kind, value, error = _csv_key(row, tenant)
+            if error:
+                failures.append((row, error))
+            else:
+                rows.append((row, kind, value))
+    except csv.Error as exc:
+        raise ValidationError(
+            {"file": [f"Line {reader.line_num + 1}: not a CSV this import can read ({exc})."]}
+        ) from exc
     ids = {value for _, kind, value in rows if kind == "id"}
     known_ids = {
         str(pk) for pk in customer_base(tenant).filter(pk__in=ids).values_list("pk", flat=True)

@@ -164,7 +164,9 @@ def _expressions(node) -> Iterator[FilterExpression]:
     if isinstance(node, VariableNode):
         yield node.filter_expression
     elif isinstance(node, IfNode):
-        stack = [condition for condition, _ in node.conditions_nodelists if condition is not None]
+        stack: list[Any] = [
+            condition for condition, _ in node.conditions_nodelists if condition is not None
+        ]
         while stack:
             item = stack.pop()
             if isinstance(getattr(item, "value", None), FilterExpression):

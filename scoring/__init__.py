@@ -1,11 +1,8 @@
-"""Intelligence: engagement and churn scores, analytics and dashboards (phase 8). Not built
-yet; the module plan it grows into:
+"""Intelligence: engagement and churn scores, the nightly run, the backtest, analytics and
+dashboards (phase 8). See docs/scoring.md.
 
-- ``models.py``: current scores (a narrow table rebuilt set-wise) and a daily history.
-- ``engagement.py``: the engagement score (recency, frequency, monetary, breadth, depth),
-  one set-wise statement per tenant.
-- ``churn.py``: churn risk with its reason codes, and the backtest.
-- ``nightly.py``: the 02:00 run per tenant, once per day, after the activity recount.
-- ``analytics.py``: the reads behind ``/api/v1/analytics/...`` and the dashboards.
-- ``tasks.py``, ``admin.py``, ``api/`` and ``management/commands/`` as in every app.
+Modules: ``models.py``; ``engagement.py`` (the §10.1 score) <- ``churn.py`` (risk, reasons)
+<- ``backtest.py``; ``analytics.py`` (daily aggregates, API reads); ``nightly.py`` (the 02:00
+run, uses engagement, churn, analytics); ``demo.py`` (synthetic history); ``tasks.py``,
+``admin.py``, ``api/`` and ``management/commands/`` as in every app.
 """

@@ -2,8 +2,12 @@ from django.apps import AppConfig
 
 
 class ScoringConfig(AppConfig):
-    """See the package docstring: not built yet, with its module plan."""
+    """Engagement and churn scores, the nightly run, analytics and dashboards."""
 
     name = "scoring"
     verbose_name = "Scoring"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from . import tasks  # noqa: F401  (registers the tasks services queue by name)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from crm.models import StaffRole
 from crm.scopes import ALL_SCOPES
 from crm.services import api_key_create
 
@@ -22,8 +23,6 @@ from .factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserF
 # Playwright's sync API runs an event loop in the test thread; the ORM calls of the same
 # tests are still synchronous, so allow them.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-PASSWORD = "correct-horse-battery"
 
 
 def pytest_configure(config):
@@ -67,6 +66,16 @@ def club_b(tenant_b):
 def staff_a(tenant_a):
     """A tenant-A admin (the owner)."""
     return StaffMembershipFactory(tenant=tenant_a, user=UserFactory(username="anna")).user
+
+
+@pytest.fixture
+def marketer_a(tenant_a):
+    """A tenant-A marketer (the colleague with a lower role): sees tenant A's rows, writes the
+    marketing screens and customer profiles, but not the admin-only ones (API keys, staff,
+    clubs, erasure)."""
+    return StaffMembershipFactory(
+        tenant=tenant_a, user=UserFactory(username="mark"), role=StaffRole.MARKETER
+    ).user
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ import factory
 from django.contrib.auth import get_user_model
 
 from crm.models import ApiKey, Club, Region, StaffMembership, StaffRole, Tenant
+from marketing.models import MessageTemplate
+
+PASSWORD = "correct-horse-battery"  # every UserFactory user's password, for logging in
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -43,7 +46,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
     is_staff = True
-    password = factory.django.Password("correct-horse-battery")
+    password = factory.django.Password(PASSWORD)
 
 
 class StaffMembershipFactory(factory.django.DjangoModelFactory):
@@ -55,4 +58,25 @@ class StaffMembershipFactory(factory.django.DjangoModelFactory):
     role = StaffRole.ADMIN
 
 
-__all__ = ["ApiKey", "ClubFactory", "StaffMembershipFactory", "TenantFactory", "UserFactory"]
+class MessageTemplateFactory(factory.django.DjangoModelFactory):
+    """An email template that renders for any member: "Hello {{ first_name }}"."""
+
+    class Meta:
+        model = MessageTemplate
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Newsletter {n}")
+    channel = "email"
+    subject = "Hello {{ first_name }}"
+    html_body = "<p>Hi {{ first_name }}, see you at {{ club }}.</p>"
+
+
+__all__ = [
+    "PASSWORD",
+    "ApiKey",
+    "ClubFactory",
+    "MessageTemplateFactory",
+    "StaffMembershipFactory",
+    "TenantFactory",
+    "UserFactory",
+]

@@ -1,16 +1,12 @@
 """A real Celery worker process for the tests that need one (not eager mode).
 
-The worker listens on a queue of its own, so a developer's `make run` worker on the same
-Redis never takes the test's tasks, and it reads the pytest-django test database.
+The process itself is ``crm.devtools.worker.CeleryWorker`` (the benchmarks use it too); here
+it gets a queue of its own and reads the pytest-django test database.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +16,7 @@ from django.db import connection
 
 from crm.celery import app as celery_app
 from crm.celery import set_queue_override
-
-ROOT = Path(__file__).resolve().parents[1]
+from crm.devtools.worker import CeleryWorker
 
 
 def subprocess_database_url() -> str:
@@ -37,78 +32,26 @@ def subprocess_database_url() -> str:
     return f"postgresql://{auth}@{host}{port}/{db['NAME']}"
 
 
-class WorkerProcess:
-    def __init__(self, queue: str, concurrency: int = 2, env: dict | None = None) -> None:
-        self.queue = queue
-        self.concurrency = concurrency
-        self.extra_env = env or {}
-        self.process: subprocess.Popen | None = None
-        self.log_path = Path(f"/tmp/crm-test-worker-{queue}.log")
+class WorkerProcess(CeleryWorker):
+    """A worker on ``queue`` that reads the pytest-django test database; ``start()`` waits
+    until it is ready."""
 
-    def start(self) -> None:
-        env = {
+    def __init__(self, queue: str, concurrency: int = 2, env: dict | None = None) -> None:
+        worker_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "crm.settings.test",
             "DATABASE_URL": subprocess_database_url(),
-            "CRM_TASK_QUEUE": self.queue,
-            **self.extra_env,
+            **(env or {}),
         }
-        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "crm",
-                "worker",
-                "-Q",
-                self.queue,
-                "-c",
-                str(self.concurrency),
-                "--pool",
-                "prefork",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        # tests/conftest.py allows sync ORM calls in async contexts (for Playwright) in the
+        # test process only; the worker runs with Django's normal checks.
+        worker_env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        super().__init__(
+            queue,
+            env=worker_env,
+            concurrency=concurrency,
+            log_path=Path(f"/tmp/crm-test-worker-{queue}.log"),
         )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log_path.exists() and "ready." in self.log_path.read_text():
-                return
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"worker died at start:\n{self.log_path.read_text()}")
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_path.read_text()}")
-
-    def kill_hard(self) -> None:
-        """``kill -9`` the main process and its children (the whole process group)."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill_hard()
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
@@ -26,6 +28,17 @@ def error_body(*, status_code: int, code: str, message: str, fields=None) -> dic
 
 
 def api_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE; nothing was done.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body(
+                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                code="too_large",
+                message=f"The request body is larger than {limit:,} bytes; send less at a time.",
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, DjangoValidationError):
         # A service refused: same shape as a serializer's error; 409 for conflicts.
         fields = (

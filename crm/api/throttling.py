@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import logging
 import time
 
 from django.core.cache import cache
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
 from .authentication import ApiPrincipal
+
+logger = logging.getLogger(__name__)
+
+# After Redis failed, this process counts nothing for a few seconds: a down (or black-holed)
+# Redis then costs no connect attempt per request, and the warning is logged once per pause.
+REDIS_RETRY_AFTER = 5.0
+_redis_down_until = 0.0
 
 
 class CredentialRateThrottle(SimpleRateThrottle):
@@ -18,6 +27,10 @@ class CredentialRateThrottle(SimpleRateThrottle):
     """
 
     scope = "credential"
+    # Set by SimpleRateThrottle.__init__ from the rate (its type stubs do not declare them).
+    num_requests: int
+    duration: int
+    window_ends: float
 
     def get_cache_key(self, request, view) -> str:
         user = request.user
@@ -25,18 +38,34 @@ class CredentialRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request, view) -> bool:
-        if self.rate is None:
+        """Fails open: while Redis is unreachable every request is allowed (with a warning
+        logged), because a lost rate limit is a smaller harm than an API that refuses every
+        call, events included."""
+        global _redis_down_until
+        if self.rate is None or time.monotonic() < _redis_down_until:
             return True
         now = time.time()
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration - now
         key = f"{self.get_cache_key(request, view)}:{window}"
         try:
-            count = cache.incr(key)
+            count = self._count(key)
+        except (RedisError, OSError) as exc:
+            _redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
+            logger.warning(
+                "rate limit not applied: Redis is unreachable (%s); retrying in %ss",
+                exc,
+                REDIS_RETRY_AFTER,
+            )
+            return True
+        return count <= self.num_requests
+
+    def _count(self, key: str) -> int:
+        try:
+            return cache.incr(key)
         except ValueError:  # first request of the window
             # add() loses only to a concurrent first request, whose key incr() then finds.
-            count = 1 if cache.add(key, 1, timeout=self.duration + 1) else cache.incr(key)
-        return count <= self.num_requests
+            return 1 if cache.add(key, 1, timeout=self.duration + 1) else cache.incr(key)
 
     def wait(self) -> float:
         return getattr(self, "window_ends", self.duration)

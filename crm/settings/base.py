@@ -89,6 +89,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "crm.middleware.RejectNulQueryMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -136,7 +137,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT: Path | None = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -164,6 +165,10 @@ LOGGING = {
 }
 
 # --- REST API -----------------------------------------------------------------------------
+# The largest request body Django reads (Django's default is 2.5 MB). A full events batch
+# (1,000 events, the most one request may carry) of ordinary events is 0.5-3 MB; 10 MiB
+# leaves room for large payloads. A larger body is answered 413 in the API's error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
 API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="60000/min")
 # Failed API authentications (bad key, bad token) per client address before a 429.
 API_AUTH_FAILURE_RATE = env.str("API_AUTH_FAILURE_RATE", default="30/min")
@@ -179,7 +184,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["crm.api.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "crm.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -222,11 +227,14 @@ UNFOLD = {
     "SITE_HEADER": "Club CRM",
     "SITE_SYMBOL": "sports_golf",
     "SHOW_HISTORY": True,
+    # The home page's KPI cards and charts (templates/admin/index.html).
+    "DASHBOARD_CALLBACK": "scoring.admin.dashboard_callback",
 }
 
 # --- Email (the local messaging backend) -------------------------------------------------------
 # EMAIL_URL: smtp://user:pass@host:587 (smtp+tls://, smtp+ssl://) or consolemail:// (demo).
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+EMAIL_BACKEND: str  # set by the line above; declared for the type checker
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Club CRM <crm@localhost>")
 # Where recipients reach the CRM (unsubscribe, open and click links).
@@ -327,10 +335,28 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketing.refresh_due_segments",
         "schedule": 60.0,
     },
+    # Journeys: due enrollments advance, queued journey messages go out; segment triggers.
+    "automation-advance-due-journeys": {
+        "task": "automation.advance_due_journeys",
+        "schedule": 60.0,
+    },
+    "automation-run-segment-triggers": {
+        "task": "automation.run_segment_triggers",
+        "schedule": 60.0,
+    },
+    "automation-run-date-triggers": {
+        "task": "automation.run_date_triggers",
+        "schedule": crontab(minute=7),
+    },
     "social-publish-due": {"task": "social.publish_due", "schedule": 60.0},
     "social-refresh-tokens": {"task": "social.refresh_tokens", "schedule": 300.0},
     "customers-recompute-activity-counts": {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),
+    },
+    # Every 15 minutes: each tenant's nightly scoring once its local time is past 02:00.
+    "scoring-run-due": {
+        "task": "scoring.run_due",
+        "schedule": crontab(minute="*/15"),
     },
 }

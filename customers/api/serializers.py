@@ -209,7 +209,10 @@ class EventBatchSerializer(serializers.Serializer):
 class RejectedEventSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     id = serializers.CharField(allow_null=True)
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    # The response's field, not Serializer.errors (DRF reads declared fields, not the attribute).
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField())
+    )
 
 
 class IngestResultSerializer(serializers.Serializer):

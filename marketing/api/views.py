@@ -8,11 +8,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from crm import rules
 from crm.api.pagination import CreatedCursorPagination
+from crm.api.parsers import JSONParser
 from crm.api.views import TenantScopedAPIMixin
 from crm.scopes import MARKETING_READ, MARKETING_WRITE
 from customers.models import CustomerProfile

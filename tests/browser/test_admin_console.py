@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.factories import ClubFactory, StaffMembershipFactory, TenantFactory, UserFactory
-
-PASSWORD = "correct-horse-battery"
+from tests.browser.helpers import login
+from tests.factories import (
+    PASSWORD,
+    ClubFactory,
+    StaffMembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
 
 
 @pytest.fixture
@@ -20,16 +25,8 @@ def two_tenants(transactional_db):
     return tenant_a, tenant_b, club_a, club_b
 
 
-def _login(page, base_url: str, username: str, password: str) -> None:
-    page.goto(f"{base_url}/admin/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit], input[type=submit]")
-    page.wait_for_load_state("networkidle")
-
-
 def test_staff_login_lands_on_the_console(page, live_server, two_tenants):
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
 
     assert page.url == f"{live_server.url}/admin/"
     assert page.locator("body").inner_text().count("Club CRM") >= 1
@@ -42,7 +39,7 @@ def test_staff_login_lands_on_the_console(page, live_server, two_tenants):
 
 
 def test_wrong_password_shows_the_error_and_stays_out(page, live_server, two_tenants):
-    _login(page, live_server.url, "anna", "not-the-password")
+    login(page, live_server.url, "anna", "not-the-password")
 
     assert "/admin/login/" in page.url
     assert "correct username and password" in page.locator("body").inner_text()
@@ -50,7 +47,7 @@ def test_wrong_password_shows_the_error_and_stays_out(page, live_server, two_ten
 
 def test_staff_sees_only_their_tenants_rows(page, live_server, two_tenants):
     _tenant_a, _tenant_b, club_a, club_b = two_tenants
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
 
     page.goto(f"{live_server.url}/admin/crm/club/")
     clubs = page.locator("#result_list, table").first.inner_text()
@@ -69,7 +66,7 @@ def test_staff_sees_only_their_tenants_rows(page, live_server, two_tenants):
 
 def test_superuser_sees_every_tenant(page, live_server, two_tenants):
     get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
-    _login(page, live_server.url, "root", PASSWORD)
+    login(page, live_server.url, "root", PASSWORD)
 
     page.goto(f"{live_server.url}/admin/crm/tenant/")
     tenants = page.locator("body").inner_text()

@@ -7,11 +7,10 @@ from playwright.sync_api import expect
 
 from customers import ingest
 from customers.models import Note, SyncLogEntry, SyncStatus
+from tests.browser.helpers import login
 from tests.customers.helpers import person
 from tests.events.helpers import at, event, run
-from tests.factories import StaffMembershipFactory, TenantFactory, UserFactory
-
-from .test_admin_console import PASSWORD, _login
+from tests.factories import PASSWORD, StaffMembershipFactory, TenantFactory, UserFactory
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def golfer(transactional_db):
 
 def test_timeline_filters_pages_and_notes_can_be_added_and_pinned(page, live_server, golfer):
     _tenant, profile = golfer
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/customers/customerprofile/{profile.pk}/change/")
 
     activities = page.locator("[data-testid=activity]")
@@ -91,7 +90,7 @@ def test_failed_events_are_found_and_replayed_from_the_sync_log(
             ]
         ]
     ).update(status=SyncStatus.FAILED, error="ValueError: cannot apply")
-    _login(page, live_server.url, "anna", PASSWORD)
+    login(page, live_server.url, "anna", PASSWORD)
     page.goto(f"{live_server.url}/admin/customers/synclogentry/?status__exact=FAILED")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 2

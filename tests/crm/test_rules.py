@@ -3,6 +3,7 @@ agree, and give the expected people), nested groups, relative dates around midni
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -316,3 +317,38 @@ def test_a_moment_exactly_at_local_midnight_belongs_to_the_new_day(tenant_a, tz)
     ):
         got = both(tenant_a, rule("last_activity_at", op, {"days_ago": days}), context)
         assert got == expected, (op, days)
+
+
+@pytest.mark.parametrize(
+    ("criteria", "message"),
+    [
+        (rule("last_activity_at", "eq", "9999-12-31"), "from 1000-01-01 to 9998-12-31"),
+        (rule("last_activity_at", "lt", "0001-01-01"), "from 1000-01-01 to 9998-12-31"),
+        (rule("date_of_birth", "gt", "9999-12-31"), "from 1000-01-01 to 9998-12-31"),
+        (rule("date_of_birth", "gt", "0000-01-01"), "YYYY-MM-DD"),
+        (rule("date_of_birth", "gt", "10000-01-01"), "YYYY-MM-DD"),
+        (rule("last_activity_at", "lt", "0001-01-01T00:00:00+14:00"), "from 1000-01-01"),
+        (rule("last_activity_at", "lt", "9999-12-31T23:59:59-10:00"), "from 1000-01-01"),
+        (rule("last_activity_at", "lt", "2026-01-01T00:00:00+20:00"), "UTC offset"),
+        (rule("last_activity_at", "lt", {"days_ago": 10**30}), "whole number"),
+        (rule("last_activity_at", "lt", {"days_from_now": 36_501}), "whole number"),
+        (rule("email", "eq", "a\u0000b"), "NUL"),
+    ],
+)
+def test_extreme_dates_and_nul_are_refused_with_the_rule_path(criteria, message):
+    with pytest.raises(rules.RuleError) as caught:
+        rules.parse(criteria)
+    errors = caught.value.message_dict
+    assert any(message in m for m in errors["rules[0].value"]), errors
+
+
+def test_the_latest_allowed_day_still_compiles_and_runs(tenant_a):
+    # The day after it, which a date-time day needs as its end, is still in the calendar.
+    assert both(tenant_a, rule("last_activity_at", "lte", "9998-12-31")) == set()
+
+
+def test_an_extreme_date_in_a_segment_preview_is_400(api_a, tenant_a):
+    body = {"criteria": rule("last_activity_at", "eq", "9999-12-31")}
+    response = api_a.post("/api/v1/segments/preview", body, format="json")
+    assert response.status_code == 400
+    assert "rules[0].value" in json.dumps(response.json()["error"]["fields"])

@@ -21,7 +21,7 @@ from customers.models import (
 from marketing.models import Message, MessageStatus, SegmentMembership, Suppression
 from marketing.segments import segment_create, segment_members_add
 from tests.events.helpers import at, event, run
-from tests.marketing.test_campaigns import NOON_JHB, _campaign, _run_to_completion
+from tests.marketing.builders import NOON_JHB, make_campaign, run_to_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -61,8 +61,8 @@ def _person_with_history(api_a, tenant_a):
 def test_erasure_removes_personal_data_and_keeps_only_stubs_and_an_audit(api_a, tenant_a):
     erin = _person_with_history(api_a, tenant_a)
     CustomerProfile.objects.filter(pk=erin.pk).update(lifecycle_stage="MEMBER")
-    campaign = _campaign(tenant_a)
-    _run_to_completion(campaign)
+    campaign = make_campaign(tenant_a)
+    run_to_completion(campaign)
     assert Message.objects.filter(customer=erin, status=MessageStatus.SENT).exists()
 
     response = api_a.post(
@@ -117,7 +117,7 @@ def test_the_same_person_arriving_again_is_a_new_profile_that_is_not_marketed(ap
     again = CustomerProfile.objects.get(tenant=tenant_a, email="erase.me@example.com")
     assert again.pk != erin.pk and again.email_opt_in
     CustomerProfile.objects.filter(pk=again.pk).update(lifecycle_stage="MEMBER")
-    run_ = _run_to_completion(_campaign(tenant_a))
+    run_ = run_to_completion(make_campaign(tenant_a))
     message = Message.objects.get(run=run_, customer=again)
     assert (message.status, message.skip_reason) == (MessageStatus.SKIPPED, "suppressed")
 
@@ -129,16 +129,12 @@ def test_erasing_another_tenants_customer_is_404(api_b, api_a, tenant_a):
     assert erin.status == ProfileStatus.ACTIVE
 
 
-def test_admin_erasure_needs_a_confirmation_and_the_admin_role(client, api_a, tenant_a, staff_a):
-    from crm.models import StaffRole
-    from tests.factories import StaffMembershipFactory, UserFactory
-
+def test_admin_erasure_needs_a_confirmation_and_the_admin_role(
+    client, api_a, tenant_a, staff_a, marketer_a
+):
     erin = _person_with_history(api_a, tenant_a)
     url = f"/admin/customers/customerprofile/{erin.pk}/erase/"
-    marketer = StaffMembershipFactory(
-        tenant=tenant_a, user=UserFactory(username="mark"), role=StaffRole.MARKETER
-    ).user
-    client.force_login(marketer)
+    client.force_login(marketer_a)
     assert client.get(url).status_code == 403
     client.force_login(staff_a)
     page = client.get(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import pytest
@@ -78,11 +79,19 @@ def test_timeline_filters_by_category_type_and_dates(api_a, tenant_a):
     assert len(api_a.get(url, {"until": since}).json()["results"]) == 3
 
 
+def _cursor(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
         ({"category": "sport"}, "category"),
         ({"cursor": "!!not-a-cursor"}, "cursor"),
+        ({"cursor": _cursor("0001-01-01T00:00:00+14:00|1")}, "cursor"),
+        ({"cursor": _cursor("2026-01-01T00:00:00|1")}, "cursor"),
+        ({"cursor": _cursor("2026-01-01T00:00:00+00:00|99999999999999999999999")}, "cursor"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),
         ({"page_size": 0}, "page_size"),
         ({"page_size": 1000}, "page_size"),
         ({"since": "yesterday"}, "since"),

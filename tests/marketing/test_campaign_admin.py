@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from marketing.models import Campaign, CampaignStatus, MessageTemplate, Suppression
 from marketing.segments import segment_refresh
-
-from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
+from tests.marketing.builders import NOON_JHB, make_campaign, make_member, run_to_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -29,13 +28,13 @@ def console(client, staff_a):
 
 
 def test_the_editor_shows_who_would_get_it_before_scheduling(console, tenant_a):
-    _member(tenant_a, "yes@example.com", email_opt_in=True)
-    _member(tenant_a, "no@example.com", email_opt_in=False)
-    _member(tenant_a, "gone@example.com", email_opt_in=True)
+    make_member(tenant_a, "yes@example.com", email_opt_in=True)
+    make_member(tenant_a, "no@example.com", email_opt_in=False)
+    make_member(tenant_a, "gone@example.com", email_opt_in=True)
     Suppression.objects.create(
         tenant=tenant_a, channel="email", address="gone@example.com", reason="unsubscribed"
     )
-    campaign = _campaign(tenant_a, scheduled_at=timezone.now() + timedelta(hours=1))
+    campaign = make_campaign(tenant_a, scheduled_at=timezone.now() + timedelta(hours=1))
     segment_refresh(segment=campaign.segment)
     page = console.get(f"/admin/marketing/campaign/{campaign.pk}/change/")
     assert page.context["audience"] == {
@@ -49,10 +48,10 @@ def test_the_editor_shows_who_would_get_it_before_scheduling(console, tenant_a):
 
 
 def test_stats_page_shows_the_funnel_and_skip_reasons(console, tenant_a):
-    _member(tenant_a, "a@example.com", email_opt_in=True)
-    _member(tenant_a, "b@example.com", email_opt_in=False)
-    campaign = _campaign(tenant_a)
-    _run_to_completion(campaign)
+    make_member(tenant_a, "a@example.com", email_opt_in=True)
+    make_member(tenant_a, "b@example.com", email_opt_in=False)
+    campaign = make_campaign(tenant_a)
+    run_to_completion(campaign)
     page = console.get(f"/admin/marketing/campaign/{campaign.pk}/stats/")
     funnel = {step["label"]: step["value"] for step in page.context["funnel"]}
     assert funnel == {"Targeted": 2, "Sent": 1, "Delivered": 0, "Opened": 0, "Clicked": 0}
@@ -80,7 +79,7 @@ def test_template_form_validates_and_previews(console, tenant_a):
 
 
 def test_another_tenants_campaign_is_out_of_reach(console, tenant_b):
-    theirs = _campaign(tenant_b)
+    theirs = make_campaign(tenant_b)
     assert console.post(f"/admin/marketing/campaign/{theirs.pk}/do/cancel/").status_code == 403
     assert console.get(f"/admin/marketing/campaign/{theirs.pk}/stats/").status_code == 403
     assert Campaign.objects.get(pk=theirs.pk).status == CampaignStatus.DRAFT

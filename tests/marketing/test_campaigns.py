@@ -3,7 +3,6 @@ suppression, frequency cap and quiet hours, sends that never double, A/B tests, 
 
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import UTC, datetime, time, timedelta
 
@@ -24,7 +23,6 @@ from marketing.models import (
     Interaction,
     Message,
     MessageStatus,
-    MessageTemplate,
     RunStatus,
     Suppression,
 )
@@ -39,13 +37,16 @@ from marketing.sending import (
 )
 from marketing.templating import render, sample_context
 from tests.customers.helpers import person
+from tests.factories import MessageTemplateFactory
+from tests.marketing.builders import (
+    MEMBERS,
+    NOON_JHB,
+    make_campaign,
+    make_member,
+    run_to_completion,
+)
 
 pytestmark = pytest.mark.django_db
-MEMBERS = {
-    "combinator": "AND",
-    "rules": [{"field": "lifecycle_stage", "operator": "eq", "value": "MEMBER"}],
-}
-NOON_JHB = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 12:00 in Johannesburg
 
 
 @pytest.fixture(autouse=True)
@@ -63,60 +64,12 @@ def _fresh_backend():
     messaging._connection_cache.clear()
 
 
-def _member(tenant, email, **fields):
-    profile = person(tenant, email=email)
-    CustomerProfile.objects.filter(pk=profile.pk).update(
-        lifecycle_stage="MEMBER", first_name=email.split("@")[0].title(), **fields
-    )
-    return profile
-
-
-_names = itertools.count()
-
-
-def _template(tenant, **extra):
-    return MessageTemplate.objects.create(
-        tenant=tenant,
-        name=extra.pop("name", f"Newsletter {next(_names)}"),
-        channel=extra.pop("channel", "email"),
-        subject=extra.pop("subject", "Hello {{ first_name }}"),
-        html_body=extra.pop("html_body", "<p>Hi {{ first_name }}, see you at {{ club }}.</p>"),
-        **extra,
-    )
-
-
-def _campaign(tenant, **extra):
-    segment = segment_create(
-        tenant=tenant, data={"name": f"seg-{timezone.now().timestamp()}", "criteria": MEMBERS}
-    )
-    return Campaign.objects.create(
-        tenant=tenant,
-        name=extra.pop("name", "November news"),
-        segment=segment,
-        channels=extra.pop("channels", ["email"]),
-        email_template=extra.pop("email_template", None) or _template(tenant),
-        scheduled_at=extra.pop("scheduled_at", NOON_JHB),
-        **extra,
-    )
-
-
-def _run_to_completion(campaign, now=NOON_JHB):
-    campaign_schedule(campaign=campaign) if campaign.status == CampaignStatus.DRAFT else None
-    campaigns_start_due(now=now + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=now)
-    run.refresh_from_db()
-    run_send(run=run, now_fn=lambda: now)
-    run.refresh_from_db()
-    return run
-
-
 # ----------------------------------------------------------------------------- templates
 
 
 def test_rendering_sanitises_html_and_adds_the_unsubscribe_link(tenant_a):
-    template = _template(
-        tenant_a,
+    template = MessageTemplateFactory(
+        tenant=tenant_a,
         html_body='<p onclick="steal()">Hi {{ first_name }}</p><script>x()</script>'
         '<a href="javascript:alert(1)">bad</a><a href="https://club.example">ok</a>',
     )
@@ -181,7 +134,7 @@ def test_recurring_schedule_keeps_local_time_across_uk_dst(tenant_b, after, expe
 
 def test_every_state_change_and_the_refused_ones(api_a, tenant_a):
     segment = segment_create(tenant=tenant_a, data={"name": "S", "criteria": MEMBERS})
-    template = _template(tenant_a)
+    template = MessageTemplateFactory(tenant=tenant_a)
     body = {
         "name": "News",
         "segment_id": str(segment.pk),
@@ -218,7 +171,7 @@ def test_scheduling_needs_a_segment_channels_templates_and_a_time(api_a, tenant_
     response = api_a.post(f"/api/v1/campaigns/{created['id']}/schedule")
     assert response.status_code == 400
     assert {"segment", "channels", "scheduled_at"} <= set(response.json()["error"]["fields"])
-    sms_template = _template(tenant_a, name="T", channel="sms", body="Hi")
+    sms_template = MessageTemplateFactory(tenant=tenant_a, name="T", channel="sms", body="Hi")
     bad = api_a.post(
         "/api/v1/campaigns",
         {"name": "Wrong", "channels": ["email"], "email_template_id": str(sms_template.pk)},
@@ -234,7 +187,7 @@ def test_scheduling_needs_a_segment_channels_templates_and_a_time(api_a, tenant_
 
 
 def test_another_tenants_campaign_is_404(api_b, tenant_a):
-    campaign = _campaign(tenant_a)
+    campaign = make_campaign(tenant_a)
     for method, path in (
         ("get", ""),
         ("patch", ""),
@@ -254,19 +207,19 @@ def test_another_tenants_campaign_is_404(api_b, tenant_a):
 
 
 def test_snapshot_applies_consent_suppression_address_and_frequency_cap(tenant_a):
-    ok = _member(tenant_a, "ok@example.com", email_opt_in=True)
-    _member(tenant_a, "no-consent@example.com", email_opt_in=False)
-    _member(tenant_a, "blocked@example.com", email_opt_in=True)
+    ok = make_member(tenant_a, "ok@example.com", email_opt_in=True)
+    make_member(tenant_a, "no-consent@example.com", email_opt_in=False)
+    make_member(tenant_a, "blocked@example.com", email_opt_in=True)
     no_email = person(tenant_a, phone="+27825550999")
     CustomerProfile.objects.filter(pk=no_email.pk).update(
         lifecycle_stage="MEMBER", email_opt_in=True
     )
-    capped = _member(tenant_a, "busy@example.com", email_opt_in=True)
+    capped = make_member(tenant_a, "busy@example.com", email_opt_in=True)
     Suppression.objects.create(
         tenant=tenant_a, channel="email", address="blocked@example.com", reason="unsubscribed"
     )
     # Three marketing messages this week already.
-    earlier = _campaign(tenant_a, name="Earlier")
+    earlier = make_campaign(tenant_a, name="Earlier")
     run = CampaignRun.objects.create(
         tenant=tenant_a, campaign=earlier, scheduled_for=timezone.now()
     )
@@ -280,8 +233,8 @@ def test_snapshot_applies_consent_suppression_address_and_frequency_cap(tenant_a
             status=MessageStatus.SENT,
             sent_at=timezone.now() - timedelta(days=i + 1),
         )
-    campaign = _campaign(tenant_a)
-    run = _run_to_completion(campaign)
+    campaign = make_campaign(tenant_a)
+    run = run_to_completion(campaign)
     rows = {m.customer_id: m for m in Message.objects.filter(run=run)}
     assert rows[ok.pk].status == MessageStatus.SENT
     reasons = {
@@ -302,8 +255,8 @@ def test_snapshot_applies_consent_suppression_address_and_frequency_cap(tenant_a
 
 
 def test_sent_email_carries_unsubscribe_headers_and_a_stable_message_id(tenant_a):
-    _member(tenant_a, "ann@example.com", email_opt_in=True)
-    run = _run_to_completion(_campaign(tenant_a))
+    make_member(tenant_a, "ann@example.com", email_opt_in=True)
+    run = run_to_completion(make_campaign(tenant_a))
     [email] = mail.outbox
     assert email.subject == "Hello Ann"
     assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -315,9 +268,9 @@ def test_sent_email_carries_unsubscribe_headers_and_a_stable_message_id(tenant_a
 
 def test_a_retried_or_resumed_send_never_sends_a_row_twice(tenant_a):
     for i in range(5):
-        _member(tenant_a, f"p{i}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
-    run = _run_to_completion(campaign)
+        make_member(tenant_a, f"p{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
+    run = run_to_completion(campaign)
     assert len(mail.outbox) == 5
     # The same task delivered again, a kick from the sweep, a second prepare: nothing new.
     assert run_send(run=run, now_fn=lambda: NOON_JHB) == 0
@@ -328,10 +281,10 @@ def test_a_retried_or_resumed_send_never_sends_a_row_twice(tenant_a):
 
 
 def test_quiet_hours_hold_messages_until_the_window_opens(tenant_a):
-    _member(tenant_a, "late@example.com", email_opt_in=True)
+    make_member(tenant_a, "late@example.com", email_opt_in=True)
     night = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 22:30 in Johannesburg
     assert in_quiet_hours(tenant_a, night)
-    campaign = _campaign(tenant_a, scheduled_at=night)
+    campaign = make_campaign(tenant_a, scheduled_at=night)
     campaign_schedule(campaign=campaign)
     campaigns_start_due(now=night)
     run = CampaignRun.objects.get(campaign=campaign)
@@ -355,8 +308,8 @@ def test_an_unsubscribe_mid_send_excludes_the_contact_from_the_rest(tenant_a, mo
     from marketing import sending
 
     for i in range(4):
-        _member(tenant_a, f"p{i}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+        make_member(tenant_a, f"p{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     campaign_schedule(campaign=campaign)
     campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
@@ -389,8 +342,8 @@ def test_a_paused_campaign_stops_and_resumes_where_it_was(tenant_a):
     from marketing.campaigns import campaign_pause, campaign_resume
 
     for i in range(3):
-        _member(tenant_a, f"p{i}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+        make_member(tenant_a, f"p{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     campaign_schedule(campaign=campaign)
     campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
@@ -404,8 +357,8 @@ def test_a_paused_campaign_stops_and_resumes_where_it_was(tenant_a):
 
 
 def test_rows_in_doubt_are_sent_again_with_the_same_message_id(tenant_a):
-    _member(tenant_a, "doubt@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+    make_member(tenant_a, "doubt@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     campaign_schedule(campaign=campaign)
     campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
@@ -432,8 +385,8 @@ def run_status(run):
 
 def test_ab_split_is_deterministic_and_the_winner_gets_the_rest(tenant_a):
     for i in range(40):
-        _member(tenant_a, f"ab{i}@example.com", email_opt_in=True)
-    campaign = _campaign(
+        make_member(tenant_a, f"ab{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(
         tenant_a,
         ab_test={
             "variants": [{"subject": "Subject A"}, {"subject": "Subject B"}],
@@ -484,8 +437,8 @@ def test_ab_split_is_deterministic_and_the_winner_gets_the_rest(tenant_a):
 
 def test_staff_can_choose_the_winner(api_a, tenant_a):
     for i in range(10):
-        _member(tenant_a, f"w{i}@example.com", email_opt_in=True)
-    campaign = _campaign(
+        make_member(tenant_a, f"w{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(
         tenant_a,
         ab_test={
             "variants": [{"subject": "A"}, {"subject": "B"}, {"subject": "C"}],
@@ -504,10 +457,10 @@ def test_staff_can_choose_the_winner(api_a, tenant_a):
 
 
 def test_stats_and_send_test(api_a, tenant_a):
-    _member(tenant_a, "s@example.com", email_opt_in=True)
-    _member(tenant_a, "n@example.com", email_opt_in=False)
-    campaign = _campaign(tenant_a)
-    _run_to_completion(campaign)
+    make_member(tenant_a, "s@example.com", email_opt_in=True)
+    make_member(tenant_a, "n@example.com", email_opt_in=False)
+    campaign = make_campaign(tenant_a)
+    run_to_completion(campaign)
     stats = api_a.get(f"/api/v1/campaigns/{campaign.pk}/stats").json()
     assert (stats["targeted"], stats["sent"], stats["skipped"]) == (2, 1, 1)
     assert stats["skip_reasons"] == {"no_consent": 1}
@@ -526,14 +479,14 @@ def test_stats_and_send_test(api_a, tenant_a):
 
 
 def test_a_segment_in_use_cannot_be_deleted(api_a, tenant_a):
-    campaign = _campaign(tenant_a)
+    campaign = make_campaign(tenant_a)
     response = api_a.delete(f"/api/v1/segments/{campaign.segment_id}")
     assert response.status_code == 409
     assert "Campaigns send to this segment" in str(response.json())
 
 
 def test_templates_of_another_tenant_are_404(api_b, tenant_a):
-    template = _template(tenant_a)
+    template = MessageTemplateFactory(tenant=tenant_a)
     assert api_b.get(f"/api/v1/templates/{template.pk}").status_code == 404
     assert (
         api_b.post(f"/api/v1/templates/{template.pk}/preview", {}, format="json").status_code == 404
@@ -542,8 +495,8 @@ def test_templates_of_another_tenant_are_404(api_b, tenant_a):
 
 
 def test_a_recurring_campaign_goes_back_to_scheduled_for_its_next_time(tenant_a):
-    _member(tenant_a, "weekly@example.com", email_opt_in=True)
-    campaign = _campaign(
+    make_member(tenant_a, "weekly@example.com", email_opt_in=True)
+    campaign = make_campaign(
         tenant_a,
         type="RECURRING",
         cron="0 9 * * 1",
@@ -572,8 +525,8 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     settings.MESSAGING_API_KEY = "k"
     messaging.get_backend.cache_clear()
     for i in range(3):
-        _member(tenant_a, f"h{i}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+        make_member(tenant_a, f"h{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     campaign_schedule(campaign=campaign)
     campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
@@ -619,8 +572,8 @@ def test_a_run_that_cannot_be_prepared_fails_the_campaign_and_sends_nothing(tena
     from marketing.models import Segment
     from marketing.tasks import prepare_run as prepare_task
 
-    _member(tenant_a, "f@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+    make_member(tenant_a, "f@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     campaign_schedule(campaign=campaign)
     # The segment's rules went bad behind the API's back (say, a field was retired).
     Segment.objects.filter(pk=campaign.segment_id).update(
@@ -643,9 +596,9 @@ def test_ab_test_variants_held_by_quiet_hours_are_sent_when_the_window_opens(ten
     from marketing import sending
 
     for i in range(20):
-        _member(tenant_a, f"q{i}@example.com", email_opt_in=True)
+        make_member(tenant_a, f"q{i}@example.com", email_opt_in=True)
     night = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 22:30 in Johannesburg
-    campaign = _campaign(
+    campaign = make_campaign(
         tenant_a,
         scheduled_at=night,
         ab_test={

@@ -4,7 +4,6 @@ cleared."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import timedelta
@@ -18,82 +17,32 @@ from django.utils import timezone
 from customers.models import Activity
 from marketing.campaigns import campaign_stats
 from marketing.common import message_identity
-from marketing.interactions import message_by_identity, webhook_signature
+from marketing.interactions import message_by_identity
 from marketing.models import Interaction, Message, MessageStatus, Suppression
+from tests.factories import MessageTemplateFactory
+from tests.marketing.builders import (
+    WEBHOOK_URL,
+    make_campaign,
+    make_member,
+    post_webhook,
+    run_to_completion,
+    webhook_event,
+)
 
-from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
-
-pytestmark = pytest.mark.django_db
-URL = "/api/v1/webhooks/messaging"
-
-
-@pytest.fixture(autouse=True)
-def _at_ten_to_noon():
-    # Midday in Johannesburg, so quiet hours never hold these sends, whatever CI's clock says.
-    with time_machine.travel(NOON_JHB - timedelta(minutes=10), tick=True):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _backend_cache():
-    from marketing import messaging
-
-    messaging.get_backend.cache_clear()
-    messaging._connection_cache.clear()
-    yield
-    messaging._connection_cache.clear()
-
-
-@pytest.fixture
-def sent(tenant_a):
-    """One email sent to Ann, who had opted in."""
-    ann = _member(
-        tenant_a,
-        "ann@example.com",
-        email_opt_in=True,
-        email_consent_at=timezone.now() - timedelta(days=30),
-    )
-    campaign = _campaign(tenant_a, scheduled_at=timezone.now() + timedelta(minutes=1))
-    run = _run_to_completion(campaign, now=timezone.now())
-    message = Message.objects.get(run=run)
-    assert message.status == MessageStatus.SENT
-    return ann, campaign, message
-
-
-def _post(client, events, *, timestamp=None, secret=None, tamper=False):
-    body = json.dumps({"events": events}).encode()
-    stamp = str(int(timestamp if timestamp is not None else time.time()))
-    signature = webhook_signature(secret or settings.MESSAGING_WEBHOOK_SECRET, stamp, body)
-    if tamper:
-        body = body.replace(b"opened", b"clicked")
-    return client.generic(
-        "POST",
-        URL,
-        body,
-        content_type="application/json",
-        HTTP_X_CRM_TIMESTAMP=stamp,
-        HTTP_X_CRM_SIGNATURE=signature,
-    )
-
-
-def _event(message, kind, event_id, **extra):
-    return {
-        "id": event_id,
-        "type": kind,
-        "messageId": message_identity(message),
-        "timestamp": timezone.now().isoformat(),
-        **extra,
-    }
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("at_ten_to_noon", "fresh_messaging_backend"),
+]
 
 
 def test_signed_events_become_interactions_activities_and_stats(client, sent):
     ann, campaign, message = sent
-    response = _post(
+    response = post_webhook(
         client,
         [
-            _event(message, "delivered", "d1"),
-            _event(message, "opened", "o1"),
-            _event(message, "clicked", "c1", data={"url": "https://x.test"}),
+            webhook_event(message, "delivered", "d1"),
+            webhook_event(message, "opened", "o1"),
+            webhook_event(message, "clicked", "c1", data={"url": "https://x.test"}),
         ],
     )
     assert response.status_code == 200
@@ -109,15 +58,15 @@ def test_signed_events_become_interactions_activities_and_stats(client, sent):
 @pytest.mark.parametrize("problem", ["tampered", "old", "wrong-secret", "missing"])
 def test_bad_signatures_change_nothing(client, sent, problem):
     _ann, _campaign, message = sent
-    events = [_event(message, "opened", "o-bad")]
+    events = [webhook_event(message, "opened", "o-bad")]
     if problem == "tampered":
-        response = _post(client, events, tamper=True)
+        response = post_webhook(client, events, tamper=True)
     elif problem == "old":
-        response = _post(client, events, timestamp=time.time() - 301)
+        response = post_webhook(client, events, timestamp=time.time() - 301)
     elif problem == "wrong-secret":
-        response = _post(client, events, secret="not-the-secret")
+        response = post_webhook(client, events, secret="not-the-secret")
     else:
-        response = client.post(URL, {"events": events}, content_type="application/json")
+        response = client.post(WEBHOOK_URL, {"events": events}, content_type="application/json")
     assert response.status_code == 401
     assert response.json()["error"]["status"] == 401
     assert not Interaction.objects.exists()
@@ -125,8 +74,8 @@ def test_bad_signatures_change_nothing(client, sent, problem):
 
 def test_a_replayed_event_id_is_acknowledged_and_not_applied_again(client, sent):
     _ann, campaign, message = sent
-    assert _post(client, [_event(message, "opened", "o1")]).json()["recorded"] == 1
-    again = _post(client, [_event(message, "opened", "o1")])
+    assert post_webhook(client, [webhook_event(message, "opened", "o1")]).json()["recorded"] == 1
+    again = post_webhook(client, [webhook_event(message, "opened", "o1")])
     assert again.status_code == 200 and again.json()["duplicates"] == 1
     assert Interaction.objects.count() == 1
     assert campaign_stats(campaign=campaign)["opened"] == 1
@@ -135,7 +84,7 @@ def test_a_replayed_event_id_is_acknowledged_and_not_applied_again(client, sent)
 def test_unknown_messages_and_malformed_events_are_reported(client, sent):
     _ann, _campaign, message = sent
     forged = f"crm-{message.pk}-{'0' * 24}"
-    response = _post(
+    response = post_webhook(
         client,
         [
             {
@@ -162,14 +111,16 @@ def test_unknown_messages_and_malformed_events_are_reported(client, sent):
 
 def test_unsubscribe_and_complaint_clear_consent_and_suppress_at_once(client, sent, tenant_a):
     ann, _campaign, message = sent
-    _post(client, [_event(message, "complained", "spam1")])
+    post_webhook(client, [webhook_event(message, "complained", "spam1")])
     ann.refresh_from_db()
     assert ann.email_opt_in is False and ann.email_consent_source == "complained"
     assert Suppression.objects.filter(
         tenant=tenant_a, channel="email", address="ann@example.com", reason="complained"
     ).exists()
     # A later "delivered" or "opened" does not undo it; nor does an older opt-in event.
-    _post(client, [_event(message, "delivered", "d2"), _event(message, "opened", "o2")])
+    post_webhook(
+        client, [webhook_event(message, "delivered", "d2"), webhook_event(message, "opened", "o2")]
+    )
     from tests.events.helpers import event, run
 
     run(
@@ -188,10 +139,10 @@ def test_unsubscribe_and_complaint_clear_consent_and_suppress_at_once(client, se
 
 def test_a_soft_bounce_does_not_suppress_a_hard_one_does(client, sent, tenant_a):
     ann, _campaign, message = sent
-    _post(client, [_event(message, "bounced", "b1", data={"bounce": "soft"})])
+    post_webhook(client, [webhook_event(message, "bounced", "b1", data={"bounce": "soft"})])
     ann.refresh_from_db()
     assert ann.email_opt_in is True and not Suppression.objects.exists()
-    _post(client, [_event(message, "bounced", "b2", data={"bounce": "hard"})])
+    post_webhook(client, [webhook_event(message, "bounced", "b2", data={"bounce": "hard"})])
     assert Suppression.objects.filter(reason="bounced").exists()
 
 
@@ -240,14 +191,14 @@ def test_open_pixel_and_click_redirect(client, sent):
 def test_links_in_html_go_through_the_click_redirect(tenant_a):
     from marketing.templating import render, sample_context
 
-    from .test_campaigns import _template
-
-    _member(tenant_a, "links@example.com", email_opt_in=True)
-    template = _template(tenant_a, html_body='<a href="https://club.example/?a=1&b=2">Book</a>')
-    campaign = _campaign(
+    make_member(tenant_a, "links@example.com", email_opt_in=True)
+    template = MessageTemplateFactory(
+        tenant=tenant_a, html_body='<a href="https://club.example/?a=1&b=2">Book</a>'
+    )
+    campaign = make_campaign(
         tenant_a, email_template=template, scheduled_at=timezone.now() + timedelta(minutes=1)
     )
-    _run_to_completion(campaign, now=timezone.now())
+    run_to_completion(campaign, now=timezone.now())
     html = mail.outbox[0].alternatives[0].content
     assert "https://club.example" not in html.split("Unsubscribe")[0]
     assert "/t/c/" in html
@@ -272,13 +223,13 @@ def test_an_unsubscribe_link_still_works_a_month_later(client, sent):
 def test_an_sms_stop_clears_sms_only(client, tenant_a):
     from marketing.models import MessageTemplate
 
-    bob = _member(
+    bob = make_member(
         tenant_a, "bob@example.com", email_opt_in=True, sms_opt_in=True, phone="+27825550404"
     )
     sms = MessageTemplate.objects.create(
         tenant=tenant_a, name="SMS", channel="sms", body="Tee times open, {{ first_name }}"
     )
-    campaign = _campaign(
+    campaign = make_campaign(
         tenant_a,
         channels=["sms"],
         email_template=None,
@@ -287,10 +238,12 @@ def test_an_sms_stop_clears_sms_only(client, tenant_a):
     )
     campaign.email_template = None
     campaign.save()
-    run = _run_to_completion(campaign, now=timezone.now())
+    run = run_to_completion(campaign, now=timezone.now())
     message = Message.objects.get(run=run, channel="sms")
     assert message.status == MessageStatus.SENT
-    _post(client, [_event(message, "unsubscribed", "stop-1", data={"keyword": "STOP"})])
+    post_webhook(
+        client, [webhook_event(message, "unsubscribed", "stop-1", data={"keyword": "STOP"})]
+    )
     bob.refresh_from_db()
     assert (bob.sms_opt_in, bob.email_opt_in) == (False, True)
     assert Suppression.objects.filter(channel="sms", address="+27825550404").exists()

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 
 from marketing.segments import segment_create
 from tests.customers.helpers import person
-
-from .test_campaigns import _campaign, _template
+from tests.factories import MessageTemplateFactory
+from tests.marketing.builders import make_campaign
 
 pytestmark = pytest.mark.django_db
 
@@ -41,9 +41,9 @@ def test_list_query_count_does_not_grow_with_rows(api_a, tenant_a, club_a, kind)
                     },
                 )
             elif kind == "templates":
-                _template(tenant_a, club=club_a)
+                MessageTemplateFactory(tenant=tenant_a, club=club_a)
             elif kind == "campaigns":
-                _campaign(tenant_a, club=club_a)
+                make_campaign(tenant_a, club=club_a)
             else:
                 api_a.post(
                     f"/api/v1/customers/{member.pk}/notes", {"body": f"n{make.i}"}, format="json"

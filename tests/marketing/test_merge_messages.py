@@ -12,8 +12,7 @@ from django.utils import timezone
 from customers.services import profile_merge
 from marketing.interactions import interaction_record
 from marketing.models import CampaignRun, Interaction, Message, MessageStatus
-
-from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion
+from tests.marketing.builders import NOON_JHB, make_campaign, make_member, run_to_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -39,9 +38,9 @@ def _sent(tenant, run, customer, channel, days_ago):
 def test_merge_moves_messages_and_interactions_keeping_the_winners_row_of_a_shared_run(
     tenant_a, tenant_b
 ):
-    winner = _member(tenant_a, "win@example.com", email_opt_in=True)
-    loser = _member(tenant_a, "lose@example.com", email_opt_in=True)
-    earlier = _campaign(tenant_a, name="Earlier")
+    winner = make_member(tenant_a, "win@example.com", email_opt_in=True)
+    loser = make_member(tenant_a, "lose@example.com", email_opt_in=True)
+    earlier = make_campaign(tenant_a, name="Earlier")
     run = CampaignRun.objects.create(tenant=tenant_a, campaign=earlier, scheduled_for=NOON_JHB)
     shared_winner = _sent(tenant_a, run, winner, "email", 1)
     shared_loser = _sent(tenant_a, run, loser, "email", 1)
@@ -60,7 +59,7 @@ def test_merge_moves_messages_and_interactions_keeping_the_winners_row_of_a_shar
         event_id="evt-click",
         occurred_at=timezone.now(),
     ).interaction
-    outsider = _member(tenant_b, "win@example.com")
+    outsider = make_member(tenant_b, "win@example.com")
 
     merge = profile_merge(tenant=tenant_a, winner=winner, loser=loser, actor="test")
 
@@ -76,6 +75,6 @@ def test_merge_moves_messages_and_interactions_keeping_the_winners_row_of_a_shar
     assert not Message.objects.filter(customer=outsider).exists()
 
     # The winner now has three marketing messages this week: the cap (3 a week) holds them.
-    run = _run_to_completion(_campaign(tenant_a, name="Later"))
+    run = run_to_completion(make_campaign(tenant_a, name="Later"))
     skipped = Message.objects.get(run=run, customer=winner)
     assert (skipped.status, skipped.skip_reason) == (MessageStatus.SKIPPED, "frequency_cap")

@@ -16,8 +16,7 @@ from marketing import messaging
 from marketing.common import message_identity
 from marketing.models import Message, MessageStatus, MessageTemplate, Suppression
 from tests.customers.helpers import person
-
-from .test_campaigns import NOON_JHB, _campaign, _run_to_completion
+from tests.marketing.builders import NOON_JHB, make_campaign, run_to_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +76,7 @@ def _push_and_whatsapp(tenant):
         )
         for channel in ("push", "whatsapp")
     }
-    return _campaign(tenant, channels=["push", "whatsapp"], **templates)
+    return make_campaign(tenant, channels=["push", "whatsapp"], **templates)
 
 
 def _outcome(run, golfers):
@@ -104,7 +103,7 @@ def test_local_backend_sends_push_to_the_contact_id_and_whatsapp_to_the_phone(
     tenant_a, golfers, caplog
 ):
     with caplog.at_level(logging.INFO, logger="crm.sms"):
-        run = _run_to_completion(_push_and_whatsapp(tenant_a))
+        run = run_to_completion(_push_and_whatsapp(tenant_a))
     assert _outcome(run, golfers) == EXPECTED
     sent = Message.objects.filter(run=run, status=MessageStatus.SENT)
     assert all(m.sent_at and m.provider_id == message_identity(m) for m in sent)
@@ -141,7 +140,7 @@ def test_http_backend_sends_push_and_whatsapp_in_the_batch_call(tenant_a, golfer
     responses.add_callback(
         responses.POST, "http://messaging.test/v1/messages/batch", callback=accept
     )
-    run = _run_to_completion(_push_and_whatsapp(tenant_a))
+    run = run_to_completion(_push_and_whatsapp(tenant_a))
     assert _outcome(run, golfers) == EXPECTED
     wire = [m for call in responses.calls for m in json.loads(call.request.body)["messages"]]
     assert sorted((m["channel"], m["to"], m["body"]) for m in wire) == [

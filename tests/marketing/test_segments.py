@@ -462,3 +462,15 @@ def test_the_error_file_does_not_hand_spreadsheets_formulas(api_a, tenant_a):
     assert (fixed["matched"], fixed["added"], fixed["unmatched"]) == (1, 1, 0)
     assert _members(Segment.objects.get(pk=segment["id"])) == {bob.pk}
     assert ann.pk not in _members(Segment.objects.get(pk=segment["id"]))
+
+
+def test_a_csv_cell_over_the_csv_field_limit_is_a_clear_400(api_a, tenant_a):
+    segment = api_a.post(URL, {"name": "VIPs", "type": "STATIC"}, format="json").json()
+    huge = b"email\n" + b"a" * (csv.field_size_limit() + 1) + b"@example.com\n"
+    upload = SimpleUploadedFile("big.csv", huge, content_type="text/csv")
+    response = api_a.post(f"{URL}/{segment['id']}/import", {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    [message] = response.json()["error"]["fields"]["file"]
+    assert message.startswith("Line 2: not a CSV this import can read")
+    assert "field larger than field limit" in message
+    assert not SegmentMembership.objects.filter(tenant=tenant_a).exists()

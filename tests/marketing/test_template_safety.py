@@ -28,8 +28,8 @@ from marketing.models import (
 )
 from marketing.sending import campaigns_start_due, run_prepare, run_send, runs_kick
 from marketing.templating import SMS_MAX_LENGTH, render, sample_context
-
-from .test_campaigns import NOON_JHB, _campaign, _member, _run_to_completion, _template
+from tests.factories import MessageTemplateFactory
+from tests.marketing.builders import NOON_JHB, make_campaign, make_member, run_to_completion
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ def test_a_disallowed_tag_is_named_in_the_error(api_a):
 
 
 def test_a_template_update_is_refused_the_same_way(api_a, tenant_a):
-    template = _template(tenant_a, name="Newsletter")
+    template = MessageTemplateFactory(tenant=tenant_a, name="Newsletter")
     url = f"/api/v1/templates/{template.pk}"
     response = api_a.patch(url, {"subject": "{{ first_name|safe }}"}, format="json")
     assert response.status_code == 400 and "subject" in response.json()["error"]["fields"]
@@ -110,8 +110,8 @@ def test_a_template_update_is_refused_the_same_way(api_a, tenant_a):
 
 
 def test_the_allowed_language_still_renders_as_before(tenant_a):
-    template = _template(
-        tenant_a,
+    template = MessageTemplateFactory(
+        tenant=tenant_a,
         subject="{% if first_name %}Hi {{ first_name|title }}{% else %}Hello{% endif %}",
         html_body="<p>Hi {{ first_name }}, see you at {{ club }}.</p>\n"
         "{# a comment #}{% comment %}notes{% endcomment %}"
@@ -133,15 +133,15 @@ def test_the_allowed_language_still_renders_as_before(tenant_a):
 
 
 def test_a_customers_name_never_reaches_the_html_as_markup(tenant_a):
-    ann = _member(tenant_a, "ann@example.com", email_opt_in=True)
+    ann = make_member(tenant_a, "ann@example.com", email_opt_in=True)
     CustomerProfile.objects.filter(pk=ann.pk).update(first_name=SCRIPT, last_name='"><b>x</b>')
-    template = _template(
-        tenant_a,
+    template = MessageTemplateFactory(
+        tenant=tenant_a,
         subject="Hi {{ first_name }}",
         html_body="<p>Hi {{ first_name }} {{ last_name|linebreaksbr }}</p>"
         '<a href="https://club.example" title="{{ full_name }}">Book</a>',
     )
-    _run_to_completion(_campaign(tenant_a, email_template=template))
+    run_to_completion(make_campaign(tenant_a, email_template=template))
     [email] = mail.outbox
     html = email.alternatives[0].content
     # The name is text: no live element or attribute came out of it.
@@ -154,7 +154,9 @@ def test_a_customers_name_never_reaches_the_html_as_markup(tenant_a):
 def test_the_html_is_sanitised_as_rendered_not_as_written(tenant_a):
     """What a value produces inside an attribute is cleaned too (the old engine cleaned the
     source, where ``{{ unsubscribe_url }}`` looked harmless)."""
-    template = _template(tenant_a, html_body='<a href="{{ unsubscribe_url }}">Leave</a>')
+    template = MessageTemplateFactory(
+        tenant=tenant_a, html_body='<a href="{{ unsubscribe_url }}">Leave</a>'
+    )
     context = {**sample_context(tenant_a), "unsubscribe_url": "javascript:alert(1)"}
     assert "javascript:" not in render(template, context, marketing=False).html
 
@@ -189,7 +191,9 @@ def test_the_admin_form_refuses_a_disallowed_construct(client, staff_a, tenant_a
 def test_a_template_saved_before_the_rules_previews_as_an_error_not_a_500(
     client, staff_a, api_a, tenant_a
 ):
-    legacy = _template(tenant_a, html_body=ATTACKS["ljust"])  # saved without validation
+    legacy = MessageTemplateFactory(
+        tenant=tenant_a, html_body=ATTACKS["ljust"]
+    )  # saved without validation
     client.force_login(staff_a)
     page = client.get(f"/admin/marketing/messagetemplate/{legacy.pk}/change/")
     assert page.status_code == 200
@@ -199,7 +203,7 @@ def test_a_template_saved_before_the_rules_previews_as_an_error_not_a_500(
 
 
 def test_ab_variant_subjects_are_validated_like_template_subjects(api_a, tenant_a):
-    template = _template(tenant_a)
+    template = MessageTemplateFactory(tenant=tenant_a)
     body = {
         "name": "AB",
         "channels": ["email"],
@@ -223,8 +227,8 @@ def test_ab_variant_subjects_are_validated_like_template_subjects(api_a, tenant_
 
 def test_ab_variant_subjects_are_rendered_for_each_recipient(tenant_a):
     for name in ("ann", "bob", "cat", "dan", "eve", "fay"):
-        _member(tenant_a, f"{name}@example.com", email_opt_in=True)
-    campaign = _campaign(
+        make_member(tenant_a, f"{name}@example.com", email_opt_in=True)
+    campaign = make_campaign(
         tenant_a,
         ab_test={
             "variants": [{"subject": "A for {{ first_name }}"}, {"subject": "B for {{ club }}"}],
@@ -246,17 +250,21 @@ def test_ab_variant_subjects_are_rendered_for_each_recipient(tenant_a):
 def test_a_render_error_for_one_recipient_fails_only_that_row(tenant_a):
     """The template passes validation (with placeholder names), but one recipient's long
     name takes the SMS past its limit: that row fails, the others go, the run completes."""
-    template = _template(
-        tenant_a, channel="sms", subject="", html_body="", body="x" * 1_500 + " {{ full_name }}"
+    template = MessageTemplateFactory(
+        tenant=tenant_a,
+        channel="sms",
+        subject="",
+        html_body="",
+        body="x" * 1_500 + " {{ full_name }}",
     )
     for i, name in enumerate(("ann", "bob", "long")):
-        profile = _member(tenant_a, f"{name}@example.com", sms_opt_in=True)
+        profile = make_member(tenant_a, f"{name}@example.com", sms_opt_in=True)
         fields = {"phone": f"+2782555000{i}"}
         if name == "long":
             fields |= {"first_name": "L" * 100, "last_name": "N" * 100}
         CustomerProfile.objects.filter(pk=profile.pk).update(**fields)
-    campaign = _campaign(tenant_a, channels=["sms"], sms_template=template)
-    run = _run_to_completion(campaign)
+    campaign = make_campaign(tenant_a, channels=["sms"], sms_template=template)
+    run = run_to_completion(campaign)
     rows = {m.address: m for m in Message.objects.filter(run=run)}
     assert [rows[f"+2782555000{i}"].status for i in range(3)] == ["SENT", "SENT", "FAILED"]
     assert rows["+27825550002"].error.startswith("body: At most 1,600 characters")
@@ -268,12 +276,12 @@ def test_a_render_error_for_one_recipient_fails_only_that_row(tenant_a):
 def test_a_stored_template_the_engine_refuses_fails_its_rows_quickly(tenant_a):
     """Saved before the rules (nested loops that would run for hours): every row fails with
     the reason at once and the campaign completes instead of staying SENDING."""
-    template = _template(tenant_a, html_body=ATTACKS["nested_loops"] * 3)
+    template = MessageTemplateFactory(tenant=tenant_a, html_body=ATTACKS["nested_loops"] * 3)
     for name in ("ann", "bob"):
-        _member(tenant_a, f"{name}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a, email_template=template)
+        make_member(tenant_a, f"{name}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a, email_template=template)
     started = time.monotonic()
-    run = _run_to_completion(campaign)
+    run = run_to_completion(campaign)
     assert time.monotonic() - started < 10
     assert not mail.outbox
     rows = list(Message.objects.filter(run=run).values_list("status", "error"))
@@ -284,8 +292,8 @@ def test_a_stored_template_the_engine_refuses_fails_its_rows_quickly(tenant_a):
 
 def test_a_row_in_doubt_after_its_last_attempt_fails_and_the_run_completes(tenant_a):
     for name in ("spent", "fresh"):
-        _member(tenant_a, f"{name}@example.com", email_opt_in=True)
-    campaign = _campaign(tenant_a)
+        make_member(tenant_a, f"{name}@example.com", email_opt_in=True)
+    campaign = make_campaign(tenant_a)
     run = _run(campaign)
     long_ago = timezone.now() - timedelta(minutes=10)
     # Both claimed by workers that died mid-send; one of them was its last attempt.
@@ -309,8 +317,8 @@ def test_a_row_in_doubt_after_its_last_attempt_fails_and_the_run_completes(tenan
 
 def test_cancel_settles_every_open_row(tenant_a):
     for i in range(40):
-        _member(tenant_a, f"c{i}@example.com", email_opt_in=True)
-    campaign = _campaign(
+        make_member(tenant_a, f"c{i}@example.com", email_opt_in=True)
+    campaign = make_campaign(
         tenant_a,
         ab_test={
             "variants": [{"subject": "A"}, {"subject": "B"}],

@@ -27,23 +27,21 @@ from marketing.interactions import (
     webhook_signature,
 )
 from marketing.models import Interaction, Message, MessageStatus, Suppression
+from tests.marketing.builders import WEBHOOK_URL, post_webhook, webhook_event
 
-from . import test_interactions
-from .test_interactions import URL, _event, _post
-
-# The shared fixtures: one email sent to Ann, the clock at noon in Johannesburg.
-sent = test_interactions.sent
-_at_ten_to_noon = test_interactions._at_ten_to_noon
-_backend_cache = test_interactions._backend_cache
-
-pytestmark = pytest.mark.django_db
+# The shared fixtures (tests/marketing/conftest.py): the clock at noon in Johannesburg, and
+# ``sent``, one email sent to Ann.
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("at_ten_to_noon", "fresh_messaging_backend"),
+]
 
 
 def _signed(client, body: bytes, *, timestamp: str | None = None):
     stamp = timestamp or str(int(time.time()))
     return client.generic(
         "POST",
-        URL,
+        WEBHOOK_URL,
         body,
         content_type="application/json",
         HTTP_X_CRM_TIMESTAMP=stamp,
@@ -75,10 +73,10 @@ def test_the_old_computable_message_id_cannot_unsubscribe_anyone(client, sent):
     unkeyed = hashlib.sha256(f"{message.tenant_id}:{message.pk}".encode()).hexdigest()[:24]
     guesses = [f"crm-{message.pk}-{unkeyed}", f"crm-{message.pk}-{unkeyed}{'0' * 8}"]
     assert message_identity(message) not in guesses
-    response = _post(
+    response = post_webhook(
         client,
         [
-            {**_event(message, "complained", f"c{i}"), "messageId": guess}
+            {**webhook_event(message, "complained", f"c{i}"), "messageId": guess}
             for i, guess in enumerate(guesses)
         ],
     )
@@ -132,9 +130,9 @@ def test_events_for_a_message_that_was_never_sent_change_nothing(client, sent, s
     ann, _campaign, message = sent
     before = _state(ann)
     Message.objects.filter(pk=message.pk).update(status=status)
-    response = _post(
+    response = post_webhook(
         client,
-        [_event(message, "complained", "spam"), _event(message, "opened", "open")],
+        [webhook_event(message, "complained", "spam"), webhook_event(message, "opened", "open")],
     )
     assert response.status_code == 200
     assert response.json()["recorded"] == 0
@@ -154,21 +152,24 @@ def test_events_for_a_message_that_was_never_sent_change_nothing(client, sent, s
 def test_event_times_outside_the_window_are_rejected_one_by_one(client, sent):
     ann, _campaign, message = sent
     now = timezone.now()
-    response = _post(
+    response = post_webhook(
         client,
         [
-            {**_event(message, "opened", "o-ok"), "timestamp": now.isoformat()},
-            {**_event(message, "opened", "o-9999"), "timestamp": "9999-12-31T23:59:59+00:00"},
+            {**webhook_event(message, "opened", "o-ok"), "timestamp": now.isoformat()},
             {
-                **_event(message, "complained", "c-future"),
+                **webhook_event(message, "opened", "o-9999"),
+                "timestamp": "9999-12-31T23:59:59+00:00",
+            },
+            {
+                **webhook_event(message, "complained", "c-future"),
                 "timestamp": (now + timedelta(minutes=6)).isoformat(),
             },
             {
-                **_event(message, "opened", "o-past"),
+                **webhook_event(message, "opened", "o-past"),
                 "timestamp": (message.sent_at - timedelta(minutes=6)).isoformat(),
             },
             {
-                **_event(message, "delivered", "d-skew"),
+                **webhook_event(message, "delivered", "d-skew"),
                 "timestamp": (message.sent_at - timedelta(minutes=4)).isoformat(),
             },
         ],
@@ -201,7 +202,7 @@ def test_event_times_outside_the_window_are_rejected_one_by_one(client, sent):
 def test_provider_data_cannot_replace_our_ids_on_the_activity(client, sent):
     ann, campaign, message = sent
     data = {"url": "https://x.test", "campaign_id": "someone-else", "message_id": 1}
-    response = _post(client, [_event(message, "clicked", "c1", data=data)])
+    response = post_webhook(client, [webhook_event(message, "clicked", "c1", data=data)])
     assert response.json()["recorded"] == 1
     activity = Activity.objects.get(customer=ann, type="email.clicked")
     assert activity.metadata == {
@@ -218,16 +219,16 @@ def test_event_ids_must_be_strings_of_at_most_128_characters(client, sent):
     ann, _campaign, message = sent
     before = _state(ann)
     long_a, long_b = "e" * 128 + "a", "e" * 128 + "b"  # cut to 128 they would collide
-    response = _post(
+    response = post_webhook(
         client,
         [
-            _event(message, "opened", long_a),
-            _event(message, "clicked", long_b),
-            _event(message, "opened", {"nested": "object"}),
-            _event(message, "opened", 12345),
-            {**_event(message, "opened", "m-obj"), "messageId": {"crm": 1}},
-            {**_event(message, "opened", "t-list"), "type": ["opened"]},
-            {**_event(message, "opened", "ts-num"), "timestamp": 1764000000},
+            webhook_event(message, "opened", long_a),
+            webhook_event(message, "clicked", long_b),
+            webhook_event(message, "opened", {"nested": "object"}),
+            webhook_event(message, "opened", 12345),
+            {**webhook_event(message, "opened", "m-obj"), "messageId": {"crm": 1}},
+            {**webhook_event(message, "opened", "t-list"), "type": ["opened"]},
+            {**webhook_event(message, "opened", "ts-num"), "timestamp": 1764000000},
         ],
     )
     assert response.status_code == 200
@@ -249,7 +250,7 @@ def test_event_ids_must_be_strings_of_at_most_128_characters(client, sent):
         {"index": 6, "id": "ts-num", "errors": {"timestamp": ["An ISO 8601 date-time."]}},
     ]
     _untouched(ann, before)
-    exact = _post(client, [_event(message, "opened", "e" * 128)])
+    exact = post_webhook(client, [webhook_event(message, "opened", "e" * 128)])
     assert exact.json()["recorded"] == 1
 
 
@@ -259,14 +260,14 @@ def test_event_ids_must_be_strings_of_at_most_128_characters(client, sent):
 def test_a_nul_character_rejects_that_event_only_and_a_retry_is_stable(client, sent):
     ann, _campaign, message = sent
     events = [
-        _event(message, "delivered", "d1"),
-        _event(message, "clicked", "c1", data={"url": "https://x.test/\u0000"}),
-        _event(message, "opened", "o1\u0000"),
-        _event(message, "opened", "o2", data={"k\u0000": 1}),
-        _event(message, "opened", "o3", data={"bad": "\ud800"}),
-        _event(message, "opened", "o4"),
+        webhook_event(message, "delivered", "d1"),
+        webhook_event(message, "clicked", "c1", data={"url": "https://x.test/\u0000"}),
+        webhook_event(message, "opened", "o1\u0000"),
+        webhook_event(message, "opened", "o2", data={"k\u0000": 1}),
+        webhook_event(message, "opened", "o3", data={"bad": "\ud800"}),
+        webhook_event(message, "opened", "o4"),
     ]
-    first = _post(client, events)
+    first = post_webhook(client, events)
     assert first.status_code == 200
     bad = {"event": ["Contains a NUL character or an invalid character."]}
     assert first.json() == {
@@ -279,7 +280,7 @@ def test_a_nul_character_rejects_that_event_only_and_a_retry_is_stable(client, s
             {"index": 4, "id": "o3", "errors": bad},
         ],
     }
-    again = _post(client, events)
+    again = post_webhook(client, events)
     assert again.status_code == 200
     assert (again.json()["recorded"], again.json()["duplicates"]) == (0, 2)
     assert again.json()["rejected"] == first.json()["rejected"]
@@ -298,7 +299,7 @@ def test_a_nul_character_rejects_that_event_only_and_a_retry_is_stable(client, s
 def test_a_malformed_request_timestamp_is_a_401_not_a_500(client, sent, stamp):
     ann, _campaign, message = sent
     before = _state(ann)
-    body = json.dumps({"events": [_event(message, "complained", "c1")]}).encode()
+    body = json.dumps({"events": [webhook_event(message, "complained", "c1")]}).encode()
     response = _signed(client, body, timestamp=stamp)
     assert response.status_code == 401
     assert response.json()["error"] == {
@@ -311,10 +312,10 @@ def test_a_malformed_request_timestamp_is_a_401_not_a_500(client, sent, stamp):
 
 def test_refusals_use_the_documented_error_codes(client, sent):
     _ann, _campaign, message = sent
-    missing = client.post(URL, {"events": []}, content_type="application/json")
+    missing = client.post(WEBHOOK_URL, {"events": []}, content_type="application/json")
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "not_authenticated"
-    wrong = _post(client, [_event(message, "opened", "o1")], secret="not-the-secret")
+    wrong = post_webhook(client, [webhook_event(message, "opened", "o1")], secret="not-the-secret")
     assert wrong.status_code == 401
     assert wrong.json()["error"] == {
         "status": 401,
@@ -331,7 +332,7 @@ def test_refusals_use_the_documented_error_codes(client, sent):
 
 @pytest.mark.parametrize("method", ["get", "put", "delete"])
 def test_other_methods_are_a_json_405(client, method):
-    response = getattr(client, method)(URL)
+    response = getattr(client, method)(WEBHOOK_URL)
     assert response.status_code == 405
     assert response["Content-Type"] == "application/json"
     assert response["Allow"] == "POST"
@@ -348,9 +349,9 @@ def test_an_event_dated_9999_cannot_freeze_consent(client, sent):
     """The original report: a "complained" event dated 9999 stamped consent time forever."""
     ann, _campaign, message = sent
     before = _state(ann)
-    response = _post(
+    response = post_webhook(
         client,
-        [{**_event(message, "complained", "c9999"), "timestamp": "9999-01-01T00:00:00Z"}],
+        [{**webhook_event(message, "complained", "c9999"), "timestamp": "9999-01-01T00:00:00Z"}],
     )
     assert response.json()["rejected"][0]["errors"] == {
         "timestamp": ["More than five minutes in the future."]

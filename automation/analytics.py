@@ -1,0 +1,156 @@
+"""Journey figures, computed from the rows (enrollments, their step history, the messages),
+never from counters kept on the side: a figure cannot drift from what happened.
+
+Per journey: entered, active, completed, converted, exited by reason, failed; the goal's
+conversion rate and median time to goal; the holdout's lift with a 95% confidence interval
+(the difference of two proportions, normal approximation). Per step: visits, people there
+now, outcomes of the visits (branch taken, waited, timeout...), and its messages by status
+and skip reason with opens and clicks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Q
+
+from marketing.models import Interaction, Message
+
+from .models import Enrollment, EnrollmentStatus, EnrollmentStep, Journey
+
+Z95 = 1.96
+E = Enrollment._meta.db_table
+ES = EnrollmentStep._meta.db_table
+M = Message._meta.db_table
+I = Interaction._meta.db_table  # noqa: E741
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def holdout_lift(
+    treated: int, treated_hits: int, held: int, held_hits: int
+) -> dict[str, float | None]:
+    """Goal rate of the treated minus the holdout's, with a 95% interval."""
+    p1, p0 = _rate(treated_hits, treated), _rate(held_hits, held)
+    if p1 is None or p0 is None:
+        return {"lift": None, "low": None, "high": None}
+    se = math.sqrt(p1 * (1 - p1) / treated + p0 * (1 - p0) / held)
+    lift = p1 - p0
+    return {"lift": lift, "low": lift - Z95 * se, "high": lift + Z95 * se}
+
+
+def journey_analytics(*, journey: Journey) -> dict[str, Any]:
+    enrollments = Enrollment.objects.filter(tenant=journey.tenant, journey=journey)
+    totals = enrollments.aggregate(
+        entered=Count("id"),
+        active=Count("id", filter=Q(status=EnrollmentStatus.ACTIVE)),
+        completed=Count("id", filter=Q(status=EnrollmentStatus.COMPLETED)),
+        converted=Count("id", filter=Q(status=EnrollmentStatus.CONVERTED)),
+        failed=Count("id", filter=Q(status=EnrollmentStatus.FAILED)),
+        treated=Count("id", filter=Q(holdout=False)),
+        treated_converted=Count("id", filter=Q(holdout=False, status=EnrollmentStatus.CONVERTED)),
+        held=Count("id", filter=Q(holdout=True)),
+        held_converted=Count("id", filter=Q(holdout=True, status=EnrollmentStatus.CONVERTED)),
+    )
+    exited = dict(
+        enrollments.filter(status=EnrollmentStatus.EXITED)
+        .values_list("exit_reason")
+        .annotate(n=Count("id"))
+        .values_list("exit_reason", "n")
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT percentile_cont(0.5) WITHIN GROUP (
+                ORDER BY extract(epoch FROM ended_at - entered_at))
+            FROM "{Enrollment._meta.db_table}"
+            WHERE tenant_id = %s AND journey_id = %s AND status = 'CONVERTED'
+              AND NOT holdout
+            """,  # noqa: S608
+            [journey.tenant_id, journey.pk],
+        )
+        median = cursor.fetchone()[0]
+    return {
+        "entered": totals["entered"],
+        "active": totals["active"],
+        "completed": totals["completed"],
+        "converted": totals["converted"],
+        "failed": totals["failed"],
+        "exited": exited,
+        "goal": {
+            "conversion_rate": _rate(totals["treated_converted"], totals["treated"]),
+            "median_seconds_to_goal": median,
+            "holdout": {
+                "treated": totals["treated"],
+                "treated_converted": totals["treated_converted"],
+                "held_out": totals["held"],
+                "held_out_converted": totals["held_converted"],
+                "conversion_rate": _rate(totals["held_converted"], totals["held"]),
+                **holdout_lift(
+                    totals["treated"],
+                    totals["treated_converted"],
+                    totals["held"],
+                    totals["held_converted"],
+                ),
+            },
+        },
+        "steps": step_analytics(journey=journey),
+    }
+
+
+def step_analytics(*, journey: Journey) -> dict[str, dict[str, Any]]:
+    """Per step key (over all versions): visits, people there now, outcomes, messages."""
+    tenant = journey.tenant
+    history = EnrollmentStep.objects.filter(tenant=tenant, enrollment__journey=journey)
+    steps: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"visits": 0, "people": 0, "current": 0, "outcomes": {}, "messages": {}}
+    )
+    for row in history.values("step_key").annotate(
+        visits=Count("id"), people=Count("enrollment_id", distinct=True)
+    ):
+        steps[row["step_key"]].update(visits=row["visits"], people=row["people"])
+    for key, outcome, n in (
+        history.exclude(outcome="")
+        .values_list("step_key", "outcome")
+        .annotate(n=Count("id"))
+        .values_list("step_key", "outcome", "n")
+    ):
+        steps[key]["outcomes"][outcome] = n
+    for key, n in (
+        Enrollment.objects.filter(tenant=tenant, journey=journey, status=EnrollmentStatus.ACTIVE)
+        .values_list("step_key")
+        .annotate(n=Count("id"))
+        .values_list("step_key", "n")
+    ):
+        steps[key]["current"] = n
+    # Messages and their opens/clicks per step, joined in SQL (no ids pulled into Python).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT es.step_key, m.status, m.skip_reason, count(*),
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "{I}" i
+                       WHERE i.tenant_id = m.tenant_id AND i.message_id = m.id
+                         AND i.kind = 'OPENED')),
+                   count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "{I}" i
+                       WHERE i.tenant_id = m.tenant_id AND i.message_id = m.id
+                         AND i.kind = 'CLICKED'))
+            FROM "{ES}" es
+            JOIN "{E}" e ON e.id = es.enrollment_id
+            JOIN "{M}" m ON m.tenant_id = es.tenant_id AND m.journey_step_id = es.id
+            WHERE es.tenant_id = %s AND e.journey_id = %s
+            GROUP BY 1, 2, 3
+            """,  # noqa: S608
+            [tenant.pk, journey.pk],
+        )
+        for key, status, reason, n, opened, clicked in cursor.fetchall():
+            bucket = steps[key]["messages"]
+            label = f"{status.lower()}:{reason}" if reason else status.lower()
+            bucket[label] = bucket.get(label, 0) + n
+            bucket["opened"] = bucket.get("opened", 0) + opened
+            bucket["clicked"] = bucket.get("clicked", 0) + clicked
+    return dict(steps)

@@ -1,0 +1,712 @@
+"""The journey engine: enrollment, the sweep that advances due enrollments, and the step
+executors.
+
+States of an enrollment: ACTIVE (at ``step_key``, looked at again from ``due_at``) ->
+COMPLETED (reached END) | CONVERTED (reached the goal) | EXITED (exit criteria, journey
+archived, erased) | FAILED (a step kept failing; ``error`` says why).
+
+The sweep (``journeys_advance``: every minute from beat, and kicked right after people
+enroll or a subscribed event arrives) claims due ACTIVE enrollments of ACTIVE journeys in
+batches with ``SELECT ... FOR UPDATE SKIP LOCKED`` and advances them **set-wise**: the
+enrollments at the same step of the same version are one group, and each group's effect
+(the message rows, the profile updates, the notes) and its move (enrollment rows, the closed
+history row, the new history row) are a few statements, all in the claim's transaction. A
+worker killed mid-sweep rolls the whole batch back; the next sweep does it again, so every
+step runs exactly once per visit (message rows are also unique per step visit and channel).
+Immediate steps are followed in further rounds of the same sweep; WAIT steps set ``due_at``
+(no Celery ETAs). A group whose step raises is retried with backoff (1, 2, 4 minutes) and
+FAILED after ``MAX_ATTEMPTS``, with the error.
+
+Journey messages are delivered after the claim commits, through the campaign pipeline
+(``marketing.delivery.deliver``): consent and suppression are checked again, skip reasons,
+tracking, idempotency keys and the frequency cap work as for campaigns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from crm.models import Tenant
+from crm.tasks import tenant_task
+from customers.models import Activity, CustomerProfile
+from customers.timeline import Author, notes_create_many
+from marketing.common import ADDRESS_COLUMN, unreachable_sql
+from marketing.models import Interaction, Message
+from marketing.segments import criteria_parse, matching
+from marketing.sending import in_quiet_hours, quiet_hours_end
+
+from .delivery import journey_messages_send
+from .journeys import journey_tz
+from .models import (
+    Enrollment,
+    EnrollmentStatus,
+    EnrollmentStep,
+    Journey,
+    JourneyStatus,
+    Step,
+    StepType,
+)
+
+logger = logging.getLogger(__name__)
+
+BATCH = 10_000
+MAX_ROUNDS = 25
+MAX_ATTEMPTS = 3
+JOURNEY_AUTHOR = Author("journey", "Journey")
+
+E = Enrollment._meta.db_table
+ES = EnrollmentStep._meta.db_table
+M = Message._meta.db_table
+P = CustomerProfile._meta.db_table
+J = Journey._meta.db_table
+
+# A place in [0, 1) from a hash: the same input always lands in the same place.
+_BUCKET = "(('x' || substr(md5({}), 1, 8))::bit(32)::bigint / 4294967296.0)"
+
+
+# ----------------------------------------------------------------------------- enrollment
+
+
+def enrollments_create(
+    *,
+    journey: Journey,
+    customer_ids: Sequence[Any],
+    trigger_keys: Sequence[str | None] | None = None,
+    now: datetime | None = None,
+    kick: bool = True,
+) -> int:
+    """Enroll people (set-wise) on the journey's current version, at its first step. Who is
+    not live, does not pass the entry filter, is in the journey already, or may not enter
+    again (re-entry rule) is left out; a trigger key enrolls once (a replayed event or
+    segment change enrolls nobody again). Returns how many entered."""
+    now = now or timezone.now()
+    if not customer_ids or journey.status != JourneyStatus.ACTIVE:
+        return 0
+    version = journey.current_version
+    keys = list(trigger_keys) if trigger_keys is not None else [None] * len(customer_ids)
+    ids = [str(c) for c in customer_ids]
+    tenant = journey.tenant
+    if journey.entry_criteria:
+        group = criteria_parse(tenant, journey.entry_criteria)
+        passing = {
+            str(pk)
+            for pk in matching(tenant, group, now).filter(pk__in=ids).values_list("pk", flat=True)
+        }
+        pairs = [(c, k) for c, k in zip(ids, keys, strict=True) if c in passing]
+        ids, keys = [c for c, _ in pairs], [k for _, k in pairs]
+        if not ids:
+            return 0
+    after = now - timedelta(days=journey.reentry_days)
+    # An entry step that is a WAIT starts its wait on entry.
+    wait = wait_end(journey, Step.objects.get(version=version, key=version.entry_key), now)
+    sql = f"""
+        WITH cand AS (
+            SELECT DISTINCT ON (c.customer_id) c.customer_id, c.trigger_key
+            FROM unnest(%s::uuid[], %s::text[]) AS c(customer_id, trigger_key)
+            JOIN "{P}" p ON p.id = c.customer_id
+            WHERE p.tenant_id = %s AND p.status IN ('ACTIVE', 'INACTIVE')
+              AND p.deleted_at IS NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM "{E}" e WHERE e.tenant_id = %s AND e.journey_id = %s
+                  AND e.customer_id = c.customer_id
+                  AND (e.status = 'ACTIVE' OR %s = 'never'
+                       OR (%s = 'after_days' AND e.entered_at > %s)))
+            ORDER BY c.customer_id, c.trigger_key
+        ), ins AS (
+            INSERT INTO "{E}" (tenant_id, journey_id, version_id, customer_id, step_key, visit,
+                               step_entered_at, status, due_at, wait_until, trigger_key, holdout,
+                               attempts, error, exit_reason, entered_at, created_at, updated_at)
+            SELECT %s, %s, %s, cand.customer_id, %s, 1, %s, 'ACTIVE', %s, %s, cand.trigger_key,
+                   {_BUCKET.format("%s || cand.customer_id::text")} * 100 < %s,
+                   0, '', '', %s, %s, %s
+            FROM cand
+            ON CONFLICT DO NOTHING
+            RETURNING id, tenant_id, step_key
+        )
+        INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
+                            created_at, updated_at)
+        SELECT tenant_id, id, 1, step_key, %s, '', %s, %s FROM ins
+    """  # noqa: S608
+    params = [
+        ids,
+        keys,
+        tenant.pk,
+        tenant.pk,
+        journey.pk,
+        journey.reentry,
+        journey.reentry,
+        after,
+        tenant.pk,
+        journey.pk,
+        version.pk,
+        version.entry_key,
+        now,
+        wait or now,
+        wait,
+        str(journey.pk),
+        journey.holdout_percent,
+        now,
+        now,
+        now,
+        now,
+        now,
+        now,
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        entered = cursor.rowcount
+    if entered and kick:
+        journeys_kick(tenant)
+    return entered
+
+
+def journeys_kick(tenant: Tenant) -> None:
+    """Advance the tenant's due enrollments now rather than at the next beat."""
+    tenant_task("automation.advance_journeys").enqueue(tenant)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+@dataclass
+class Row:
+    id: int
+    tenant_id: Any
+    journey_id: Any
+    version_id: int
+    customer_id: Any
+    step_key: str
+    visit: int
+    step_entered_at: datetime
+    entered_at: datetime
+    wait_until: datetime | None
+    holdout: bool
+
+
+_CLAIM_SQL = f"""
+    SELECT e.id, e.tenant_id, e.journey_id, e.version_id, e.customer_id, e.step_key, e.visit,
+           e.step_entered_at, e.entered_at, e.wait_until, e.holdout
+    FROM "{E}" e
+    JOIN "{J}" j ON j.id = e.journey_id
+    WHERE e.status = 'ACTIVE' AND e.due_at <= %s AND j.status = 'ACTIVE'
+      AND (%s::uuid IS NULL OR e.tenant_id = %s::uuid)
+    ORDER BY e.due_at, e.id
+    LIMIT %s
+    FOR UPDATE OF e SKIP LOCKED
+"""  # noqa: S608
+
+
+def journeys_advance(
+    *, tenant: Tenant | None = None, now: datetime | None = None, batch: int = BATCH
+) -> int:
+    """Advance due enrollments (of one tenant, or all) until none is due or ``MAX_ROUNDS``
+    batches were done; then deliver the journey messages that are queued. Returns how many
+    enrollment steps were processed."""
+    now = now or timezone.now()
+    tenant_id = str(tenant.pk) if tenant else None
+    done = 0
+    for _ in range(MAX_ROUNDS):
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_SQL, [now, tenant_id, tenant_id, batch])
+                rows = [Row(*r) for r in cursor.fetchall()]
+            if not rows:
+                break
+            _advance(rows, now)
+        done += len(rows)
+    journey_messages_send(tenant=tenant, now=now)
+    return done
+
+
+def _advance(rows: list[Row], now: datetime) -> None:
+    journeys = {
+        j.pk: j
+        for j in Journey.objects.filter(pk__in={r.journey_id for r in rows}).select_related(
+            "tenant", "club"
+        )
+    }
+    steps = {
+        (s.version_id, s.key): s
+        for s in Step.objects.filter(version_id__in={r.version_id for r in rows})
+    }
+    rows = _goals_and_exits(rows, journeys, now)
+    groups: dict[tuple[int, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.version_id, row.step_key)].append(row)
+    for (version_id, key), group in groups.items():
+        step = steps.get((version_id, key))
+        journey = journeys[group[0].journey_id]
+        try:
+            with transaction.atomic():  # a savepoint: a failing group leaves the others
+                if step is None:
+                    raise LookupError(f"step {key!r} is not in version {version_id}")
+                EXECUTORS[step.type](journey, step, group, now)
+        except Exception as exc:
+            logger.exception("journey %s step %s failed for %s people", journey.pk, key, len(group))
+            _retry_or_fail([r.id for r in group], f"{type(exc).__name__}: {exc}", now)
+
+
+# ----------------------------------------------------------------------------- goal and exits
+
+
+def _customers_with_event(rows: list[Row], event_type: str, since: dict[int, datetime]) -> set[int]:
+    """Enrollment ids whose person had ``event_type`` at or after ``since[enrollment]``."""
+    if not rows:
+        return set()
+    sql = f"""
+        SELECT x.id FROM unnest(%s::bigint[], %s::uuid[], %s::timestamptz[])
+               AS x(id, customer_id, since)
+        WHERE EXISTS (SELECT 1 FROM "{Activity._meta.db_table}" a
+                      WHERE a.tenant_id = %s AND a.customer_id = x.customer_id
+                        AND a.type = %s AND a.occurred_at >= x.since)
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                [r.id for r in rows],
+                [str(r.customer_id) for r in rows],
+                [since[r.id] for r in rows],
+                str(rows[0].tenant_id),
+                event_type,
+            ],
+        )
+        return {r[0] for r in cursor.fetchall()}
+
+
+def _matching_rows(journey: Journey, rows: list[Row], raw: dict, now: datetime) -> set[int]:
+    group = criteria_parse(journey.tenant, raw)
+    ok = {
+        str(pk)
+        for pk in matching(journey.tenant, group, now)
+        .filter(pk__in=[r.customer_id for r in rows])
+        .values_list("pk", flat=True)
+    }
+    return {r.id for r in rows if str(r.customer_id) in ok}
+
+
+def _hits(journey: Journey, rows: list[Row], spec: dict, now: datetime) -> set[int]:
+    """Enrollments that meet a goal / exit spec (an event since entering, or criteria)."""
+    hit: set[int] = set()
+    if spec.get("event_type"):
+        hit |= _customers_with_event(rows, spec["event_type"], {r.id: r.entered_at for r in rows})
+    if spec.get("criteria"):
+        hit |= _matching_rows(journey, rows, spec["criteria"], now)
+    return hit
+
+
+def _goals_and_exits(rows: list[Row], journeys: dict, now: datetime) -> list[Row]:
+    """People who reached the goal are CONVERTED, people who meet the exit criteria EXITED;
+    the others go on. Looked at whenever an enrollment is due (and kicked by the events)."""
+    by_journey: dict[Any, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_journey[row.journey_id].append(row)
+    ended: set[int] = set()
+    for journey_id, group in by_journey.items():
+        journey = journeys[journey_id]
+        converted = _hits(journey, group, journey.goal, now) if journey.goal else set()
+        exited = (
+            _hits(journey, group, journey.exit_criteria, now) - converted
+            if journey.exit_criteria
+            else set()
+        )
+        if converted:
+            _finish(sorted(converted), EnrollmentStatus.CONVERTED, "converted", "", now)
+        if exited:
+            _finish(sorted(exited), EnrollmentStatus.EXITED, "exited", "exit_criteria", now)
+        ended |= converted | exited
+    return [r for r in rows if r.id not in ended]
+
+
+# ----------------------------------------------------------------------------- moves
+
+
+_MOVE_SQL = f"""
+    WITH m AS (
+        SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[],
+                             %s::text[]) AS m(id, key, due, wait_until, outcome)
+    ), closed AS (
+        UPDATE "{ES}" s SET left_at = %s, outcome = m.outcome, updated_at = %s
+        FROM m, "{E}" e
+        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
+          AND s.visit = e.visit
+    ), moved AS (
+        UPDATE "{E}" e SET step_key = m.key, visit = e.visit + 1, step_entered_at = %s,
+               due_at = m.due, wait_until = m.wait_until, attempts = 0, error = '',
+               updated_at = %s
+        FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
+        RETURNING e.id, e.tenant_id, e.visit, e.step_key
+    )
+    INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
+                        created_at, updated_at)
+    SELECT tenant_id, id, visit, step_key, %s, '', %s, %s FROM moved
+"""  # noqa: S608
+
+
+def _move(
+    moves: list[tuple[int, str, str]], steps: dict[str, Step], journey: Journey, now: datetime
+) -> None:
+    """Move enrollments ``(id, next key, outcome of the step left)`` in one statement: the
+    history row of the visit ends, the enrollment points at the next step, a new history row
+    begins. A WAIT step's due time is worked out on arrival; other steps are due now."""
+    if not moves:
+        return
+    ids, keys, dues, waits, outcomes = [], [], [], [], []
+    arrivals: dict[str, datetime | None] = {}
+    for pk, key, outcome in moves:
+        if key not in arrivals:
+            arrivals[key] = wait_end(journey, steps[key], now)
+        wait = arrivals[key]
+        ids.append(pk)
+        keys.append(key)
+        dues.append(wait or now)
+        waits.append(wait)
+        outcomes.append(outcome[:60])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MOVE_SQL, [ids, keys, dues, waits, outcomes, now, now, now, now, now, now, now]
+        )
+
+
+_FINISH_SQL = f"""
+    WITH m AS (SELECT unnest(%s::bigint[]) AS id),
+    closed AS (
+        UPDATE "{ES}" s SET left_at = %s, outcome = %s, updated_at = %s
+        FROM m, "{E}" e
+        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
+          AND s.visit = e.visit AND s.left_at IS NULL
+    )
+    UPDATE "{E}" e SET status = %s, exit_reason = %s, error = %s, ended_at = %s,
+           due_at = NULL, wait_until = NULL, updated_at = %s
+    FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
+"""  # noqa: S608
+
+
+def _finish(
+    ids: list[int], status: str, outcome: str, reason: str, now: datetime, error: str = ""
+) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(_FINISH_SQL, [ids, now, outcome, now, status, reason, error[:500], now, now])
+        return cursor.rowcount
+
+
+def _hold(ids: list[int], until: datetime, now: datetime) -> None:
+    """Stay at the step; look again at ``until``."""
+    Enrollment.objects.filter(pk__in=ids).update(due_at=until, updated_at=now)
+
+
+def _retry_or_fail(ids: list[int], error: str, now: datetime) -> None:
+    """After a failed step: again in 1, 2, 4... minutes; FAILED after ``MAX_ATTEMPTS``."""
+    sql = f"""
+        UPDATE "{E}" SET attempts = attempts + 1, error = %s, updated_at = %s,
+               due_at = %s::timestamptz + make_interval(mins => power(2, attempts)::int)
+        WHERE id = ANY(%s) AND status = 'ACTIVE'
+        RETURNING id, attempts
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [error[:500], now, now, ids])
+        spent = [pk for pk, attempts in cursor.fetchall() if attempts >= MAX_ATTEMPTS]
+    if spent:
+        _finish(spent, EnrollmentStatus.FAILED, "failed", "failed", now, error)
+
+
+# ----------------------------------------------------------------------------- waits
+
+
+def wait_end(journey: Journey, step: Step, now: datetime) -> datetime | None:
+    """When a WAIT step entered at ``now`` ends (its timeout for an event wait); None for
+    other steps. "Until" times are wall-clock times in the journey's timezone, so 09:00
+    stays 09:00 across DST changes (a time that does not exist that day is taken as the
+    same wall time after the jump, the usual fold=0 reading)."""
+    if step.type != StepType.WAIT:
+        return None
+    config = step.config
+    if "until" in config:
+        return next_local_time(
+            now, journey_tz(journey), config["until"]["time"], config["until"].get("weekdays")
+        )
+    spec = config.get("duration") or config.get("timeout") or {}
+    return now + timedelta(
+        days=spec.get("days", 0), hours=spec.get("hours", 0), minutes=spec.get("minutes", 0)
+    )
+
+
+def next_local_time(now: datetime, tz, hhmm: str, weekdays: list[int] | None) -> datetime:
+    """The first moment after ``now`` that is ``hhmm`` local time on one of ``weekdays``."""
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    local_today = now.astimezone(tz).date()
+    for offset in range(0, 8):
+        day = local_today + timedelta(days=offset)
+        if weekdays and day.weekday() not in weekdays:
+            continue
+        candidate = datetime.combine(day, time(hour, minute), tzinfo=tz)
+        # Normalise through UTC: a wall time skipped by DST becomes the real instant.
+        candidate = candidate.astimezone(UTC)
+        if candidate > now:
+            return candidate
+    raise ValueError("no weekday given")  # pragma: no cover  (validation forbids it)
+
+
+# ----------------------------------------------------------------------------- executors
+
+
+def _steps_of(step: Step) -> dict[str, Step]:
+    return {s.key: s for s in Step.objects.filter(version_id=step.version_id)}
+
+
+def _execute_send(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    tenant = journey.tenant
+    holdout = [r for r in rows if r.holdout]
+    live = [r for r in rows if not r.holdout]
+    if live and in_quiet_hours(tenant, now):
+        # Nothing is sent in quiet hours: the step waits for the window to open.
+        _hold([r.id for r in live], quiet_hours_end(tenant, now), now)
+        live = []
+    channel = step.config["channel"]
+    if live:
+        column = ADDRESS_COLUMN[channel]
+        cap = tenant.frequency_cap if tenant.frequency_window_days else 0
+        sql = f"""
+            INSERT INTO "{M}" (tenant_id, run_id, campaign_id, journey_step_id, template_id,
+                               customer_id, channel, address, variant, status, skip_reason,
+                               attempts, error, provider_id, created_at, updated_at)
+            SELECT %s, NULL, NULL, r.step_id, %s, r.id, %s, r.address, '',
+                   CASE WHEN r.reason <> '' THEN 'SKIPPED' ELSE 'QUEUED' END, r.reason,
+                   0, '', '', %s, %s
+            FROM (
+                SELECT es.id AS step_id, p.id, COALESCE(p.{column}, '') AS address,
+                       CASE
+                         {unreachable_sql(channel)}
+                         WHEN %s > 0 AND (
+                           SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
+                             AND m.customer_id = p.id AND m.status = 'SENT'
+                             AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
+                           THEN 'frequency_cap'
+                         ELSE ''
+                       END AS reason
+                FROM "{E}" e
+                JOIN "{ES}" es ON es.tenant_id = e.tenant_id AND es.enrollment_id = e.id
+                              AND es.visit = e.visit
+                JOIN "{P}" p ON p.id = e.customer_id
+                WHERE e.id = ANY(%s) AND p.tenant_id = %s
+            ) r
+            ON CONFLICT DO NOTHING
+        """  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                [
+                    tenant.pk,
+                    step.config["template_id"],
+                    channel,
+                    now,
+                    now,
+                    channel,
+                    cap,
+                    now,
+                    tenant.frequency_window_days,
+                    tenant.frequency_cap,
+                    [r.id for r in live],
+                    tenant.pk,
+                ],
+            )
+    nxt = step.next_keys[0]
+    _move(
+        [(r.id, nxt, "holdout") for r in holdout] + [(r.id, nxt, "message") for r in live],
+        steps,
+        journey,
+        now,
+    )
+
+
+def _execute_wait(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    config = step.config
+    if "event_type" in config:
+        happened = _customers_with_event(
+            rows, config["event_type"], {r.id: r.step_entered_at for r in rows}
+        )
+        moves = [(r.id, step.next_keys[0], "event") for r in rows if r.id in happened]
+        moves += [
+            (r.id, step.next_keys[1], "timeout")
+            for r in rows
+            if r.id not in happened and (r.wait_until is None or r.wait_until <= now)
+        ]
+    else:
+        moves = [
+            (r.id, step.next_keys[0], "waited")
+            for r in rows
+            if r.wait_until is None or r.wait_until <= now
+        ]
+    moved = {pk for pk, _, _ in moves}
+    early = defaultdict(list)  # kicked before the wait ended (by an event): look again later
+    for r in rows:
+        if r.id not in moved:
+            early[r.wait_until].append(r.id)
+    for until, ids in early.items():
+        _hold(ids, until, now)
+    _move(moves, steps, journey, now)
+
+
+def _execute_condition(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    config = step.config
+    if "criteria" in config:
+        yes = _matching_rows(journey, rows, config["criteria"], now)
+    elif "event_type" in config:
+        yes = _customers_with_event(rows, config["event_type"], {r.id: r.entered_at for r in rows})
+    else:
+        kind = "OPENED" if "opened" in config else "CLICKED"
+        target = config.get("opened") or config.get("clicked")
+        yes = set(
+            Enrollment.objects.filter(pk__in=[r.id for r in rows])
+            .filter(
+                Q(
+                    trail__step_key=target,
+                    trail__pk__in=Message.objects.filter(
+                        tenant=journey.tenant,
+                        journey_step_id__isnull=False,
+                        pk__in=Interaction.objects.filter(tenant=journey.tenant, kind=kind).values(
+                            "message_id"
+                        ),
+                    ).values("journey_step_id"),
+                )
+            )
+            .values_list("pk", flat=True)
+        )
+    yes_key, no_key = step.next_keys
+    _move(
+        [(r.id, yes_key, "yes") if r.id in yes else (r.id, no_key, "no") for r in rows],
+        steps,
+        journey,
+        now,
+    )
+
+
+def split_branch(enrollment_id: int, weights: list[int]) -> int:
+    """The branch of an enrollment: from a hash of its id, so it never changes."""
+    digest = hashlib.md5(str(enrollment_id).encode(), usedforsecurity=False).hexdigest()
+    point = int(digest[:8], 16) % sum(weights)
+    for i, weight in enumerate(weights):
+        if point < weight:
+            return i
+        point -= weight
+    return len(weights) - 1  # pragma: no cover
+
+
+def _execute_split(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    weights = step.config["weights"]
+    moves = []
+    for r in rows:
+        branch = split_branch(r.id, weights)
+        moves.append((r.id, step.next_keys[branch], f"branch {branch + 1}"))
+    _move(moves, steps, journey, now)
+
+
+def _execute_update(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    config = step.config
+    live = [r for r in rows if not r.holdout]
+    if live:
+        add = config.get("add_tags") or []
+        remove = config.get("remove_tags") or []
+        stage = config.get("lifecycle_stage") or None
+        sql = f"""
+            UPDATE "{P}" SET
+              tags = ARRAY(SELECT DISTINCT t FROM unnest(tags || %s::varchar[]) AS t
+                           WHERE NOT t = ANY(%s::varchar[]) ORDER BY t),
+              lifecycle_stage = COALESCE(%s, lifecycle_stage),
+              updated_at = %s
+            WHERE tenant_id = %s AND id = ANY(%s::uuid[])
+        """  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql,
+                [add, remove, stage, now, journey.tenant_id, [str(r.customer_id) for r in live]],
+            )
+    nxt = step.next_keys[0]
+    _move([(r.id, nxt, "holdout" if r.holdout else "updated") for r in rows], steps, journey, now)
+
+
+def _execute_task(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    steps = _steps_of(step)
+    live = [r for r in rows if not r.holdout]
+    if live:
+        notes_create_many(
+            tenant=journey.tenant,
+            customer_ids=[r.customer_id for r in live],
+            author=Author("journey", f"Journey “{journey.name}”"[:150]),
+            body=step.config["body"],
+        )
+    nxt = step.next_keys[0]
+    _move([(r.id, nxt, "holdout" if r.holdout else "note") for r in rows], steps, journey, now)
+
+
+def _execute_end(journey: Journey, step: Step, rows: list[Row], now: datetime) -> None:
+    _finish([r.id for r in rows], EnrollmentStatus.COMPLETED, "completed", "", now)
+
+
+EXECUTORS = {
+    StepType.SEND: _execute_send,
+    StepType.WAIT: _execute_wait,
+    StepType.CONDITION: _execute_condition,
+    StepType.SPLIT: _execute_split,
+    StepType.UPDATE: _execute_update,
+    StepType.TASK: _execute_task,
+    StepType.END: _execute_end,
+}
+
+
+# ----------------------------------------------------------------------------- merge, erasure
+
+
+def move_enrollments(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
+    """Merge hook: the loser's enrollments become the winner's. Where both are in the same
+    journey right now, the winner's stays and the loser's ends EXITED ("merged"), so the
+    winner never goes through one journey twice at once (the partial unique index would
+    refuse it anyway). Their history moves too: it is what the person went through."""
+    now = timezone.now()
+    clash = Enrollment.objects.filter(
+        tenant=tenant, customer=loser, status=EnrollmentStatus.ACTIVE
+    ).filter(
+        journey_id__in=Enrollment.objects.filter(
+            tenant=tenant, customer=winner, status=EnrollmentStatus.ACTIVE
+        ).values("journey_id")
+    )
+    ids = list(clash.values_list("pk", flat=True))
+    if ids:
+        _finish(ids, EnrollmentStatus.EXITED, "merged", "merged", now)
+    return Enrollment.objects.filter(tenant=tenant, customer=loser).update(
+        customer=winner, updated_at=now
+    )
+
+
+def erase_enrollments(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
+    """Erase hook: the person's enrollments and their history go (the journey's figures
+    lose them; the messages are anonymised by marketing's hook)."""
+    return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
+
+
+__all__ = [
+    "EXECUTORS",
+    "enrollments_create",
+    "erase_enrollments",
+    "journeys_advance",
+    "journeys_kick",
+    "move_enrollments",
+    "next_local_time",
+    "split_branch",
+    "wait_end",
+]

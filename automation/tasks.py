@@ -1,0 +1,35 @@
+"""Celery tasks of the automation app: thin wrappers around the engine and triggers."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from crm.models import Tenant
+from crm.tasks import TenantTask
+
+from .engine import journeys_advance
+from .triggers import date_triggers_run, segment_triggers_run
+
+
+@shared_task(name="automation.advance_due_journeys", ignore_result=True)
+def advance_due_journeys() -> int:
+    """Beat, every minute: every tenant's due enrollments (and queued journey messages)."""
+    return journeys_advance()
+
+
+@shared_task(base=TenantTask, name="automation.advance_journeys", ignore_result=True)
+def advance_journeys(tenant: Tenant) -> int:
+    """The kick after people enroll or a subscribed event arrives: one tenant, now."""
+    return journeys_advance(tenant=tenant)
+
+
+@shared_task(name="automation.run_segment_triggers", ignore_result=True)
+def run_segment_triggers() -> int:
+    """Beat, every minute: people who entered or left the segments journeys start from."""
+    return segment_triggers_run()
+
+
+@shared_task(name="automation.run_date_triggers", ignore_result=True)
+def run_date_triggers() -> int:
+    """Beat, hourly: birthdays, anniversaries, renewals, rounds N days ago (local dates)."""
+    return date_triggers_run()
