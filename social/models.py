@@ -90,7 +90,7 @@ class OAuthState(TenantOwnedModel):
     tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
     club = models.ForeignKey("crm.Club", on_delete=models.CASCADE, related_name="+")
     platform = models.CharField(max_length=16, choices=Platform.choices)
-    nonce = models.CharField(max_length=64, unique=True)
+    nonce = models.CharField(max_length=64)
     session_key = models.CharField(max_length=64)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     code_verifier = EncryptedTextField()
@@ -100,6 +100,11 @@ class OAuthState(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "OAuth state"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "nonce"], name="social_oauthstate_nonce_uniq"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.platform} connect for {self.club_id}"
