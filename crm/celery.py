@@ -19,7 +19,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings.base")
 app = Celery("crm")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Dedicated queues so each kind of work can get its own workers when one machine is not enough.
-QUEUES = ("default", "ingest", "sends", "journeys", "scoring", "backfill")
+QUEUES = ("default", "ingest", "sends", "journeys", "scoring", "backfill", "social")
 # Each queue has its own exchange and routing key, so a message reaches exactly one queue.
 app.conf.task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
 # Tasks that go to a queue other than "default".
@@ -36,6 +36,9 @@ TASK_QUEUES = {
     "automation.run_segment_triggers": "journeys",
     "automation.run_date_triggers": "journeys",
     "backfill.import_run": "backfill",
+    # One platform call (or a few) per task: their own workers, so a slow platform never
+    # delays sends. The social sweeps themselves are quick and stay on "default".
+    "social.publish": "social",
 }
 # Tests (and operators debugging one worker) can send every task to one queue.
 _queue_override: str | None = None

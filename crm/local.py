@@ -86,7 +86,7 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     _manage(env, "generate_demo_data", "--tenant", "demo", "--customers", "500", "--if-empty")
     _manage(env, "demo_club", "--tenant", "demo")
     celery = [sys.executable, "-m", "celery", "-A", "crm"]
-    queues = "default,ingest,sends,journeys,scoring,backfill"
+    queues = "default,ingest,sends,journeys,scoring,backfill,social"
     commands = {
         "web": [sys.executable, "manage.py", "runserver", args.bind, "--noreload"],
         "worker": [*celery, "worker", "-Q", queues, "--concurrency", "2", "-l", "INFO"],

@@ -21,6 +21,8 @@ MARKETING_READ = "marketing:read"
 MARKETING_WRITE = "marketing:write"
 PRIVACY_ERASE = "privacy:erase"
 ANALYTICS_READ = "analytics:read"
+SOCIAL_READ = "social:read"
+SOCIAL_WRITE = "social:write"
 
 SCOPES: dict[str, str] = {
     TENANT_READ: "Read the tenant's clubs",
@@ -33,6 +35,8 @@ SCOPES: dict[str, str] = {
     PRIVACY_ERASE: "Erase a customer's personal data",
     ANALYTICS_READ: "Read analytics: member counts, score distributions and trends, campaign "
     "and event volumes (aggregates, no personal data)",
+    SOCIAL_READ: "Read social connections, posts, publications and promotions",
+    SOCIAL_WRITE: "Disconnect accounts; create, schedule and cancel posts and promotions",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 

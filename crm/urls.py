@@ -15,6 +15,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("marketing.api.urls")),
     path("", include("scoring.api.urls")),
     path("", include("automation.api.urls")),
+    path("social/", include("social.api.urls")),
 ]
 
 urlpatterns = [

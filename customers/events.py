@@ -172,6 +172,19 @@ class CompetitionPayload(Payload):
     url = serializers.URLField(required=False)
 
 
+class CompetitionUpdatedPayload(Payload):
+    competitionId = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False)
+    startsAt = serializers.DateTimeField(required=False)
+    clubId = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    url = serializers.URLField(required=False)
+
+
+class CompetitionCancelledPayload(Payload):
+    competitionId = serializers.CharField(max_length=64)
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
 class CompetitionEnteredPayload(Payload):
     competitionId = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
@@ -326,6 +339,24 @@ CATALOG: dict[str, EventType] = {
             "A club published a competition (about no person: subscribers only).",
             CompetitionPayload,
             lambda p: f"Competition published: {p['name']}",
+            person=False,
+        ),
+        EventType(
+            "teetime.competition.updated",
+            "teetime",
+            Category.GOLF,
+            "A published competition changed (name, start, link).",
+            CompetitionUpdatedPayload,
+            lambda p: "Competition updated",
+            person=False,
+        ),
+        EventType(
+            "teetime.competition.cancelled",
+            "teetime",
+            Category.GOLF,
+            "A published competition was cancelled.",
+            CompetitionCancelledPayload,
+            lambda p: "Competition cancelled",
             person=False,
         ),
         EventType(

@@ -33,8 +33,10 @@ MAX_ACTIVITY_DAYS = 3650
 
 def _activity_params(raw: Any, context: Any) -> dict:
     if not isinstance(raw, dict):
-        raise ValidationError('Expected {"days": N, "type": ..., "category": ...}.')
-    unknown = set(raw) - {"days", "type", "category"}
+        raise ValidationError(
+            'Expected {"days": N, "type": ..., "category": ..., "source_id": ...}.'
+        )
+    unknown = set(raw) - {"days", "type", "category", "source_id"}
     if unknown:
         raise ValidationError(f"Unknown params: {', '.join(sorted(unknown))}.")
     days = raw.get("days")
@@ -50,6 +52,12 @@ def _activity_params(raw: Any, context: Any) -> dict:
         if raw["category"] not in categories:
             raise ValidationError(f"category must be one of {', '.join(categories)}.")
         params["category"] = raw["category"]
+    if raw.get("source_id") is not None:
+        # The booking, round or competition the activity is about (e.g. "entered competition
+        # C-1": type teetime.competition.entered, source_id C-1).
+        if not isinstance(raw["source_id"], str) or not 0 < len(raw["source_id"]) <= 128:
+            raise ValidationError("source_id must be the id of a booking, round or competition.")
+        params["source_id"] = raw["source_id"]
     return params
 
 
@@ -59,6 +67,8 @@ def _activity_filter(params: dict, ctx: Context) -> Q:
         q &= Q(type=params["type"])
     if "category" in params:
         q &= Q(category=params["category"])
+    if "source_id" in params:
+        q &= Q(source_id=params["source_id"])
     return q
 
 

@@ -2,8 +2,18 @@ from django.apps import AppConfig
 
 
 class SocialConfig(AppConfig):
-    """See the package docstring: not built yet, with its module plan."""
+    """Social connections (OAuth, encrypted tokens), posts, publishing and competition
+    promotion. See docs/social.md."""
 
     name = "social"
     verbose_name = "Social"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from crm.registry import register_event_subscriber
+
+        from . import tasks  # noqa: F401  (registers the tasks services queue by name)
+        from .promotion import on_competition_events
+
+        register_event_subscriber("social.promotion", on_competition_events)

@@ -256,6 +256,35 @@ if MESSAGING_BACKEND == "http" and not (MESSAGING_URL and MESSAGING_API_KEY):
 if MESSAGING_BACKEND == "http" and MESSAGING_WEBHOOK_SECRET == DEV_WEBHOOK_SECRET:
     raise ImproperlyConfigured("MESSAGING_BACKEND=http needs MESSAGING_WEBHOOK_SECRET")
 
+# --- Social ---------------------------------------------------------------------------------
+# "local": posts are recorded, nothing leaves the machine (the default, so `make run` demos
+# work without credentials); "http": the real platforms at the base URLs below (tests point
+# them at `responses` fakes). See docs/social.md.
+SOCIAL_BACKEND = env.str("SOCIAL_BACKEND", default="local")
+if SOCIAL_BACKEND not in ("local", "http"):
+    raise ImproperlyConfigured("SOCIAL_BACKEND must be local or http")
+# Meta Graph API version: v26.0 is current (July 2026), v25.0 is available until July 2028.
+SOCIAL_GRAPH_API_VERSION = env.str("SOCIAL_GRAPH_API_VERSION", default="v26.0")
+SOCIAL_FACEBOOK_GRAPH_URL = env.str(
+    "SOCIAL_FACEBOOK_GRAPH_URL", default="https://graph.facebook.com"
+)
+SOCIAL_FACEBOOK_DIALOG_URL = env.str(
+    "SOCIAL_FACEBOOK_DIALOG_URL", default="https://www.facebook.com"
+)
+SOCIAL_FACEBOOK_APP_ID = env.str("SOCIAL_FACEBOOK_APP_ID", default="")
+SOCIAL_FACEBOOK_APP_SECRET = env.str("SOCIAL_FACEBOOK_APP_SECRET", default="")
+SOCIAL_X_API_URL = env.str("SOCIAL_X_API_URL", default="https://api.x.com")
+SOCIAL_X_AUTHORIZE_URL = env.str(
+    "SOCIAL_X_AUTHORIZE_URL", default="https://x.com/i/oauth2/authorize"
+)
+SOCIAL_X_CLIENT_ID = env.str("SOCIAL_X_CLIENT_ID", default="")
+SOCIAL_X_CLIENT_SECRET = env.str("SOCIAL_X_CLIENT_SECRET", default="")
+SOCIAL_HTTP_TIMEOUT = env.float("SOCIAL_HTTP_TIMEOUT", default=20.0)
+# A connect flow (signed state + its single-use row) lives this long.
+SOCIAL_OAUTH_STATE_TTL = env.int("SOCIAL_OAUTH_STATE_TTL", default=600)
+# Tokens are refreshed when they expire within this many seconds.
+SOCIAL_REFRESH_MARGIN = env.int("SOCIAL_REFRESH_MARGIN", default=1800)
+
 # --- Celery ---------------------------------------------------------------------------------
 # Every task is idempotent (guarded by unique keys and status fields), so tasks are acked
 # late and re-queued when their worker dies; see docs/operations.md.
@@ -319,6 +348,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "automation.run_date_triggers",
         "schedule": crontab(minute=7),
     },
+    "social-publish-due": {"task": "social.publish_due", "schedule": 60.0},
+    "social-refresh-tokens": {"task": "social.refresh_tokens", "schedule": 300.0},
     "customers-recompute-activity-counts": {
         "task": "customers.recompute_activity_counts",
         "schedule": crontab(hour=2, minute=5),

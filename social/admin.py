@@ -1,0 +1,526 @@
+"""Staff console screens of the social app: connections (connect buttons that run the
+OAuth flow, health), posts with the status of each target, publications held for review,
+promotions with what they created, and each club's promotion settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import display
+
+from crm.admin_mixins import TenantScopedAdminMixin
+from crm.models import Club, StaffRole
+from crm.selectors import staff_tenant_ids_with_role
+
+from .connections import (
+    OAuthFlowError,
+    connection_disconnect,
+    oauth_complete,
+    oauth_start,
+    page_choice_options,
+    page_choice_pick,
+)
+from .models import (
+    ClubSocialSettings,
+    Connection,
+    ConnectionStatus,
+    PageChoice,
+    Platform,
+    Post,
+    Promotion,
+    PromotionReminder,
+    Publication,
+    PublicationStatus,
+)
+from .posts import post_cancel, post_create, post_schedule
+from .promotion import promotion_cancel
+from .publishers import publication_review
+
+SOCIAL_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
+
+
+def _local_datetime(raw: str) -> datetime | None:
+    """A ``datetime-local`` value, read in the active (admin) timezone."""
+    if not raw:
+        return None
+    parsed = parse_datetime(raw)
+    if parsed is None:
+        raise ValidationError({"scheduled_at": "Not a date and time."})
+    return timezone.make_aware(parsed) if timezone.is_naive(parsed) else parsed
+
+
+PROMOTION_CHANNELS = ("email", "sms", "social")
+CONNECTION_LABELS = {"ACTIVE": "success", "NEEDS_ATTENTION": "danger", "DISCONNECTED": "info"}
+PUBLICATION_LABELS = {
+    "DRAFT": "info",
+    "SCHEDULED": "info",
+    "PUBLISHING": "warning",
+    "PUBLISHED": "success",
+    "FAILED": "danger",
+    "CANCELLED": "info",
+    "NEEDS_REVIEW": "danger",
+}
+
+
+def _session_key(request) -> str:
+    if not request.session.session_key:
+        request.session.save()
+    return request.session.session_key
+
+
+@admin.register(Connection)
+class ConnectionAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Accounts clubs post to. "Connect" runs the platform's OAuth flow; a connection whose
+    token the platform refused shows NEEDS ATTENTION with the platform's words."""
+
+    write_roles = SOCIAL_ROLES
+    list_display = [
+        "__str__",
+        "club",
+        "platform",
+        "status_badge",
+        "status_error",
+        "token_expires_at",
+        "last_used_at",
+    ]
+    list_filter = ["status", "platform", "club"]
+    search_fields = ["account_name", "account_id"]
+    readonly_fields = [
+        "tenant",
+        "club",
+        "platform",
+        "account_id",
+        "account_name",
+        "account_type",
+        "scopes",
+        "status",
+        "status_error",
+        "token_expires_at",
+        "connected_by",
+        "last_used_at",
+        "last_refreshed_at",
+    ]
+    fields = readonly_fields
+    actions = ["disconnect"]
+
+    @display(description="Status", label=CONNECTION_LABELS)
+    def status_badge(self, obj: Connection) -> str:
+        return obj.status
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False  # accounts arrive through the connect flow only
+
+    @admin.action(description="Disconnect (forget the tokens)")
+    def disconnect(self, request, queryset) -> None:
+        for connection in queryset:
+            if self._can_write(request, connection):
+                connection_disconnect(connection=connection)
+        messages.success(request, "Disconnected.")
+
+    def get_urls(self):
+        own = [
+            path(
+                "connect/",
+                self.admin_site.admin_view(self.connect_view),
+                name="social_connection_connect",
+            ),
+            path(
+                "callback/",
+                self.admin_site.admin_view(self.callback_view),
+                name="social_connection_callback",
+            ),
+            path(
+                "pick/<uuid:choice_id>/",
+                self.admin_site.admin_view(self.pick_view),
+                name="social_connection_pick",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "connect_url": reverse("admin:social_connection_connect"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def _clubs(self, request):
+        clubs = Club.objects.select_related("tenant")
+        if request.user.is_superuser:
+            return clubs
+        writable = staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+        return clubs.filter(tenant_id__in=writable)
+
+    def connect_view(self, request):
+        clubs = self._clubs(request)
+        if request.method == "POST":
+            club = clubs.filter(pk=request.POST.get("club") or None).first()
+            if club is None:
+                raise PermissionDenied
+            try:
+                url = oauth_start(
+                    tenant=club.tenant,
+                    club=club,
+                    platform=request.POST.get("platform", ""),
+                    user=request.user,
+                    session_key=_session_key(request),
+                    redirect_uri=request.build_absolute_uri(
+                        reverse("admin:social_connection_callback")
+                    ),
+                )
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+                return HttpResponseRedirect(reverse("admin:social_connection_connect"))
+            return HttpResponseRedirect(url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Connect a social account",
+            "opts": self.model._meta,
+            "clubs": clubs,
+            "platforms": Platform.choices,
+        }
+        return TemplateResponse(request, "admin/social/connection/connect.html", context)
+
+    def callback_view(self, request):
+        back = HttpResponseRedirect(reverse("admin:social_connection_changelist"))
+        try:
+            result = oauth_complete(
+                state=request.GET.get("state", ""),
+                code=request.GET.get("code", ""),
+                error=request.GET.get("error_description") or request.GET.get("error", ""),
+                session_key=_session_key(request),
+                user=request.user,
+            )
+        except OAuthFlowError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return back
+        if result.page_choice is not None:
+            return HttpResponseRedirect(
+                reverse("admin:social_connection_pick", args=[result.page_choice.pk])
+            )
+        messages.success(request, f"Connected {result.connection}.")
+        return back
+
+    def pick_view(self, request, choice_id):
+        choice = (
+            PageChoice.objects.select_related("club", "tenant")
+            .filter(pk=choice_id, user=request.user, session_key=_session_key(request))
+            .first()
+        )
+        if choice is None:
+            messages.error(request, "This choice has expired; connect again.")
+            return HttpResponseRedirect(reverse("admin:social_connection_changelist"))
+        if request.method == "POST":
+            try:
+                connection = page_choice_pick(
+                    tenant=choice.tenant,
+                    choice_id=choice.pk,
+                    page_id=request.POST.get("page", ""),
+                    session_key=_session_key(request),
+                    user=request.user,
+                )
+            except OAuthFlowError as exc:
+                messages.error(request, " ".join(exc.messages))
+                return HttpResponseRedirect(request.path)
+            messages.success(request, f"Connected {connection}.")
+            return HttpResponseRedirect(reverse("admin:social_connection_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Pick the account",
+            "opts": self.model._meta,
+            "club": choice.club,
+            "instagram": choice.platform == Platform.INSTAGRAM,
+            "pages": page_choice_options(choice=choice),
+        }
+        return TemplateResponse(request, "admin/social/connection/pick.html", context)
+
+
+class PublicationInline(TabularInline):
+    model = Publication
+    extra = 0
+    can_delete = False
+    fields = [
+        "connection",
+        "status",
+        "scheduled_at",
+        "published_at",
+        "platform_url",
+        "attempts",
+        "error",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Post)
+class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Posts and, per target account, where they stand."""
+
+    write_roles = SOCIAL_ROLES
+    list_display = ["__str__", "club", "targets", "created_by_label", "created_at"]
+    list_filter = ["club"]
+    search_fields = ["content"]
+    readonly_fields = [
+        "tenant",
+        "club",
+        "content",
+        "media_urls",
+        "link",
+        "hashtags",
+        "promotion",
+        "created_by_label",
+    ]
+    fields = readonly_fields
+    inlines = [PublicationInline]
+    actions = ["publish_now", "cancel"]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False  # composed on the compose screen (services validate per platform)
+
+    def get_urls(self):
+        own = [
+            path(
+                "compose/",
+                self.admin_site.admin_view(self.compose_view),
+                name="social_post_compose",
+            )
+        ]
+        return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "compose_url": reverse("admin:social_post_compose"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def compose_view(self, request):
+        """Write a post for one club's accounts, with live per-platform counts; the
+        services validate again and answer with field errors."""
+        writable = (
+            None
+            if request.user.is_superuser
+            else staff_tenant_ids_with_role(user=request.user, roles=self.write_roles)
+        )
+        clubs = Club.objects.select_related("tenant")
+        connections = Connection.objects.select_related("club").filter(
+            status=ConnectionStatus.ACTIVE
+        )
+        if writable is not None:
+            clubs = clubs.filter(tenant_id__in=writable)
+            connections = connections.filter(tenant_id__in=writable)
+        values = {"connections": []}
+        errors: dict[str, list[str]] = {}
+        if request.method == "POST":
+            values = {
+                key: request.POST.get(key, "")
+                for key in ("club", "content", "link", "hashtags", "media_urls", "scheduled_at")
+            }
+            values["connections"] = request.POST.getlist("connections")
+            club = clubs.filter(pk=values["club"] or None).first()
+            if club is None:
+                raise PermissionDenied
+            try:
+                when = _local_datetime(values["scheduled_at"])
+                post = post_create(
+                    tenant=club.tenant,
+                    club=club,
+                    data={
+                        "content": values["content"],
+                        "link": values["link"].strip(),
+                        "hashtags": values["hashtags"].split(),
+                        "media_urls": values["media_urls"].split(),
+                    },
+                    connection_ids=values["connections"],
+                    actor=request.user,
+                )
+                if request.POST.get("do") == "schedule":
+                    try:
+                        post_schedule(post=post, scheduled_at=when)
+                    except ValidationError as exc:
+                        messages.error(request, "Saved as a draft: " + " ".join(exc.messages))
+                    else:
+                        messages.success(request, "Scheduled.")
+                return HttpResponseRedirect(reverse("admin:social_post_change", args=[post.pk]))
+            except ValidationError as exc:
+                errors = exc.message_dict
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Compose a post",
+            "opts": self.model._meta,
+            "clubs": clubs,
+            "connections": connections,
+            "values": values,
+            "errors": errors,
+        }
+        return TemplateResponse(request, "admin/social/post/compose.html", context)
+
+    @display(description="Targets")
+    def targets(self, obj: Post) -> str:
+        return ", ".join(
+            f"{p.connection.get_platform_display()}: {p.get_status_display()}"
+            for p in obj.publications.all()
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("publications__connection")
+
+    @admin.action(description="Publish now")
+    def publish_now(self, request, queryset) -> None:
+        for post in queryset:
+            if not self._can_write(request, post):
+                continue
+            try:
+                post_schedule(post=post)
+            except ValidationError as exc:
+                messages.error(request, f"{post}: {' '.join(exc.messages)}")
+
+    @admin.action(description="Cancel what has not gone")
+    def cancel(self, request, queryset) -> None:
+        done = sum(post_cancel(post=p) for p in queryset if self._can_write(request, p))
+        messages.success(request, f"Cancelled {done} publication(s).")
+
+
+@admin.register(Publication)
+class PublicationAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Every publication; those held for review (outcome unknown) wait for staff to look at
+    the account and say whether the post is there."""
+
+    write_roles = SOCIAL_ROLES
+    list_display = [
+        "post",
+        "connection",
+        "status_badge",
+        "scheduled_at",
+        "published_at",
+        "attempts",
+        "error",
+    ]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in Publication._meta.fields]
+    actions = ["found_on_the_account", "not_on_the_account"]
+
+    @display(description="Status", label=PUBLICATION_LABELS)
+    def status_badge(self, obj: Publication) -> str:
+        return obj.status
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    @admin.action(description="Held for review: it IS on the account (mark published)")
+    def found_on_the_account(self, request, queryset) -> None:
+        rows = queryset.filter(status=PublicationStatus.NEEDS_REVIEW)
+        done = sum(
+            publication_review(publication=p, published=True)
+            for p in rows
+            if self._can_write(request, p)
+        )
+        messages.success(request, f"{done} marked published.")
+
+    @admin.action(description="Held for review: it is NOT on the account (publish again)")
+    def not_on_the_account(self, request, queryset) -> None:
+        rows = queryset.filter(status=PublicationStatus.NEEDS_REVIEW)
+        done = sum(
+            publication_review(publication=p, published=False)
+            for p in rows
+            if self._can_write(request, p)
+        )
+        messages.success(request, f"{done} scheduled again.")
+
+
+class ReminderInline(TabularInline):
+    model = PromotionReminder
+    extra = 0
+    can_delete = False
+    fields = ["days_before", "send_at", "status", "campaign"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Promotion)
+class PromotionAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Competition promotions with their announcement, reminders and posts."""
+
+    write_roles = SOCIAL_ROLES
+    list_display = ["name", "club", "starts_at", "status", "campaign"]
+    list_filter = ["status", "club"]
+    readonly_fields = [
+        "tenant",
+        "club",
+        "source_type",
+        "source_id",
+        "name",
+        "starts_at",
+        "url",
+        "announce_at",
+        "status",
+        "campaign",
+    ]
+    fields = readonly_fields
+    inlines = [ReminderInline]
+    actions = ["cancel"]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False  # from TeeTime's events, or by hand through the API
+
+    @admin.action(description="Cancel (reminders, unsent announcement, posts)")
+    def cancel(self, request, queryset) -> None:
+        for promotion in queryset:
+            if self._can_write(request, promotion):
+                promotion_cancel(promotion=promotion)
+        messages.success(request, "Cancelled.")
+
+
+class ClubSocialSettingsForm(forms.ModelForm):
+    class Meta:
+        model = ClubSocialSettings
+        fields = [
+            "tenant",
+            "club",
+            "auto_promote",
+            "channels",
+            "segment",
+            "email_template",
+            "sms_template",
+            "social_text",
+            "send_hour",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        channels = data.get("channels")
+        if not isinstance(channels, list) or any(c not in PROMOTION_CHANNELS for c in channels):
+            self.add_error("channels", 'A list of "email", "sms" and "social".')
+        tenant = data.get("tenant")
+        for name in ("club", "segment", "email_template", "sms_template"):
+            row = data.get(name)
+            if row is not None and tenant is not None and row.tenant_id != tenant.pk:
+                self.add_error(name, "Belongs to another tenant.")
+        for name, channel in (("email_template", "email"), ("sms_template", "sms")):
+            row = data.get(name)
+            if row is not None and row.channel != channel:
+                self.add_error(name, f"Choose a {channel} template.")
+        return data
+
+
+@admin.register(ClubSocialSettings)
+class ClubSocialSettingsAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """Per club: auto-promote published competitions, on which channels, to whom, with
+    which templates and words, and the local hour reminders go."""
+
+    write_roles = SOCIAL_ROLES
+    form = ClubSocialSettingsForm
+    list_display = ["club", "auto_promote", "channels", "segment", "send_hour"]
