@@ -130,9 +130,8 @@ def deliver(
             batch.append((message, outgoing))
             continue
         # SMTP has no idempotency key, so an email goes only while its row is still this
-        # claim (SENDING, with the attempt this worker counted): the in-doubt sweep may have
-        # put a row of a slow batch back in the queue, another sender may hold it now, and a
-        # cancelled campaign's row stays unsent.
+        # claim (the attempt this worker counted, not put back): the in-doubt sweep may have
+        # queued a row of a slow batch again, and another sender may hold it now.
         if not _still_claimed(message):
             continue
         try:
@@ -246,8 +245,13 @@ _SENT_SQL = f"""
 
 
 def _still_claimed(message: Message) -> bool:
+    """Nobody has put the row back in the queue since this worker claimed it. A row of a
+    campaign cancelled meanwhile still counts (it is sent and marked SENT, as a row the
+    backend took just before the cancel would be)."""
     return Message.objects.filter(
-        pk=message.pk, status=MessageStatus.SENDING, attempts=message.attempts
+        pk=message.pk,
+        status__in=[MessageStatus.SENDING, MessageStatus.CANCELLED],
+        attempts=message.attempts,
     ).exists()
 
 
