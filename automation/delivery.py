@@ -40,7 +40,7 @@ SEND_CLAIM = 50  # as a campaign's claim: a batch is sent in well under IN_DOUBT
 SENDERS = 2
 
 
-def _queued(tenant: Tenant | None):
+def _journey_messages(tenant: Tenant | None):
     rows = Message.objects.filter(journey_step_id__isnull=False)
     return rows.filter(tenant=tenant) if tenant is not None else rows
 
@@ -54,7 +54,7 @@ def journey_messages_send(*, tenant: Tenant | None = None, now: datetime | None 
     sent = 0
     while True:
         at = now or timezone.now()
-        rows = messages_claim(messages=_queued(tenant), now=at, limit=SEND_CLAIM)
+        rows = messages_claim(messages=_journey_messages(tenant), now=at, limit=SEND_CLAIM)
         if not rows:
             return sent
         by_tenant: dict[Any, list[Message]] = defaultdict(list)
@@ -98,7 +98,7 @@ def journey_senders_kick(*, tenant: Tenant | None = None, now: datetime | None =
     go now (after commit: call it once the rows are committed). Returns how many tenants."""
     now = now or timezone.now()
     due = (
-        _queued(tenant)
+        _journey_messages(tenant)
         .filter(status=MessageStatus.QUEUED)
         .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
     )

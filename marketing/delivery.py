@@ -241,7 +241,7 @@ _SENT_SQL = f"""
 # this worker claimed are in the list, so a row cancelled while still queued never is.
 # QUEUED with the attempt of this claim: the in-doubt sweep put the row back while the
 # backend was taking it and nobody has claimed it since; SENT is the truth, and marking it
-# keeps it from being sent again. (``attempts`` NULL: no such check, the row is SENDING.)
+# keeps it from being sent again. (A row given without its attempt never matches QUEUED.)
 
 
 def _still_claimed(message: Message) -> bool:
