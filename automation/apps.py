@@ -13,13 +13,20 @@ class AutomationConfig(AppConfig):
         from crm.registry import (
             register_erase_hook,
             register_event_subscriber,
+            register_export_section,
             register_merge_hook,
         )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
-        from .engine import erase_enrollments, move_enrollments
+        from .engine import erase_enrollments, export_enrollments, move_enrollments
         from .triggers import journeys_on_events
 
         register_event_subscriber("journeys", journeys_on_events)
         register_merge_hook("journey_enrollments", move_enrollments)
         register_erase_hook("journeys", erase_enrollments)
+        register_export_section(
+            "journey_enrollments",
+            title="Journeys",
+            rows=export_enrollments,
+            covers=["automation.Enrollment"],
+        )
