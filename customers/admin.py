@@ -23,7 +23,7 @@ from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm.admin_mixins import TenantScopedAdminMixin
-from crm.audit import request_ip
+from crm.audit import AuditAction, audit_record, field_changes, request_actor, request_ip
 from crm.formatting import money_format
 from crm.models import Club, StaffRole, Tenant
 from crm.registry import customer_panels
@@ -496,7 +496,37 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
             extra_context["can_export"] = profile.is_live and self._is_tenant_admin(
                 request, profile
             )
+            audit_record(
+                tenant=profile.tenant,
+                actor=request_actor(request),
+                action=AuditAction.CUSTOMER_VIEWED,
+                object_type="customers.CustomerProfile",
+                object_id=profile.pk,
+                request=request,
+            )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change) -> None:
+        # The before/after of what the form changed (contact details, consent...), in the
+        # same transaction as the save (the admin wraps changeform_view in one).
+        changes = {
+            name: {"before": form.initial.get(name), "after": form.cleaned_data.get(name)}
+            for name in form.changed_data
+        }
+        super().save_model(request, obj, form, change)
+        if change and changes:
+            audit_record(
+                tenant=obj.tenant,
+                actor=request_actor(request),
+                action=AuditAction.CUSTOMER_CHANGED,
+                object_type="customers.CustomerProfile",
+                object_id=obj.pk,
+                request=request,
+                changes=field_changes(
+                    before={k: v["before"] for k, v in changes.items()},
+                    after={k: v["after"] for k, v in changes.items()},
+                ),
+            )
 
     def _summary_context(self, profile: CustomerProfile) -> dict:
         """The header card and the side panels: a fixed number of indexed queries."""
@@ -816,6 +846,7 @@ class MergeSuggestionAdmin(TenantScopedAdminMixin, ModelAdmin):
                     loser=loser,
                     actor=actor,
                     reason=f"Merge suggestion {suggestion.pk} reviewed",
+                    ip=request_ip(request),
                 )
                 messages.success(request, f"Merged into {winner}.")
                 return HttpResponseRedirect(

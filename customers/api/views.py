@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
-from crm.audit import request_ip
+from crm.audit import AuditAction, audit_record, field_changes, request_ip
 from crm.scopes import (
     CUSTOMERS_READ,
     CUSTOMERS_WRITE,
@@ -194,9 +195,25 @@ class CustomerViewSet(
             data=request.data, context=self.get_serializer_context()
         )
         serializer.is_valid(raise_exception=True)
-        profile = profile_update(
-            tenant=self.tenant, profile=profile, data=serializer.validated_data
-        )
+        fields = [name for name in serializer.validated_data if hasattr(profile, name)]
+        before = {name: getattr(profile, name) for name in fields}
+        with transaction.atomic():  # the change and its audit row commit together
+            profile = profile_update(
+                tenant=self.tenant, profile=profile, data=serializer.validated_data
+            )
+            changes = field_changes(
+                before=before, after={name: getattr(profile, name) for name in fields}
+            )
+            if changes:
+                audit_record(
+                    tenant=self.tenant,
+                    actor=_actor(request),
+                    action=AuditAction.CUSTOMER_CHANGED,
+                    object_type="customers.CustomerProfile",
+                    object_id=profile.pk,
+                    request=request,
+                    changes=changes,
+                )
         return Response(CustomerOutputSerializer(profile).data)
 
     @extend_schema(
@@ -260,6 +277,7 @@ class CustomerViewSet(
             loser=loser,
             actor=_actor(request),
             reason=serializer.validated_data.get("reason", ""),
+            ip=request_ip(request),
         )
         return _merge_response(merge)
 
@@ -413,7 +431,10 @@ class MergeSuggestionViewSet(
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
         merge = merge_suggestion_accept(
-            tenant=self.tenant, suggestion=self.get_object(), actor=_actor(request)
+            tenant=self.tenant,
+            suggestion=self.get_object(),
+            actor=_actor(request),
+            ip=request_ip(request),
         )
         return _merge_response(merge)
 
