@@ -750,3 +750,21 @@ __all__ = [
     "split_branch",
     "wait_end",
 ]
+
+
+def export_enrollments(*, tenant: Tenant, customer, people, viewer):
+    """Export section: the person's journey enrollments, where they are and how they ended."""
+    rows = Enrollment.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("-entered_at", "-id")
+        .values(
+            "journey__name",
+            "status",
+            "step_key",
+            "entered_at",
+            "ended_at",
+            "exit_reason",
+            "holdout",
+        )
+        .iterator(chunk_size=2000)
+    )
