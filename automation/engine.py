@@ -45,7 +45,7 @@ from crm.models import Tenant
 from crm.tasks import tenant_task
 from customers.models import Activity, CustomerProfile
 from customers.timeline import Author, notes_create_many
-from marketing.common import ADDRESS_COLUMN, unreachable_sql
+from marketing.common import ADDRESS_COLUMN, skip_reason_params, skip_reason_sql
 from marketing.models import Interaction, Message, MessageStatus
 from marketing.segments import criteria_parse, matching
 from marketing.sending import in_quiet_hours, quiet_hours_end
@@ -483,7 +483,6 @@ def _execute_send(journey: Journey, step: Step, rows: list[Row], now: datetime) 
     channel = step.config["channel"]
     if live:
         column = ADDRESS_COLUMN[channel]
-        cap = tenant.frequency_cap if tenant.frequency_window_days else 0
         sql = f"""
             INSERT INTO "{M}" (tenant_id, run_id, campaign_id, journey_step_id, template_id,
                                customer_id, channel, address, variant, status, skip_reason,
@@ -493,15 +492,7 @@ def _execute_send(journey: Journey, step: Step, rows: list[Row], now: datetime) 
                    0, '', '', %s, %s
             FROM (
                 SELECT es.id AS step_id, p.id, COALESCE(p.{column}, '') AS address,
-                       CASE
-                         {unreachable_sql(channel)}
-                         WHEN %s > 0 AND (
-                           SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
-                             AND m.customer_id = p.id AND m.status = 'SENT'
-                             AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
-                           THEN 'frequency_cap'
-                         ELSE ''
-                       END AS reason
+                       {skip_reason_sql(channel)} AS reason
                 FROM "{E}" e
                 JOIN "{ES}" es ON es.tenant_id = e.tenant_id AND es.enrollment_id = e.id
                               AND es.visit = e.visit
@@ -519,11 +510,7 @@ def _execute_send(journey: Journey, step: Step, rows: list[Row], now: datetime) 
                     channel,
                     now,
                     now,
-                    channel,
-                    cap,
-                    now,
-                    tenant.frequency_window_days,
-                    tenant.frequency_cap,
+                    *skip_reason_params(tenant, channel, now),
                     [r.id for r in live],
                     tenant.pk,
                 ],

@@ -13,12 +13,14 @@ interactions and the admin all build on these, never on each other's private par
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
+from crm.models import Tenant
 from customers.models import CHANNEL_ADDRESS_COLUMN, CHANNELS
 
 from .models import Campaign, CampaignType, Message, Suppression
@@ -33,6 +35,8 @@ __all__ = [
     "campaign_tz",
     "message_identity",
     "next_occurrence",
+    "skip_reason_params",
+    "skip_reason_sql",
     "unreachable_sql",
     "unsubscribe_token",
 ]
@@ -78,6 +82,30 @@ def unreachable_sql(channel: str) -> str:
                      WHERE s.tenant_id = p.tenant_id
                      AND s.channel = %s AND s.address = p.{column}) THEN 'suppressed'
     """  # noqa: S608
+
+
+def skip_reason_sql(channel: str) -> str:
+    """The ``CASE`` naming why profile ``p`` gets no message on ``channel`` now, or '': it
+    cannot be reached (``unreachable_sql``), or the tenant's frequency cap is full (messages
+    SENT to the person in the window). Campaign snapshots and journey sends share it; its
+    parameters come from ``skip_reason_params``."""
+    return f"""
+        CASE
+          {unreachable_sql(channel)}
+          WHEN %s > 0 AND (
+            SELECT count(*) FROM "{Message._meta.db_table}" m WHERE m.tenant_id = p.tenant_id
+              AND m.customer_id = p.id AND m.status = 'SENT'
+              AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
+            THEN 'frequency_cap'
+          ELSE ''
+        END
+    """  # noqa: S608
+
+
+def skip_reason_params(tenant: Tenant, channel: str, now: datetime) -> list[Any]:
+    """The parameters of ``skip_reason_sql``, in order (the window ends at ``now``)."""
+    cap = tenant.frequency_cap if tenant.frequency_window_days else 0
+    return [channel, cap, now, tenant.frequency_window_days, tenant.frequency_cap]
 
 
 def campaign_tz(campaign: Campaign) -> ZoneInfo:

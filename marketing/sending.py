@@ -40,7 +40,13 @@ from crm.models import Tenant
 from crm.tasks import tenant_task
 from customers.models import CustomerProfile
 
-from .common import ADDRESS_COLUMN, MAX_SEND_ATTEMPTS, next_occurrence, unreachable_sql
+from .common import (
+    ADDRESS_COLUMN,
+    MAX_SEND_ATTEMPTS,
+    next_occurrence,
+    skip_reason_params,
+    skip_reason_sql,
+)
 from .delivery import deliver, send_plan
 from .messaging import get_backend
 from .models import (
@@ -211,15 +217,7 @@ def _snapshot_sql(channel: str, variant_sql: str | None) -> str:
         FROM (
             SELECT p.id, COALESCE(p.{column}, '') AS address, v.variant,
                    (%s AND v.variant = '') AS held,
-                   CASE
-                     {unreachable_sql(channel)}
-                     WHEN %s > 0 AND (
-                       SELECT count(*) FROM "{M}" m WHERE m.tenant_id = p.tenant_id
-                         AND m.customer_id = p.id AND m.status = 'SENT'
-                         AND m.sent_at > %s::timestamptz - make_interval(days => %s)) >= %s
-                       THEN 'frequency_cap'
-                     ELSE ''
-                   END AS reason
+                   {skip_reason_sql(channel)} AS reason
             FROM "{SM}" sm
             JOIN "{P}" p ON p.id = sm.customer_id
             {variant}
@@ -268,11 +266,7 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
                         now,
                         now,
                         held,
-                        channel,
-                        tenant.frequency_cap if tenant.frequency_window_days else 0,
-                        now,
-                        tenant.frequency_window_days,
-                        tenant.frequency_cap,
+                        *skip_reason_params(tenant, channel, now),
                         *(variant_params if held else []),
                         tenant.pk,
                         segment.pk,
