@@ -27,6 +27,7 @@ from crm.services import club_create
 from .events import event_type
 from .handlers import NOT_ENGAGEMENT_TYPES, activity_count_recompute, minor_units
 from .identity import IdentityHints
+from .ingest import activity_insert_sql
 from .models import (
     Activity,
     AliasKind,
@@ -339,19 +340,7 @@ ROUNDS_PER_WEEK = {
 GREEN_FEES = {Region.ZA: (350, 950), Region.UK: (45, 140)}  # visitors' fee, whole units
 ENTRY_FEES = {Region.ZA: (80, 250), Region.UK: (5, 20)}
 
-_DEMO_ACTIVITY_SQL = f"""
-    INSERT INTO "{Activity._meta.db_table}"
-        (tenant_id, customer_id, type, category, title, metadata, source_service, source_id,
-         source_event_id, occurred_at, created_at, updated_at)
-    SELECT %s, a.customer_id, a.type, a.category, a.title, a.metadata, a.source_service,
-           a.source_id, a.source_event_id, a.occurred_at, %s, %s
-    FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::text[],
-                %s::text[], %s::text[], %s::timestamptz[])
-        AS a(customer_id, type, category, title, metadata, source_service, source_id,
-             source_event_id, occurred_at)
-    ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
-    RETURNING customer_id, type, metadata
-"""  # noqa: S608
+_DEMO_ACTIVITY_SQL = activity_insert_sql("customer_id, type, metadata")
 
 # Last activity from the latest engagement activity, for the people who have one.
 _LAST_ACTIVITY_SQL = f"""

@@ -601,7 +601,11 @@ def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Ite
 # ----------------------------------------------------------------------------- activities
 
 
-_ACTIVITY_SQL = f"""
+def activity_insert_sql(returning: str) -> str:
+    """Activities from parallel arrays, idempotent per (tenant, source service, source event
+    id). Parameters: the tenant, created/updated time, then the nine arrays. Shared by the
+    pipeline and the demo data (which returns more columns)."""
+    return f"""
     INSERT INTO "{Activity._meta.db_table}"
         (tenant_id, customer_id, type, category, title, metadata, source_service, source_id,
          source_event_id, occurred_at, created_at, updated_at)
@@ -612,8 +616,11 @@ _ACTIVITY_SQL = f"""
         AS a(customer_id, type, category, title, metadata, source_service, source_id,
              source_event_id, occurred_at)
     ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
-    RETURNING source_event_id
+    RETURNING {returning}
 """  # noqa: S608
+
+
+_ACTIVITY_SQL = activity_insert_sql("source_event_id")
 
 SOURCE_ID_KEYS = ("bookingId", "roundId", "competitionId", "memberId", "id")
 
