@@ -35,17 +35,20 @@ SOURCE = "demo-scoring"
 _PEOPLE = f"""
     WITH people AS (
         SELECT p.id,
-               4 + abs(hashtext(p.id::text || %(seed)s)) %% 21 AS every_days,
-               abs(hashtext('churn' || p.id::text || %(seed)s)) %% 100 < %(churn_percent)s
+               4 + abs(hashtext(k.key || %(seed)s)) %% 21 AS every_days,
+               abs(hashtext('churn' || k.key || %(seed)s)) %% 100 < %(churn_percent)s
                    AS churner,
-               abs(hashtext('noise' || p.id::text || %(seed)s)) %% 10 AS noise,
+               abs(hashtext('noise' || k.key || %(seed)s)) %% 10 AS noise,
                %(now)s::timestamptz
-                   - (abs(hashtext('lapse' || p.id::text || %(seed)s)) %% 240) * interval '1 day'
+                   - (abs(hashtext('lapse' || k.key || %(seed)s)) %% 240) * interval '1 day'
                    AS lapse_at
         FROM "{PROFILE}" p
+        -- Who a person is, for the seeded draws: the email where there is one (generated
+        -- data has stable emails; ids are random), so a seed gives the same history.
+        CROSS JOIN LATERAL (SELECT COALESCE(NULLIF(p.email, ''), p.id::text) AS key) k
         WHERE p.tenant_id = %(tenant)s AND p.lifecycle_stage = '{LifecycleStage.MEMBER}'
           AND p.status IN ('ACTIVE', 'INACTIVE') AND p.deleted_at IS NULL
-        ORDER BY p.id
+        ORDER BY k.key, p.id
         LIMIT %(members)s
     )
 """  # noqa: S608
