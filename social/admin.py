@@ -42,7 +42,7 @@ from .models import (
     PublicationStatus,
 )
 from .posts import post_cancel, post_create, post_schedule
-from .promotion import promotion_cancel
+from .promotion import EDIT_FIELDS, promotion_cancel, promotion_edit
 from .publishers import publication_review
 
 SOCIAL_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
@@ -450,11 +450,65 @@ class ReminderInline(TabularInline):
         return False
 
 
+class PromotionForm(forms.ModelForm):
+    """Staff's edit of a promotion: run through ``promotion_edit`` while the form is
+    cleaned, so its refusals (a part that has gone out) show as field errors and nothing
+    changes; the service saves the row and moves what is pending."""
+
+    class Meta:
+        model = Promotion
+        fields = list(EDIT_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        promotion = self.instance
+        channels = data.get("channels")
+        if channels is not None and (
+            not isinstance(channels, list)
+            or any(c not in PROMOTION_CHANNELS for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
+            self.add_error("channels", 'Empty, or a list of "email", "sms" and "social".')
+        days = data.get("reminder_days")
+        if days is not None and (
+            not isinstance(days, list)
+            or any(not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= 60 for d in days)
+            or len(set(days)) != len(days)
+        ):
+            self.add_error("reminder_days", "Empty, or a list of days from 1 to 60.")
+        for name in ("segment", "email_template", "sms_template"):
+            row = data.get(name)
+            if row is not None and row.tenant_id != promotion.tenant_id:
+                self.add_error(name, "Belongs to another tenant.")
+        for name, channel in (("email_template", "email"), ("sms_template", "sms")):
+            row = data.get(name)
+            if row is not None and row.channel != channel:
+                self.add_error(name, f"Choose a {channel} template.")
+        if self.errors:
+            return data
+        changed = {name: data.get(name) for name in self.changed_data if name in EDIT_FIELDS}
+        if "social_text" in changed:
+            changed["social_text"] = changed["social_text"] or ""
+        if changed:
+            try:
+                promotion_edit(promotion=promotion, data=changed)
+            except ValidationError as refused:
+                # The service rolled back; its errors show on the form (by field when the
+                # field is on it).
+                for field, messages_ in refused.message_dict.items():
+                    self.add_error(field if field in self.fields else None, messages_)
+        return data
+
+
 @admin.register(Promotion)
 class PromotionAdmin(TenantScopedAdminMixin, ModelAdmin):
-    """Competition promotions with their announcement, reminders and posts."""
+    """Competition promotions with their announcement, reminders and posts; editable
+    until the parts edited have gone out."""
 
     write_roles = SOCIAL_ROLES
+    form = PromotionForm
     list_display = ["name", "club", "starts_at", "status", "campaign"]
     list_filter = ["status", "club"]
     readonly_fields = [
@@ -465,11 +519,17 @@ class PromotionAdmin(TenantScopedAdminMixin, ModelAdmin):
         "name",
         "starts_at",
         "url",
-        "announce_at",
         "status",
         "campaign",
+        "cancel_campaign",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields, *EDIT_FIELDS]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # promotion_edit saved it (in the form's clean) with everything it moved; saving
+        # the form's copy again could undo a campaign it set.
+        return None
+
     inlines = [ReminderInline]
     actions = ["cancel"]
 
@@ -497,6 +557,7 @@ class ClubSocialSettingsForm(forms.ModelForm):
             "sms_template",
             "social_text",
             "send_hour",
+            "notify_on_cancel",
         ]
 
     def clean(self):
