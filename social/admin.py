@@ -4,7 +4,8 @@ promotions with what they created, and each club's promotion settings."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,9 +19,10 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
 
 from crm.admin_mixins import TenantScopedAdminMixin
-from crm.models import Club, StaffRole
-from crm.selectors import staff_tenant_ids_with_role
+from crm.models import Club, StaffRole, Tenant
+from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
+from .calendar import publications_calendar
 from .connections import (
     OAuthFlowError,
     connection_disconnect,
@@ -294,7 +296,12 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
                 "compose/",
                 self.admin_site.admin_view(self.compose_view),
                 name="social_post_compose",
-            )
+            ),
+            path(
+                "calendar/",
+                self.admin_site.admin_view(self.calendar_view),
+                name="social_post_calendar",
+            ),
         ]
         return own + super().get_urls()
 
@@ -302,8 +309,58 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "compose_url": reverse("admin:social_post_compose"),
+            "calendar_url": reverse("admin:social_post_calendar"),
         }
         return super().changelist_view(request, extra_context)
+
+    def calendar_view(self, request):
+        """A month of publications, by local day in the tenant's timezone (one tenant at a
+        time: each has its own timezone), filtered by club and platform."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        tenants = Tenant.objects.order_by("name")
+        if not request.user.is_superuser:
+            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
+        tenants = list(tenants)
+        wanted = request.GET.get("tenant", "")
+        tenant = next((t for t in tenants if str(t.pk) == wanted), tenants[0] if tenants else None)
+        if tenant is None:
+            raise PermissionDenied
+        today = timezone.now().astimezone(ZoneInfo(tenant.timezone)).date()
+        try:
+            year, month = (int(part) for part in request.GET.get("month", "").split("-"))
+            date(year, month, 1)
+        except ValueError:
+            year, month = today.year, today.month
+        clubs = list(Club.objects.for_tenant(tenant).order_by("name"))
+        club_id = request.GET.get("club", "")
+        if club_id not in {str(c.pk) for c in clubs}:
+            club_id = ""  # another tenant's club (or nonsense) filters nothing in
+        platform = request.GET.get("platform", "")
+        if platform not in Platform.values:
+            platform = ""
+        weeks = publications_calendar(
+            tenant=tenant, year=year, month=month, club_id=club_id or None, platform=platform
+        )
+        first = date(year, month, 1)
+        previous = (first - timedelta(days=1)).strftime("%Y-%m")
+        following = (first + timedelta(days=31)).strftime("%Y-%m")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Calendar: {first.strftime('%B %Y')}",
+            "opts": self.model._meta,
+            "weeks": weeks,
+            "tenant": tenant,
+            "tenants": tenants,
+            "clubs": clubs,
+            "platforms": Platform.choices,
+            "selected": {"club": club_id, "platform": platform, "tenant": str(tenant.pk)},
+            "previous": previous,
+            "following": following,
+            "today": today,
+            "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+        }
+        return TemplateResponse(request, "admin/social/post/calendar.html", context)
 
     def compose_view(self, request):
         """Write a post for one club's accounts, with live per-platform counts; the
