@@ -420,6 +420,7 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
             "connections": connections,
             "values": values,
             "errors": errors,
+            "platform_choices": Platform.choices,
         }
         return TemplateResponse(request, "admin/social/post/compose.html", context)
 
