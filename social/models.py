@@ -146,6 +146,17 @@ class Post(TenantOwnedModel):
     promotion = models.ForeignKey(
         "Promotion", on_delete=models.SET_NULL, null=True, blank=True, related_name="posts"
     )
+    # Made by a campaign's run (the campaign's "social" channel): one post per run.
+    campaign = models.ForeignKey(
+        "marketing.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    campaign_run = models.ForeignKey(
+        "marketing.CampaignRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -159,6 +170,13 @@ class Post(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "-created_at"], name="social_post_tenant_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "campaign_run"],
+                name="social_post_campaign_run_uniq",
+                condition=models.Q(campaign_run__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return (self.content or self.link or str(self.pk))[:60]
