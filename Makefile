@@ -52,7 +52,8 @@ test-dates: venv  ## the date-dependent tests at several dates across a year
 	@for at in $(TEST_DATES); do echo "== clock at $$at"; \
 	  CRM_TEST_CLOCK=$$at $(PY) -m crm.local exec -- $(PY) -m pytest -q -p no:cacheprovider \
 	    -m "not browser and not worker" tests/crm/test_rules.py tests/crm/test_one_clock.py \
-	    tests/events tests/marketing tests/customers || exit 1; done
+	    tests/events tests/marketing tests/customers tests/automation tests/scoring tests/social \
+	    tests/backfill || exit 1; done
 
 bench: venv  ## the benchmark suite; writes docs/benchmarks.md
 	$(PY) -m crm.local exec -- $(PY) -m benchmarks $(BENCH_ARGS)

@@ -17,6 +17,8 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Q
 
+from crm.models import Tenant
+from customers.models import CustomerProfile
 from marketing.models import Interaction, Message
 
 from .models import Enrollment, EnrollmentStatus, EnrollmentStep, Journey
@@ -154,3 +156,31 @@ def step_analytics(*, journey: Journey) -> dict[str, dict[str, Any]]:
             bucket["opened"] = bucket.get("opened", 0) + opened
             bucket["clicked"] = bucket.get("clicked", 0) + clicked
     return dict(steps)
+
+
+CUSTOMER_ENROLLMENTS_SHOWN = 20
+
+
+def customer_journeys_panel(*, tenant: Tenant, customer: CustomerProfile) -> dict[str, Any]:
+    """The customer page's journeys panel: the person's latest enrollments, where each one
+    stands or how it ended. One query."""
+    enrollments = (
+        Enrollment.objects.filter(tenant=tenant, customer=customer)
+        .select_related("journey")
+        .order_by("-entered_at", "-id")[:CUSTOMER_ENROLLMENTS_SHOWN]
+    )
+    return {
+        "template": "admin/automation/customer_panel.html",
+        "enrollments": [
+            {
+                "journey": enrollment.journey,
+                "status": enrollment.status,
+                "status_label": enrollment.get_status_display(),
+                "step_key": enrollment.step_key,
+                "exit_reason": enrollment.exit_reason,
+                "entered_at": enrollment.entered_at,
+                "ended_at": enrollment.ended_at,
+            }
+            for enrollment in enrollments
+        ],
+    }

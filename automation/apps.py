@@ -11,15 +11,25 @@ class AutomationConfig(AppConfig):
     def ready(self) -> None:
         # Imports wait for ready(): models must be loaded first (Django's rule for app code).
         from crm.registry import (
+            register_customer_panel,
             register_erase_hook,
             register_event_subscriber,
+            register_export_section,
             register_merge_hook,
         )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
-        from .engine import erase_enrollments, move_enrollments
+        from .analytics import customer_journeys_panel
+        from .engine import erase_enrollments, export_enrollments, move_enrollments
         from .triggers import journeys_on_events
 
         register_event_subscriber("journeys", journeys_on_events)
         register_merge_hook("journey_enrollments", move_enrollments)
         register_erase_hook("journeys", erase_enrollments)
+        register_customer_panel("journeys", customer_journeys_panel)
+        register_export_section(
+            "journey_enrollments",
+            title="Journeys",
+            rows=export_enrollments,
+            covers=["automation.Enrollment"],
+        )

@@ -17,9 +17,14 @@ Immediate steps are followed in further rounds of the same sweep; WAIT steps set
 (no Celery ETAs). A group whose step raises is retried with backoff (1, 2, 4 minutes) and
 FAILED after ``MAX_ATTEMPTS``, with the error.
 
-Journey messages are delivered after the claim commits, through the campaign pipeline
-(``marketing.delivery.deliver``): consent and suppression are checked again, skip reasons,
-tracking, idempotency keys and the frequency cap work as for campaigns.
+A SEND step writes its message rows (QUEUED, or SKIPPED with the reason) in the claim's
+transaction, with the move: the row exists exactly when the step was taken. Nothing is sent
+inside the sweep: once it has committed, it kicks the sender tasks (``automation.delivery``),
+which deliver through the campaigns' two-phase send (claim and commit, send, mark SENT per
+SMTP email), so a worker killed mid-send repeats at most the one email in flight. Consent and
+suppression are checked again, skip reasons, tracking, idempotency keys and the frequency
+cap work as for campaigns. A condition on "opened / clicked the message of step S" waits
+while that message is still QUEUED or SENDING (it is decided on what the person could see).
 """
 
 from __future__ import annotations
@@ -41,11 +46,11 @@ from crm.tasks import tenant_task
 from customers.models import Activity, CustomerProfile
 from customers.timeline import Author, notes_create_many
 from marketing.common import ADDRESS_COLUMN, unreachable_sql
-from marketing.models import Interaction, Message
+from marketing.models import Interaction, Message, MessageStatus
 from marketing.segments import criteria_parse, matching
 from marketing.sending import in_quiet_hours, quiet_hours_end
 
-from .delivery import journey_messages_send
+from .delivery import journey_senders_kick
 from .journeys import journey_tz
 from .models import (
     Enrollment,
@@ -62,6 +67,7 @@ logger = logging.getLogger(__name__)
 BATCH = 10_000
 MAX_ROUNDS = 25
 MAX_ATTEMPTS = 3
+PENDING_RECHECK = timedelta(minutes=1)  # a condition waiting for its message to go
 JOURNEY_AUTHOR = Author("journey", "Journey")
 
 E = Enrollment._meta.db_table
@@ -210,8 +216,9 @@ def journeys_advance(
     *, tenant: Tenant | None = None, now: datetime | None = None, batch: int = BATCH
 ) -> int:
     """Advance due enrollments (of one tenant, or all) until none is due or ``MAX_ROUNDS``
-    batches were done; then deliver the journey messages that are queued. Returns how many
-    enrollment steps were processed."""
+    batches were done; then, everything committed, kick the senders of the journey messages
+    that are queued (``automation.delivery``). Returns how many enrollment steps were
+    processed."""
     now = now or timezone.now()
     tenant_id = str(tenant.pk) if tenant else None
     done = 0
@@ -224,7 +231,7 @@ def journeys_advance(
                 break
             _advance(rows, now)
         done += len(rows)
-    journey_messages_send(tenant=tenant, now=now)
+    journey_senders_kick(tenant=tenant, now=now)
     return done
 
 
@@ -569,6 +576,7 @@ def _execute_condition(journey: Journey, step: Step, rows: list[Row], now: datet
     else:
         kind = "OPENED" if "opened" in config else "CLICKED"
         target = config.get("opened") or config.get("clicked")
+        rows = _after_pending_messages(journey, rows, target, now)
         yes = set(
             Enrollment.objects.filter(pk__in=[r.id for r in rows])
             .filter(
@@ -592,6 +600,38 @@ def _execute_condition(journey: Journey, step: Step, rows: list[Row], now: datet
         journey,
         now,
     )
+
+
+def _after_pending_messages(
+    journey: Journey, rows: list[Row], target: str, now: datetime
+) -> list[Row]:
+    """The enrollments whose message of step ``target`` is settled (sent, skipped, failed,
+    or there is none); the others stay at the condition until it is: "not opened" would be
+    wrong of a message the person has not been sent yet (held by quiet hours, a backlog, a
+    retry). Looked at again a minute later, or when quiet hours end."""
+    visits = EnrollmentStep.objects.filter(
+        tenant=journey.tenant, enrollment_id__in=[r.id for r in rows], step_key=target
+    )
+    pending = list(
+        Message.objects.filter(
+            tenant=journey.tenant,
+            status__in=[MessageStatus.QUEUED, MessageStatus.SENDING],
+            journey_step_id__in=visits.values("pk"),
+        ).values_list("journey_step_id", "send_after")
+    )
+    if not pending:
+        return rows
+    enrollment_of = dict(
+        visits.filter(pk__in=[step_id for step_id, _ in pending]).values_list("pk", "enrollment_id")
+    )
+    later: dict[datetime, list[int]] = defaultdict(list)
+    for step_id, send_after in pending:
+        soon = now + PENDING_RECHECK
+        later[max(soon, send_after) if send_after else soon].append(enrollment_of[step_id])
+    for until, ids in later.items():
+        _hold(ids, until, now)
+    held = {pk for ids in later.values() for pk in ids}
+    return [r for r in rows if r.id not in held]
 
 
 def split_branch(enrollment_id: int, weights: list[int]) -> int:
@@ -710,3 +750,21 @@ __all__ = [
     "split_branch",
     "wait_end",
 ]
+
+
+def export_enrollments(*, tenant: Tenant, customer, people, viewer):
+    """Export section: the person's journey enrollments, where they are and how they ended."""
+    rows = Enrollment.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("-entered_at", "-id")
+        .values(
+            "journey__name",
+            "status",
+            "step_key",
+            "entered_at",
+            "ended_at",
+            "exit_reason",
+            "holdout",
+        )
+        .iterator(chunk_size=2000)
+    )

@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.audit import AuditAction, audit_record, request_actor
 from crm.models import StaffRole, Tenant
 from crm.selectors import staff_tenant_ids_with_role
 from crm.tasks import tenant_task
@@ -153,6 +154,15 @@ class ImportRunAdmin(TenantScopedAdminMixin, ModelAdmin):
                 messages_ = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
                 form.add_error(None, "; ".join(messages_))
             else:
+                audit_record(
+                    tenant=tenant,
+                    actor=request_actor(request),
+                    action=AuditAction.IMPORT_STARTED,
+                    object_type="backfill.ImportRun",
+                    object_id=run.pk,
+                    request=request,
+                    detail={"region": run.region, "source": run.source, "dry_run": run.dry_run},
+                )
                 tenant_task("backfill.import_run").enqueue(
                     tenant, run_id=str(run.pk), path=str(target)
                 )

@@ -10,4 +10,14 @@ class BackfillConfig(AppConfig):
 
     def ready(self) -> None:
         # Imports wait for ready(): models must be loaded first (Django's rule for app code).
+        from crm.registry import register_export_section
+
         from . import tasks  # noqa: F401  (registers the tasks the admin queues by name)
+        from .reports import export_import_rows
+
+        register_export_section(
+            "import_records",
+            title="Records imported from the previous system",
+            rows=export_import_rows,
+            covers=["backfill.ImportRow"],
+        )

@@ -132,3 +132,14 @@ def rejects_rows(*, run: ImportRun, kind: str) -> Iterator[list[str]]:
     )
     for raw, reason in rows:
         yield [*raw, reason]
+
+
+def export_import_rows(*, tenant: Any, customer: Any, people: list[Any], viewer: Any) -> Any:
+    """Export section: the legacy (MCA) import rows that made or updated the person's profile,
+    as read and as loaded."""
+    rows = ImportRow.objects.filter(tenant=tenant, profile_id__in=people)
+    return (
+        rows.order_by("run__created_at", "file", "line")
+        .values("run__source", "run__created_at", "file", "line", "outcome", "raw", "data")
+        .iterator(chunk_size=2000)
+    )

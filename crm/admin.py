@@ -21,7 +21,8 @@ from unfold.widgets import (
 )
 
 from .admin_mixins import TenantScopedAdminMixin
-from .models import ApiKey, Club, StaffMembership, Tenant
+from .audit import AuditAction, audit_record, request_actor
+from .models import ApiKey, AuditEvent, Club, StaffMembership, StaffRole, Tenant
 from .scopes import DEFAULT_API_KEY_SCOPES, SCOPES
 from .selectors import staff_tenant_ids_with_role
 from .services import api_key_create, api_key_revoke, staff_member_create
@@ -251,6 +252,19 @@ class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
             created_by=request.user,
             scopes=form.cleaned_data.get("scopes") or [],
         )
+        audit_record(
+            tenant=obj.tenant,
+            actor=request_actor(request),
+            action=AuditAction.API_KEY_ISSUED,
+            object_type="crm.ApiKey",
+            object_id=issued.api_key.pk,
+            request=request,
+            detail={
+                "name": issued.api_key.name,
+                "prefix": issued.api_key.prefix,
+                "scopes": list(issued.api_key.scopes),
+            },
+        )
         # The admin redirects using obj.pk, so point it at the issued row.
         obj.pk = issued.api_key.pk
         obj.prefix = issued.api_key.prefix
@@ -265,5 +279,67 @@ class ApiKeyAdmin(TenantScopedAdminMixin, ModelAdmin):
         for api_key in queryset.filter(revoked_at__isnull=True):
             if self._can_write(request, api_key):
                 api_key_revoke(api_key=api_key)
+                audit_record(
+                    tenant=api_key.tenant,
+                    actor=request_actor(request),
+                    action=AuditAction.API_KEY_REVOKED,
+                    object_type="crm.ApiKey",
+                    object_id=api_key.pk,
+                    request=request,
+                    detail={"name": api_key.name, "prefix": api_key.prefix},
+                )
                 revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantScopedAdminMixin, ModelAdmin):
+    """The staff audit trail: read-only, for tenant admins (and superusers). Nobody adds,
+    changes or deletes a row here; old rows go by the retention in docs/privacy.md."""
+
+    list_display = ["created_at", "tenant", "actor", "action", "object_type", "object_id", "ip"]
+    list_filter = ["tenant", "action"]
+    list_select_related = ["tenant"]
+    search_fields = ["actor", "object_id", "ip"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at",
+        "tenant",
+        "actor",
+        "action",
+        "object_type",
+        "object_id",
+        "ip",
+        "changes",
+        "detail",
+    ]
+    readonly_fields = fields
+
+    def _admin_tenants(self, request) -> set:
+        return set(staff_tenant_ids_with_role(user=request.user, roles=(StaffRole.ADMIN,)))
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(tenant_id__in=self._admin_tenants(request))
+
+    def has_module_permission(self, request) -> bool:
+        return request.user.is_active and (
+            request.user.is_superuser or bool(self._admin_tenants(request))
+        )
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        if request.user.is_superuser:
+            return True
+        tenants = self._admin_tenants(request)
+        return bool(tenants) if obj is None else obj.tenant_id in tenants
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

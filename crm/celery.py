@@ -33,6 +33,7 @@ TASK_QUEUES = {
     "scoring.score_tenant": "scoring",
     "automation.advance_due_journeys": "journeys",
     "automation.advance_journeys": "journeys",
+    "automation.send_journey_messages": "sends",
     "automation.run_segment_triggers": "journeys",
     "automation.run_date_triggers": "journeys",
     "backfill.import_run": "backfill",

@@ -85,6 +85,8 @@ def command_run(services: EmbeddedServices, args: argparse.Namespace) -> int:
     _manage(env, "bootstrap_demo", "--data-dir", str(services.data_dir))
     _manage(env, "generate_demo_data", "--tenant", "demo", "--customers", "500", "--if-empty")
     _manage(env, "demo_club", "--tenant", "demo")
+    # Scores now (not at 02:00), so the dashboard and the customer pages show them at once.
+    _manage(env, "score_tenants", "demo")
     celery = [sys.executable, "-m", "celery", "-A", "crm"]
     queues = "default,ingest,sends,journeys,scoring,backfill,social"
     commands = {

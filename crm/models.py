@@ -150,3 +150,36 @@ class ApiKey(TenantOwnedModel):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEvent(TenantOwnedModel):
+    """One thing staff or an API credential did to personal data or to access: who
+    (``actor``: ``staff:<username>`` or the credential), what (``action`` on ``object_type``
+    ``object_id``), when (``created_at``), from where (``ip``) and the before/after of the
+    fields it changed. Append-only: written by ``crm.audit.audit_record`` only, never
+    updated or deleted by the application (the admin is read-only); see docs/privacy.md for
+    how long rows are kept."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=40)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=64, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(
+        default=dict, blank=True, help_text='{"field": {"before": ..., "after": ...}}'
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="audit_tenant_created_idx"),
+            models.Index(fields=["tenant", "object_type", "object_id"], name="audit_object_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.object_type}:{self.object_id}"

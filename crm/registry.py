@@ -7,7 +7,7 @@ Apps register in their ``AppConfig.ready()``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,41 @@ def register_customer_panel(name: str, panel: CustomerPanel) -> None:
 
 def customer_panels() -> dict[str, CustomerPanel]:
     return dict(_customer_panels)
+
+
+#: ``rows(*, tenant, customer, people, viewer) -> Iterable[dict]``: one section of a
+#: subject-access export (``customers.export``). ``customer`` is the live profile, ``people``
+#: its id and the ids of the profiles merged into it (the same person), ``viewer`` who asks
+#: (``ref``: notes rules). Rows are JSON-safe-ish dicts (dates, UUIDs and decimals are
+#: encoded); a section must stream (``.values(...).iterator(chunk_size=...)``), never build a
+#: list of a person's whole history.
+ExportRows = Callable[..., Iterable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    """A part of the subject-access export: its key in the document, its heading on the
+    human-readable page, the rows, and the models (``"app.Model"``) whose rows about a person
+    it holds (a test fails when a model with a customer key is covered by no section)."""
+
+    name: str
+    title: str
+    rows: ExportRows
+    covers: tuple[str, ...]
+
+
+_export_sections: dict[str, ExportSection] = {}
+
+
+def register_export_section(
+    name: str, *, title: str, rows: ExportRows, covers: Sequence[str]
+) -> None:
+    _export_sections[name] = ExportSection(name, title, rows, tuple(covers))
+
+
+def export_sections() -> list[ExportSection]:
+    """In registration order (the apps' order in ``INSTALLED_APPS``)."""
+    return list(_export_sections.values())
 
 
 @dataclass(frozen=True)
@@ -135,16 +170,20 @@ __all__ = [
     "CustomerPanel",
     "EraseHook",
     "EventSubscriber",
+    "ExportRows",
+    "ExportSection",
     "MergeHook",
     "ProcessedEvent",
     "customer_panels",
     "erase_hooks",
     "event_subscribers",
+    "export_sections",
     "merge_hooks",
     "publish_events",
     "register_customer_panel",
     "register_erase_hook",
     "register_event_subscriber",
+    "register_export_section",
     "register_merge_hook",
     "unregister_event_subscriber",
 ]

@@ -20,6 +20,7 @@ EVENTS_WRITE = "events:write"
 MARKETING_READ = "marketing:read"
 MARKETING_WRITE = "marketing:write"
 PRIVACY_ERASE = "privacy:erase"
+PRIVACY_EXPORT = "privacy:export"
 ANALYTICS_READ = "analytics:read"
 SOCIAL_READ = "social:read"
 SOCIAL_WRITE = "social:write"
@@ -33,6 +34,7 @@ SCOPES: dict[str, str] = {
     MARKETING_READ: "Read segments, templates and campaigns",
     MARKETING_WRITE: "Create, change, send and delete segments, templates and campaigns",
     PRIVACY_ERASE: "Erase a customer's personal data",
+    PRIVACY_EXPORT: "Export everything held about a customer (subject-access request)",
     ANALYTICS_READ: "Read analytics: member counts, score distributions and trends, campaign "
     "and event volumes (aggregates, no personal data)",
     SOCIAL_READ: "Read social connections, posts, publications and promotions",

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Q
-from django.http import HttpResponseRedirect, QueryDict
+from django.http import Http404, HttpResponseRedirect, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,6 +23,7 @@ from unfold.decorators import display
 from unfold.paginator import InfinitePaginator
 
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.audit import AuditAction, audit_record, field_changes, request_actor, request_ip
 from crm.formatting import money_format
 from crm.models import Club, StaffRole, Tenant
 from crm.registry import customer_panels
@@ -30,6 +31,7 @@ from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
 from .erasure import customer_erase
 from .events import Category
+from .export import customer_export
 from .identity import normalize_email, normalize_phone
 from .ingest import events_replay
 from .models import (
@@ -419,6 +421,11 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
                 name="customers_customerprofile_savedfilter_delete",
             ),
             path(
+                "<uuid:object_id>/export/",
+                self.admin_site.admin_view(self.export_view),
+                name="customers_customerprofile_export",
+            ),
+            path(
                 "<uuid:object_id>/erase/",
                 self.admin_site.admin_view(self.erase_view),
                 name="customers_customerprofile_erase",
@@ -486,7 +493,40 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         if profile is not None and request.method == "GET":
             extra_context.update(self._timeline_context(request, profile))
             extra_context.update(self._summary_context(profile))
+            extra_context["can_export"] = profile.is_live and self._is_tenant_admin(
+                request, profile
+            )
+            audit_record(
+                tenant=profile.tenant,
+                actor=request_actor(request),
+                action=AuditAction.CUSTOMER_VIEWED,
+                object_type="customers.CustomerProfile",
+                object_id=profile.pk,
+                request=request,
+            )
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change) -> None:
+        # The before/after of what the form changed (contact details, consent...), in the
+        # same transaction as the save (the admin wraps changeform_view in one).
+        changes = {
+            name: {"before": form.initial.get(name), "after": form.cleaned_data.get(name)}
+            for name in form.changed_data
+        }
+        super().save_model(request, obj, form, change)
+        if change and changes:
+            audit_record(
+                tenant=obj.tenant,
+                actor=request_actor(request),
+                action=AuditAction.CUSTOMER_CHANGED,
+                object_type="customers.CustomerProfile",
+                object_id=obj.pk,
+                request=request,
+                changes=field_changes(
+                    before={k: v["before"] for k, v in changes.items()},
+                    after={k: v["after"] for k, v in changes.items()},
+                ),
+            )
 
     def _summary_context(self, profile: CustomerProfile) -> dict:
         """The header card and the side panels: a fixed number of indexed queries."""
@@ -639,6 +679,30 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
         messages.success(request, "Note pinned." if not note.is_pinned else "Note unpinned.")
         return HttpResponseRedirect(self._change_url(profile) + "#notes")
 
+    def export_view(self, request, object_id):
+        """Subject-access export (tenant admins only): the HTML page, or ``?as=json`` the
+        JSON document as a download. Only a live profile: merged and erased ones are 404."""
+        profile = self.get_object(request, str(object_id))
+        if profile is None or not profile.is_live:
+            raise Http404
+        if not self._is_tenant_admin(request, profile):
+            raise PermissionDenied
+        fmt = "json" if request.GET.get("as") == "json" else "html"
+        chunks = customer_export(
+            tenant=profile.tenant,
+            customer=profile,
+            viewer=Author.staff(request.user),
+            actor=f"staff:{request.user.get_username()}",
+            ip=request_ip(request),
+            format=fmt,
+            now=timezone.now(),
+        )
+        if fmt == "json":
+            response = StreamingHttpResponse(chunks, content_type="application/json")
+            response["Content-Disposition"] = f'attachment; filename="customer-{profile.pk}.json"'
+            return response
+        return StreamingHttpResponse(chunks, content_type="text/html; charset=utf-8")
+
     def erase_view(self, request, object_id):
         """Erasure requests: a confirmation page (tenant admins only), then the erasure."""
         profile = self.get_object(request, str(object_id))
@@ -656,6 +720,7 @@ class CustomerProfileAdmin(TenantScopedAdminMixin, ModelAdmin):
                 customer=profile,
                 actor=f"staff:{request.user.get_username()}",
                 reason=request.POST.get("reason", "")[:255],
+                ip=request_ip(request),
             )
             messages.success(
                 request,
@@ -781,6 +846,7 @@ class MergeSuggestionAdmin(TenantScopedAdminMixin, ModelAdmin):
                     loser=loser,
                     actor=actor,
                     reason=f"Merge suggestion {suggestion.pk} reviewed",
+                    ip=request_ip(request),
                 )
                 messages.success(request, f"Merged into {winner}.")
                 return HttpResponseRedirect(

@@ -15,10 +15,12 @@ class CustomersConfig(AppConfig):
         from crm.registry import register_merge_hook
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
+        from .export import register_customer_export_sections
         from .rules import register_customer_fields
         from .timeline import move_activities, move_consent_records, move_notes
 
         register_customer_fields()
+        register_customer_export_sections()
 
         register_merge_hook("activities", move_activities)
         register_merge_hook("notes", move_notes)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from crm.audit import AuditAction, audit_record
 from crm.models import Tenant
 from crm.registry import erase_hooks
 
@@ -36,7 +37,12 @@ from .models import (
 
 
 def customer_erase(
-    *, tenant: Tenant, customer: CustomerProfile, actor: str, reason: str = ""
+    *,
+    tenant: Tenant,
+    customer: CustomerProfile,
+    actor: str,
+    reason: str = "",
+    ip: str | None = None,
 ) -> Erasure:
     with transaction.atomic():
         profile = CustomerProfile.objects.for_tenant(tenant).select_for_update().get(pk=customer.pk)
@@ -93,9 +99,19 @@ def customer_erase(
         CustomerProfile.objects.for_tenant(tenant).filter(pk__in=people).update(
             **_blank_values(now=timezone.now())
         )
-        return Erasure.objects.create(
+        erasure = Erasure.objects.create(
             tenant=tenant, customer_id=profile.pk, actor=actor, reason=reason[:255], scope=scope
         )
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditAction.CUSTOMER_ERASED,
+            object_type="customers.CustomerProfile",
+            object_id=profile.pk,
+            ip=ip,
+            detail={"erasure_id": erasure.pk, "reason": reason[:255]},
+        )
+        return erasure
 
 
 def _blank_values(*, now) -> dict:

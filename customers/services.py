@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from crm.audit import AuditAction, audit_record
 from crm.models import Tenant
 from crm.registry import merge_hooks
 
@@ -338,7 +339,13 @@ def _merge_consent(winner: CustomerProfile, loser: CustomerProfile) -> None:
 
 
 def profile_merge(
-    *, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile, actor: str, reason: str = ""
+    *,
+    tenant: Tenant,
+    winner: CustomerProfile,
+    loser: CustomerProfile,
+    actor: str,
+    reason: str = "",
+    ip: str | None = None,
 ) -> ProfileMerge:
     """Merge ``loser`` into ``winner``: aliases and every related row move set-wise, blanks
     are filled, consent is reconciled, the loser becomes MERGED, an audit row is kept."""
@@ -403,7 +410,7 @@ def profile_merge(
         ).update(
             status=SuggestionStatus.DISMISSED, decided_by=f"{actor} (loser merged)", decided_at=now
         )
-        return ProfileMerge.objects.create(
+        merge = ProfileMerge.objects.create(
             tenant=tenant,
             winner=winner,
             loser=loser,
@@ -412,10 +419,20 @@ def profile_merge(
             actor=actor,
             reason=reason,
         )
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=AuditAction.CUSTOMER_MERGED,
+            object_type="customers.CustomerProfile",
+            object_id=winner.pk,
+            ip=ip,
+            detail={"loser_id": loser.pk, "merge_id": merge.pk, "reason": reason[:255]},
+        )
+        return merge
 
 
 def merge_suggestion_accept(
-    *, tenant: Tenant, suggestion: MergeSuggestion, actor: str
+    *, tenant: Tenant, suggestion: MergeSuggestion, actor: str, ip: str | None = None
 ) -> ProfileMerge:
     """Merge the pair; the profile the resolve chose (or the older one) survives."""
     chosen = suggestion.evidence.get("chosen")
@@ -429,6 +446,7 @@ def merge_suggestion_accept(
         winner=winner,
         loser=loser,
         actor=actor,
+        ip=ip,
         reason=f"Accepted suggestion {suggestion.pk}: {suggestion.reason}",
     )
 

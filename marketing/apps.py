@@ -15,16 +15,46 @@ class MarketingConfig(AppConfig):
         from crm.registry import (
             register_customer_panel,
             register_erase_hook,
+            register_export_section,
             register_merge_hook,
         )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .campaigns import customer_marketing_panel
         from .rules import register_marketing_fields
-        from .segments import erase_marketing, move_memberships, move_messages
+        from .segments import (
+            erase_marketing,
+            export_interactions,
+            export_memberships,
+            export_messages,
+            export_segment_changes,
+            move_memberships,
+            move_messages,
+        )
 
         register_marketing_fields()
         register_merge_hook("segment_memberships", move_memberships)
         register_merge_hook("marketing_messages", move_messages)
         register_erase_hook("marketing", erase_marketing)
         register_customer_panel("marketing", customer_marketing_panel)
+        register_export_section(
+            "segment_memberships",
+            title="Segments you are in",
+            rows=export_memberships,
+            covers=["marketing.SegmentMembership"],
+        )
+        register_export_section(
+            "segment_changes",
+            title="Segments entered and left",
+            rows=export_segment_changes,
+            covers=["marketing.SegmentChange"],
+        )
+        register_export_section(
+            "messages", title="Messages", rows=export_messages, covers=["marketing.Message"]
+        )
+        register_export_section(
+            "interactions",
+            title="What you did with our messages",
+            rows=export_interactions,
+            covers=["marketing.Interaction"],
+        )

@@ -547,7 +547,7 @@ def customer_marketing_panel(*, tenant: Tenant, customer: CustomerProfile) -> di
     )
     messages = list(
         Message.objects.filter(tenant=tenant, customer=customer)
-        .select_related("campaign")
+        .select_related("campaign", "template")
         .order_by("-id")[:CUSTOMER_MESSAGES_SHOWN]
     )
     interactions: dict[int, list[str]] = {}
@@ -566,6 +566,10 @@ def customer_marketing_panel(*, tenant: Tenant, customer: CustomerProfile) -> di
         "messages": [
             {
                 "campaign": message.campaign,
+                # A journey's message has no campaign: it is named by its template.
+                "source": message.campaign.name
+                if message.campaign is not None
+                else f"Journey: {message.template.name if message.template else 'message'}",
                 "channel": message.get_channel_display(),
                 "status": message.status,
                 "status_label": message.get_status_display(),

@@ -129,15 +129,20 @@ def deliver(
         if backend.idempotent:
             batch.append((message, outgoing))
             continue
+        # SMTP has no idempotency key, so an email goes only while its row is still this
+        # claim (the attempt this worker counted, not put back): the in-doubt sweep may have
+        # queued a row of a slow batch again, and another sender may hold it now.
+        if not _still_claimed(message):
+            continue
         try:
             provider_id = backend.send(outgoing)
         except Exception as exc:
             _failed(message, exc, now)
             continue
-        # SMTP has no idempotency key: mark each email the moment the server took it, so a
-        # worker killed mid-batch leaves at most one row in doubt.
+        # Mark each email the moment the server took it, so a worker killed mid-batch leaves
+        # at most one row in doubt.
         sent.append((message.pk, provider_id or ""))
-        _mark(sent[-1:], {}, now)
+        _mark(sent[-1:], {}, now, attempts={message.pk: message.attempts})
     if batch:
         try:
             results = backend.send_many([outgoing for _, outgoing in batch])
@@ -149,7 +154,12 @@ def deliver(
                 _failed(message, result, now)
             else:
                 sent.append((message.pk, result))
-    _mark(sent if backend.idempotent else [], skipped, now)  # SMTP rows are marked already
+    _mark(  # SMTP rows are marked already
+        sent if backend.idempotent else [],
+        skipped,
+        now,
+        attempts={m.pk: m.attempts for m in messages},
+    )
     return len(sent)
 
 
@@ -222,19 +232,48 @@ _SENT_SQL = f"""
     UPDATE "{Message._meta.db_table}" m
     SET status = 'SENT', sent_at = %s, updated_at = %s, error = '',
         provider_id = s.provider_id
-    FROM unnest(%s::bigint[], %s::text[]) AS s(id, provider_id)
-    WHERE m.id = s.id AND m.status IN ('SENDING', 'CANCELLED')
+    FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS s(id, provider_id, attempts)
+    WHERE m.id = s.id AND (m.status IN ('SENDING', 'CANCELLED')
+                           OR (m.status = 'QUEUED' AND m.attempts = s.attempts))
 """  # noqa: S608
 # CANCELLED too: a campaign cancelled while a worker held the row settles it CANCELLED, and
 # when the backend then took it, SENT is the truth (the frequency cap counts it). Only rows
 # this worker claimed are in the list, so a row cancelled while still queued never is.
+# QUEUED with the attempt of this claim: the in-doubt sweep put the row back while the
+# backend was taking it and nobody has claimed it since; SENT is the truth, and marking it
+# keeps it from being sent again. (A row given without its attempt never matches QUEUED.)
 
 
-def _mark(sent: list[tuple[int, str]], skipped: dict[str, list[int]], now: datetime) -> None:
+def _still_claimed(message: Message) -> bool:
+    """Nobody has put the row back in the queue since this worker claimed it. A row of a
+    campaign cancelled meanwhile still counts (it is sent and marked SENT, as a row the
+    backend took just before the cancel would be)."""
+    return Message.objects.filter(
+        pk=message.pk,
+        status__in=[MessageStatus.SENDING, MessageStatus.CANCELLED],
+        attempts=message.attempts,
+    ).exists()
+
+
+def _mark(
+    sent: list[tuple[int, str]],
+    skipped: dict[str, list[int]],
+    now: datetime,
+    *,
+    attempts: dict[int, int] | None = None,
+) -> None:
     if sent:
+        claimed = attempts or {}
         with connection.cursor() as cursor:
             cursor.execute(
-                _SENT_SQL, [now, now, [pk for pk, _ in sent], [pid[:200] for _, pid in sent]]
+                _SENT_SQL,
+                [
+                    now,
+                    now,
+                    [pk for pk, _ in sent],
+                    [pid[:200] for _, pid in sent],
+                    [claimed.get(pk) for pk, _ in sent],
+                ],
             )
     for reason, ids in skipped.items():
         Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(

@@ -559,3 +559,57 @@ def erase_marketing(*, tenant: Tenant, customer: CustomerProfile, addresses: dic
         address="", provider_id="", error=""
     )
     return touched
+
+
+# ----------------------------------------------------------------------------- subject access
+
+EXPORT_CHUNK = 2000
+
+
+def export_memberships(*, tenant: Tenant, customer, people, viewer):
+    """Export section: the segments the person is in, and since when."""
+    rows = SegmentMembership.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("created_at", "id")
+        .values("segment__name", "created_at")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+
+
+def export_segment_changes(*, tenant: Tenant, customer, people, viewer):
+    """Export section: when the person entered or left a segment."""
+    rows = SegmentChange.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("-created_at", "-id")
+        .values("created_at", "segment__name", "kind")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+
+
+def export_messages(*, tenant: Tenant, customer, people, viewer):
+    """Export section: every message prepared for the person (campaign or journey)."""
+    rows = Message.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("-created_at", "-id")
+        .values(
+            "created_at",
+            "campaign__name",
+            "template__name",
+            "channel",
+            "address",
+            "status",
+            "skip_reason",
+            "sent_at",
+        )
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+
+
+def export_interactions(*, tenant: Tenant, customer, people, viewer):
+    """Export section: opens, clicks, bounces, unsubscribes and complaints."""
+    rows = Interaction.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("-occurred_at", "-id")
+        .values("occurred_at", "kind", "source", "campaign__name", "metadata")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )

@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -123,11 +123,12 @@ def run_queue_senders(run: CampaignRun, senders: int = SENDERS_PER_RUN) -> None:
         task.enqueue(run.tenant, run_id=run.pk)
 
 
-def runs_kick(*, now: datetime | None = None) -> int:
-    """Beat: runs that still have work get senders again (after quiet hours, a lost task,
-    a worker killed mid-send). Rows in doubt for too long go back to QUEUED, or FAILED when
-    their attempts are spent."""
-    now = now or timezone.now()
+def messages_requeue_in_doubt(*, now: datetime) -> int:
+    """Rows SENDING for longer than ``IN_DOUBT_AFTER`` (their sender died mid-send) go back
+    to QUEUED and are sent again with the same Message-ID / idempotency key, or become
+    FAILED when their attempts are spent. Campaign and journey messages alike (both beats
+    call it). A sender that is still alive sends none of its rows put back here (``deliver``
+    checks its claim before each SMTP email). Returns how many were queued again."""
     in_doubt = Message.objects.filter(
         status=MessageStatus.SENDING, send_after__lte=now - IN_DOUBT_AFTER
     )
@@ -146,6 +147,15 @@ def runs_kick(*, now: datetime | None = None) -> int:
     )
     if back:
         logger.warning("%s messages in doubt were queued again (same Message-ID)", back)
+    return back
+
+
+def runs_kick(*, now: datetime | None = None) -> int:
+    """Beat: runs that still have work get senders again (after quiet hours, a lost task,
+    a worker killed mid-send). Rows in doubt for too long go back to QUEUED, or FAILED when
+    their attempts are spent."""
+    now = now or timezone.now()
+    messages_requeue_in_doubt(now=now)
     # TESTING runs too: their test variants may be waiting for quiet hours to end.
     runs = CampaignRun.objects.filter(
         status__in=[RunStatus.SENDING, RunStatus.TESTING], campaign__status=CampaignStatus.SENDING
@@ -294,13 +304,18 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
 # ----------------------------------------------------------------------------- send
 
 
-def _claim(run: CampaignRun, now: datetime) -> list[Message]:
+def messages_claim(*, messages: QuerySet[Message], now: datetime, limit: int) -> list[Message]:
+    """Claim up to ``limit`` QUEUED rows of ``messages`` that may go now (``send_after``
+    passed): locked with ``SKIP LOCKED`` (two senders never take the same row), marked
+    SENDING with ``send_after = now`` (when the claim began; the sweep's in-doubt clock) and
+    one more attempt, and committed before anything is sent. Campaign runs and journey
+    messages both claim through here. Returns the rows as they now are."""
     with transaction.atomic():
         rows = list(
-            Message.objects.select_for_update(skip_locked=True)
-            .filter(run=run, status=MessageStatus.QUEUED)
+            messages.select_for_update(skip_locked=True)
+            .filter(status=MessageStatus.QUEUED)
             .filter(Q(send_after__isnull=True) | Q(send_after__lte=now))
-            .order_by("id")[:CLAIM_SIZE]
+            .order_by("id")[:limit]
         )
         if rows:
             Message.objects.filter(pk__in=[m.pk for m in rows]).update(
@@ -310,6 +325,10 @@ def _claim(run: CampaignRun, now: datetime) -> list[Message]:
                 message.status, message.send_after = MessageStatus.SENDING, now
                 message.attempts += 1
     return rows
+
+
+def _claim(run: CampaignRun, now: datetime) -> list[Message]:
+    return messages_claim(messages=Message.objects.filter(run=run), now=now, limit=CLAIM_SIZE)
 
 
 def run_send(*, run: CampaignRun, now_fn=timezone.now) -> int:

@@ -206,3 +206,15 @@ def analytics_events(*, tenant: Tenant, days: int) -> list[dict[str, Any]]:
         }
         for row in _series(tenant, days)
     ]
+
+
+def export_scores(
+    *, tenant: Tenant, customer: CustomerProfile, people: list[Any], viewer: Any
+) -> Any:
+    """Export section: the person's current scores with the churn reason codes."""
+    rows = Score.objects.filter(tenant=tenant, customer_id__in=people)
+    return (
+        rows.order_by("id")
+        .values("computed_at", "engagement", "band", "churn_risk", "reasons")
+        .iterator(chunk_size=2000)
+    )

@@ -19,6 +19,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import display
 
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.audit import AuditAction, audit_record, request_actor
 from crm.models import Club, StaffRole, Tenant
 from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
@@ -209,6 +210,7 @@ class ConnectionAdmin(TenantScopedAdminMixin, ModelAdmin):
             return HttpResponseRedirect(
                 reverse("admin:social_connection_pick", args=[result.page_choice.pk])
             )
+        _audit_connected(request, result.connection)
         messages.success(request, f"Connected {result.connection}.")
         return back
 
@@ -233,6 +235,7 @@ class ConnectionAdmin(TenantScopedAdminMixin, ModelAdmin):
             except OAuthFlowError as exc:
                 messages.error(request, " ".join(exc.messages))
                 return HttpResponseRedirect(request.path)
+            _audit_connected(request, connection)
             messages.success(request, f"Connected {connection}.")
             return HttpResponseRedirect(reverse("admin:social_connection_changelist"))
         context = {
@@ -244,6 +247,22 @@ class ConnectionAdmin(TenantScopedAdminMixin, ModelAdmin):
             "pages": page_choice_options(choice=choice),
         }
         return TemplateResponse(request, "admin/social/connection/pick.html", context)
+
+
+def _audit_connected(request, connection: Connection) -> None:
+    audit_record(
+        tenant=connection.tenant,
+        actor=request_actor(request),
+        action=AuditAction.SOCIAL_CONNECTED,
+        object_type="social.Connection",
+        object_id=connection.pk,
+        request=request,
+        detail={
+            "platform": connection.platform,
+            "account": connection.account_name or connection.account_id,
+            "club": connection.club_id,
+        },
+    )
 
 
 class PublicationInline(TabularInline):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -12,8 +15,16 @@ from rest_framework.views import APIView
 
 from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
-from crm.scopes import CUSTOMERS_READ, CUSTOMERS_WRITE, EVENTS_WRITE, PRIVACY_ERASE
+from crm.audit import AuditAction, audit_record, field_changes, request_ip
+from crm.scopes import (
+    CUSTOMERS_READ,
+    CUSTOMERS_WRITE,
+    EVENTS_WRITE,
+    PRIVACY_ERASE,
+    PRIVACY_EXPORT,
+)
 from customers.erasure import customer_erase
+from customers.export import customer_export
 from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import ConsentRecord, CustomerProfile, MergeSuggestion, Note
 from customers.selectors import customer_list, customer_live, merge_suggestion_list
@@ -107,7 +118,12 @@ class CustomerViewSet(
     queryset = CustomerProfile.objects.all()
     serializer_class = CustomerOutputSerializer
     filterset_class = CustomerFilter
-    required_scopes = {"read": CUSTOMERS_READ, "write": CUSTOMERS_WRITE, "erase": PRIVACY_ERASE}
+    required_scopes = {
+        "read": CUSTOMERS_READ,
+        "write": CUSTOMERS_WRITE,
+        "erase": PRIVACY_ERASE,
+        "export": PRIVACY_EXPORT,
+    }
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):
@@ -179,9 +195,25 @@ class CustomerViewSet(
             data=request.data, context=self.get_serializer_context()
         )
         serializer.is_valid(raise_exception=True)
-        profile = profile_update(
-            tenant=self.tenant, profile=profile, data=serializer.validated_data
-        )
+        fields = [name for name in serializer.validated_data if hasattr(profile, name)]
+        before = {name: getattr(profile, name) for name in fields}
+        with transaction.atomic():  # the change and its audit row commit together
+            profile = profile_update(
+                tenant=self.tenant, profile=profile, data=serializer.validated_data
+            )
+            changes = field_changes(
+                before=before, after={name: getattr(profile, name) for name in fields}
+            )
+            if changes:
+                audit_record(
+                    tenant=self.tenant,
+                    actor=_actor(request),
+                    action=AuditAction.CUSTOMER_CHANGED,
+                    object_type="customers.CustomerProfile",
+                    object_id=profile.pk,
+                    request=request,
+                    changes=changes,
+                )
         return Response(CustomerOutputSerializer(profile).data)
 
     @extend_schema(
@@ -199,10 +231,33 @@ class CustomerViewSet(
             customer=customer,
             actor=_actor(request),
             reason=body.validated_data.get("reason", ""),
+            ip=request_ip(request),
         )
         return Response(
             {"erasure_id": erasure.pk, "customer_id": str(customer.pk), "scope": erasure.scope}
         )
+
+    @extend_schema(
+        responses=OpenApiResponse(description="The subject-access export (JSON, streamed)"),
+        summary="Export everything held about the customer (subject-access request)",
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """Everything held about the person, as one JSON document streamed as it is read
+        (see docs/privacy.md). Merged, erased and deleted profiles are a 404."""
+        customer = self.get_object()
+        chunks = customer_export(
+            tenant=self.tenant,
+            customer=customer,
+            viewer=Author.api(request.user),
+            actor=_actor(request),
+            ip=request_ip(request),
+            format="json",
+            now=timezone.now(),
+        )
+        response = StreamingHttpResponse(chunks, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="customer-{customer.pk}.json"'
+        return response
 
     @extend_schema(request=MergeInputSerializer, responses=MergeOutputSerializer)
     @action(detail=True, methods=["post"])
@@ -222,6 +277,7 @@ class CustomerViewSet(
             loser=loser,
             actor=_actor(request),
             reason=serializer.validated_data.get("reason", ""),
+            ip=request_ip(request),
         )
         return _merge_response(merge)
 
@@ -375,7 +431,10 @@ class MergeSuggestionViewSet(
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
         merge = merge_suggestion_accept(
-            tenant=self.tenant, suggestion=self.get_object(), actor=_actor(request)
+            tenant=self.tenant,
+            suggestion=self.get_object(),
+            actor=_actor(request),
+            ip=request_ip(request),
         )
         return _merge_response(merge)
 

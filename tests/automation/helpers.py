@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from automation.delivery import journey_messages_send
 from automation.engine import enrollments_create, journeys_advance
 from automation.journeys import journey_activate, journey_create
 from automation.models import Enrollment, EnrollmentStep
@@ -64,7 +65,11 @@ def enroll(j, *people, now=NOON, keys=None):
 
 
 def advance(tenant=None, now=NOON, minutes=0):
-    return journeys_advance(tenant=tenant, now=now + timedelta(minutes=minutes))
+    """A sweep, then what the sender tasks it kicks do (no worker runs these tests)."""
+    at = now + timedelta(minutes=minutes)
+    done = journeys_advance(tenant=tenant, now=at)
+    journey_messages_send(tenant=tenant, now=at)
+    return done
 
 
 def trail(enrollment):

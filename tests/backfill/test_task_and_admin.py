@@ -11,7 +11,9 @@ from django.urls import reverse
 
 from backfill.models import ImportRun, RunStatus
 from backfill.tasks import import_run
+from crm.audit import AuditAction
 from crm.celery import route_task
+from crm.models import AuditEvent
 from customers.models import CustomerProfile
 from tests.factories import ClubFactory, StaffMembershipFactory, UserFactory
 
@@ -68,6 +70,27 @@ def test_upload_checks_the_clubs_then_queues_the_run(
     assert "reconciled" in text and "SVG 1059" in text  # the rejected row, with its reason
     listing = client.get(reverse("admin:backfill_importrun_changelist"))
     assert listing.status_code == 200 and "created 239" in listing.content.decode()
+
+
+def test_starting_an_import_is_in_the_audit_trail(
+    client, staff_a, tenant_a, tmp_path, django_capture_on_commit_callbacks, monkeypatch
+):
+    for code in ("RGC", "SVG"):
+        ClubFactory(tenant=tenant_a, name=code)
+    monkeypatch.setattr(import_run, "delay_on_commit", lambda *a, **kw: None)
+    client.force_login(staff_a)
+    with (
+        override_settings(BACKFILL_UPLOAD_DIR=str(tmp_path / "uploads")),
+        open(_zip(tmp_path), "rb") as upload,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        client.post(
+            reverse("admin:backfill_importrun_start"),
+            {"tenant": tenant_a.pk, "region": "ZA", "export": upload},
+        )
+    run = ImportRun.objects.get()
+    (row,) = AuditEvent.objects.filter(action=AuditAction.IMPORT_STARTED)
+    assert (row.actor, row.object_id, row.detail["region"]) == ("staff:anna", str(run.pk), "ZA")
 
 
 def test_another_tenants_run_is_not_shown(client, tenant_a, tenant_b, staff_b):

@@ -68,7 +68,7 @@ class Runner:
             time.sleep(0.3)
         raise AssertionError(f"{pattern!r} not seen:\n{self.log()}")
 
-    def wait_http(self, path: str, timeout: float = 60) -> requests.Response:
+    def wait_http(self, path: str, timeout: float = 120) -> requests.Response:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -117,8 +117,15 @@ def test_make_run_serves_the_admin_on_embedded_servers_and_stops_on_ctrl_c(tmp_p
         assert runner.wait_http("/admin/login/").status_code == 200
         assert "Starting embedded PostgreSQL" in runner.log()
         assert "Starting embedded Redis" in runner.log()
-        clubs = _login(runner, username, password).get(f"{runner.url}/admin/crm/club/")
+        session = _login(runner, username, password)
+        clubs = session.get(f"{runner.url}/admin/crm/club/")
         assert "Demo Country Club" in clubs.text
+        # The demo club looks alive without a manual step: segments and a sent campaign.
+        segments = session.get(f"{runner.url}/admin/marketing/segment/")
+        assert "Active members" in segments.text
+        campaigns = session.get(f"{runner.url}/admin/marketing/campaign/")
+        assert "Autumn Open: entries now open" in campaigns.text
+        assert "Completed" in campaigns.text
         ready = requests.get(f"{runner.url}/readyz", timeout=10).json()
         assert ready == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
     finally:

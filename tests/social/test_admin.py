@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django.test import Client
 
+from crm.audit import AuditAction
+from crm.models import AuditEvent
 from social.connections import connection_mark_needs_attention
 from social.models import Connection, ConnectionStatus, Platform
 
@@ -90,3 +92,17 @@ def test_another_tenant_s_staff_see_nothing_and_cannot_connect_its_clubs(staff_b
     )
     assert response.status_code == 403
     assert Connection.objects.get().status == ConnectionStatus.ACTIVE
+
+
+def test_connecting_an_account_is_in_the_audit_trail(browser, platform, club_a, tenant_a):
+    _, params = _connect(browser, club_a, Platform.X)
+    _x_token_ok(platform)
+    browser.get("/admin/social/connection/callback/", {"state": params["state"], "code": "c"})
+    connection = Connection.objects.get()
+    (row,) = AuditEvent.objects.filter(action=AuditAction.SOCIAL_CONNECTED)
+    assert (row.tenant_id, row.actor, row.object_id) == (
+        tenant_a.pk,
+        "staff:anna",
+        str(connection.pk),
+    )
+    assert row.detail["platform"] == Platform.X and row.detail["account"] == "@links"
