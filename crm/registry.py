@@ -94,6 +94,35 @@ def export_sections() -> list[ExportSection]:
 
 
 @dataclass(frozen=True)
+class CampaignChannel:
+    """A campaign channel that is not a message to each person (e.g. ``social``: posts on
+    the club's accounts), registered by the app that delivers it so ``marketing`` never
+    imports that app. A campaign lists it in ``channels`` next to email/SMS.
+
+    - ``validate(*, tenant, values, for_schedule) -> dict[str, list[str]]``: field errors
+      for the campaign's values (``for_schedule``: about to be scheduled);
+    - ``run(*, campaign, run, now) -> None``: called once per run, inside the transaction
+      that snapshots the run's recipients (so it happens once, with the run);
+    - ``stats(*, campaign) -> dict[str, int]``: counts shown with the campaign's stats.
+    """
+
+    validate: Callable[..., dict[str, list[str]]]
+    run: Callable[..., None]
+    stats: Callable[..., dict[str, int]]
+
+
+_campaign_channels: dict[str, CampaignChannel] = {}
+
+
+def register_campaign_channel(name: str, channel: CampaignChannel) -> None:
+    _campaign_channels[name] = channel
+
+
+def campaign_channels() -> dict[str, CampaignChannel]:
+    return dict(_campaign_channels)
+
+
+@dataclass(frozen=True)
 class ProcessedEvent:
     """An event the pipeline has applied, as subscribers receive it."""
 

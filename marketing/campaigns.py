@@ -28,6 +28,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from crm.models import Tenant
+from crm.registry import campaign_channels
 from customers.identity import normalize_email, normalize_phone
 from customers.models import CustomerProfile
 
@@ -69,6 +70,8 @@ CAMPAIGN_FIELDS = (
     "whatsapp_template",
     "scheduled_at",
     "ab_test",
+    "social_text",
+    "social_link",
 )
 
 
@@ -107,7 +110,8 @@ def _validate(tenant: Tenant, values: dict[str, Any], *, for_schedule: bool) -> 
     elif cron:
         add("cron", "Only recurring campaigns have a cron expression.")
     channels = values.get("channels") or []
-    unknown = [c for c in channels if c not in CHANNELS]
+    others = campaign_channels()  # e.g. "social", registered by the app that delivers it
+    unknown = [c for c in channels if c not in CHANNELS and c not in others]
     if unknown:
         add("channels", f"Unknown channels: {', '.join(unknown)}.")
     if len(set(channels)) != len(channels):
@@ -129,13 +133,21 @@ def _validate(tenant: Tenant, values: dict[str, Any], *, for_schedule: bool) -> 
     ab_test = values.get("ab_test") or {}
     if ab_test:
         _validate_ab(tenant, ab_test, channels, add)
+    for name in channels:
+        if name in others:
+            found = others[name].validate(tenant=tenant, values=values, for_schedule=for_schedule)
+            for field, messages in found.items():
+                for message in messages:
+                    add(field, message)
     if for_schedule:
-        if segment is None:
+        # Only a campaign whose channels are all registered ones (social posts) has no
+        # people to send to, so no segment.
+        if segment is None and (not channels or any(c in CHANNELS for c in channels)):
             add("segment", "Choose the segment to send to.")
         if not channels:
             add("channels", "Choose at least one channel.")
         for channel in channels:
-            if values.get(f"{channel}_template") is None:
+            if channel in CHANNELS and values.get(f"{channel}_template") is None:
                 add(f"{channel}_template", f"Choose the {channel} template.")
         if kind == CampaignType.ONE_TIME:
             when = values.get("scheduled_at")
@@ -472,6 +484,12 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "unsubscribed": interactions.get("UNSUBSCRIBED", 0),
         "complained": interactions.get("COMPLAINED", 0),
         "variants": per_variant,
+        # Registered channels' own counts, e.g. {"social": {"published": 2, "failed": 0}}.
+        **{
+            name: channel.stats(campaign=campaign)
+            for name, channel in campaign_channels().items()
+            if name in campaign.channels
+        },
     }
 
 

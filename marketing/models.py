@@ -238,7 +238,16 @@ class Campaign(TenantOwnedModel):
     segment = models.ForeignKey(
         Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    channels = ArrayField(models.CharField(max_length=10, choices=CHANNEL_CHOICES), default=list)
+    # Message channels, plus the channels other apps register (crm.registry
+    # register_campaign_channel): "social" posts on the club's accounts.
+    channels = ArrayField(
+        models.CharField(max_length=10, choices=[*CHANNEL_CHOICES, ("social", "Social posts")]),
+        default=list,
+    )
+    social_text = models.TextField(
+        blank=True, default="", help_text="Social channel: the post's text."
+    )
+    social_link = models.URLField(max_length=500, blank=True, default="")
     email_template = models.ForeignKey(
         MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -37,11 +37,13 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from crm.models import Tenant
+from crm.registry import campaign_channels
 from crm.tasks import tenant_task
 from customers.models import CustomerProfile
 
 from .common import (
     ADDRESS_COLUMN,
+    CHANNELS,
     MAX_SEND_ATTEMPTS,
     next_occurrence,
     skip_reason_params,
@@ -244,7 +246,9 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
     if run.status != RunStatus.PREPARING or campaign.status != CampaignStatus.SENDING:
         return None
     segment = campaign.segment
-    if segment.type == SegmentType.DYNAMIC:
+    message_channels = [c for c in campaign.channels if c in CHANNELS]
+    others = campaign_channels()
+    if message_channels and segment is not None and segment.type == SegmentType.DYNAMIC:
         segment_refresh(segment=segment, now=now)
     ab_test = campaign.ab_test or {}
     variant_sql, variant_params = _variant_sql(ab_test) if ab_test else (None, [])
@@ -253,7 +257,7 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
         if locked.status != RunStatus.PREPARING:
             return None
         with connection.cursor() as cursor:
-            for channel in campaign.channels:
+            for channel in message_channels if segment is not None else []:
                 held = bool(ab_test) and channel == "email"
                 sql = _snapshot_sql(channel, variant_sql if held else None)
                 cursor.execute(
@@ -273,6 +277,10 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
                         tenant.pk,
                     ],
                 )
+        for name in campaign.channels:
+            if name in others:
+                # e.g. social posts: made in this transaction, so once per run.
+                others[name].run(campaign=campaign, run=locked, now=now)
         counts = Message.objects.filter(run=run)
         targeted = counts.count()
         queued = counts.filter(status=MessageStatus.QUEUED).count()

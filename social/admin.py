@@ -4,7 +4,8 @@ promotions with what they created, and each club's promotion settings."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
@@ -19,9 +20,10 @@ from unfold.decorators import display
 
 from crm.admin_mixins import TenantScopedAdminMixin
 from crm.audit import AuditAction, audit_record, request_actor
-from crm.models import Club, StaffRole
-from crm.selectors import staff_tenant_ids_with_role
+from crm.models import Club, StaffRole, Tenant
+from crm.selectors import staff_tenant_ids, staff_tenant_ids_with_role
 
+from .calendar import publications_calendar
 from .connections import (
     OAuthFlowError,
     connection_disconnect,
@@ -43,7 +45,7 @@ from .models import (
     PublicationStatus,
 )
 from .posts import post_cancel, post_create, post_schedule
-from .promotion import promotion_cancel
+from .promotion import EDIT_FIELDS, promotion_cancel, promotion_edit
 from .publishers import publication_review
 
 SOCIAL_ROLES = (StaffRole.ADMIN, StaffRole.MARKETER)
@@ -313,7 +315,12 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
                 "compose/",
                 self.admin_site.admin_view(self.compose_view),
                 name="social_post_compose",
-            )
+            ),
+            path(
+                "calendar/",
+                self.admin_site.admin_view(self.calendar_view),
+                name="social_post_calendar",
+            ),
         ]
         return own + super().get_urls()
 
@@ -321,8 +328,58 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "compose_url": reverse("admin:social_post_compose"),
+            "calendar_url": reverse("admin:social_post_calendar"),
         }
         return super().changelist_view(request, extra_context)
+
+    def calendar_view(self, request):
+        """A month of publications, by local day in the tenant's timezone (one tenant at a
+        time: each has its own timezone), filtered by club and platform."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        tenants = Tenant.objects.order_by("name")
+        if not request.user.is_superuser:
+            tenants = tenants.filter(pk__in=staff_tenant_ids(user=request.user))
+        tenants = list(tenants)
+        wanted = request.GET.get("tenant", "")
+        tenant = next((t for t in tenants if str(t.pk) == wanted), tenants[0] if tenants else None)
+        if tenant is None:
+            raise PermissionDenied
+        today = timezone.now().astimezone(ZoneInfo(tenant.timezone)).date()
+        try:
+            year, month = (int(part) for part in request.GET.get("month", "").split("-"))
+            date(year, month, 1)
+        except ValueError:
+            year, month = today.year, today.month
+        clubs = list(Club.objects.for_tenant(tenant).order_by("name"))
+        club_id = request.GET.get("club", "")
+        if club_id not in {str(c.pk) for c in clubs}:
+            club_id = ""  # another tenant's club (or nonsense) filters nothing in
+        platform = request.GET.get("platform", "")
+        if platform not in Platform.values:
+            platform = ""
+        weeks = publications_calendar(
+            tenant=tenant, year=year, month=month, club_id=club_id or None, platform=platform
+        )
+        first = date(year, month, 1)
+        previous = (first - timedelta(days=1)).strftime("%Y-%m")
+        following = (first + timedelta(days=31)).strftime("%Y-%m")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Calendar: {first.strftime('%B %Y')}",
+            "opts": self.model._meta,
+            "weeks": weeks,
+            "tenant": tenant,
+            "tenants": tenants,
+            "clubs": clubs,
+            "platforms": Platform.choices,
+            "selected": {"club": club_id, "platform": platform, "tenant": str(tenant.pk)},
+            "previous": previous,
+            "following": following,
+            "today": today,
+            "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+        }
+        return TemplateResponse(request, "admin/social/post/calendar.html", context)
 
     def compose_view(self, request):
         """Write a post for one club's accounts, with live per-platform counts; the
@@ -382,6 +439,7 @@ class PostAdmin(TenantScopedAdminMixin, ModelAdmin):
             "connections": connections,
             "values": values,
             "errors": errors,
+            "platform_choices": Platform.choices,
         }
         return TemplateResponse(request, "admin/social/post/compose.html", context)
 
@@ -469,11 +527,65 @@ class ReminderInline(TabularInline):
         return False
 
 
+class PromotionForm(forms.ModelForm):
+    """Staff's edit of a promotion: run through ``promotion_edit`` while the form is
+    cleaned, so its refusals (a part that has gone out) show as field errors and nothing
+    changes; the service saves the row and moves what is pending."""
+
+    class Meta:
+        model = Promotion
+        fields = list(EDIT_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        promotion = self.instance
+        channels = data.get("channels")
+        if channels is not None and (
+            not isinstance(channels, list)
+            or any(c not in PROMOTION_CHANNELS for c in channels)
+            or len(set(channels)) != len(channels)
+        ):
+            self.add_error("channels", 'Empty, or a list of "email", "sms" and "social".')
+        days = data.get("reminder_days")
+        if days is not None and (
+            not isinstance(days, list)
+            or any(not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= 60 for d in days)
+            or len(set(days)) != len(days)
+        ):
+            self.add_error("reminder_days", "Empty, or a list of days from 1 to 60.")
+        for name in ("segment", "email_template", "sms_template"):
+            row = data.get(name)
+            if row is not None and row.tenant_id != promotion.tenant_id:
+                self.add_error(name, "Belongs to another tenant.")
+        for name, channel in (("email_template", "email"), ("sms_template", "sms")):
+            row = data.get(name)
+            if row is not None and row.channel != channel:
+                self.add_error(name, f"Choose a {channel} template.")
+        if self.errors:
+            return data
+        changed = {name: data.get(name) for name in self.changed_data if name in EDIT_FIELDS}
+        if "social_text" in changed:
+            changed["social_text"] = changed["social_text"] or ""
+        if changed:
+            try:
+                promotion_edit(promotion=promotion, data=changed)
+            except ValidationError as refused:
+                # The service rolled back; its errors show on the form (by field when the
+                # field is on it).
+                for field, messages_ in refused.message_dict.items():
+                    self.add_error(field if field in self.fields else None, messages_)
+        return data
+
+
 @admin.register(Promotion)
 class PromotionAdmin(TenantScopedAdminMixin, ModelAdmin):
-    """Competition promotions with their announcement, reminders and posts."""
+    """Competition promotions with their announcement, reminders and posts; editable
+    until the parts edited have gone out."""
 
     write_roles = SOCIAL_ROLES
+    form = PromotionForm
     list_display = ["name", "club", "starts_at", "status", "campaign"]
     list_filter = ["status", "club"]
     readonly_fields = [
@@ -484,11 +596,17 @@ class PromotionAdmin(TenantScopedAdminMixin, ModelAdmin):
         "name",
         "starts_at",
         "url",
-        "announce_at",
         "status",
         "campaign",
+        "cancel_campaign",
     ]
-    fields = readonly_fields
+    fields = [*readonly_fields, *EDIT_FIELDS]
+
+    def save_model(self, request, obj, form, change) -> None:
+        # promotion_edit saved it (in the form's clean) with everything it moved; saving
+        # the form's copy again could undo a campaign it set.
+        return None
+
     inlines = [ReminderInline]
     actions = ["cancel"]
 
@@ -516,6 +634,7 @@ class ClubSocialSettingsForm(forms.ModelForm):
             "sms_template",
             "social_text",
             "send_hour",
+            "notify_on_cancel",
         ]
 
     def clean(self):

@@ -146,6 +146,17 @@ class Post(TenantOwnedModel):
     promotion = models.ForeignKey(
         "Promotion", on_delete=models.SET_NULL, null=True, blank=True, related_name="posts"
     )
+    # Made by a campaign's run (the campaign's "social" channel): one post per run.
+    campaign = models.ForeignKey(
+        "marketing.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    campaign_run = models.ForeignKey(
+        "marketing.CampaignRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -159,6 +170,13 @@ class Post(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "-created_at"], name="social_post_tenant_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "campaign_run"],
+                name="social_post_campaign_run_uniq",
+                condition=models.Q(campaign_run__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return (self.content or self.link or str(self.pk))[:60]
@@ -260,6 +278,11 @@ class ClubSocialSettings(TenantOwnedModel):
     send_hour = models.PositiveSmallIntegerField(
         default=9, validators=[MaxValueValidator(23)], help_text="Local hour reminders go."
     )
+    notify_on_cancel = models.BooleanField(
+        default=False,
+        help_text="When a promoted competition is cancelled, send its audience a short notice "
+        "(email/SMS channels).",
+    )
 
     class Meta:
         ordering = ["club"]
@@ -295,6 +318,37 @@ class Promotion(TenantOwnedModel):
         max_length=10, choices=PromotionStatus.choices, default=PromotionStatus.ACTIVE
     )
     campaign = models.ForeignKey(
+        "marketing.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Staff's edits of this promotion; empty/null means "as the club's settings say".
+    channels = models.JSONField(
+        null=True, blank=True, help_text='Any of "email", "sms", "social"; empty: the club\'s.'
+    )
+    segment = models.ForeignKey(
+        "marketing.Segment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    email_template = models.ForeignKey(
+        "marketing.MessageTemplate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    sms_template = models.ForeignKey(
+        "marketing.MessageTemplate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    social_text = models.TextField(blank=True, default="")
+    send_hour = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(23)]
+    )
+    reminder_days = models.JSONField(
+        null=True, blank=True, help_text="Days before the start reminders go; empty: 7, 3, 1."
+    )
+    cancel_campaign = models.ForeignKey(
         "marketing.Campaign", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 

@@ -53,7 +53,7 @@ from marketing.models import (
     Segment,
     SegmentType,
 )
-from marketing.segments import segment_create
+from marketing.segments import segment_create, segment_update
 from marketing.templating import template_validate
 
 from .models import (
@@ -64,9 +64,18 @@ from .models import (
     Promotion,
     PromotionReminder,
     PromotionStatus,
+    Publication,
+    PublicationStatus,
     ReminderStatus,
 )
-from .posts import post_create, post_schedule, post_validate_for, posts_cancel_for_promotion
+from .posts import (
+    PAST_TOLERANCE,
+    post_create,
+    post_schedule,
+    post_update,
+    post_validate_for,
+    posts_cancel_for_promotion,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +89,31 @@ ENTERED = "teetime.competition.entered"
 HANDLED = (PUBLISHED, UPDATED, CANCELLED)
 DEFAULT_SOCIAL_TEXT = "Entries are open: {name}, {date}. {url}"
 GONE = (CampaignStatus.SENDING, CampaignStatus.COMPLETED)
+OPEN = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+# Publications that have started (or finished) going out: their post is final.
+STARTED = (
+    PublicationStatus.PUBLISHING,
+    PublicationStatus.PUBLISHED,
+    PublicationStatus.FAILED,
+    PublicationStatus.NEEDS_REVIEW,
+)
+EDIT_FIELDS = (
+    "announce_at",
+    "channels",
+    "segment",
+    "email_template",
+    "sms_template",
+    "social_text",
+    "send_hour",
+    "reminder_days",
+)
+CAMPAIGN_EDIT_FIELDS = ("channels", "segment", "email_template", "sms_template")
+
+
+class PromotionConflict(ValidationError):
+    """An edit of something that has already gone out (409)."""
+
+    status_code = 409
 
 
 def on_competition_events(*, tenant: Tenant, events: Sequence[ProcessedEvent]) -> None:
@@ -120,6 +154,29 @@ def club_settings(*, tenant: Tenant, club: Club) -> ClubSocialSettings:
     return found
 
 
+def promotion_settings(*, promotion: Promotion) -> ClubSocialSettings:
+    """The club's settings with this promotion's own edits applied (an unsaved copy)."""
+    base = club_settings(tenant=promotion.tenant, club=promotion.club)
+    return ClubSocialSettings(
+        tenant=promotion.tenant,
+        club=promotion.club,
+        auto_promote=base.auto_promote,
+        channels=base.channels if promotion.channels is None else promotion.channels,
+        segment_id=promotion.segment_id or base.segment_id,
+        email_template_id=promotion.email_template_id or base.email_template_id,
+        sms_template_id=promotion.sms_template_id or base.sms_template_id,
+        social_text=promotion.social_text or base.social_text,
+        send_hour=base.send_hour if promotion.send_hour is None else promotion.send_hour,
+        notify_on_cancel=base.notify_on_cancel,
+    )
+
+
+def _reminder_days(promotion: Promotion) -> tuple[int, ...]:
+    if promotion.reminder_days is None:
+        return REMINDER_DAYS
+    return tuple(sorted({int(d) for d in promotion.reminder_days}, reverse=True))
+
+
 def _club_of(tenant: Tenant, payload: dict[str, Any]) -> Club | None:
     clubs = Club.objects.for_tenant(tenant)
     club_id = payload.get("clubId")
@@ -157,26 +214,33 @@ def club_members_segment(*, tenant: Tenant, club: Club) -> Segment:
 
 
 def _not_entered_segment(promotion: Promotion, audience: Segment) -> Segment:
-    return segment_create(
-        tenant=promotion.tenant,
-        data={
-            "name": f"Not entered yet: {promotion.name}"[:120],
-            "club": promotion.club,
-            "type": SegmentType.DYNAMIC,
-            "criteria": {
-                "combinator": "AND",
-                "rules": [
-                    {"field": "segment", "operator": "eq", "value": str(audience.pk)},
-                    {
-                        "field": "activity_count",
-                        "operator": "eq",
-                        "value": 0,
-                        "params": {"days": 3650, "type": ENTERED, "source_id": promotion.source_id},
-                    },
-                ],
-            },
+    """The audience minus the entrants; one per promotion (an edited audience updates it)."""
+    name = f"Not entered yet: {promotion.name}"[:120]
+    data = _not_entered_data(promotion, audience, name)
+    existing = Segment.objects.for_tenant(promotion.tenant).filter(name=name).first()
+    if existing is not None:
+        return segment_update(segment=existing, data=data)
+    return segment_create(tenant=promotion.tenant, data=data)
+
+
+def _not_entered_data(promotion: Promotion, audience: Segment, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "club": promotion.club,
+        "type": SegmentType.DYNAMIC,
+        "criteria": {
+            "combinator": "AND",
+            "rules": [
+                {"field": "segment", "operator": "eq", "value": str(audience.pk)},
+                {
+                    "field": "activity_count",
+                    "operator": "eq",
+                    "value": 0,
+                    "params": {"days": 3650, "type": ENTERED, "source_id": promotion.source_id},
+                },
+            ],
         },
-    )
+    }
 
 
 def _plain(text: str) -> str:
@@ -206,7 +270,7 @@ def _local_date(promotion: Promotion) -> str:
     return promotion.starts_at.astimezone(zone).strftime("%d %B %Y, %H:%M")
 
 
-def _campaign(
+def _campaign_data(
     promotion: Promotion,
     settings: ClubSocialSettings,
     *,
@@ -214,7 +278,10 @@ def _campaign(
     line: str,
     segment: Segment,
     when: datetime,
-) -> Campaign | None:
+    current: Campaign | None = None,
+) -> dict[str, Any] | None:
+    """A promotion campaign's fields, or None when no campaign channel is on. A template
+    neither chosen in the settings nor already on ``current`` is written for it."""
     channels = [c for c in CAMPAIGN_CHANNELS if c in settings.channels]
     if not channels:
         return None
@@ -227,10 +294,35 @@ def _campaign(
         "scheduled_at": when,
     }
     for channel in channels:
-        chosen = getattr(settings, f"{channel}_template")
+        chosen = getattr(settings, f"{channel}_template") or (
+            getattr(current, f"{channel}_template") if current is not None else None
+        )
         data[f"{channel}_template"] = chosen or _template(promotion, channel, what, line)
+    return data
+
+
+def _campaign(
+    promotion: Promotion,
+    settings: ClubSocialSettings,
+    *,
+    what: str,
+    line: str,
+    segment: Segment,
+    when: datetime,
+) -> Campaign | None:
+    data = _campaign_data(promotion, settings, what=what, line=line, segment=segment, when=when)
+    if data is None:
+        return None
     campaign = campaign_create(tenant=promotion.tenant, data=data, actor="promotion")
     return campaign_schedule(campaign=campaign)
+
+
+def _retarget(campaign: Campaign, data: dict[str, Any] | None) -> None:
+    """Bring a campaign that has not gone in line with an edit (no channel left: cancel)."""
+    if data is None:
+        campaign_cancel(campaign=campaign)
+    else:
+        campaign_update(campaign=campaign, data=data)
 
 
 # --- reminders ------------------------------------------------------------------------------
@@ -254,7 +346,11 @@ def _sync_reminders(
         .select_related("campaign")
     }
     not_entered: Segment | None = None
-    for days in REMINDER_DAYS:
+    wanted = _reminder_days(promotion)
+    for days, reminder in existing.items():
+        if days not in wanted and reminder.status == ReminderStatus.PENDING:
+            _cancel_reminder(reminder)  # staff took this day out (a sent one stays)
+    for days in wanted:
         send_at = reminder_time(
             starts_at=promotion.starts_at,
             days_before=days,
@@ -293,15 +389,11 @@ def _sync_reminders(
             continue  # nobody to remind, or no channel to remind them on
         if not_entered is None:
             not_entered = _not_entered_segment(promotion, audience)
-        line = (
-            f"{promotion.name} starts in {days} day{'s' if days > 1 else ''} "
-            f"({_local_date(promotion)}). {promotion.url}"
-        ).strip()
         campaign = _campaign(
             promotion,
             settings,
             what=f"reminder {days}d",
-            line=line,
+            line=_reminder_line(promotion, days),
             segment=not_entered,
             when=send_at,
         )
@@ -312,6 +404,17 @@ def _sync_reminders(
             send_at=send_at,
             campaign=campaign,
         )
+
+
+def _reminder_line(promotion: Promotion, days: int) -> str:
+    return (
+        f"{promotion.name} starts in {days} day{'s' if days > 1 else ''} "
+        f"({_local_date(promotion)}). {promotion.url}"
+    ).strip()
+
+
+def _announcement_line(promotion: Promotion) -> str:
+    return f"{promotion.name} on {_local_date(promotion)}. {promotion.url}".strip()
 
 
 def _cancel_reminder(reminder: PromotionReminder) -> None:
@@ -373,9 +476,13 @@ def promotion_create(
         if not created:
             return promotion
         audience = settings.segment or club_members_segment(tenant=tenant, club=club)
-        line = f"{promotion.name} on {_local_date(promotion)}. {promotion.url}".strip()
         promotion.campaign = _campaign(
-            promotion, settings, what="announcement", line=line, segment=audience, when=now
+            promotion,
+            settings,
+            what="announcement",
+            line=_announcement_line(promotion),
+            segment=audience,
+            when=now,
         )
         promotion.save(update_fields=["campaign", "updated_at"])
         if "social" in settings.channels:
@@ -384,14 +491,18 @@ def promotion_create(
     return promotion
 
 
-def _post(promotion: Promotion, settings: ClubSocialSettings, now: datetime) -> Post | None:
+def _social_text(promotion: Promotion, settings: ClubSocialSettings) -> str:
     template = settings.social_text or DEFAULT_SOCIAL_TEXT
-    text = (
+    return (
         template.replace("{name}", promotion.name)
         .replace("{date}", _local_date(promotion))
         .replace("{url}", promotion.url)
         .strip()
     )
+
+
+def _post(promotion: Promotion, settings: ClubSocialSettings, now: datetime) -> Post | None:
+    text = _social_text(promotion, settings)
     draft = Post(content=text, media_urls=[], link="", hashtags=[])
     targets = [
         c.pk
@@ -435,7 +546,7 @@ def promotion_update(
         if starts_at is not None:
             promotion.starts_at = starts_at
         promotion.save()
-        settings = club_settings(tenant=promotion.tenant, club=promotion.club)
+        settings = promotion_settings(promotion=promotion)
         audience = settings.segment or club_members_segment(
             tenant=promotion.tenant, club=promotion.club
         )
@@ -450,11 +561,12 @@ def promotion_cancel(*, promotion: Promotion, now: datetime | None = None) -> Pr
     with transaction.atomic():
         promotion = (
             Promotion.objects.select_for_update(of=("self",))
-            .select_related("campaign")
+            .select_related("campaign", "club")
             .get(pk=promotion.pk)
         )
         if promotion.status == PromotionStatus.CANCELLED:
             return promotion
+        told = promotion.campaign is not None and promotion.campaign.status in GONE
         for reminder in (
             PromotionReminder.objects.select_for_update(of=("self",))
             .filter(tenant=promotion.tenant, promotion=promotion, status=ReminderStatus.PENDING)
@@ -465,24 +577,195 @@ def promotion_cancel(*, promotion: Promotion, now: datetime | None = None) -> Pr
                 reminder.save(update_fields=["status", "updated_at"])
             else:
                 _cancel_reminder(reminder)
+        told = (
+            told
+            or PromotionReminder.objects.filter(
+                tenant=promotion.tenant, promotion=promotion, status=ReminderStatus.SENT
+            ).exists()
+        )
         if promotion.campaign and promotion.campaign.status in (
             CampaignStatus.DRAFT,
             CampaignStatus.SCHEDULED,
         ):
             campaign_cancel(campaign=promotion.campaign)
         posts_cancel_for_promotion(promotion=promotion, now=now)
+        settings = promotion_settings(promotion=promotion)
+        if settings.notify_on_cancel and told:
+            # Only people who were told about it hear it is off; nothing went: no notice.
+            audience = settings.segment or club_members_segment(
+                tenant=promotion.tenant, club=promotion.club
+            )
+            promotion.cancel_campaign = _campaign(
+                promotion,
+                settings,
+                what="cancelled",
+                line=f"{promotion.name} on {_local_date(promotion)} is cancelled.",
+                segment=audience,
+                when=now,
+            )
         promotion.status = PromotionStatus.CANCELLED
-        promotion.save(update_fields=["status", "updated_at"])
+        promotion.save(update_fields=["status", "cancel_campaign", "updated_at"])
     return promotion
 
 
+def promotion_edit(
+    *, promotion: Promotion, data: dict[str, Any], now: datetime | None = None
+) -> Promotion:
+    """Staff change a promotion before it goes: announcement time, channels, audience,
+    templates, post text, send hour, reminder days. What has not gone follows the edit
+    (the announcement campaign, the pending reminders' campaigns and times, the unpublished
+    posts); an edit of a part that has gone out is refused (``PromotionConflict``, 409)
+    and changes nothing. ``data`` holds only the fields to change (validated already)."""
+    now = now or timezone.now()
+    data = {k: v for k, v in data.items() if k in EDIT_FIELDS}
+    with transaction.atomic():
+        promotion = (
+            Promotion.objects.select_for_update(of=("self",))
+            .select_related("club", "campaign")
+            .get(pk=promotion.pk)
+        )
+        if promotion.status != PromotionStatus.ACTIVE:
+            raise PromotionConflict({"status": "A cancelled promotion cannot be changed."})
+        reminders = list(
+            PromotionReminder.objects.select_for_update(of=("self",))
+            .filter(tenant=promotion.tenant, promotion=promotion)
+            .select_related("campaign")
+        )
+        sent = {
+            r.days_before
+            for r in reminders
+            if r.status == ReminderStatus.SENT or (r.campaign and r.campaign.status in GONE)
+        }
+        pending = [
+            r for r in reminders if r.status == ReminderStatus.PENDING and r.days_before not in sent
+        ]
+        announced = promotion.campaign is not None and promotion.campaign.status in GONE
+        posted = (
+            Publication.objects.filter(tenant=promotion.tenant, post__promotion=promotion)
+            .filter(status__in=STARTED)
+            .exists()
+        )
+        changed = {k: v for k, v in data.items() if getattr(promotion, k) != v}
+        errors: dict[str, str] = {}
+        if "announce_at" in changed and (announced or posted):
+            errors["announce_at"] = "The announcement has gone out."
+        if "social_text" in changed and posted:
+            errors["social_text"] = "The post has been published."
+        if "reminder_days" in changed and sent - set(changed["reminder_days"]):
+            gone = ", ".join(str(d) for d in sorted(sent - set(changed["reminder_days"])))
+            errors["reminder_days"] = f"Reminders already sent cannot be taken out: {gone}."
+        if announced and not pending:
+            for field in CAMPAIGN_EDIT_FIELDS:
+                if field in changed:
+                    errors[field] = "The announcement and the reminders have gone out."
+        if errors:
+            raise PromotionConflict(errors)
+        if "announce_at" in changed and changed["announce_at"] < now - PAST_TOLERANCE:
+            raise ValidationError({"announce_at": "This time has passed."})
+        before = promotion_settings(promotion=promotion)
+        for key, value in changed.items():
+            setattr(promotion, key, value)
+        promotion.save()
+        settings = promotion_settings(promotion=promotion)
+        audience = settings.segment or club_members_segment(
+            tenant=promotion.tenant, club=promotion.club
+        )
+        retarget = any(f in changed for f in CAMPAIGN_EDIT_FIELDS)
+        if not announced and (retarget or "announce_at" in changed):
+            _edit_announcement(promotion, settings, audience)
+        if retarget:
+            # A new audience needs a new "not entered yet" segment for the reminders.
+            not_entered = (
+                _not_entered_segment(promotion, audience)
+                if before.segment_id != settings.segment_id
+                else None
+            )
+            for reminder in pending:
+                if reminder.campaign and reminder.campaign.status in OPEN:
+                    data_ = _campaign_data(
+                        promotion,
+                        settings,
+                        what=f"reminder {reminder.days_before}d",
+                        line=_reminder_line(promotion, reminder.days_before),
+                        segment=not_entered or reminder.campaign.segment,
+                        when=reminder.send_at,
+                        current=reminder.campaign,
+                    )
+                    if data_ is None:
+                        _cancel_reminder(reminder)
+                    else:
+                        _retarget(reminder.campaign, data_)
+        _edit_posts(promotion, settings, before, changed, now)
+        _sync_reminders(promotion, settings, audience, now)
+    return promotion
+
+
+def _edit_announcement(
+    promotion: Promotion, settings: ClubSocialSettings, audience: Segment
+) -> None:
+    current = (
+        promotion.campaign if promotion.campaign and promotion.campaign.status in OPEN else None
+    )
+    data = _campaign_data(
+        promotion,
+        settings,
+        what="announcement",
+        line=_announcement_line(promotion),
+        segment=audience,
+        when=promotion.announce_at,
+        current=current,
+    )
+    if current is not None:
+        _retarget(current, data)
+    elif data is not None:
+        campaign = campaign_create(tenant=promotion.tenant, data=data, actor="promotion")
+        promotion.campaign = campaign_schedule(campaign=campaign)
+        promotion.save(update_fields=["campaign", "updated_at"])
+
+
+def _edit_posts(
+    promotion: Promotion,
+    settings: ClubSocialSettings,
+    before: ClubSocialSettings,
+    changed: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Unpublished posts follow the edit: social off cancels them, on creates one, a new
+    text or announcement time is applied."""
+    live = [
+        post
+        for post in Post.objects.filter(tenant=promotion.tenant, promotion=promotion)
+        if Publication.objects.filter(
+            tenant=promotion.tenant,
+            post=post,
+            status__in=(PublicationStatus.DRAFT, PublicationStatus.SCHEDULED),
+        ).exists()
+    ]
+    if "social" not in settings.channels:
+        if "social" in before.channels:
+            posts_cancel_for_promotion(promotion=promotion, now=now)
+        return
+    if not live:
+        if "social" not in before.channels or "social_text" in changed:
+            _post(promotion, settings, now)
+        return
+    for post in live:
+        if "social_text" in changed:
+            post_update(post=post, data={"content": _social_text(promotion, settings)})
+        if "announce_at" in changed:
+            post_schedule(post=post, scheduled_at=max(promotion.announce_at, now), now=now)
+
+
 __all__ = [
+    "PromotionConflict",
     "club_members_segment",
     "club_settings",
     "competition_event_handle",
     "on_competition_events",
     "promotion_cancel",
     "promotion_create",
+    "promotion_edit",
+    "promotion_settings",
     "promotion_update",
     "reminder_time",
 ]

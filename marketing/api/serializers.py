@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from crm.models import Club
+from crm.registry import campaign_channels
 from customers.models import CHANNELS
 from marketing.models import (
     Campaign,
@@ -226,6 +227,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         allow_null=True,
     )
     channels = serializers.ListField(
+        # Message channels, and those other apps register ("social"): see __init__.
         child=serializers.ChoiceField(choices=CHANNELS),
         required=False,
     )
@@ -251,6 +253,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "scheduled_at",
             "next_run_at",
             "ab_test",
+            "social_text",
+            "social_link",
             "ab_winner",
             "target_count",
             "last_run_at",
@@ -276,6 +280,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["channels"].child.choices = [*CHANNELS, *campaign_channels()]
         tenant = self.context.get("tenant")
         if tenant is not None:
             self.fields["club_id"].queryset = Club.objects.for_tenant(tenant)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from crm.models import Club
+from marketing.models import MessageTemplate, Segment
 from social.models import Connection, Post, Promotion, PromotionReminder, Publication
 
 
@@ -116,6 +117,10 @@ class ReminderSerializer(serializers.ModelSerializer):
 class PromotionSerializer(serializers.ModelSerializer):
     club_id = serializers.UUIDField(read_only=True)
     campaign_id = serializers.UUIDField(read_only=True)
+    segment_id = serializers.UUIDField(read_only=True)
+    email_template_id = serializers.UUIDField(read_only=True)
+    sms_template_id = serializers.UUIDField(read_only=True)
+    cancel_campaign_id = serializers.UUIDField(read_only=True)
     reminders = ReminderSerializer(many=True, read_only=True)
     post_ids = serializers.SerializerMethodField()
 
@@ -132,6 +137,14 @@ class PromotionSerializer(serializers.ModelSerializer):
             "announce_at",
             "status",
             "campaign_id",
+            "channels",
+            "segment_id",
+            "email_template_id",
+            "sms_template_id",
+            "social_text",
+            "send_hour",
+            "reminder_days",
+            "cancel_campaign_id",
             "reminders",
             "post_ids",
             "created_at",
@@ -156,3 +169,52 @@ class PromoteSerializer(serializers.Serializer):
         tenant = self.context.get("tenant")
         if tenant is not None:
             self.fields["clubId"].queryset = Club.objects.for_tenant(tenant)
+
+
+class PromotionEditSerializer(serializers.Serializer):
+    """PATCH of a promotion: only the fields sent change. Null channels, segment,
+    templates or send hour mean "as the club's settings say"."""
+
+    announce_at = serializers.DateTimeField(required=False)
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=["email", "sms", "social"]),
+        required=False,
+        allow_null=True,
+        max_length=3,
+    )
+    segment = serializers.PrimaryKeyRelatedField(
+        queryset=Segment.objects.none(), required=False, allow_null=True
+    )
+    email_template = serializers.PrimaryKeyRelatedField(
+        queryset=MessageTemplate.objects.none(), required=False, allow_null=True
+    )
+    sms_template = serializers.PrimaryKeyRelatedField(
+        queryset=MessageTemplate.objects.none(), required=False, allow_null=True
+    )
+    social_text = serializers.CharField(required=False, allow_blank=True, max_length=2200)
+    send_hour = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=23)
+    reminder_days = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=60),
+        required=False,
+        allow_null=True,
+        max_length=10,
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tenant = self.context.get("tenant")
+        if tenant is not None:
+            self.fields["segment"].queryset = Segment.objects.for_tenant(tenant)
+            templates = MessageTemplate.objects.for_tenant(tenant)
+            self.fields["email_template"].queryset = templates.filter(channel="email")
+            self.fields["sms_template"].queryset = templates.filter(channel="sms")
+
+    def validate_channels(self, value):
+        if value is not None and len(set(value)) != len(value):
+            raise serializers.ValidationError("A channel is named twice.")
+        return value
+
+    def validate_reminder_days(self, value):
+        if value is not None and len(set(value)) != len(value):
+            raise serializers.ValidationError("A day is named twice.")
+        return value

@@ -14,13 +14,14 @@ from crm.scopes import SOCIAL_READ, SOCIAL_WRITE
 from social.connections import connection_disconnect
 from social.models import Connection, Post, Promotion, Publication
 from social.posts import post_cancel, post_create, post_delete, post_schedule, post_update
-from social.promotion import promotion_cancel, promotion_create
+from social.promotion import promotion_cancel, promotion_create, promotion_edit
 
 from .serializers import (
     ConnectionSerializer,
     PostSerializer,
     PostUpdateSerializer,
     PromoteSerializer,
+    PromotionEditSerializer,
     PromotionSerializer,
     PublicationSerializer,
     ScheduleSerializer,
@@ -129,14 +130,27 @@ class PromotionViewSet(
     viewsets.GenericViewSet,
 ):
     """Competition promotions with their campaign, posts and reminders. POST promotes a
-    competition by hand."""
+    competition by hand; PATCH edits what has not gone out yet (409 for what has)."""
 
     queryset = Promotion.objects.prefetch_related("reminders", "posts")
     serializer_class = PromotionSerializer
     required_scopes = SCOPES
+    http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_serializer_class(self):
-        return PromoteSerializer if self.action == "create" else PromotionSerializer
+        if self.action == "create":
+            return PromoteSerializer
+        if self.action == "partial_update":
+            return PromotionEditSerializer
+        return PromotionSerializer
+
+    @extend_schema(request=PromotionEditSerializer, responses=PromotionSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        promotion = self.get_object()
+        body = PromotionEditSerializer(data=request.data, context=self.get_serializer_context())
+        body.is_valid(raise_exception=True)
+        promotion = promotion_edit(promotion=promotion, data=dict(body.validated_data))
+        return Response(PromotionSerializer(self.get_queryset().get(pk=promotion.pk)).data)
 
     @extend_schema(request=PromoteSerializer, responses=PromotionSerializer)
     def create(self, request, *args, **kwargs):

@@ -103,3 +103,37 @@ def test_compose_refuses_bad_fields_and_keeps_what_was_typed(page, live_server, 
     assert "An http(s) URL" in page.locator("[data-testid=compose-errors]").inner_text()
     assert page.locator("[data-testid=compose-content]").input_value() == "Club champs"
     assert not Post.objects.exists()
+
+
+def test_compose_previews_the_post_on_each_ticked_platform(page, live_server, club):
+    x = make_connection(club.tenant, club, account_id="x1")
+    ig = make_connection(
+        club.tenant, club, platform=Platform.INSTAGRAM, account_id="ig1", refresh_token=None
+    )
+    _login(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/social/post/compose/")
+    preview = page.locator("[data-testid=compose-preview]")
+    assert "Tick an account" in preview.inner_text()
+    page.check(f"input[name=connections][value='{x.pk}']")
+    page.check(f"input[name=connections][value='{ig.pk}']")
+    page.fill("[data-testid=compose-content]", "ゴルフ see https://example.com/a/very/long/path")
+    page.fill("input[name=link]", "https://club.example/comp")
+    x_card = page.locator("[data-preview=X]")
+    # 34 as above, then the link after a blank line: 2 newlines + 23, as the server counts.
+    assert "59 / 280" in x_card.inner_text()
+    assert "long/path\n\nhttps://club.example/comp" in x_card.inner_text()
+    assert "Link card: club.example" in x_card.inner_text()
+    ig_card = page.locator("[data-preview=INSTAGRAM]")
+    assert "Needs an image" in ig_card.inner_text()
+    assert page.locator("[data-preview=FACEBOOK_PAGE]").is_hidden()
+    # Too long for X: the preview cuts it and says so; an image clears Instagram's warning.
+    page.fill("[data-testid=compose-content]", "a" * 300)
+    page.fill("textarea[name=media_urls]", "https://club.example/poster.jpg")
+    assert "Too long: X counts" in x_card.inner_text()
+    assert "1 image" in ig_card.inner_text()
+    assert "Needs an image" not in ig_card.inner_text()
+    # What staff type is shown as text, never run as HTML.
+    page.fill("[data-testid=compose-content]", "<b>bold</b>")
+    assert "<b>bold</b>" in x_card.locator("[data-preview-text]").inner_text()
+    page.uncheck(f"input[name=connections][value='{ig.pk}']")
+    assert ig_card.is_hidden()
