@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
 
-SUITES = ("identity", "events", "segments", "campaigns")
+SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.db import connection
 
-    from . import campaigns, events, identity, report, segments
+    from . import campaigns, events, identity, journeys, report, scoring, segments
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             "events": events.run,
             "segments": segments.run,
             "campaigns": campaigns.run,
+            "journeys": journeys.run,
+            "scoring": scoring.run,
         }[suite](profiles=args.profiles, quick=args.quick, env=env, log=log)
         path = report.write(Path(args.output_dir), suite, results, meta)
         log(f"wrote {path}")

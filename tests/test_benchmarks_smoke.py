@@ -61,9 +61,26 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert campaigns["snapshot"]["rows"] == campaigns["data"]["recipients"] > 0
     assert campaigns["hand_off"]["messages"] == campaigns["snapshot"]["queued"]
     assert campaigns["hand_off"]["left_queued"] == 0
+    journeys = raw["journeys"]["results"]
+    assert journeys["ingestion"]["with_journeys"]["events"] > 0
+    assert journeys["ingestion"]["enrolled"] > 0
+    assert journeys["wait_sweep"]["advanced"] == journeys["wait_sweep"]["enrollments"] > 0
+    assert journeys["wait_sweep"]["at_next_step"] == journeys["wait_sweep"]["enrollments"]
+    assert journeys["analytics"]["history_rows"] > 0
+    assert journeys["analytics"]["entered"] == journeys["analytics"]["history_rows"] // 4
+    scoring = raw["scoring"]["results"]
+    assert scoring["data"]["activities"] >= 5 * scoring["data"]["profiles"]
+    assert scoring["data"]["interactions"] >= scoring["data"]["profiles"]
+    assert scoring["nightly"]["scored"] > 0
+    assert scoring["backtest"]["churners"] > 0
+    assert scoring["backtest"]["auc"] is not None
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Identity resolution" in report
     assert "HTTP resolve, 8 clients, throughput" in report
     assert "## Event ingestion and the timeline" in report
     assert "## Segments" in report
     assert "## Campaign fan-out" in report
+    assert "## Journeys" in report
+    assert "Wait sweep, " in report
+    assert "## Scoring" in report
+    assert "Nightly scoring of every profile" in report

@@ -1,0 +1,212 @@
+"""Scoring at scale.
+
+* Nightly scoring of every profile of the bench tenant (``scoring.nightly.tenant_score``: the
+  30-day activity recount, engagement, churn, the day's aggregates), with at least 5
+  activities and 1 interaction per profile (written set-wise the first time: activities
+  over the last 400 days, one sent message per profile in the last 30 days, opens and
+  clicks on most of them). Each step is timed on the side.
+* The analytics overview (``scoring.analytics.analytics_overview``), repeated calls.
+* The churn backtest (``scoring.backtest.backtest_run``) on the synthetic demo history
+  (``scoring.demo.demo_history_generate``) of a separate small tenant: its AUC is recorded.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.db import connection
+from django.utils import timezone
+
+from crm.models import Region
+from crm.services import tenant_create
+from customers.models import Activity, CustomerProfile
+from marketing.models import Interaction, Message
+from scoring import nightly
+from scoring.analytics import analytics_overview
+from scoring.backtest import backtest_run
+from scoring.demo import SOURCE as DEMO_SOURCE
+from scoring.demo import demo_history_generate
+from scoring.models import RunKind
+
+from .harness import summary_ms
+from .identity import _ensure_profiles
+
+TARGETS = {
+    "nightly_s": 60.0,
+    "analytics_overview_p99_ms": 200.0,
+}
+STRETCH_NIGHTLY_S = 10.0
+ACTIVITIES_PER_PROFILE = 5
+P = CustomerProfile._meta.db_table
+A = Activity._meta.db_table
+M = Message._meta.db_table
+I = Interaction._meta.db_table  # noqa: E741
+SOURCE = "bench-scoring"
+# Bench messages stand for journey sends (a message is a campaign run's or a journey step
+# visit's); their step ids are far above any real history row's id.
+FAKE_STEP_BASE = 10**15
+
+_ACTIVITIES_SQL = f"""
+    INSERT INTO "{A}" (tenant_id, customer_id, type, category, title, metadata, source_service,
+                       source_id, source_event_id, occurred_at, created_at, updated_at)
+    SELECT %(tenant)s, p.id, t.type, t.category, 'Benchmark activity', '{{}}'::jsonb,
+           '{SOURCE}', '', 'act-' || p.id || '-' || g.n,
+           %(now)s::timestamptz
+               - (abs(hashtext(p.id::text || g.n)) %% (400 * 24)) * interval '1 hour',
+           %(now)s, %(now)s
+    FROM "{P}" p
+    CROSS JOIN generate_series(1, {ACTIVITIES_PER_PROFILE}) AS g(n)
+    JOIN (VALUES (0, 'teetime.round.completed', 'golf'),
+                 (1, 'teetime.booking.created', 'golf'),
+                 (2, 'teetime.booking.paid', 'commerce'),
+                 (3, 'teetime.competition.entered', 'golf'),
+                 (4, 'teetime.booking.cancelled', 'golf'),
+                 (5, 'teetime.handicap.updated', 'golf'))
+         AS t(k, type, category) ON t.k = abs(hashtext(p.id::text || 'type' || g.n)) %% 6
+    WHERE p.tenant_id = %(tenant)s
+    ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+"""  # noqa: S608
+
+_MESSAGES_SQL = f"""
+    WITH sent AS (
+        INSERT INTO "{M}" (tenant_id, customer_id, journey_step_id, channel, address, variant,
+                           status, skip_reason, attempts, error, provider_id, sent_at,
+                           created_at, updated_at)
+        SELECT %(tenant)s, p.id, {FAKE_STEP_BASE} + row_number() OVER (), 'email', '', '',
+               'SENT', '', 1, '', '',
+               %(now)s::timestamptz - (abs(hashtext(p.id::text)) %% (29 * 24)) * interval '1 hour',
+               %(now)s, %(now)s
+        FROM "{P}" p WHERE p.tenant_id = %(tenant)s
+        RETURNING id, customer_id, sent_at
+    )
+    INSERT INTO "{I}" (tenant_id, message_id, customer_id, kind, source, event_id, occurred_at,
+                       metadata, created_at, updated_at)
+    SELECT %(tenant)s, s.id, s.customer_id, k.kind, 'bench', 'bench-' || s.id || '-' || k.kind,
+           s.sent_at + interval '1 hour', '{{}}'::jsonb, %(now)s, %(now)s
+    FROM sent s
+    JOIN (VALUES ('OPENED', 8), ('CLICKED', 3)) AS k(kind, below) ON s.id %% 10 < k.below
+"""  # noqa: S608
+
+
+def _ensure_history(tenant, total: int, log) -> dict:
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT count(*) FROM "{A}" WHERE tenant_id = %s', [tenant.pk])  # noqa: S608
+        activities = cursor.fetchone()[0]
+        if activities < ACTIVITIES_PER_PROFILE * total:
+            log(f"writing {ACTIVITIES_PER_PROFILE} activities per profile (have {activities:,})")
+            started = time.monotonic()
+            cursor.execute(_ACTIVITIES_SQL, {"tenant": tenant.pk, "now": now})
+            log(f"  {cursor.rowcount:,} in {time.monotonic() - started:.0f}s")
+            cursor.execute(f'VACUUM ANALYZE "{A}"')
+        cursor.execute(
+            f'SELECT count(*) FROM "{M}" WHERE tenant_id = %s AND journey_step_id >= %s',  # noqa: S608
+            [tenant.pk, FAKE_STEP_BASE],
+        )
+        if not cursor.fetchone()[0]:
+            log("writing one sent message per profile, with opens and clicks ...")
+            started = time.monotonic()
+            cursor.execute(_MESSAGES_SQL, {"tenant": tenant.pk, "now": now})
+            log(f"  {cursor.rowcount:,} interactions in {time.monotonic() - started:.0f}s")
+            cursor.execute(f'VACUUM ANALYZE "{M}", "{I}"')
+        counts = {}
+        for name, table in (("activities", A), ("messages", M), ("interactions", I)):
+            cursor.execute(f'SELECT count(*) FROM "{table}" WHERE tenant_id = %s', [tenant.pk])  # noqa: S608
+            counts[name] = cursor.fetchone()[0]
+    return counts
+
+
+def _nightly(tenant, log) -> dict:
+    """One MANUAL run (the nightly's steps, unclaimed), each step timed by a wrapper."""
+    steps: dict[str, float] = {}
+
+    def timed(name, fn):
+        def wrapper(**kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(**kwargs)
+            finally:
+                steps[name] = round(time.perf_counter() - t0, 2)
+
+        return wrapper
+
+    names = (
+        "activity_count_recompute",
+        "engagement_score_tenant",
+        "churn_score_tenant",
+        "daily_stats_record",
+    )
+    originals = {name: getattr(nightly, name) for name in names}
+    for name, fn in originals.items():
+        setattr(nightly, name, timed(name, fn))
+    try:
+        started = time.perf_counter()
+        run = nightly.tenant_score(tenant=tenant, kind=RunKind.MANUAL, now=timezone.now())
+        seconds = time.perf_counter() - started
+    finally:
+        for name, fn in originals.items():
+            setattr(nightly, name, fn)
+    log(f"nightly: {run.scored:,} scored in {seconds:.1f}s; steps {steps}")
+    return {"scored": run.scored, "seconds": round(seconds, 2), "steps_s": steps}
+
+
+def _overview(tenant, calls: int) -> dict:
+    analytics_overview(tenant=tenant)  # warm-up
+    timings = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        analytics_overview(tenant=tenant)
+        timings.append(time.perf_counter() - t0)
+    return summary_ms(timings)
+
+
+def _backtest(members: int, log) -> dict:
+    demo, _ = tenant_create(slug="bench-demo", name="Bench Demo Club", region=Region.ZA)
+    profiles = _ensure_profiles(demo, members, log)
+    now = timezone.now()
+    if not Activity.objects.for_tenant(demo).filter(source_service=DEMO_SOURCE).exists():
+        rounds, lapses = demo_history_generate(tenant=demo, members=members, now=now)
+        log(f"backtest demo history: {rounds:,} rounds, {lapses:,} lapses")
+    horizon = 90
+    started = time.perf_counter()
+    result = backtest_run(
+        tenant=demo, as_of=now - timedelta(days=horizon + 1), horizon_days=horizon, now=now
+    )
+    seconds = time.perf_counter() - started
+    log(f"backtest: AUC {result.auc}, top-decile lift {result.top_decile_lift}")
+    return {
+        "profiles": profiles,
+        "population": result.population,
+        "churners": result.churners,
+        "auc": None if result.auc is None else float(result.auc),
+        "top_decile_lift": (
+            None if result.top_decile_lift is None else float(result.top_decile_lift)
+        ),
+        "horizon_days": horizon,
+        "seconds": round(seconds, 2),
+    }
+
+
+def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
+    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
+    total = _ensure_profiles(tenant, profiles, log)
+    counts = _ensure_history(tenant, total, log)
+    with connection.cursor() as cursor:
+        cursor.execute(f'VACUUM ANALYZE "{P}"')
+    nightly_result = _nightly(tenant, log)
+    overview = _overview(tenant, 20 if quick else 500)
+    log(f"analytics overview: {overview}")
+    backtest = _backtest(1_000 if quick else 20_000, log)
+    return {
+        "data": {"profiles": total, **counts},
+        "nightly": nightly_result,
+        "analytics_overview": overview,
+        "backtest": backtest,
+        "stretch": {"nightly_s": STRETCH_NIGHTLY_S},
+        "checks": {
+            "nightly_s": nightly_result["seconds"],
+            "analytics_overview_p99_ms": overview["p99_ms"],
+        },
+        "targets": TARGETS,
+    }
