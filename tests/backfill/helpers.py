@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,12 @@ from backfill.mca import Export
 from backfill.runs import run_import
 from tests.factories import ClubFactory, TenantFactory
 
-DATA = Path("/work/shared/data/mca-v1")
+# The sample exports live in the steering repo's shared/ folder, beside this checkout (CI
+# lays a copy there); MCA_SAMPLES_DIR points elsewhere.
+DATA = Path(
+    os.environ.get("MCA_SAMPLES_DIR")
+    or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mca-v1"
+)
 TRUTH = json.loads((DATA / "truth.json").read_text())
 EXPORTED_AT = datetime(2024, 8, 1, 6, 0, tzinfo=UTC)
 REGIONS = {"ZA": ("za", ("RGC", "SVG")), "UK": ("uk", ("SAN", "HGT"))}

@@ -7,7 +7,6 @@ import tracemalloc
 import zipfile
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -27,8 +26,8 @@ from backfill.transforms import (
     parse_za_id,
     transaction_transform,
 )
+from tests.backfill.helpers import DATA
 
-DATA = Path("/work/shared/data/mca-v1")
 ZA, UK = DIALECTS["ZA"], DIALECTS["UK"]
 
 
