@@ -465,14 +465,20 @@ def segment_import_csv(*, segment: Segment, text: str) -> ImportResult:
 MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
-def segment_import_upload(*, segment: Segment, upload) -> ImportResult:
-    """``segment_import_csv`` for an uploaded file (API and admin): at most 10 MB, UTF-8."""
+def csv_upload_text(upload) -> str:
+    """The text of an uploaded CSV (segment imports, journey enrollment): at most 10 MB,
+    UTF-8 (with or without a byte-order mark); otherwise a field error on ``file``."""
     if upload.size > MAX_CSV_BYTES:
         raise ValidationError({"file": ["At most 10 MB."]})
     try:
-        text = upload.read().decode("utf-8-sig")
+        return upload.read().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValidationError({"file": ["Save the CSV as UTF-8."]}) from exc
+
+
+def segment_import_upload(*, segment: Segment, upload) -> ImportResult:
+    """``segment_import_csv`` for an uploaded file (API and admin)."""
+    text = csv_upload_text(upload)
     with transaction.atomic():
         return segment_import_csv(segment=segment, text=text)
 

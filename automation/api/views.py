@@ -36,6 +36,7 @@ from crm.api.pagination import CreatedCursorPagination
 from crm.api.views import TenantScopedAPIMixin
 from crm.scopes import MARKETING_READ, MARKETING_WRITE
 from marketing.models import Segment
+from marketing.segments import csv_upload_text
 
 from .serializers import (
     EnrollBodySerializer,
@@ -43,8 +44,6 @@ from .serializers import (
     JourneySerializer,
     StepsSerializer,
 )
-
-MAX_CSV_BYTES = 10 * 1024 * 1024
 
 
 def _settings(data: dict) -> dict:
@@ -140,13 +139,7 @@ class JourneyViewSet(
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if "file" in data:
-            upload = data["file"]
-            if upload.size > MAX_CSV_BYTES:
-                raise ValidationError({"file": ["At most 10 MB."]})
-            try:
-                text = upload.read().decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise ValidationError({"file": ["Save the CSV as UTF-8."]}) from exc
+            text = csv_upload_text(data["file"])
             return Response(journey_enroll_csv(journey=journey, text=text))
         if "segment_id" in data:
             segment = Segment.objects.for_tenant(self.tenant).filter(pk=data["segment_id"]).first()
