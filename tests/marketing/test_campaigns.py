@@ -8,7 +8,6 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import responses
-import time_machine
 from django.core import mail
 from django.utils import timezone
 
@@ -46,22 +45,11 @@ from tests.marketing.builders import (
     run_to_completion,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _at_ten_to_noon():
-    """The tests' "now": shortly before noon in Johannesburg (the clock keeps ticking)."""
-    with time_machine.travel(NOON_JHB - timedelta(minutes=10), tick=True):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backend():
-    messaging.get_backend.cache_clear()
-    messaging._connection_cache.clear()
-    yield
-    messaging._connection_cache.clear()
+pytestmark = [
+    pytest.mark.django_db,
+    # The clock shortly before noon in Johannesburg, and a fresh messaging backend.
+    pytest.mark.usefixtures("at_ten_to_noon", "fresh_messaging_backend"),
+]
 
 
 # ----------------------------------------------------------------------------- templates

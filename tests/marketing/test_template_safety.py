@@ -8,7 +8,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import time_machine
 from django.core import mail
 from django.utils import timezone
 
@@ -31,7 +30,11 @@ from marketing.templating import SMS_MAX_LENGTH, render, sample_context
 from tests.factories import MessageTemplateFactory
 from tests.marketing.builders import NOON_JHB, make_campaign, make_member, run_to_completion
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    # The clock shortly before noon in Johannesburg, and a fresh messaging backend.
+    pytest.mark.usefixtures("at_ten_to_noon", "fresh_messaging_backend"),
+]
 
 SCRIPT = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 # What the probes of issue 11 saved: each passed validation and then emitted live script,
@@ -51,20 +54,6 @@ ATTACKS = {
     "debug": "{% debug %}",
     "now": '{% now "Y" %}',
 }
-
-
-@pytest.fixture(autouse=True)
-def _at_ten_to_noon():
-    with time_machine.travel(NOON_JHB - timedelta(minutes=10), tick=True):
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backend():
-    messaging.get_backend.cache_clear()
-    messaging._connection_cache.clear()
-    yield
-    messaging._connection_cache.clear()
 
 
 def _run(campaign):
