@@ -16,17 +16,20 @@ class AutomationConfig(AppConfig):
             register_event_subscriber,
             register_export_section,
             register_merge_hook,
+            register_metrics_source,
         )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .analytics import customer_journeys_panel
         from .engine import erase_enrollments, export_enrollments, move_enrollments
+        from .metrics import journey_metrics
         from .triggers import journeys_on_events
 
         register_event_subscriber("journeys", journeys_on_events)
         register_merge_hook("journey_enrollments", move_enrollments)
         register_erase_hook("journeys", erase_enrollments)
         register_customer_panel("journeys", customer_journeys_panel)
+        register_metrics_source("journeys", journey_metrics)
         register_export_section(
             "journey_enrollments",
             title="Journeys",

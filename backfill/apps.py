@@ -10,9 +10,10 @@ class BackfillConfig(AppConfig):
 
     def ready(self) -> None:
         # Imports wait for ready(): models must be loaded first (Django's rule for app code).
-        from crm.registry import register_export_section
+        from crm.registry import register_export_section, register_metrics_source
 
         from . import tasks  # noqa: F401  (registers the tasks the admin queues by name)
+        from .metrics import import_metrics
         from .reports import export_import_rows
 
         register_export_section(
@@ -21,3 +22,4 @@ class BackfillConfig(AppConfig):
             rows=export_import_rows,
             covers=["backfill.ImportRow"],
         )
+        register_metrics_source("imports", import_metrics)

@@ -11,6 +11,10 @@ import os
 from celery import Celery
 from kombu import Exchange, Queue
 
+# Connects the Celery signals that carry the request id into tasks and make workers log
+# through Django's LOGGING (JSON lines); imported before the worker sets up its logging.
+from crm import observability  # noqa: F401
+
 # Remember whether the settings module was chosen by the caller or defaulted here, so the
 # local runner does not hand our default down to the processes it starts (pytest has its own).
 SETTINGS_MODULE_DEFAULTED = "DJANGO_SETTINGS_MODULE" not in os.environ

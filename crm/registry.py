@@ -166,6 +166,21 @@ def publish_events(*, tenant: Any, events: Sequence[ProcessedEvent]) -> None:
             logger.exception("event subscriber %s failed on %s events", name, len(events))
 
 
+#: ``source(*, now) -> Iterable[prometheus_client.core.Metric]``: series computed from the
+#: database or Redis each time ``/metrics`` is scraped (``crm.metrics``), so they read the
+#: same whichever web process answers. A few indexed queries: scrapes come every 15-60 s.
+MetricsSource = Callable[..., Iterable[Any]]
+_metrics_sources: dict[str, MetricsSource] = {}
+
+
+def register_metrics_source(name: str, source: MetricsSource) -> None:
+    _metrics_sources[name] = source
+
+
+def metrics_sources() -> dict[str, MetricsSource]:
+    return dict(_metrics_sources)
+
+
 __all__ = [
     "CustomerPanel",
     "EraseHook",
@@ -173,17 +188,20 @@ __all__ = [
     "ExportRows",
     "ExportSection",
     "MergeHook",
+    "MetricsSource",
     "ProcessedEvent",
     "customer_panels",
     "erase_hooks",
     "event_subscribers",
     "export_sections",
     "merge_hooks",
+    "metrics_sources",
     "publish_events",
     "register_customer_panel",
     "register_erase_hook",
     "register_event_subscriber",
     "register_export_section",
     "register_merge_hook",
+    "register_metrics_source",
     "unregister_event_subscriber",
 ]

@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from .models import Tenant
+from .observability import log_tenant_set
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class TenantTask(DjangoTask):
         if tenant is None:
             logger.warning("task %s dropped: tenant %s is gone or inactive", self.name, tenant_id)
             return None
+        log_tenant_set(tenant)
         return super().__call__(tenant, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ from crm.api.errors import json_error_response
 from marketing import public as marketing_public
 
 from .health import healthz, readyz
+from .metrics import metrics_view
 
 api_v1: list[URLPattern | URLResolver] = [
     path("webhooks/messaging", marketing_public.messaging_webhook, name="messaging-webhook"),
@@ -21,6 +22,7 @@ api_v1: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("u/<str:token>", marketing_public.unsubscribe, name="unsubscribe"),
     path("t/o/<str:token>.gif", marketing_public.track_open, name="track-open"),

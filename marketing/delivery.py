@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
+from crm.metrics import sends_record
 from crm.models import Tenant
 from customers.models import CustomerProfile
 
@@ -219,13 +220,14 @@ def _failed(message: Message, exc: Exception, now: datetime, *, final: bool = Fa
     ``final``: an error another attempt cannot fix)."""
     logger.warning("message %s failed: %s", message.pk, exc)
     final = final or message.attempts >= MAX_SEND_ATTEMPTS
-    Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+    changed = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
         status=MessageStatus.FAILED if final else MessageStatus.QUEUED,
         error=_error_text(exc)[:500],
         # Not claimable again before 1, 2, 4... minutes; the sweep starts a sender then.
         send_after=None if final else now + timedelta(minutes=2 ** (message.attempts - 1)),
         updated_at=now,
     )
+    sends_record(outcome="failed" if final else "retried", count=changed)
 
 
 _SENT_SQL = f"""
@@ -275,7 +277,9 @@ def _mark(
                     [claimed.get(pk) for pk, _ in sent],
                 ],
             )
+            sends_record(outcome="sent", count=cursor.rowcount)
     for reason, ids in skipped.items():
-        Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+        skipped_n = Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
             status=MessageStatus.SKIPPED, skip_reason=reason, updated_at=now
         )
+        sends_record(outcome=f"skipped_{reason}", count=skipped_n)

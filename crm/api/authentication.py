@@ -10,6 +10,7 @@ import jwt
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
+from crm.observability import log_tenant_set
 from crm.selectors import tenant_by_reference
 from crm.services import api_key_verify
 
@@ -64,10 +65,13 @@ class _LimitedAuthentication(authentication.BaseAuthentication):
             return None  # another scheme's credential, or none
         auth_failures_check(request=request)
         try:
-            return self.authenticate_credential(request)
+            result = self.authenticate_credential(request)
         except exceptions.AuthenticationFailed:
             auth_failures_record(request=request)
             raise
+        if result is not None:
+            log_tenant_set(result[0].tenant)  # the request's log lines name the tenant
+        return result
 
     def authenticate_credential(self, request):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -13,6 +13,8 @@ import environ
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from crm.observability import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -22,6 +24,7 @@ DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqr
 DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 # A valid Fernet key (32 zero bytes, urlsafe base64) for development only.
 DEV_ENCRYPTION_KEY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+DEV_METRICS_TOKEN = "dev-metrics-token"  # noqa: S105
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default=DEV_SECRET_KEY)
@@ -37,6 +40,8 @@ JWT_MAX_LIFETIME = env.int("JWT_MAX_LIFETIME", default=3600)
 # Comma-separated Fernet keys, newest first: new values are encrypted with the first,
 # any of them decrypts (so keys can rotate; see `rotate_encryption_keys`).
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[DEV_ENCRYPTION_KEY])
+# Prometheus scrapes /metrics with "Authorization: Bearer <METRICS_TOKEN>" (crm/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default=DEV_METRICS_TOKEN)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -88,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and the latency metric cover everything below.
+    "crm.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "crm.middleware.RejectNulQueryMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -155,14 +162,12 @@ CACHES = {
     }
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines with the request id and the tenant on every line (crm/observability.py);
+# LOG_FORMAT=plain for reading a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
+LOGGING = logging_config(level=env.str("LOG_LEVEL", default="INFO"), fmt=LOG_FORMAT)
 
 # --- REST API -----------------------------------------------------------------------------
 # The largest request body Django reads (Django's default is 2.5 MB). A full events batch

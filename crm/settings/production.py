@@ -13,12 +13,14 @@ from .base import (
     ALLOWED_HOSTS,
     DEV_ENCRYPTION_KEY,
     DEV_JWT_SECRET,
+    DEV_METRICS_TOKEN,
     DEV_SECRET_KEY,
     DEV_WEBHOOK_SECRET,
     EMAIL_BACKEND,
     ENCRYPTION_KEYS,
     JWT_SECRET,
     MESSAGING_BACKEND,
+    METRICS_TOKEN,
     PUBLIC_BASE_URL,
     SECRET_KEY,
     SECRET_KEY_FALLBACKS,
@@ -26,6 +28,7 @@ from .base import (
 )
 
 MIN_WEBHOOK_SECRET_LENGTH = 16
+MIN_METRICS_TOKEN_LENGTH = 32
 PLACEHOLDER_PREFIX = "replace-with-"
 NON_DELIVERING_EMAIL_BACKENDS = {
     "django.core.mail.backends.console.EmailBackend",
@@ -53,6 +56,7 @@ _missing = [
         ("SECRET_KEY", SECRET_KEY, DEV_SECRET_KEY),
         ("JWT_SECRET", JWT_SECRET, DEV_JWT_SECRET),
         ("ENCRYPTION_KEYS", ",".join(ENCRYPTION_KEYS), DEV_ENCRYPTION_KEY),
+        ("METRICS_TOKEN", METRICS_TOKEN, DEV_METRICS_TOKEN),
     )
     if not value or value == dev_default
 ]
@@ -92,6 +96,9 @@ elif MESSAGING_WEBHOOK_SECRET and len(MESSAGING_WEBHOOK_SECRET) < MIN_WEBHOOK_SE
         f"MESSAGING_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters."
     )
 
+if len(METRICS_TOKEN) < MIN_METRICS_TOKEN_LENGTH:
+    _problems.append(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_LENGTH} characters.")
+
 if DEV_SECRET_KEY in SECRET_KEY_FALLBACKS:
     _problems.append("SECRET_KEY_FALLBACKS must not contain the development key.")
 
@@ -100,6 +107,7 @@ for _name, _value in (
     ("SECRET_KEY", SECRET_KEY),
     ("JWT_SECRET", JWT_SECRET),
     ("MESSAGING_WEBHOOK_SECRET", MESSAGING_WEBHOOK_SECRET),
+    ("METRICS_TOKEN", METRICS_TOKEN),
 ):
     if _value.startswith(PLACEHOLDER_PREFIX):
         _problems.append(f"{_name} is still the .env.example placeholder.")
@@ -145,5 +153,5 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
-# /healthz and /readyz are probed over plain HTTP inside the cluster.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# /healthz and /readyz are probed, /metrics scraped, over plain HTTP inside the cluster.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]

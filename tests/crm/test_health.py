@@ -1,4 +1,5 @@
-"""Probes: /healthz answers while the process runs; /readyz only when PostgreSQL and Redis do."""
+"""Probes: /healthz answers while the process runs; /readyz only when PostgreSQL and the
+broker and cache (Redis) do, naming each."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from crm.tasks import beat_heartbeat
 from tests.worker import subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +51,18 @@ def test_readyz_is_200_when_database_and_redis_answer(client):
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "broker": "ok", "cache": "ok"}
+    assert set(body["took_ms"]) == {"database", "broker", "cache"}
+    assert body["beat_last_seen"] is None
+
+
+@pytest.mark.django_db
+def test_readyz_shows_the_last_beat_heartbeat(client):
+    ran_at = beat_heartbeat()
+
+    assert client.get("/readyz").json()["beat_last_seen"] == ran_at
 
 
 def test_readyz_is_503_when_the_database_is_unreachable():
@@ -57,10 +70,8 @@ def test_readyz_is_503_when_the_database_is_unreachable():
     result = _readyz_in_a_process(DATABASE_URL="postgres://postgres@127.0.0.1:1/crm")
 
     assert result["status"] == 503
-    assert result["body"] == {
-        "status": "unavailable",
-        "checks": {"database": "unavailable", "redis": "ok"},
-    }
+    assert result["body"]["status"] == "unavailable"
+    assert result["body"]["checks"] == {"database": "unavailable", "broker": "ok", "cache": "ok"}
 
 
 @pytest.mark.django_db
@@ -71,4 +82,8 @@ def test_readyz_is_503_when_redis_is_unreachable():
     )
 
     assert result["status"] == 503
-    assert result["body"]["checks"] == {"database": "ok", "redis": "unavailable"}
+    assert result["body"]["checks"] == {
+        "database": "ok",
+        "broker": "unavailable",
+        "cache": "unavailable",
+    }

@@ -21,6 +21,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "crm.example.com",
     "PUBLIC_BASE_URL": "https://crm.example.com",
     "EMAIL_URL": "smtp+tls://crm:mail-password@smtp.example.com:587",
+    "METRICS_TOKEN": "metrics-token-for-the-deploy-check-0123456789",
 }
 
 
@@ -160,6 +161,14 @@ def test_production_refuses_an_email_backend_that_delivers_nothing_with_local_se
         },
     )
     assert http.returncode == 0, http.stderr
+
+
+def test_production_refuses_a_missing_development_or_short_metrics_token():
+    result = _manage("check", env={**PRODUCTION_ENV, "METRICS_TOKEN": ""})
+    assert result.returncode != 0 and "METRICS_TOKEN" in result.stderr
+    result = _manage("check", env={**PRODUCTION_ENV, "METRICS_TOKEN": "dev-metrics-token"})
+    assert result.returncode != 0 and "METRICS_TOKEN" in result.stderr
+    _refused({"METRICS_TOKEN": "short-token"}, "METRICS_TOKEN must be at least 32 characters")
 
 
 def test_production_refuses_allowed_hosts_star():

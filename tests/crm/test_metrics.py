@@ -1,0 +1,136 @@
+"""/metrics: refused without the token; serves every named series, with values that follow
+what is in the database and the broker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.cache import cache
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from automation.models import Enrollment
+from backfill.models import ImportRun, RunStatus
+from backfill.runs import progress_key
+from crm.metrics import sends_record
+from crm.tasks import tenant_ping
+from tests.automation.helpers import customer, enroll, journey, send_end, template
+from tests.events.helpers import event, ingest
+
+pytestmark = pytest.mark.django_db
+TOKEN = "dev-metrics-token"  # the development default of METRICS_TOKEN (crm.settings.base)
+
+SERIES = {
+    "crm_http_request_duration_seconds",
+    "crm_celery_queue_length",
+    "crm_celery_queue_oldest_age_seconds",
+    "crm_celery_unacked_messages",
+    "crm_events_pending",
+    "crm_events_oldest_pending_age_seconds",
+    "crm_sends",
+    "crm_journey_due_enrollments",
+    "crm_journey_sweep_lag_seconds",
+    "crm_imports_running",
+    "crm_import_rows_done",
+    "crm_import_rows_total",
+    "crm_metrics_source_up",
+}
+
+
+def _scrape(client) -> dict[str, list]:
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    families = text_string_to_metric_families(response.content.decode())
+    return {family.name: family.samples for family in families}
+
+
+def _value(samples, name: str, **labels) -> float:
+    matches = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
+    assert len(matches) == 1, (name, labels, samples)
+    return matches[0]
+
+
+def test_metrics_refuses_without_the_token(client):
+    response = client.get("/metrics")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"crm_" not in response.content
+
+
+@pytest.mark.parametrize("header", ["Bearer wrong-token", "Bearer dev-metrics-tokenX", "Basic x"])
+def test_metrics_refuses_another_token(client, header):
+    response = client.get("/metrics", HTTP_AUTHORIZATION=header)
+    assert response.status_code in (401, 403)
+    assert b"crm_" not in response.content
+
+
+def test_metrics_serves_every_named_series(client, api_a, tenant_a):
+    now = timezone.now()
+    api_a.get("/api/v1/customers")  # a request to time
+    # Three events received and not processed, the oldest ten minutes ago.
+    with time_machine.travel(now - timedelta(minutes=10), tick=False):
+        ingest(tenant_a, event(tenant_a, "scl.member.created", {"email": "a@example.com"}))
+    ingest(
+        tenant_a,
+        event(tenant_a, "scl.member.created", {"email": "b@example.com"}),
+        event(tenant_a, "scl.member.created", {"email": "c@example.com"}),
+    )
+    # A task waiting on the scoring queue for two minutes (no worker runs here).
+    with time_machine.travel(now - timedelta(minutes=2), tick=False):
+        tenant_ping.apply_async(args=[str(tenant_a.pk)], kwargs={"marker": "m"}, queue="scoring")
+    sends_record(outcome="sent", count=5)
+    sends_record(outcome="failed")
+    # An enrollment due five minutes ago that the sweep has not advanced.
+    welcome = journey(tenant_a, send_end(template(tenant_a)), name="Welcome")
+    enroll(welcome, customer(tenant_a))
+    Enrollment.objects.filter(journey=welcome).update(due_at=now - timedelta(minutes=5))
+    # An import loading row 1,200 of 5,000.
+    run = ImportRun.objects.create(
+        tenant=tenant_a, region="ZA", source="mca.zip", fingerprint="f", exported_at=now,
+        status=RunStatus.LOADING, started_at=now - timedelta(minutes=3),
+    )  # fmt: skip
+    cache.set(progress_key(run.pk), {"phase": "loading", "done": 1200, "total": 5000})
+
+    with time_machine.travel(now, tick=False):
+        metrics = _scrape(client)
+
+    assert set(metrics) >= SERIES, SERIES - set(metrics)
+    latency = metrics["crm_http_request_duration_seconds"]
+    routes = {s.labels["route"] for s in latency if s.name.endswith("_count")}
+    assert "api/v1/customers" in "".join(routes)
+    assert not any("?" in r and "=" in r for r in routes)  # patterns, not raw paths
+    assert (
+        _value(metrics["crm_celery_queue_length"], "crm_celery_queue_length", queue="scoring") == 1
+    )
+    assert _value(metrics["crm_celery_queue_length"], "crm_celery_queue_length", queue="sends") == 0
+    age = _value(
+        metrics["crm_celery_queue_oldest_age_seconds"],
+        "crm_celery_queue_oldest_age_seconds",
+        queue="scoring",
+    )
+    assert 110 <= age <= 130
+    assert _value(metrics["crm_events_pending"], "crm_events_pending") == 3
+    lag = _value(
+        metrics["crm_events_oldest_pending_age_seconds"], "crm_events_oldest_pending_age_seconds"
+    )
+    assert 590 <= lag <= 610
+    assert _value(metrics["crm_sends"], "crm_sends_total", outcome="sent") == 5
+    assert _value(metrics["crm_sends"], "crm_sends_total", outcome="failed") == 1
+    assert _value(metrics["crm_journey_due_enrollments"], "crm_journey_due_enrollments") == 1
+    sweep = _value(metrics["crm_journey_sweep_lag_seconds"], "crm_journey_sweep_lag_seconds")
+    assert 290 <= sweep <= 310
+    assert _value(metrics["crm_imports_running"], "crm_imports_running") == 1
+    assert _value(metrics["crm_import_rows_done"], "crm_import_rows_done", run=str(run.pk)) == 1200
+    assert (
+        _value(metrics["crm_import_rows_total"], "crm_import_rows_total", tenant="links-a") == 5000
+    )
+    assert {s.labels["source"]: s.value for s in metrics["crm_metrics_source_up"]} == {
+        "celery_queues": 1,
+        "sends": 1,
+        "events": 1,
+        "journeys": 1,
+        "imports": 1,
+    }
