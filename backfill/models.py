@@ -99,6 +99,12 @@ class ImportRow(TenantOwnedModel):
             models.Index(
                 fields=["run", "file", "club_code", "member_no"], name="importrow_member_idx"
             ),
+            # A person's import records: the subject-access export and erasure.
+            models.Index(
+                fields=["tenant", "profile_id"],
+                condition=models.Q(profile_id__isnull=False),
+                name="importrow_profile_idx",
+            ),
         ]
 
     def __str__(self) -> str:

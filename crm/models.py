@@ -183,3 +183,19 @@ class AuditEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.object_type}:{self.object_id}"
+
+
+class RetentionMark(TimestampedModel):
+    """How far a retention sweep has got through a table (``crm.retention``): the last
+    primary key it handled. Platform state, not a tenant's data (a sweep walks a table's
+    ids across tenants), updated in the transaction of each batch, so a killed sweep
+    resumes at the batch it was doing and never handles a row twice."""
+
+    name = models.CharField(max_length=60, unique=True)
+    upto_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} up to id {self.upto_id}"

@@ -181,6 +181,22 @@ def metrics_sources() -> dict[str, MetricsSource]:
     return dict(_metrics_sources)
 
 
+#: ``step(*, now, deadline) -> tuple[int, bool]``: one part of the nightly retention job
+#: (``crm.retention``): scrubs, rolls up or deletes the app's rows older than its period, in
+#: batches, until done or ``deadline`` (a ``time.monotonic()`` value) passes; returns the rows
+#: handled and whether it finished.
+RetentionStep = Callable[..., tuple[int, bool]]
+_retention_steps: dict[str, RetentionStep] = {}
+
+
+def register_retention_step(name: str, step: RetentionStep) -> None:
+    _retention_steps[name] = step
+
+
+def retention_steps() -> dict[str, RetentionStep]:
+    return dict(_retention_steps)
+
+
 __all__ = [
     "CustomerPanel",
     "EraseHook",
@@ -190,6 +206,7 @@ __all__ = [
     "MergeHook",
     "MetricsSource",
     "ProcessedEvent",
+    "RetentionStep",
     "customer_panels",
     "erase_hooks",
     "event_subscribers",
@@ -203,5 +220,7 @@ __all__ = [
     "register_export_section",
     "register_merge_hook",
     "register_metrics_source",
+    "register_retention_step",
+    "retention_steps",
     "unregister_event_subscriber",
 ]

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .models import Tenant
 from .observability import log_tenant_set
+from .retention import retention_run
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,18 @@ def purge_old_login_attempts(days: int = 30) -> int:
     logs, _ = AccessLog.objects.filter(attempt_time__lt=cutoff).delete()
     logger.info("purged %s login attempts and %s access logs", deleted, logs)
     return deleted + logs
+
+
+@shared_task(name="crm.retention_run", bind=True, ignore_result=True)
+def retention_nightly(self) -> dict[str, tuple[int, bool]]:
+    """The nightly retention job (``crm.retention``). When a step ran out of time (a first
+    run over years of rows) and made progress, the job queues itself again to go on."""
+    results = retention_run()
+    unfinished = [name for name, (handled, done) in results.items() if not done and handled]
+    if unfinished:
+        logger.info("retention continues in a new run: %s", ", ".join(unfinished))
+        self.apply_async()
+    return results
 
 
 @shared_task(base=TenantTask, name="crm.tenant_ping", ignore_result=True)

@@ -361,6 +361,12 @@ class SyncLogEntry(TenantOwnedModel):
                 fields=["tenant", "-created_at", "-id"], name="synclog_tenant_created_idx"
             ),
             models.Index(fields=["tenant", "status", "-created_at"], name="synclog_status_idx"),
+            # A person's events: the subject-access export and erasure.
+            models.Index(
+                fields=["tenant", "profile"],
+                condition=models.Q(profile__isnull=False),
+                name="synclog_profile_idx",
+            ),
             # The sweep's work list: small, because processed rows leave it.
             models.Index(
                 fields=["next_attempt_at"],

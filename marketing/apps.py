@@ -17,10 +17,12 @@ class MarketingConfig(AppConfig):
             register_erase_hook,
             register_export_section,
             register_merge_hook,
+            register_retention_step,
         )
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .campaigns import customer_marketing_panel
+        from .retention import interaction_retention, message_retention
         from .rules import register_marketing_fields
         from .segments import (
             erase_marketing,
@@ -37,6 +39,8 @@ class MarketingConfig(AppConfig):
         register_merge_hook("marketing_messages", move_messages)
         register_erase_hook("marketing", erase_marketing)
         register_customer_panel("marketing", customer_marketing_panel)
+        register_retention_step("message_addresses", message_retention)
+        register_retention_step("interactions_rollup", interaction_retention)
         register_export_section(
             "segment_memberships",
             title="Segments you are in",

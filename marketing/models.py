@@ -435,6 +435,8 @@ class Message(TenantOwnedModel):
                 condition=models.Q(status="SENDING"),
                 name="message_sending_idx",
             ),
+            # A person's messages, whatever their state: the subject-access export, erasure.
+            models.Index(fields=["tenant", "customer"], name="message_customer_idx"),
             # The frequency cap: marketing messages sent to a customer lately.
             models.Index(
                 fields=["tenant", "customer", "sent_at"],
@@ -509,3 +511,47 @@ class Interaction(TenantOwnedModel):
             models.Index(fields=["tenant", "campaign", "kind"], name="interaction_campaign_idx"),
             models.Index(fields=["tenant", "customer"], name="interaction_customer_idx"),
         ]
+
+
+class InteractionDaily(TenantOwnedModel):
+    """Interactions counted per day (UTC), campaign (empty for journey messages), channel
+    and kind: what the retention job (``marketing.retention``) rolls raw interaction rows
+    into once they are older than ``RETENTION_INTERACTION_MONTHS``. Holds no personal data.
+    ``events`` counts every interaction recorded that day, repeats included."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        related_name="+",
+        null=True,
+        blank=True,
+        db_index=False,
+        db_constraint=False,
+    )
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES)
+    kind = models.CharField(max_length=12, choices=InteractionKind.choices)
+    events = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "kind"]
+        verbose_name_plural = "interactions per day"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "campaign", "channel", "kind"],
+                name="interactiondaily_uniq",
+                nulls_distinct=False,
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["tenant", "campaign", "kind"], name="interactiondaily_campaign_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind}: {self.events}"

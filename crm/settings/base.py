@@ -320,6 +320,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Periodic tasks are declared here, in code; django-celery-beat syncs them into its tables.
 CELERY_BEAT_SCHEDULE = {
     "crm-beat-heartbeat": {"task": "crm.beat_heartbeat", "schedule": 60.0},
+    # Retention: scrub, roll up and delete what is past its period (crm/retention.py).
+    "crm-retention-run": {"task": "crm.retention_run", "schedule": crontab(hour=3, minute=40)},
     "crm-purge-login-attempts": {
         "task": "crm.purge_old_login_attempts",
         "schedule": crontab(hour=3, minute=17),
@@ -365,6 +367,18 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/15"),
     },
 }
+
+# --- Retention (crm/retention.py, docs/privacy.md) ---------------------------------------------
+RETENTION_SYNC_LOG_DAYS = env.int("RETENTION_SYNC_LOG_DAYS", default=90)
+RETENTION_MESSAGE_DAYS = env.int("RETENTION_MESSAGE_DAYS", default=180)
+RETENTION_INTERACTION_MONTHS = env.int("RETENTION_INTERACTION_MONTHS", default=13)
+RETENTION_AUDIT_MONTHS = env.int("RETENTION_AUDIT_MONTHS", default=24)
+# Scores read 90 days of interactions, the churn backtest 90 more before its as-of date:
+# the rows they count must still be there.
+if RETENTION_INTERACTION_MONTHS < 7:
+    raise ImproperlyConfigured("RETENTION_INTERACTION_MONTHS must be at least 7")
+if min(RETENTION_SYNC_LOG_DAYS, RETENTION_MESSAGE_DAYS, RETENTION_AUDIT_MONTHS) < 1:
+    raise ImproperlyConfigured("Retention periods must be at least 1")
 
 # Zips uploaded in the admin to start an MCA v1 import; the backfill workers read them, so in
 # a deployment with several machines this is a shared volume (docs/backfill.md).
