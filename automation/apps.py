@@ -21,7 +21,12 @@ class AutomationConfig(AppConfig):
 
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .analytics import customer_journeys_panel
-        from .engine import erase_enrollments, export_enrollments, move_enrollments
+        from .engine import (
+            erase_enrollments,
+            export_enrollment_steps,
+            export_enrollments,
+            move_enrollments,
+        )
         from .metrics import journey_metrics
         from .triggers import journeys_on_events
 
@@ -35,4 +40,10 @@ class AutomationConfig(AppConfig):
             title="Journeys",
             rows=export_enrollments,
             covers=["automation.Enrollment"],
+        )
+        register_export_section(
+            "journey_steps",
+            title="Journey steps you went through",
+            rows=export_enrollment_steps,
+            covers=["automation.EnrollmentStep"],
         )

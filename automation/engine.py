@@ -755,3 +755,19 @@ def export_enrollments(*, tenant: Tenant, customer, people, viewer):
         )
         .iterator(chunk_size=2000)
     )
+
+
+def export_enrollment_steps(*, tenant: Tenant, customer, people, viewer):
+    """Export section: each step the person's enrollments visited, when, and what happened
+    there (the journey's trail)."""
+    rows = EnrollmentStep.objects.filter(
+        tenant=tenant,
+        enrollment__in=Enrollment.objects.filter(tenant=tenant, customer_id__in=people),
+    )
+    return (
+        rows.order_by("-entered_at", "-id")
+        .values(
+            "enrollment__journey__name", "step_key", "visit", "entered_at", "left_at", "outcome"
+        )
+        .iterator(chunk_size=2000)
+    )

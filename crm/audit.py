@@ -9,6 +9,8 @@ revoked, a social account connected, an import run started.
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -73,6 +75,15 @@ def request_actor(request: HttpRequest) -> str:
     if getattr(user, "credential_id", None) is not None:
         return str(user)
     return f"staff:{user.get_username()}"
+
+
+def cli_actor() -> str:
+    """``cli:<os user>`` for an operator's management command (no request, no address)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        user = str(os.getuid())
+    return f"cli:{user}"
 
 
 def audit_record(

@@ -37,6 +37,7 @@ from .models import (
     CustomerProfile,
     IdentityAlias,
     MergeSuggestion,
+    NoteRevision,
     ProfileMerge,
     SyncLogEntry,
 )
@@ -218,6 +219,17 @@ def _note_rows(*, tenant, customer, people, viewer):
     )
 
 
+def _note_revision_rows(*, tenant, customer, people, viewer):
+    # Earlier texts of the notes the requester may see (the same notes rules).
+    notes = note_visible(tenant=tenant, viewer=viewer).filter(customer_id__in=people)
+    rows = NoteRevision.objects.for_tenant(tenant).filter(note__in=notes.values("pk"))
+    return (
+        rows.order_by("-created_at", "-id")
+        .values("created_at", "note_id", "type", "body", "edited_by")
+        .iterator(chunk_size=EXPORT_CHUNK)
+    )
+
+
 def _sync_log_rows(*, tenant, customer, people, viewer):
     rows = SyncLogEntry.objects.for_tenant(tenant).filter(profile_id__in=people)
     return (
@@ -274,6 +286,12 @@ def register_customer_export_sections() -> None:
         covers=["customers.Activity"],
     )
     register_export_section("notes", title="Notes", rows=_note_rows, covers=["customers.Note"])
+    register_export_section(
+        "note_revisions",
+        title="Earlier versions of notes",
+        rows=_note_revision_rows,
+        covers=["customers.NoteRevision"],
+    )
     register_export_section(
         "events_received",
         title="Events received about you",

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from backfill import loading
 from backfill.models import ImportRow, ImportRun, RowOutcome, RunStatus
 from backfill.runs import ImportRefused
+from crm.models import AuditEvent
 from customers.models import (
     Activity,
     ConsentRecord,
@@ -322,6 +323,9 @@ def test_command_writes_the_report_and_the_reject_files(tmp_path, capsys):
     rejects = (tmp_path / "members.rejects.csv").read_bytes().decode("cp1252")
     assert rejects.splitlines()[0].endswith(";Reason")
     assert rejects.splitlines()[1].startswith("SVG;1059;")
+    # The operator's import is in the audit trail (docs/privacy.md).
+    (audit,) = AuditEvent.objects.filter(tenant=tenant, action="import.started")
+    assert audit.actor.startswith("cli:") and audit.detail["status"] == "COMPLETED"
 
 
 def test_command_lists_unknown_clubs(tmp_path):

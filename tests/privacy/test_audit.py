@@ -5,6 +5,7 @@ admin, read-only; nobody else sees it."""
 from __future__ import annotations
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from crm.audit import AuditAction, audit_record
@@ -161,6 +162,16 @@ def test_other_roles_do_not_see_the_trail(client, tenant_a, role):
     StaffMembershipFactory(tenant=tenant_a, user=user, role=role)
     client.force_login(user)
     assert client.get(reverse("admin:crm_auditevent_changelist")).status_code == 403
+
+
+def test_an_api_key_issued_by_the_operators_command_is_recorded(tenant_a, capsys):
+    call_command("create_api_key", "--tenant", tenant_a.slug, "--name", "TeeTime")
+
+    row = _only(AuditAction.API_KEY_ISSUED)
+    key = ApiKey.objects.get(tenant=tenant_a, name="TeeTime")
+    assert row.actor.startswith("cli:") and row.ip is None
+    assert (row.object_id, row.detail["prefix"]) == (str(key.pk), key.prefix)
+    assert key.prefix in capsys.readouterr().out
 
 
 def test_api_key_issued_without_the_admin_is_not_audited_by_a_signal(tenant_a):

@@ -108,6 +108,7 @@ def test_export_holds_every_kind_of_data_about_the_person(api_a, tenant_a):
     assert sections["messages"][0]["address"] == "erin@example.com"
     assert sections["messages"][0]["status"] == MessageStatus.SENT
     assert [e["journey__name"] for e in sections["journey_enrollments"]] == ["Welcome"]
+    assert {s["enrollment__journey__name"] for s in sections["journey_steps"]} == {"Welcome"}
     assert sections["scores"][0]["reasons"][0]["code"] == "ROUND_OVERDUE"
     assert sections["import_records"][0]["raw"] == ["SVG", "1059", "Erin"]
     assert sections["import_records"][0]["run__source"] == "mca-2024.zip"
@@ -116,17 +117,50 @@ def test_export_holds_every_kind_of_data_about_the_person(api_a, tenant_a):
     assert audit.ip == "127.0.0.1"
 
 
-def test_every_model_with_a_customer_key_is_in_some_export_section():
-    covered = {label for section in export_sections() for label in section.covers}
+# Models that hold a person's id and are deliberately in no section, and why.
+NOT_EXPORTED = {
+    # The record that an erasure happened: no personal data, and an erased person has no
+    # export (404).
+    "customers.Erasure",
+}
+PERSON_ID_COLUMNS = ("customer_id", "profile_id")
+
+
+def _about_a_person() -> dict[str, str]:
+    """Every model whose rows are about one person, and how: a foreign key to the profile,
+    a plain column holding a profile id (kept as a UUID so an app does not depend on
+    ``customers``), or a foreign key to a model of the first kind (a note's revisions,
+    an enrollment's steps)."""
     profile = apps.get_model("customers", "CustomerProfile")
-    missing = sorted(
-        model._meta.label
+    keyed = {
+        model
         for model in apps.get_models()
         for field in model._meta.concrete_fields
         if field.is_relation and field.related_model is profile
-        if model._meta.label not in covered
-    )
-    assert missing == [], f"models with a customer key that no export section covers: {missing}"
+    }
+    found = {model._meta.label: "customer key" for model in keyed}
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if not field.is_relation and field.name in PERSON_ID_COLUMNS:
+                found.setdefault(model._meta.label, f"plain {field.name} column")
+            elif field.is_relation and field.related_model in keyed and model not in keyed:
+                found.setdefault(model._meta.label, f"key to {field.related_model._meta.label}")
+    return found
+
+
+def test_every_model_with_a_customer_key_is_in_some_export_section():
+    covered = {label for section in export_sections() for label in section.covers}
+    about = _about_a_person()
+    missing = {
+        label: how
+        for label, how in sorted(about.items())
+        if label not in covered and label not in NOT_EXPORTED
+    }
+    assert missing == {}, f"models about a person that no export section covers: {missing}"
+    # The walk finds all three kinds (so the test would see a new model of each).
+    assert about["marketing.Message"] == "customer key"
+    assert about["backfill.ImportRow"] == "plain profile_id column"
+    assert about["customers.NoteRevision"] == "key to customers.Note"
 
 
 def test_the_export_includes_profiles_merged_into_the_person(api_a, tenant_a):
@@ -169,15 +203,25 @@ def test_export_needs_the_privacy_export_scope(api_a, tenant_a):
 def test_private_notes_follow_the_notes_rules(api_a, tenant_a):
     erin = _erin(api_a, tenant_a)
     other = api_key_create(tenant=tenant_a, name="other", scopes=["customers:write"])
-    api_a.post(f"/api/v1/customers/{erin.pk}/notes", {"body": "Shared"}, format="json")
+    shared = api_a.post(f"/api/v1/customers/{erin.pk}/notes", {"body": "Shard"}, format="json")
+    api_a.patch(f"/api/v1/notes/{shared.json()['id']}", {"body": "Shared"}, format="json")
     api_a.credentials(HTTP_AUTHORIZATION=f"Api-Key {other.raw_key}")
-    api_a.post(
+    private = api_a.post(
         f"/api/v1/customers/{erin.pk}/notes",
-        {"body": "Someone else's private note", "is_private": True},
+        {"body": "Someone else's private nte", "is_private": True},
         format="json",
     )
+    edited = api_a.patch(
+        f"/api/v1/notes/{private.json()['id']}",
+        {"body": "Someone else's private note"},
+        format="json",
+    )
+    assert edited.status_code == 200
     api_a.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create_all(tenant_a)}")
-    assert [n["body"] for n in _export(api_a, erin)["sections"]["notes"]] == ["Shared"]
+    sections = _export(api_a, erin)["sections"]
+    assert [n["body"] for n in sections["notes"]] == ["Shared"]
+    # Earlier texts follow the same rules: the shared note's, not the private one's.
+    assert [r["body"] for r in sections["note_revisions"]] == ["Shard"]
 
 
 def api_key_create_all(tenant) -> str:

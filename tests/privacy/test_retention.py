@@ -8,7 +8,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core.management import call_command
 from django.db.models import Sum
+from django.utils import timezone
 
 from crm import retention
 from crm.audit import audit_record
@@ -157,6 +159,17 @@ def test_audit_rows_are_kept_for_the_documented_months_then_deleted(tenant_a):
     assert retention_run(now=NOW)["audit_events"] == (1, True)
     assert list(AuditEvent.objects.values_list("pk", flat=True)) == [kept.pk]
     assert not AuditEvent.objects.filter(pk=gone.pk).exists()
+
+
+def test_the_command_runs_one_step_for_the_maintenance_role(tenant_a, capsys):
+    with time_machine.travel(months_before(timezone.now(), 30), tick=False):
+        audit_record(tenant=tenant_a, actor="staff:anna", action="customer.viewed",
+                     object_type="customers.CustomerProfile", object_id="x")  # fmt: skip
+
+    call_command("retention_run", "--step", "audit_events")
+
+    assert capsys.readouterr().out.strip() == "audit_events: 1 rows, done"
+    assert not AuditEvent.objects.exists()
 
 
 def test_the_nightly_task_continues_in_a_new_run_when_out_of_time(tenant_a, monkeypatch):

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from backfill.mca import DIALECTS, FILE_KINDS, Export, ExportError, write_rows
 from backfill.reports import rejects_rows, report_write
 from backfill.runs import run_import
+from crm.audit import AuditAction, audit_record, cli_actor
 from crm.models import Tenant
 
 logger = logging.getLogger("backfill")
@@ -104,6 +105,15 @@ class Command(BaseCommand):
         finally:
             progress.close()
             export.close()
+        audit_record(
+            tenant=tenant,
+            actor=cli_actor(),
+            action=AuditAction.IMPORT_STARTED,
+            object_type="backfill.ImportRun",
+            object_id=run.pk,
+            detail={"region": run.region, "source": run.source, "dry_run": run.dry_run,
+                    "status": run.status, "via": "manage.py import_mca_v1"},
+        )  # fmt: skip
         if options["report"]:
             with open(options["report"], "w", encoding="utf-8") as handle:
                 report_write(run=run, handle=handle)

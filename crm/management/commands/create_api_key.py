@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
+from crm.audit import AuditAction, audit_record, cli_actor
 from crm.models import Tenant
 from crm.scopes import ALL_SCOPES, DEFAULT_API_KEY_SCOPES
 from crm.services import api_key_create
@@ -26,7 +28,21 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=options["tenant"]).first()
         if tenant is None:
             raise CommandError(f"No tenant with slug {options['tenant']!r}.")
-        issued = api_key_create(tenant=tenant, name=options["name"], scopes=options["scopes"])
+        with transaction.atomic():
+            issued = api_key_create(tenant=tenant, name=options["name"], scopes=options["scopes"])
+            audit_record(
+                tenant=tenant,
+                actor=cli_actor(),
+                action=AuditAction.API_KEY_ISSUED,
+                object_type="crm.ApiKey",
+                object_id=issued.api_key.pk,
+                detail={
+                    "name": issued.api_key.name,
+                    "prefix": issued.api_key.prefix,
+                    "scopes": list(issued.api_key.scopes),
+                    "via": "manage.py create_api_key",
+                },
+            )
         self.stdout.write(
             f"Issued API key {issued.api_key.prefix} ({issued.api_key.name}) for {tenant.slug} "
             f"with scopes {' '.join(issued.api_key.scopes)}. It is shown once; store it now:"
