@@ -13,9 +13,11 @@ class CrmConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
         from .models import Tenant
-        from .registry import register_retention_step
+        from .registry import register_metrics_source, register_retention_step
         from .retention import audit_retention
         from .selectors import tenant_cache_clear
+        from .tasks import beat_metrics
 
         post_save.connect(tenant_cache_clear, sender=Tenant, dispatch_uid="tenant-cache")
         register_retention_step("audit_events", audit_retention)
+        register_metrics_source("beat", beat_metrics)

@@ -8,13 +8,15 @@ worker dies (late ack), so side effects are guarded by unique keys and status fi
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app, shared_task
 from celery.contrib.django.task import DjangoTask
 from django.core.cache import cache
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .models import Tenant
 from .observability import log_tenant_set
@@ -61,6 +63,18 @@ def beat_heartbeat() -> str:
     now = timezone.now().isoformat()
     cache.set(BEAT_HEARTBEAT_KEY, now, timeout=None)
     return now
+
+
+def beat_metrics(*, now: datetime) -> Iterator[Metric]:
+    """``/metrics``: seconds since the heartbeat last ran (beat queued it and a worker ran it;
+    -1 when never seen, e.g. after Redis was emptied)."""
+    seen = cache.get(BEAT_HEARTBEAT_KEY)
+    age = (now - datetime.fromisoformat(seen)).total_seconds() if seen else -1.0
+    yield GaugeMetricFamily(
+        "crm_beat_heartbeat_age_seconds",
+        "Seconds since the beat heartbeat task last ran.",
+        value=age,
+    )
 
 
 @shared_task(name="crm.purge_old_login_attempts", ignore_result=True)

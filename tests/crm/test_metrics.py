@@ -3,10 +3,13 @@ what is in the database and the broker."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import time_machine
+import yaml
 from django.core.cache import cache
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,11 +18,12 @@ from automation.models import Enrollment
 from backfill.models import ImportRun, RunStatus
 from backfill.runs import progress_key
 from crm.metrics import sends_record
-from crm.tasks import tenant_ping
+from crm.tasks import beat_heartbeat, tenant_ping
 from tests.automation.helpers import customer, enroll, journey, send_end, template
 from tests.events.helpers import event, ingest
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dev-metrics-token"  # the development default of METRICS_TOKEN (crm.settings.base)
 
 SERIES = {
@@ -36,6 +40,7 @@ SERIES = {
     "crm_import_rows_done",
     "crm_import_rows_total",
     "crm_metrics_source_up",
+    "crm_beat_heartbeat_age_seconds",
 }
 
 
@@ -81,6 +86,8 @@ def test_metrics_serves_every_named_series(client, api_a, tenant_a):
     # A task waiting on the scoring queue for two minutes (no worker runs here).
     with time_machine.travel(now - timedelta(minutes=2), tick=False):
         tenant_ping.apply_async(args=[str(tenant_a.pk)], kwargs={"marker": "m"}, queue="scoring")
+    with time_machine.travel(now - timedelta(seconds=90), tick=False):
+        beat_heartbeat()
     sends_record(outcome="sent", count=5)
     sends_record(outcome="failed")
     # An enrollment due five minutes ago that the sweep has not advanced.
@@ -127,10 +134,27 @@ def test_metrics_serves_every_named_series(client, api_a, tenant_a):
     assert (
         _value(metrics["crm_import_rows_total"], "crm_import_rows_total", tenant="links-a") == 5000
     )
+    beat = _value(metrics["crm_beat_heartbeat_age_seconds"], "crm_beat_heartbeat_age_seconds")
+    assert 85 <= beat <= 95
     assert {s.labels["source"]: s.value for s in metrics["crm_metrics_source_up"]} == {
+        "beat": 1,
         "celery_queues": 1,
         "sends": 1,
         "events": 1,
         "journeys": 1,
         "imports": 1,
     }
+
+
+def test_the_alert_rules_use_only_series_the_endpoint_serves(client):
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    used = {
+        re.sub(r"_(bucket|count|sum|total)$", "", name)
+        for group in rules["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"\bcrm_[a-z_]+", rule["expr"])
+    }
+    served = set(_scrape(client))
+    assert used and used <= served, used - served
+    assert all(rule.get("for") and rule["labels"]["severity"] in ("warning", "critical")
+               for group in rules["groups"] for rule in group["rules"])  # fmt: skip
