@@ -145,7 +145,8 @@ def sends_metrics(*, now: Any = None) -> Iterator[Metric]:
         "crm_sends", "Messages handed to the messaging backend, by outcome.", labels=["outcome"]
     )
     for outcome, value in sorted(redis_client().hgetall(SENDS_KEY).items()):
-        counter.add_metric([outcome.decode()], int(value))
+        name = outcome.decode() if isinstance(outcome, bytes) else outcome
+        counter.add_metric([name], int(value))
     yield counter
 
 

@@ -22,6 +22,7 @@ scores read 90 days at most, so every figure is the same before and after
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -85,7 +86,7 @@ def message_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
 
 def interaction_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
     def roll_up(*, lo: int, hi: int) -> int:
-        params = {"now": now, "lo": lo, "hi": hi}
+        params: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
         with connection.cursor() as cursor:
             cursor.execute(_ROLLUP_SQL, params)
             cursor.execute(_REPEATS_SQL, params)
