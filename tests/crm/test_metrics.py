@@ -3,7 +3,10 @@ what is in the database and the broker."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from crm.metrics import sends_record
 from crm.tasks import beat_heartbeat, tenant_ping
 from tests.automation.helpers import customer, enroll, journey, send_end, template
 from tests.events.helpers import event, ingest
+from tests.worker import subprocess_database_url
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +162,43 @@ def test_the_alert_rules_use_only_series_the_endpoint_serves(client):
     assert used and used <= served, used - served
     assert all(rule.get("for") and rule["labels"]["severity"] in ("warning", "critical")
                for group in rules["groups"] for rule in group["rules"])  # fmt: skip
+
+
+SCRAPE_TWO_PROCESSES = """
+import django, os, sys
+django.setup()
+from django.test import Client
+client = Client()
+if sys.argv[1] == "request":
+    client.get("/healthz")
+else:
+    print(client.get("/metrics", HTTP_AUTHORIZATION="Bearer dev-metrics-token").content.decode())
+"""
+
+
+def test_under_gunicorn_any_worker_serves_the_requests_of_all(tmp_path):
+    # PROMETHEUS_MULTIPROC_DIR: two processes (two gunicorn workers) answer a request each;
+    # a third answers the scrape with both counted.
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
+        "DJANGO_SETTINGS_MODULE": "crm.settings.test",
+        "DATABASE_URL": subprocess_database_url(),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+
+    def run(arg: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", SCRAPE_TWO_PROCESSES, arg],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+
+    run("request")
+    run("request")
+    families = {f.name: f for f in text_string_to_metric_families(run("scrape"))}
+    counts = [
+        s.value
+        for s in families["crm_http_request_duration_seconds"].samples
+        if s.name.endswith("_count") and s.labels["route"] == "healthz"
+    ]
+    assert counts == [2.0]
+    assert "crm_celery_queue_length" in families
