@@ -96,6 +96,18 @@ def sends_record(*, outcome: str, count: int = 1) -> None:
 # ----------------------------------------------------------------------------- at scrape
 
 
+def backlog_metrics(
+    *, count: tuple[str, str], age: tuple[str, str], n: int, oldest: Any, now: Any
+) -> list[Metric]:
+    """Two gauges for a backlog: how many items wait (``count``: name, help) and how long
+    the oldest has waited (``age``; 0 when none). For the apps' metrics sources."""
+    seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return [
+        GaugeMetricFamily(count[0], count[1], value=n),
+        GaugeMetricFamily(age[0], age[1], value=seconds),
+    ]
+
+
 def _oldest_age(client: redis.Redis, key: str, now: float) -> float | None:
     """Age of the message at the head of a kombu Redis list (LPUSHed, so the oldest is
     last), from the publish time ``crm.observability`` stamps on each message."""

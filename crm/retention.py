@@ -26,12 +26,13 @@ from __future__ import annotations
 import calendar
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import takewhile
+from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from .models import AuditEvent, RetentionMark
@@ -90,21 +91,43 @@ def sweep_ids(
     return handled, False
 
 
-def audit_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
-    """Deletes audit events older than ``RETENTION_AUDIT_MONTHS``. Where the application's
-    database role may not delete them (docs/privacy.md, append-only), this step fails
-    with a permission error and the maintenance role runs it (``manage.py retention_run``)."""
+def sql_step(
+    *,
+    name: str,
+    model: type[models.Model],
+    cutoff: Callable[[datetime], datetime],
+    statements: Sequence[str],
+) -> Callable[..., tuple[int, bool]]:
+    """A retention step that runs ``statements`` (set-wise SQL over the id range
+    ``%(lo)s < id <= %(hi)s``, with ``%(now)s``) on each batch of ``model``'s rows older than
+    ``cutoff(now)``; it reports the rows the statements changed."""
 
-    def delete(*, lo: int, hi: int) -> int:
-        return AuditEvent.objects.filter(pk__gt=lo, pk__lte=hi).delete()[0]
+    def step(*, now: datetime, deadline: float) -> tuple[int, bool]:
+        def apply(*, lo: int, hi: int) -> int:
+            params: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
+            changed = 0
+            with connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql, params)
+                    changed += max(cursor.rowcount, 0)
+            return changed
 
-    return sweep_ids(
-        name="audit_events",
-        model=AuditEvent,
-        cutoff=months_before(now, settings.RETENTION_AUDIT_MONTHS),
-        deadline=deadline,
-        apply=delete,
-    )
+        return sweep_ids(name=name, model=model, cutoff=cutoff(now), deadline=deadline, apply=apply)
+
+    return step
+
+
+# Where UPDATE, DELETE on the table are revoked from the application's role (docs/privacy.md,
+# append-only), this step fails with a permission error and the maintenance role runs it
+# (``manage.py retention_run --step audit_events``).
+audit_retention = sql_step(
+    name="audit_events",
+    model=AuditEvent,
+    cutoff=lambda now: months_before(now, settings.RETENTION_AUDIT_MONTHS),
+    statements=[
+        f'DELETE FROM "{AuditEvent._meta.db_table}" WHERE id > %(lo)s AND id <= %(hi)s'  # noqa: S608
+    ],
+)
 
 
 def retention_run(

@@ -12,33 +12,23 @@ left alone (still to be applied); a row older than the period is never PENDING i
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.conf import settings
-from django.db import connection
 
-from crm.retention import days_before, sweep_ids
+from crm.retention import days_before, sql_step
 
 from .models import SyncLogEntry, SyncStatus
 
 SYNC_LOG = SyncLogEntry._meta.db_table
 _SCRUB_SQL = f"""
-    UPDATE "{SYNC_LOG}" SET payload = '{{}}'::jsonb, identity = '{{}}'::jsonb, updated_at = %s
-    WHERE id > %s AND id <= %s AND status <> '{SyncStatus.PENDING}'
+    UPDATE "{SYNC_LOG}"
+    SET payload = '{{}}'::jsonb, identity = '{{}}'::jsonb, updated_at = %(now)s
+    WHERE id > %(lo)s AND id <= %(hi)s AND status <> '{SyncStatus.PENDING}'
       AND (payload <> '{{}}'::jsonb OR identity <> '{{}}'::jsonb)
 """  # noqa: S608
 
-
-def sync_log_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
-    def scrub(*, lo: int, hi: int) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(_SCRUB_SQL, [now, lo, hi])
-            return cursor.rowcount
-
-    return sweep_ids(
-        name="sync_log_payloads",
-        model=SyncLogEntry,
-        cutoff=days_before(now, settings.RETENTION_SYNC_LOG_DAYS),
-        deadline=deadline,
-        apply=scrub,
-    )
+sync_log_retention = sql_step(
+    name="sync_log_payloads",
+    model=SyncLogEntry,
+    cutoff=lambda now: days_before(now, settings.RETENTION_SYNC_LOG_DAYS),
+    statements=[_SCRUB_SQL],
+)

@@ -21,13 +21,9 @@ scores read 90 days at most, so every figure is the same before and after
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from django.conf import settings
-from django.db import connection
 
-from crm.retention import days_before, months_before, sweep_ids
+from crm.retention import days_before, months_before, sql_step
 
 from .models import Interaction, InteractionDaily, Message, MessageStatus
 
@@ -38,7 +34,7 @@ SETTLED = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.SKIPPED, Mess
 
 _MESSAGE_SCRUB_SQL = f"""
     UPDATE "{MESSAGE}" SET address = '', error = '', updated_at = %(now)s
-    WHERE id > %(lo)s AND id <= %(hi)s AND status = ANY(%(settled)s)
+    WHERE id > %(lo)s AND id <= %(hi)s AND status IN ({", ".join(f"'{s}'" for s in SETTLED)})
       AND (address <> '' OR error <> '')
 """  # noqa: S608
 _ROLLUP_SQL = f"""
@@ -67,37 +63,17 @@ _FIRSTS_SQL = f"""
 """  # noqa: S608
 
 
-def message_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
-    def scrub(*, lo: int, hi: int) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _MESSAGE_SCRUB_SQL, {"now": now, "lo": lo, "hi": hi, "settled": list(SETTLED)}
-            )
-            return cursor.rowcount
-
-    return sweep_ids(
-        name="message_addresses",
-        model=Message,
-        cutoff=days_before(now, settings.RETENTION_MESSAGE_DAYS),
-        deadline=deadline,
-        apply=scrub,
-    )
-
-
-def interaction_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
-    def roll_up(*, lo: int, hi: int) -> int:
-        params: dict[str, Any] = {"now": now, "lo": lo, "hi": hi}
-        with connection.cursor() as cursor:
-            cursor.execute(_ROLLUP_SQL, params)
-            cursor.execute(_REPEATS_SQL, params)
-            deleted = cursor.rowcount
-            cursor.execute(_FIRSTS_SQL, params)
-            return deleted + cursor.rowcount
-
-    return sweep_ids(
-        name="interactions_rollup",
-        model=Interaction,
-        cutoff=months_before(now, settings.RETENTION_INTERACTION_MONTHS),
-        deadline=deadline,
-        apply=roll_up,
-    )
+message_retention = sql_step(
+    name="message_addresses",
+    model=Message,
+    cutoff=lambda now: days_before(now, settings.RETENTION_MESSAGE_DAYS),
+    statements=[_MESSAGE_SCRUB_SQL],
+)
+# In this order, in one transaction per batch: count every row, drop the repeats, empty the
+# first rows' metadata.
+interaction_retention = sql_step(
+    name="interactions_rollup",
+    model=Interaction,
+    cutoff=lambda now: months_before(now, settings.RETENTION_INTERACTION_MONTHS),
+    statements=[_ROLLUP_SQL, _REPEATS_SQL, _FIRSTS_SQL],
+)
