@@ -22,6 +22,7 @@ from customers.models import CustomerProfile
 from marketing.models import Interaction, Message
 
 from .models import Enrollment, EnrollmentStatus, EnrollmentStep, Journey
+from .stats import step_stats_read
 
 Z95 = 1.96
 E = Enrollment._meta.db_table
@@ -108,21 +109,11 @@ def journey_analytics(*, journey: Journey) -> dict[str, Any]:
 def step_analytics(*, journey: Journey) -> dict[str, dict[str, Any]]:
     """Per step key (over all versions): visits, people there now, outcomes, messages."""
     tenant = journey.tenant
-    history = EnrollmentStep.objects.filter(tenant=tenant, enrollment__journey=journey)
     steps: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"visits": 0, "people": 0, "current": 0, "outcomes": {}, "messages": {}}
     )
-    for row in history.values("step_key").annotate(
-        visits=Count("id"), people=Count("enrollment_id", distinct=True)
-    ):
-        steps[row["step_key"]].update(visits=row["visits"], people=row["people"])
-    for key, outcome, n in (
-        history.exclude(outcome="")
-        .values_list("step_key", "outcome")
-        .annotate(n=Count("id"))
-        .values_list("step_key", "outcome", "n")
-    ):
-        steps[key]["outcomes"][outcome] = n
+    for key, figures in step_stats_read(journey=journey).items():
+        steps[key].update(figures)
     for key, n in (
         Enrollment.objects.filter(tenant=tenant, journey=journey, status=EnrollmentStatus.ACTIVE)
         .values_list("step_key")

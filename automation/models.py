@@ -138,7 +138,11 @@ class Enrollment(TenantOwnedModel):
     segment change, date) enrolls once."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    # Not indexed alone: every index below starts with the tenant (one index less to keep up
+    # on each enrollment and move).
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
     version = models.ForeignKey(JourneyVersion, on_delete=models.PROTECT, related_name="+")
     customer = models.ForeignKey(
@@ -189,7 +193,10 @@ class EnrollmentStep(TenantOwnedModel):
     in the same transaction as the move: the analytics and the person's trail read these."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
+    # Not indexed alone: the unique key starts with the tenant.
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="trail")
     visit = models.PositiveIntegerField()
     step_key = models.CharField(max_length=40)
@@ -202,5 +209,38 @@ class EnrollmentStep(TenantOwnedModel):
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "enrollment", "visit"], name="enrollmentstep_visit_uniq"
+            ),
+        ]
+
+
+class StepStat(TenantOwnedModel):
+    """What the history rows of a journey add up to, per step key, UTC day and outcome:
+    ``outcome`` empty: ``visits`` begun that day and ``people`` (visits that were the
+    enrollment's first to that key); otherwise ``visits`` that ended that day with that
+    outcome. Rows are deltas, written in the same statement as the history rows they count
+    (append-only, so concurrent sweeps never wait on one counter row) and rolled up by the
+    beat (``rolled``). ``automation.stats`` can recount them from the history at any time:
+    they are a sum of the history, not a counter kept on the side."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+")
+    step_key = models.CharField(max_length=40)
+    day = models.DateField()
+    outcome = models.CharField(max_length=60, blank=True, default="")
+    visits = models.IntegerField(default=0)
+    people = models.IntegerField(default=0)
+    rolled = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["tenant", "journey", "step_key", "day", "outcome"],
+                name="stepstat_key_idx",
+            ),
+            models.Index(
+                fields=["id"], condition=models.Q(rolled=False), name="stepstat_fresh_idx"
             ),
         ]
