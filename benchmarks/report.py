@@ -201,9 +201,14 @@ def _journeys(results: dict) -> list[str]:
         "## Journeys",
         "",
         f"Data: {results['data']['profiles']:,} profiles. Ingestion: the events suite's "
-        f"in-process worker rate, without journeys and then with {ingestion['journeys']} "
+        f"in-process worker rate, without journeys and with {ingestion['journeys']} "
         "ACTIVE journeys triggered by "
-        f"{', '.join(results['data']['trigger_types'])} (WAIT a day, then END), in the same run.",
+        f"{', '.join(results['data']['trigger_types'])} (WAIT a day, then END), in the same run"
+        + (
+            f" in {ingestion['chunks']} alternating chunks each (the journeys paused between)."
+            if ingestion.get("chunks")
+            else "."
+        ),
         "",
         *_checks_table(
             results,
