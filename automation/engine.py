@@ -61,7 +61,7 @@ from .models import (
     Step,
     StepType,
 )
-from .stats import stats_day, stats_erase, stats_insert_sql
+from .stats import JOURNEY_OUTCOME, stats_day, stats_erase, stats_insert_sql
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,15 @@ class Intake:
     trigger_keys: list[str | None]
 
 
-# Every entry is a first visit: visits and people alike.
+# Every entry is a first visit of the entry step (visits and people alike), and an ACTIVE
+# enrollment of the journey.
 _ENTERED = """
-    SELECT tenant_id, journey_id, step_key, '' AS outcome, count(*) AS visits,
-           count(*) AS people
+    SELECT tenant_id, journey_id, step_key, '' AS outcome, false AS holdout,
+           count(*) AS visits, count(*) AS people
     FROM ins GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT tenant_id, journey_id, '', 'ACTIVE', holdout, count(*), 0
+    FROM ins GROUP BY 1, 2, 5
 """
 
 _ENROLL_SQL = f"""
@@ -133,7 +137,7 @@ _ENROLL_SQL = f"""
                0, '', '', %(now)s, %(now)s, %(now)s
         FROM cand JOIN j ON j.journey_id = cand.journey_id
         ON CONFLICT DO NOTHING
-        RETURNING id, tenant_id, journey_id, step_key
+        RETURNING id, tenant_id, journey_id, step_key, holdout
     ), trail AS (
         INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
                             created_at, updated_at)
@@ -388,10 +392,11 @@ def _goals_and_exits(rows: list[Row], journeys: dict, now: datetime) -> list[Row
 # visits of the enrollment to that key counting as people (the statement's snapshot does not
 # see the history rows it inserts itself).
 _MOVED = f"""
-    SELECT tenant_id, journey_id, step_key, outcome, count(*) AS visits, 0 AS people
+    SELECT tenant_id, journey_id, step_key, outcome, false AS holdout, count(*) AS visits,
+           0 AS people
     FROM closed WHERE outcome <> '' GROUP BY 1, 2, 3, 4
     UNION ALL
-    SELECT tenant_id, journey_id, step_key, '', count(*),
+    SELECT tenant_id, journey_id, step_key, '', false, count(*),
            count(*) FILTER (WHERE NOT EXISTS (
                SELECT 1 FROM "{ES}" s WHERE s.tenant_id = moved.tenant_id
                  AND s.enrollment_id = moved.id AND s.step_key = moved.step_key))
@@ -458,6 +463,20 @@ def _move(
         )
 
 
+# The figures of ending enrollments: the closed visits' outcomes, and the journey's
+# enrollments moving from ACTIVE to their end status.
+_FINISHED = """
+    SELECT tenant_id, journey_id, step_key, outcome, false AS holdout, count(*) AS visits,
+           0 AS people
+    FROM closed GROUP BY 1, 2, 3, 4
+    UNION ALL
+    SELECT tenant_id, journey_id, '', 'ACTIVE', holdout, -count(*), 0 FROM ended
+    GROUP BY 1, 2, 5
+    UNION ALL
+    SELECT tenant_id, journey_id, '', outcome, holdout, count(*), 0 FROM ended
+    GROUP BY 1, 2, 4, 5
+"""
+
 _FINISH_SQL = f"""
     WITH m AS (SELECT unnest(%(ids)s::bigint[]) AS id),
     closed AS (
@@ -470,13 +489,8 @@ _FINISH_SQL = f"""
         UPDATE "{E}" e SET status = %(status)s, exit_reason = %(reason)s, error = %(error)s,
                ended_at = %(now)s, due_at = NULL, wait_until = NULL, updated_at = %(now)s
         FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
-        RETURNING e.id
-    ), stats AS ({
-    stats_insert_sql(
-        "SELECT tenant_id, journey_id, step_key, outcome, count(*) AS visits, 0 AS people"
-        " FROM closed GROUP BY 1, 2, 3, 4"
-    )
-})
+        RETURNING e.id, e.tenant_id, e.journey_id, e.holdout, {JOURNEY_OUTCOME} AS outcome
+    ), stats AS ({stats_insert_sql(_FINISHED)})
     SELECT count(*) FROM ended
 """  # noqa: S608
 

@@ -38,8 +38,12 @@ S = StepStat._meta.db_table
 _LOCK = 7_413_021
 
 _COLUMNS = (
-    "tenant_id, journey_id, step_key, day, outcome, visits, people, rolled, created_at, updated_at"
+    "tenant_id, journey_id, step_key, day, outcome, holdout, visits, people, rolled, "
+    "created_at, updated_at"
 )
+#: The ``outcome`` of a journey row (``step_key`` empty): the enrollment's status, with the
+#: reason for EXITED. SQL over an enrollment row ``e``.
+JOURNEY_OUTCOME = "CASE WHEN e.status = 'EXITED' THEN 'EXITED:' || e.exit_reason ELSE e.status END"
 
 
 def stats_day(now: datetime) -> date:
@@ -49,12 +53,12 @@ def stats_day(now: datetime) -> date:
 
 def stats_insert_sql(source: str) -> str:
     """``INSERT`` of deltas from ``source``, a query (usually over a data-modifying CTE of
-    the same statement) with the columns tenant_id, journey_id, step_key, outcome, visits,
-    people. Named parameters: ``day`` (``stats_day(now)``) and ``now``."""
+    the same statement) with the columns tenant_id, journey_id, step_key, outcome, holdout,
+    visits, people. Named parameters: ``day`` (``stats_day(now)``) and ``now``."""
     return f"""
         INSERT INTO "{S}" ({_COLUMNS})
-        SELECT d.tenant_id, d.journey_id, d.step_key, %(day)s::date, d.outcome, d.visits,
-               d.people, false, %(now)s, %(now)s
+        SELECT d.tenant_id, d.journey_id, d.step_key, %(day)s::date, d.outcome, d.holdout,
+               d.visits, d.people, false, %(now)s, %(now)s
         FROM ({source}) d
         WHERE d.visits <> 0 OR d.people <> 0
     """  # noqa: S608
@@ -70,36 +74,44 @@ _HISTORY = f"""
     WHERE {{where}}
 """  # noqa: S608
 
-# The figures of a history (``_HISTORY``) by step key, day and outcome.
-_FIGURES = """
+# The figures of a history (``_HISTORY``) by step key, day and outcome; and the journey
+# rows of its enrollments (``_ENROLLMENTS``): each one's status, on its day of entry.
+_FIGURES = f"""
     SELECT tenant_id, journey_id, step_key, (entered_at AT TIME ZONE 'UTC')::date AS day,
-           '' AS outcome, count(*) AS visits, count(*) FILTER (WHERE nth = 1) AS people
+           '' AS outcome, false AS holdout, count(*) AS visits,
+           count(*) FILTER (WHERE nth = 1) AS people
     FROM h GROUP BY 1, 2, 3, 4
     UNION ALL
     SELECT tenant_id, journey_id, step_key, (left_at AT TIME ZONE 'UTC')::date, outcome,
-           count(*), 0
+           false, count(*), 0
     FROM h WHERE outcome <> '' GROUP BY 1, 2, 3, 4, 5
-"""
+    UNION ALL
+    SELECT e.tenant_id, e.journey_id, '', (e.entered_at AT TIME ZONE 'UTC')::date,
+           {JOURNEY_OUTCOME}, e.holdout, count(*), 0
+    FROM "{E}" e WHERE {{enrollments}} GROUP BY 1, 2, 3, 4, 5, 6
+"""  # noqa: S608
 
 
 def stats_erase(*, tenant_id: Any, customer_id: Any, now: datetime) -> None:
     """Take an erased person's history off the figures (before it is deleted)."""
-    history = _HISTORY.format(where="e.tenant_id = %s AND e.customer_id = %s")
+    where = "e.tenant_id = %s AND e.customer_id = %s"
     sql = f"""
-        WITH h AS ({history}), f AS ({_FIGURES})
+        WITH h AS ({_HISTORY.format(where=where)}), f AS ({_FIGURES.format(enrollments=where)})
         INSERT INTO "{S}" ({_COLUMNS})
-        SELECT tenant_id, journey_id, step_key, day, outcome, -visits, -people, false, %s, %s
+        SELECT tenant_id, journey_id, step_key, day, outcome, holdout, -visits, -people, false,
+               %s, %s
         FROM f
     """  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant_id, customer_id, now, now])
+        cursor.execute(sql, [tenant_id, customer_id, tenant_id, customer_id, now, now])
 
 
 def step_stats_read(*, journey: Journey) -> dict[str, dict[str, Any]]:
-    """Per step key: visits, people, outcomes (the keys with any visit)."""
+    """Per step key: visits, people, outcomes (the keys with any visit); and, under the
+    key ``""``, the journey's enrollments by status (``journey_totals``)."""
     sql = f"""
-        SELECT step_key, outcome, sum(visits), sum(people) FROM "{S}"
-        WHERE tenant_id = %s AND journey_id = %s GROUP BY 1, 2
+        SELECT step_key, outcome, holdout, sum(visits), sum(people) FROM "{S}"
+        WHERE tenant_id = %s AND journey_id = %s GROUP BY 1, 2, 3
     """  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [journey.tenant_id, journey.pk])
@@ -108,46 +120,54 @@ def step_stats_read(*, journey: Journey) -> dict[str, dict[str, Any]]:
 
 def step_stats_recount(*, journey: Journey) -> dict[str, dict[str, Any]]:
     """The same figures as ``step_stats_read``, counted from the history rows."""
-    history = _HISTORY.format(where="e.tenant_id = %s AND e.journey_id = %s")
+    where = "e.tenant_id = %s AND e.journey_id = %s"
     sql = f"""
-        WITH h AS ({history}), f AS ({_FIGURES})
-        SELECT step_key, outcome, sum(visits), sum(people) FROM f GROUP BY 1, 2
+        WITH h AS ({_HISTORY.format(where=where)}), f AS ({_FIGURES.format(enrollments=where)})
+        SELECT step_key, outcome, holdout, sum(visits), sum(people) FROM f GROUP BY 1, 2, 3
     """  # noqa: S608
+    ids = [journey.tenant_id, journey.pk]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [journey.tenant_id, journey.pk])
+        cursor.execute(sql, ids + ids)
         return _shape(cursor.fetchall())
 
 
-def _shape(rows: list[tuple[str, str, int, int]]) -> dict[str, dict[str, Any]]:
+def _shape(rows: list[tuple[str, str, bool, int, int]]) -> dict[str, dict[str, Any]]:
     steps: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"visits": 0, "people": 0, "outcomes": {}}
     )
-    for key, outcome, visits, people in sorted(rows):
-        if outcome:
+    enrollments: dict[tuple[str, bool], int] = {}
+    for key, outcome, holdout, visits, people in sorted(rows):
+        if not key:
+            if visits:
+                enrollments[(outcome, holdout)] = int(visits)
+        elif outcome:
             if visits:
                 steps[key]["outcomes"][outcome] = int(visits)
         elif visits or people:
             steps[key].update(visits=int(visits), people=int(people))
-    return dict(steps)
+    shaped = dict(steps)
+    if enrollments:
+        shaped[""] = {"enrollments": enrollments}
+    return shaped
 
 
 def step_stats_rebuild(*, journey: Journey, now: datetime) -> int:
     """Replace the journey's figures with a recount of its history, in one statement (one
     snapshot: a delta the recount cannot see stays, one it sees goes). Returns the rows."""
-    history = _HISTORY.format(where="e.tenant_id = %s AND e.journey_id = %s")
+    where = "e.tenant_id = %s AND e.journey_id = %s"
     sql = f"""
         WITH gone AS (
             DELETE FROM "{S}" WHERE tenant_id = %s AND journey_id = %s
-        ), h AS ({history}), f AS ({_FIGURES})
+        ), h AS ({_HISTORY.format(where=where)}), f AS ({_FIGURES.format(enrollments=where)})
         INSERT INTO "{S}" ({_COLUMNS})
-        SELECT tenant_id, journey_id, step_key, day, outcome, visits, people, true, %s, %s
+        SELECT tenant_id, journey_id, step_key, day, outcome, holdout, visits, people, true,
+               %s, %s
         FROM f
     """  # noqa: S608
+    ids = [journey.tenant_id, journey.pk]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-        cursor.execute(
-            sql, [journey.tenant_id, journey.pk, journey.tenant_id, journey.pk, now, now]
-        )
+        cursor.execute(sql, ids * 3 + [now, now])
         return cursor.rowcount
 
 
@@ -157,19 +177,20 @@ def step_stats_roll_up(*, now: datetime) -> int:
     or a rebuild runs. Returns the rows written."""
     sql = f"""
         WITH fresh AS (
-            SELECT DISTINCT tenant_id, journey_id, step_key, day, outcome FROM "{S}"
+            SELECT DISTINCT tenant_id, journey_id, step_key, day, outcome, holdout FROM "{S}"
             WHERE NOT rolled
         ), gone AS (
             DELETE FROM "{S}" s USING fresh f
             WHERE s.tenant_id = f.tenant_id AND s.journey_id = f.journey_id
               AND s.step_key = f.step_key AND s.day = f.day AND s.outcome = f.outcome
-            RETURNING s.tenant_id, s.journey_id, s.step_key, s.day, s.outcome, s.visits,
-                      s.people
+              AND s.holdout = f.holdout
+            RETURNING s.tenant_id, s.journey_id, s.step_key, s.day, s.outcome, s.holdout,
+                      s.visits, s.people
         )
         INSERT INTO "{S}" ({_COLUMNS})
-        SELECT tenant_id, journey_id, step_key, day, outcome, sum(visits), sum(people), true,
-               %s, %s
-        FROM gone GROUP BY 1, 2, 3, 4, 5
+        SELECT tenant_id, journey_id, step_key, day, outcome, holdout, sum(visits),
+               sum(people), true, %s, %s
+        FROM gone GROUP BY 1, 2, 3, 4, 5, 6
         HAVING sum(visits) <> 0 OR sum(people) <> 0
     """  # noqa: S608
     with transaction.atomic(), connection.cursor() as cursor:

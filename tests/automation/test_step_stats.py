@@ -12,6 +12,7 @@ import pytest
 
 from automation.analytics import journey_analytics
 from automation.engine import erase_enrollments, move_enrollments
+from automation.journeys import journey_archive
 from automation.models import EnrollmentStep, StepStat
 from automation.stats import (
     step_stats_read,
@@ -96,6 +97,9 @@ def test_figures_equal_a_recount_of_the_history_after_random_moves(tenant_a):
     assert step_stats_read(journey=j) == step_stats_recount(journey=j)
     step_stats_rebuild(journey=j, now=NOON + timedelta(days=7))
     assert journey_analytics(journey=j) == before
+    archived = journey_archive(journey=j, now=NOON + timedelta(days=7))
+    assert journey_analytics(journey=archived)["exited"]["archived"] == before["active"]
+    assert step_stats_read(journey=j) == step_stats_recount(journey=j)
 
 
 def test_figures_of_a_step_visited_twice_count_the_person_once(tenant_a):
@@ -119,5 +123,10 @@ def test_erasure_takes_the_person_off_the_figures(tenant_a):
     steps = journey_analytics(journey=j)["steps"]
     assert (steps["wait"]["visits"], steps["wait"]["people"]) == (2, 1)
     assert steps["check"]["outcomes"] == {"no": 1}
+    assert (journey_analytics(journey=j)["entered"], journey_analytics(journey=j)["active"]) == (
+        1,
+        1,
+    )
     step_stats_roll_up(now=NOON + timedelta(days=1))
     assert journey_analytics(journey=j)["steps"] == steps
+    assert step_stats_read(journey=j) == step_stats_recount(journey=j)
