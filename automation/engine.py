@@ -408,18 +408,20 @@ _MOVE_SQL = f"""
         SELECT * FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(dues)s::timestamptz[],
                              %(waits)s::timestamptz[], %(outcomes)s::text[])
                AS m(id, key, due, wait_until, outcome)
-    ), closed AS (
-        UPDATE "{ES}" s SET left_at = %(now)s, outcome = m.outcome, updated_at = %(now)s
-        FROM m, "{E}" e
-        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
-          AND s.visit = e.visit
-        RETURNING s.tenant_id, e.journey_id, s.step_key, s.outcome
     ), moved AS (
         UPDATE "{E}" e SET step_key = m.key, visit = e.visit + 1, step_entered_at = %(now)s,
                due_at = m.due, wait_until = m.wait_until, attempts = 0, error = '',
                updated_at = %(now)s
         FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
-        RETURNING e.id, e.tenant_id, e.journey_id, e.visit, e.step_key
+        RETURNING e.id, e.tenant_id, e.journey_id, e.visit, e.step_key, m.outcome
+    ), closed AS (
+        -- The visit left: found by its unique key from the moved rows (a join of the ids
+        -- with the enrollments was planned as a scan of all of them).
+        UPDATE "{ES}" s SET left_at = %(now)s, outcome = moved.outcome, updated_at = %(now)s
+        FROM moved
+        WHERE s.tenant_id = moved.tenant_id AND s.enrollment_id = moved.id
+          AND s.visit = moved.visit - 1
+        RETURNING s.tenant_id, moved.journey_id, s.step_key, s.outcome
     ), trail AS (
         INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
                             created_at, updated_at)
@@ -479,17 +481,18 @@ _FINISHED = """
 
 _FINISH_SQL = f"""
     WITH m AS (SELECT unnest(%(ids)s::bigint[]) AS id),
-    closed AS (
-        UPDATE "{ES}" s SET left_at = %(now)s, outcome = %(outcome)s, updated_at = %(now)s
-        FROM m, "{E}" e
-        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
-          AND s.visit = e.visit AND s.left_at IS NULL
-        RETURNING s.tenant_id, e.journey_id, s.step_key, s.outcome
-    ), ended AS (
+    ended AS (
         UPDATE "{E}" e SET status = %(status)s, exit_reason = %(reason)s, error = %(error)s,
                ended_at = %(now)s, due_at = NULL, wait_until = NULL, updated_at = %(now)s
         FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
-        RETURNING e.id, e.tenant_id, e.journey_id, e.holdout, {JOURNEY_OUTCOME} AS outcome
+        RETURNING e.id, e.tenant_id, e.journey_id, e.visit, e.holdout,
+                  {JOURNEY_OUTCOME} AS outcome
+    ), closed AS (
+        UPDATE "{ES}" s SET left_at = %(now)s, outcome = %(outcome)s, updated_at = %(now)s
+        FROM ended
+        WHERE s.tenant_id = ended.tenant_id AND s.enrollment_id = ended.id
+          AND s.visit = ended.visit AND s.left_at IS NULL
+        RETURNING s.tenant_id, ended.journey_id, s.step_key, s.outcome
     ), stats AS ({stats_insert_sql(_FINISHED)})
     SELECT count(*) FROM ended
 """  # noqa: S608

@@ -143,7 +143,10 @@ class Enrollment(TenantOwnedModel):
     tenant = models.ForeignKey(
         "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments")
+    # Not indexed alone either: the enrollments of a journey are found by tenant and journey.
+    journey = models.ForeignKey(
+        Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False
+    )
     version = models.ForeignKey(JourneyVersion, on_delete=models.PROTECT, related_name="+")
     customer = models.ForeignKey(
         "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", db_index=False
@@ -236,7 +239,7 @@ class StepStat(TenantOwnedModel):
     tenant = models.ForeignKey(
         "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+")
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
     step_key = models.CharField(max_length=40)
     day = models.DateField()
     outcome = models.CharField(max_length=60, blank=True, default="")
