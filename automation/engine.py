@@ -833,8 +833,9 @@ def move_enrollments(*, tenant: Tenant, winner: CustomerProfile, loser: Customer
 def erase_enrollments(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
     """Erase hook: the person's enrollments and their history go (the journey's figures
     lose them; the messages are anonymised by marketing's hook)."""
-    stats_erase(tenant_id=tenant.pk, customer_id=customer.pk, now=timezone.now())
-    return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    with transaction.atomic():  # the figures lose exactly what is deleted
+        stats_erase(tenant_id=tenant.pk, customer_id=customer.pk, now=timezone.now())
+        return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
 
 
 __all__ = [
