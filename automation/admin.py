@@ -14,11 +14,12 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path, reverse, reverse_lazy
 from django.utils.safestring import mark_safe
 from unfold.admin import ModelAdmin, TabularInline
 
 from crm.admin_mixins import TenantScopedAdminMixin
+from crm.admin_widgets import ERROR_PREFIX, RuleBuilderWidget
 from crm.models import StaffRole
 from customers.models import CustomerProfile
 
@@ -61,7 +62,17 @@ SETTINGS = (
 
 class JourneyForm(forms.ModelForm):
     trigger = forms.JSONField(widget=JSON_WIDGET, initial=dict)
-    entry_criteria = forms.JSONField(required=False, widget=JSON_WIDGET, initial=dict)
+    # The entry filter is drawn with the rule builder (the segments' fields and live count),
+    # so staff pick fields and operators rather than write the criteria's JSON.
+    entry_criteria = forms.JSONField(
+        required=False,
+        initial=dict,
+        widget=RuleBuilderWidget(
+            fields_url=reverse_lazy("admin:marketing_segment_rule_fields"),
+            count_url=reverse_lazy("admin:marketing_segment_preview"),
+        ),
+        help_text="Who may enter when the trigger names them (no rules: everyone).",
+    )
     goal = forms.JSONField(required=False, widget=JSON_WIDGET, initial=dict)
     exit_criteria = forms.JSONField(required=False, widget=JSON_WIDGET, initial=dict)
     steps = forms.JSONField(
@@ -77,6 +88,8 @@ class JourneyForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.instance.tenant_id is not None:
+            self.fields["entry_criteria"].widget.tenant_id = str(self.instance.tenant_id)
         version = self.instance.current_version if self.instance.pk else None
         if version is not None:
             self.fields["steps"].initial = version_steps(version)
@@ -95,6 +108,12 @@ class JourneyForm(forms.ModelForm):
             if data.get("steps"):
                 steps_validate(tenant, data["steps"])
         except ValidationError as exc:
+            # The builder shows each entry filter message on the rule its path names.
+            self.fields["entry_criteria"].widget.errors = {
+                ERROR_PREFIX + key.removeprefix("entry_criteria."): errors
+                for key, errors in exc.message_dict.items()
+                if key.startswith("entry_criteria.")
+            }
             for key, errors in exc.message_dict.items():
                 field = key.split(".")[0].split("[")[0]
                 target = field if field in self.fields else None

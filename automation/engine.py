@@ -61,6 +61,7 @@ from .models import (
     Step,
     StepType,
 )
+from .stats import JOURNEY_OUTCOME, stats_day, stats_erase, stats_insert_sql
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,126 @@ _BUCKET = "(('x' || substr(md5({}), 1, 8))::bit(32)::bigint / 4294967296.0)"
 # ----------------------------------------------------------------------------- enrollment
 
 
+@dataclass
+class Intake:
+    """The people one journey is to take in: their ids and trigger keys (None: manual), and
+    when the journey's entry step ends if it is a WAIT (its wait starts on entry)."""
+
+    journey: Journey
+    entry_wait: datetime | None
+    customer_ids: list[str]
+    trigger_keys: list[str | None]
+
+
+# Every entry is a first visit of the entry step (visits and people alike), and an ACTIVE
+# enrollment of the journey.
+_ENTERED = """
+    SELECT tenant_id, journey_id, step_key, '' AS outcome, false AS holdout,
+           count(*) AS visits, count(*) AS people
+    FROM ins GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT tenant_id, journey_id, '', 'ACTIVE', holdout, count(*), 0
+    FROM ins GROUP BY 1, 2, 5
+"""
+
+_ENROLL_SQL = f"""
+    WITH j AS (
+        SELECT * FROM unnest(%(journeys)s::uuid[], %(versions)s::bigint[], %(entry_keys)s::text[],
+                             %(waits)s::timestamptz[], %(holdouts)s::int[], %(reentries)s::text[],
+                             %(afters)s::timestamptz[])
+               AS j(journey_id, version_id, entry_key, wait, holdout, reentry, after)
+    ), cand AS (
+        SELECT DISTINCT ON (c.journey_id, c.customer_id) c.journey_id, c.customer_id,
+               c.trigger_key
+        FROM unnest(%(c_journeys)s::uuid[], %(c_customers)s::uuid[], %(c_keys)s::text[])
+             AS c(journey_id, customer_id, trigger_key)
+        JOIN j ON j.journey_id = c.journey_id
+        JOIN "{P}" p ON p.id = c.customer_id
+        WHERE p.tenant_id = %(tenant)s AND p.status IN ('ACTIVE', 'INACTIVE')
+          AND p.deleted_at IS NULL
+          AND NOT EXISTS (
+            SELECT 1 FROM "{E}" e WHERE e.tenant_id = %(tenant)s AND e.journey_id = c.journey_id
+              AND e.customer_id = c.customer_id
+              AND (e.status = 'ACTIVE' OR j.reentry = 'never'
+                   OR (j.reentry = 'after_days' AND e.entered_at > j.after)))
+        ORDER BY c.journey_id, c.customer_id, c.trigger_key
+    ), ins AS (
+        INSERT INTO "{E}" (tenant_id, journey_id, version_id, customer_id, step_key, visit,
+                           step_entered_at, status, due_at, wait_until, trigger_key, holdout,
+                           attempts, error, exit_reason, entered_at, created_at, updated_at)
+        SELECT %(tenant)s, j.journey_id, j.version_id, cand.customer_id, j.entry_key, 1,
+               %(now)s, 'ACTIVE', COALESCE(j.wait, %(now)s), j.wait, cand.trigger_key,
+               {_BUCKET.format("j.journey_id::text || cand.customer_id::text")} * 100 < j.holdout,
+               0, '', '', %(now)s, %(now)s, %(now)s
+        FROM cand JOIN j ON j.journey_id = cand.journey_id
+        ON CONFLICT DO NOTHING
+        RETURNING id, tenant_id, journey_id, step_key, holdout
+    ), trail AS (
+        INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
+                            created_at, updated_at)
+        SELECT tenant_id, id, 1, step_key, %(now)s, '', %(now)s, %(now)s FROM ins
+    ), stats AS ({stats_insert_sql(_ENTERED)})
+    SELECT count(*) FROM ins
+"""  # noqa: S608
+
+
+def _entry_filter(intake: Intake, now: datetime) -> Intake:
+    """The people of ``intake`` who pass the journey's entry filter (one query)."""
+    journey = intake.journey
+    if not journey.entry_criteria:
+        return intake
+    group = criteria_parse(journey.tenant, journey.entry_criteria)
+    passing = {
+        str(pk)
+        for pk in matching(journey.tenant, group, now)
+        .filter(pk__in=intake.customer_ids)
+        .values_list("pk", flat=True)
+    }
+    pairs = [
+        (c, k)
+        for c, k in zip(intake.customer_ids, intake.trigger_keys, strict=True)
+        if c in passing
+    ]
+    return Intake(journey, intake.entry_wait, [c for c, _ in pairs], [k for _, k in pairs])
+
+
+def enrollments_insert(*, tenant: Tenant, intakes: Sequence[Intake], now: datetime) -> int:
+    """Enroll the people of several journeys of a tenant in **one statement**: each on its
+    journey's current version, at its first step, with the first history row and the
+    figures (``automation.stats``). Who is not live, does not pass the journey's entry
+    filter (one query per journey that has one), is in the journey already, or may not enter
+    again (re-entry rule) is left out; a trigger key enrolls once per journey (a replayed
+    event or segment change enrolls nobody again), and ``ON CONFLICT DO NOTHING`` keeps at
+    most one ACTIVE enrollment per person and journey under concurrent batches. Returns how
+    many entered."""
+    intakes = [
+        _entry_filter(i, now)
+        for i in intakes
+        if i.customer_ids and i.journey.status == JourneyStatus.ACTIVE
+    ]
+    intakes = [i for i in intakes if i.customer_ids]
+    if not intakes:
+        return 0
+    params = {
+        "tenant": tenant.pk,
+        "now": now,
+        "day": stats_day(now),
+        "journeys": [str(i.journey.pk) for i in intakes],
+        "versions": [i.journey.current_version_id for i in intakes],
+        "entry_keys": [i.journey.current_version.entry_key for i in intakes],
+        "waits": [i.entry_wait for i in intakes],
+        "holdouts": [i.journey.holdout_percent for i in intakes],
+        "reentries": [i.journey.reentry for i in intakes],
+        "afters": [now - timedelta(days=i.journey.reentry_days) for i in intakes],
+        "c_journeys": [str(i.journey.pk) for i in intakes for _ in i.customer_ids],
+        "c_customers": [str(c) for i in intakes for c in i.customer_ids],
+        "c_keys": [k for i in intakes for k in i.trigger_keys],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_ENROLL_SQL, params)
+        return cursor.fetchone()[0]
+
+
 def enrollments_create(
     *,
     journey: Journey,
@@ -91,88 +212,17 @@ def enrollments_create(
     now: datetime | None = None,
     kick: bool = True,
 ) -> int:
-    """Enroll people (set-wise) on the journey's current version, at its first step. Who is
-    not live, does not pass the entry filter, is in the journey already, or may not enter
-    again (re-entry rule) is left out; a trigger key enrolls once (a replayed event or
-    segment change enrolls nobody again). Returns how many entered."""
+    """Enroll people of one journey (``enrollments_insert``); then kick the sweep."""
     now = now or timezone.now()
     if not customer_ids or journey.status != JourneyStatus.ACTIVE:
         return 0
     version = journey.current_version
     keys = list(trigger_keys) if trigger_keys is not None else [None] * len(customer_ids)
-    ids = [str(c) for c in customer_ids]
-    tenant = journey.tenant
-    if journey.entry_criteria:
-        group = criteria_parse(tenant, journey.entry_criteria)
-        passing = {
-            str(pk)
-            for pk in matching(tenant, group, now).filter(pk__in=ids).values_list("pk", flat=True)
-        }
-        pairs = [(c, k) for c, k in zip(ids, keys, strict=True) if c in passing]
-        ids, keys = [c for c, _ in pairs], [k for _, k in pairs]
-        if not ids:
-            return 0
-    after = now - timedelta(days=journey.reentry_days)
-    # An entry step that is a WAIT starts its wait on entry.
-    wait = wait_end(journey, Step.objects.get(version=version, key=version.entry_key), now)
-    sql = f"""
-        WITH cand AS (
-            SELECT DISTINCT ON (c.customer_id) c.customer_id, c.trigger_key
-            FROM unnest(%s::uuid[], %s::text[]) AS c(customer_id, trigger_key)
-            JOIN "{P}" p ON p.id = c.customer_id
-            WHERE p.tenant_id = %s AND p.status IN ('ACTIVE', 'INACTIVE')
-              AND p.deleted_at IS NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM "{E}" e WHERE e.tenant_id = %s AND e.journey_id = %s
-                  AND e.customer_id = c.customer_id
-                  AND (e.status = 'ACTIVE' OR %s = 'never'
-                       OR (%s = 'after_days' AND e.entered_at > %s)))
-            ORDER BY c.customer_id, c.trigger_key
-        ), ins AS (
-            INSERT INTO "{E}" (tenant_id, journey_id, version_id, customer_id, step_key, visit,
-                               step_entered_at, status, due_at, wait_until, trigger_key, holdout,
-                               attempts, error, exit_reason, entered_at, created_at, updated_at)
-            SELECT %s, %s, %s, cand.customer_id, %s, 1, %s, 'ACTIVE', %s, %s, cand.trigger_key,
-                   {_BUCKET.format("%s || cand.customer_id::text")} * 100 < %s,
-                   0, '', '', %s, %s, %s
-            FROM cand
-            ON CONFLICT DO NOTHING
-            RETURNING id, tenant_id, step_key
-        )
-        INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
-                            created_at, updated_at)
-        SELECT tenant_id, id, 1, step_key, %s, '', %s, %s FROM ins
-    """  # noqa: S608
-    params = [
-        ids,
-        keys,
-        tenant.pk,
-        tenant.pk,
-        journey.pk,
-        journey.reentry,
-        journey.reentry,
-        after,
-        tenant.pk,
-        journey.pk,
-        version.pk,
-        version.entry_key,
-        now,
-        wait or now,
-        wait,
-        str(journey.pk),
-        journey.holdout_percent,
-        now,
-        now,
-        now,
-        now,
-        now,
-        now,
-    ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        entered = cursor.rowcount
+    entry = Step.objects.get(version=version, key=version.entry_key)
+    intake = Intake(journey, wait_end(journey, entry, now), [str(c) for c in customer_ids], keys)
+    entered = enrollments_insert(tenant=journey.tenant, intakes=[intake], now=now)
     if entered and kick:
-        journeys_kick(tenant)
+        journeys_kick(journey.tenant)
     return entered
 
 
@@ -338,25 +388,46 @@ def _goals_and_exits(rows: list[Row], journeys: dict, now: datetime) -> list[Row
 # ----------------------------------------------------------------------------- moves
 
 
+# The figures of a move: the visits that ended (by outcome) and the ones that began, first
+# visits of the enrollment to that key counting as people (the statement's snapshot does not
+# see the history rows it inserts itself).
+_MOVED = f"""
+    SELECT tenant_id, journey_id, step_key, outcome, false AS holdout, count(*) AS visits,
+           0 AS people
+    FROM closed WHERE outcome <> '' GROUP BY 1, 2, 3, 4
+    UNION ALL
+    SELECT tenant_id, journey_id, step_key, '', false, count(*),
+           count(*) FILTER (WHERE NOT EXISTS (
+               SELECT 1 FROM "{ES}" s WHERE s.tenant_id = moved.tenant_id
+                 AND s.enrollment_id = moved.id AND s.step_key = moved.step_key))
+    FROM moved GROUP BY 1, 2, 3
+"""  # noqa: S608
+
 _MOVE_SQL = f"""
     WITH m AS (
-        SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[],
-                             %s::text[]) AS m(id, key, due, wait_until, outcome)
-    ), closed AS (
-        UPDATE "{ES}" s SET left_at = %s, outcome = m.outcome, updated_at = %s
-        FROM m, "{E}" e
-        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
-          AND s.visit = e.visit
+        SELECT * FROM unnest(%(ids)s::bigint[], %(keys)s::text[], %(dues)s::timestamptz[],
+                             %(waits)s::timestamptz[], %(outcomes)s::text[])
+               AS m(id, key, due, wait_until, outcome)
     ), moved AS (
-        UPDATE "{E}" e SET step_key = m.key, visit = e.visit + 1, step_entered_at = %s,
+        UPDATE "{E}" e SET step_key = m.key, visit = e.visit + 1, step_entered_at = %(now)s,
                due_at = m.due, wait_until = m.wait_until, attempts = 0, error = '',
-               updated_at = %s
+               updated_at = %(now)s
         FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
-        RETURNING e.id, e.tenant_id, e.visit, e.step_key
+        RETURNING e.id, e.tenant_id, e.journey_id, e.visit, e.step_key, m.outcome
+    ), closed AS (
+        -- The visit left: found by its unique key from the moved rows (a join of the ids
+        -- with the enrollments was planned as a scan of all of them).
+        UPDATE "{ES}" s SET left_at = %(now)s, outcome = moved.outcome, updated_at = %(now)s
+        FROM moved
+        WHERE s.tenant_id = moved.tenant_id AND s.enrollment_id = moved.id
+          AND s.visit = moved.visit - 1
+        RETURNING s.tenant_id, moved.journey_id, s.step_key, s.outcome
+    ), trail AS (
+        INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
+                            created_at, updated_at)
+        SELECT tenant_id, id, visit, step_key, %(now)s, '', %(now)s, %(now)s FROM moved
     )
-    INSERT INTO "{ES}" (tenant_id, enrollment_id, visit, step_key, entered_at, outcome,
-                        created_at, updated_at)
-    SELECT tenant_id, id, visit, step_key, %s, '', %s, %s FROM moved
+    {stats_insert_sql(_MOVED)}
 """  # noqa: S608
 
 
@@ -381,30 +452,69 @@ def _move(
         outcomes.append(outcome[:60])
     with connection.cursor() as cursor:
         cursor.execute(
-            _MOVE_SQL, [ids, keys, dues, waits, outcomes, now, now, now, now, now, now, now]
+            _MOVE_SQL,
+            {
+                "ids": ids,
+                "keys": keys,
+                "dues": dues,
+                "waits": waits,
+                "outcomes": outcomes,
+                "now": now,
+                "day": stats_day(now),
+            },
         )
 
 
+# The figures of ending enrollments: the closed visits' outcomes, and the journey's
+# enrollments moving from ACTIVE to their end status.
+_FINISHED = """
+    SELECT tenant_id, journey_id, step_key, outcome, false AS holdout, count(*) AS visits,
+           0 AS people
+    FROM closed GROUP BY 1, 2, 3, 4
+    UNION ALL
+    SELECT tenant_id, journey_id, '', 'ACTIVE', holdout, -count(*), 0 FROM ended
+    GROUP BY 1, 2, 5
+    UNION ALL
+    SELECT tenant_id, journey_id, '', outcome, holdout, count(*), 0 FROM ended
+    GROUP BY 1, 2, 4, 5
+"""
+
 _FINISH_SQL = f"""
-    WITH m AS (SELECT unnest(%s::bigint[]) AS id),
-    closed AS (
-        UPDATE "{ES}" s SET left_at = %s, outcome = %s, updated_at = %s
-        FROM m, "{E}" e
-        WHERE e.id = m.id AND s.tenant_id = e.tenant_id AND s.enrollment_id = e.id
-          AND s.visit = e.visit AND s.left_at IS NULL
-    )
-    UPDATE "{E}" e SET status = %s, exit_reason = %s, error = %s, ended_at = %s,
-           due_at = NULL, wait_until = NULL, updated_at = %s
-    FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
+    WITH m AS (SELECT unnest(%(ids)s::bigint[]) AS id),
+    ended AS (
+        UPDATE "{E}" e SET status = %(status)s, exit_reason = %(reason)s, error = %(error)s,
+               ended_at = %(now)s, due_at = NULL, wait_until = NULL, updated_at = %(now)s
+        FROM m WHERE e.id = m.id AND e.status = 'ACTIVE'
+        RETURNING e.id, e.tenant_id, e.journey_id, e.visit, e.holdout,
+                  {JOURNEY_OUTCOME} AS outcome
+    ), closed AS (
+        UPDATE "{ES}" s SET left_at = %(now)s, outcome = %(outcome)s, updated_at = %(now)s
+        FROM ended
+        WHERE s.tenant_id = ended.tenant_id AND s.enrollment_id = ended.id
+          AND s.visit = ended.visit AND s.left_at IS NULL
+        RETURNING s.tenant_id, ended.journey_id, s.step_key, s.outcome
+    ), stats AS ({stats_insert_sql(_FINISHED)})
+    SELECT count(*) FROM ended
 """  # noqa: S608
 
 
 def _finish(
     ids: list[int], status: str, outcome: str, reason: str, now: datetime, error: str = ""
 ) -> int:
+    """End enrollments: the open history row closes with ``outcome``, counted in the
+    figures."""
+    params = {
+        "ids": ids,
+        "now": now,
+        "day": stats_day(now),
+        "outcome": outcome,
+        "status": status,
+        "reason": reason,
+        "error": error[:500],
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_FINISH_SQL, [ids, now, outcome, now, status, reason, error[:500], now, now])
-        return cursor.rowcount
+        cursor.execute(_FINISH_SQL, params)
+        return cursor.fetchone()[0]
 
 
 def _hold(ids: list[int], until: datetime, now: datetime) -> None:
@@ -723,7 +833,9 @@ def move_enrollments(*, tenant: Tenant, winner: CustomerProfile, loser: Customer
 def erase_enrollments(*, tenant: Tenant, customer: CustomerProfile, addresses: dict) -> int:
     """Erase hook: the person's enrollments and their history go (the journey's figures
     lose them; the messages are anonymised by marketing's hook)."""
-    return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    with transaction.atomic():  # the figures lose exactly what is deleted
+        stats_erase(tenant_id=tenant.pk, customer_id=customer.pk, now=timezone.now())
+        return Enrollment.objects.filter(tenant=tenant, customer=customer).delete()[0]
 
 
 __all__ = [

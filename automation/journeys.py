@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -34,7 +34,6 @@ from marketing.segments import criteria_parse
 
 from .models import (
     Enrollment,
-    EnrollmentStatus,
     Journey,
     JourneyStatus,
     JourneyVersion,
@@ -42,6 +41,7 @@ from .models import (
     Step,
     StepType,
 )
+from .stats import stats_day, stats_insert_sql
 
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 EVENT_TYPE_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
@@ -570,6 +570,34 @@ def journey_validate(*, journey: Journey) -> None:
         raise ValidationError(dict(errors))
 
 
+_ARCHIVED = """
+    SELECT tenant_id, journey_id, '' AS step_key, 'ACTIVE' AS outcome, holdout,
+           -count(*) AS visits, 0 AS people
+    FROM ended GROUP BY 1, 2, 5
+    UNION ALL
+    SELECT tenant_id, journey_id, '', 'EXITED:archived', holdout, count(*), 0 FROM ended
+    GROUP BY 1, 2, 5
+"""
+
+_EXIT_EVERYONE_SQL = f"""
+    WITH ended AS (
+        UPDATE "{Enrollment._meta.db_table}" SET status = 'EXITED', exit_reason = 'archived',
+               ended_at = %(now)s, due_at = NULL, updated_at = %(now)s
+        WHERE tenant_id = %(tenant)s AND journey_id = %(journey)s AND status = 'ACTIVE'
+        RETURNING tenant_id, journey_id, holdout
+    )
+    {stats_insert_sql(_ARCHIVED)}
+"""  # noqa: S608
+
+
+def _exit_everyone(journey: Journey, now: datetime) -> None:
+    """Archiving: everyone still in the journey is EXITED (``archived``), counted in the
+    journey's figures (``automation.stats``) in the same statement."""
+    params = {"tenant": journey.tenant_id, "journey": journey.pk, "now": now}
+    with connection.cursor() as cursor:
+        cursor.execute(_EXIT_EVERYONE_SQL, {**params, "day": stats_day(now)})
+
+
 def _transition(journey: Journey, allowed: tuple[str, ...], to: str, now: datetime) -> Journey:
     with transaction.atomic():
         locked = Journey.objects.select_for_update().select_related("tenant").get(pk=journey.pk)
@@ -588,13 +616,7 @@ def _transition(journey: Journey, allowed: tuple[str, ...], to: str, now: dateti
                 last = SegmentChange.objects.for_tenant(locked.tenant).aggregate(m=Max("id"))["m"]
                 locked.trigger_cursor = last or 0
         if to == JourneyStatus.ARCHIVED:
-            Enrollment.objects.filter(journey=locked, status=EnrollmentStatus.ACTIVE).update(
-                status=EnrollmentStatus.EXITED,
-                exit_reason="archived",
-                ended_at=now,
-                due_at=None,
-                updated_at=now,
-            )
+            _exit_everyone(locked, now)
         locked.status = to
         locked.save(update_fields=["status", "activated_at", "trigger_cursor", "updated_at"])
     return locked

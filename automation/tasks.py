@@ -12,15 +12,20 @@ from marketing.sending import messages_requeue_in_doubt
 
 from .delivery import journey_messages_send
 from .engine import journeys_advance
+from .stats import step_stats_roll_up
 from .triggers import date_triggers_run, segment_triggers_run
 
 
 @shared_task(name="automation.advance_due_journeys", ignore_result=True)
 def advance_due_journeys() -> int:
     """Beat, every minute: journey messages in doubt (their sender died) go back to the
-    queue; every tenant's due enrollments advance; senders for the queued messages."""
-    messages_requeue_in_doubt(now=timezone.now())
-    return journeys_advance()
+    queue; every tenant's due enrollments advance; senders for the queued messages; the
+    step figures' new deltas are rolled up."""
+    now = timezone.now()
+    messages_requeue_in_doubt(now=now)
+    advanced = journeys_advance()
+    step_stats_roll_up(now=now)
+    return advanced
 
 
 @shared_task(

@@ -32,7 +32,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, JSONField, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from crm.models import Tenant
@@ -41,7 +41,7 @@ from customers.identity import normalize_email, normalize_phone
 from customers.models import Activity, AliasKind, CustomerProfile, IdentityAlias, ProfileStatus
 from marketing.models import Segment, SegmentChange, SegmentMembership
 
-from .engine import enrollments_create, journeys_kick
+from .engine import Intake, enrollments_create, enrollments_insert, journeys_kick, wait_end
 from .journeys import journey_tz
 from .models import Enrollment, Journey, JourneyStatus, Step, StepType
 
@@ -91,62 +91,83 @@ def payload_matches(conditions: list[dict[str, Any]], payload: dict[str, Any]) -
     return True
 
 
+def _active_journeys(tenant: Tenant, types: set[str]) -> list[Journey]:
+    """The tenant's ACTIVE journeys, read fresh (one query), each with its entry step's type
+    and config and whether a WAIT step of any of its versions waits for one of ``types``."""
+    entry = Step.objects.filter(
+        version_id=OuterRef("current_version_id"), key=OuterRef("current_version__entry_key")
+    )
+    return list(
+        Journey.objects.for_tenant(tenant)
+        .filter(status=JourneyStatus.ACTIVE)
+        .select_related("tenant", "current_version")
+        .annotate(
+            entry_type=Subquery(entry.values("type")[:1]),
+            entry_config=Subquery(entry.values("config")[:1], output_field=JSONField()),
+            step_waits=Exists(
+                Step.objects.filter(
+                    version__journey_id=OuterRef("pk"),
+                    type=StepType.WAIT,
+                    config__event_type__in=sorted(types),
+                )
+            ),
+        )
+    )
+
+
+def _intake(journey: Any, people: list[ProcessedEvent], now: datetime) -> Intake | None:
+    """The events of the batch that match the journey's event trigger, as an intake."""
+    trigger = journey.trigger or {}
+    if trigger.get("type") != "event" or journey.entry_type is None:
+        return None
+    conditions = trigger.get("conditions") or []
+    matched = [
+        e
+        for e in people
+        if e.type == trigger.get("event_type") and payload_matches(conditions, e.payload)
+    ]
+    if not matched:
+        return None
+    entry = Step(type=journey.entry_type, config=journey.entry_config)
+    return Intake(
+        journey,
+        wait_end(journey, entry, now),
+        [str(e.profile_id) for e in matched],
+        [f"event:{e.source}:{e.event_id}" for e in matched],
+    )
+
+
 def journeys_on_events(*, tenant: Tenant, events: Sequence[ProcessedEvent]) -> None:
-    """Event subscriber: enroll for event triggers, and wake enrollments waiting for these
-    events (WAIT until an event, goals, exits)."""
+    """Event subscriber, one set-wise pass per batch for all the tenant's journeys: one
+    query reads the ACTIVE journeys (with their entry steps and awaited events), the events
+    are matched against their triggers in memory, one statement enrolls everyone matched in
+    every journey (``enrollments_insert``), one makes the enrollments waiting for these
+    events due now; then one kick of the sweep."""
     people = [e for e in events if e.profile_id is not None]
     if not people:
         return
     now = timezone.now()
-    journeys = list(
-        Journey.objects.for_tenant(tenant)
-        .filter(status=JourneyStatus.ACTIVE)
-        .select_related("tenant", "current_version")
-    )
+    types = {e.type for e in people}
+    journeys = _active_journeys(tenant, types)
     if not journeys:
         return
-    types = {e.type for e in people}
-    entered = 0
-    for journey in journeys:
-        trigger = journey.trigger or {}
-        if trigger.get("type") != "event" or trigger.get("event_type") not in types:
-            continue
-        conditions = trigger.get("conditions") or []
-        matched = [
-            e
-            for e in people
-            if e.type == trigger["event_type"] and payload_matches(conditions, e.payload)
-        ]
-        if matched:
-            entered += enrollments_create(
-                journey=journey,
-                customer_ids=[e.profile_id for e in matched],
-                trigger_keys=[f"event:{e.source}:{e.event_id}" for e in matched],
-                now=now,
-                kick=False,
-            )
+    intakes = [i for i in (_intake(j, people, now) for j in journeys) if i is not None]
+    entered = enrollments_insert(tenant=tenant, intakes=intakes, now=now) if intakes else 0
     woken = _wake(tenant, journeys, people, types, now)
     if entered or woken:
         journeys_kick(tenant)
 
 
-def _wake(tenant: Tenant, journeys: list[Journey], people, types: set[str], now) -> int:
+def _wake(tenant: Tenant, journeys: list[Any], people, types: set[str], now) -> int:
     """Enrollments of these people whose journey waits for one of these event types (a
     goal, an exit, a WAIT step of any version) become due now."""
-    awaited: set[Any] = {
+    awaited = [
         j.pk
         for j in journeys
-        if (j.goal or {}).get("event_type") in types
+        if j.step_waits
+        or (j.goal or {}).get("event_type") in types
         or (j.exit_criteria or {}).get("event_type") in types
-    }
-    awaited |= set(
-        Step.objects.filter(
-            tenant=tenant,
-            version__journey__in=[j.pk for j in journeys],
-            type=StepType.WAIT,
-            config__event_type__in=sorted(types),
-        ).values_list("version__journey_id", flat=True)
-    )
+    ]
     if not awaited:
         return 0
     return Enrollment.objects.filter(

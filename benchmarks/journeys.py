@@ -1,16 +1,18 @@
 """Journeys at scale.
 
 * Ingestion with journeys: the events suite's in-process worker rate (``events._worker_rate``)
-  measured twice in the same run, without journeys and with 5 ACTIVE event-triggered
-  journeys (each on one of the event types of the mix; WAIT a day, then END), so the
-  subscriber (``automation.triggers.journeys_on_events``) enrolls people in every batch.
+  measured in the same run without journeys and with 5 ACTIVE event-triggered journeys
+  (each on one of the event types of the mix; WAIT a day, then END), so the subscriber
+  (``automation.triggers.journeys_on_events``) enrolls people in every batch; in
+  alternating chunks of a quarter of the events each.
 * The wait sweep: 100,000 enrollments at a WAIT step that ended a minute ago (written
   set-wise), advanced by ``automation.engine.journeys_advance`` to the next WAIT.
 * Analytics: ``automation.analytics.journey_analytics`` of a journey with 1M history rows
   (written set-wise with INSERT ... SELECT generate_series), repeated calls.
 
-Every journey made here is archived at the end, so later runs of the other suites do not
-feed events into them.
+Every journey made here is archived at the end, so later runs do not feed events into them,
+and dropped with its enrollments and history at the start of the next run, so the database
+(its own, ``crm_bench_journeys``, unless ``--database`` names one) does not grow run by run.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from django.utils import timezone
 from automation import triggers
 from automation.analytics import journey_analytics
 from automation.engine import journeys_advance
-from automation.journeys import journey_activate, journey_archive, journey_create
-from automation.models import Enrollment, EnrollmentStep, Journey, JourneyStatus
+from automation.journeys import (
+    journey_activate,
+    journey_archive,
+    journey_create,
+    journey_pause,
+    journey_resume,
+)
+from automation.models import Enrollment, EnrollmentStep, Journey, StepStat
+from automation.stats import step_stats_rebuild
 from crm.models import Region
 from crm.services import tenant_create
 from customers.models import CustomerProfile
@@ -40,6 +49,7 @@ TARGETS = {
     "wait_sweep_transitions_per_s": 10_000.0,
     "analytics_p99_ms": 200.0,
 }
+INGESTION_CHUNKS = 4
 TRIGGER_TYPES = (
     "teetime.round.completed",
     "teetime.booking.created",
@@ -49,6 +59,7 @@ TRIGGER_TYPES = (
 )
 E = Enrollment._meta.db_table
 ES = EnrollmentStep._meta.db_table
+S = StepStat._meta.db_table
 P = CustomerProfile._meta.db_table
 WAIT_STEPS = [
     {"key": "wait", "type": "WAIT", "config": {"duration": {"days": 1}}, "next": ["later"]},
@@ -66,45 +77,93 @@ def _journey(tenant, name: str, trigger: dict) -> Journey:
     return journey_activate(journey=created)
 
 
-def _archive_leftovers(tenant) -> None:
-    """Journeys a killed run left ACTIVE would slow the next runs' ingestion."""
-    for journey in Journey.objects.for_tenant(tenant).filter(
-        name__startswith="bench ", status__in=[JourneyStatus.ACTIVE, JourneyStatus.PAUSED]
-    ):
-        journey_archive(journey=journey)
+def _drop_bench_journeys(tenant, log) -> None:
+    """The journeys of earlier runs go, with their enrollments and history (some 1.4M rows a
+    run): left in place they would make every run's database bigger and its ingestion
+    slower. When every journey of the database is a bench journey (its own database), the
+    tables are truncated: a table emptied by ``DELETE`` and vacuumed keeps its pages and
+    is planned as empty while the run fills it again (foreign-key checks and anti-joins
+    turn into sequential scans), a truncated one is sized from its pages as it grows."""
+    journeys = Journey.objects.filter(tenant=tenant, name__startswith="bench ")
+    ids = list(journeys.values_list("pk", flat=True))
+    if not ids:
+        return
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        if not Journey.objects.exclude(pk__in=ids).exists():
+            cursor.execute(f'TRUNCATE "{ES}", "{S}", "{E}"')
+        else:
+            cursor.execute(
+                f'DELETE FROM "{ES}" es USING "{E}" e WHERE es.tenant_id = %s '  # noqa: S608
+                "AND e.id = es.enrollment_id AND e.journey_id = ANY(%s)",
+                [tenant.pk, ids],
+            )
+            for table in (E, S):
+                cursor.execute(
+                    f'DELETE FROM "{table}" WHERE tenant_id = %s '  # noqa: S608
+                    "AND journey_id = ANY(%s)",
+                    [tenant.pk, ids],
+                )
+    journeys.delete()
+    log(f"dropped {len(ids)} journeys of earlier runs in {time.perf_counter() - started:.0f}s")
+
+
+def _set_active(journeys: list[Journey], active: bool) -> list[Journey]:
+    change = journey_resume if active else journey_pause
+    return [change(journey=journey) for journey in journeys]
 
 
 def _ingestion(tenant, known, events_total: int, log) -> dict:
+    """The two rates in alternating chunks (without, with, with, without, ...; the journeys
+    paused in between), so a change of the machine's load during the run (other work on a
+    shared machine) weighs on both alike."""
     # The kick (one task pushed to the broker per batch that enrolled someone) is left out,
     # as the events suite leaves out the queueing of its batches: no worker runs here.
     kicks = []
     kick, triggers.journeys_kick = triggers.journeys_kick, kicks.append
+    plain = make_events(tenant, events_total, known, seed=11)
+    triggering = make_events(tenant, events_total, known, seed=12)
+    size = events_total // INGESTION_CHUNKS
+    rates: dict[bool, list[dict]] = {False: [], True: []}
+    journeys = [
+        _journey(tenant, f"ingest {t}", {"type": "event", "event_type": t, "conditions": []})
+        for t in TRIGGER_TYPES
+    ]
     try:
-        without = _worker_rate(tenant, make_events(tenant, events_total, known, seed=11), log)
-        journeys = [
-            _journey(tenant, f"ingest {t}", {"type": "event", "event_type": t, "conditions": []})
-            for t in TRIGGER_TYPES
-        ]
-        try:
-            with_journeys = _worker_rate(
-                tenant, make_events(tenant, events_total, known, seed=12), log
-            )
-            enrolled = Enrollment.objects.filter(
-                tenant=tenant, journey__in=[j.pk for j in journeys]
-            ).count()
-        finally:
-            for journey in journeys:
-                journey_archive(journey=journey)
+        journeys = _set_active(journeys, False)
+        for chunk in range(INGESTION_CHUNKS):
+            for active in (False, True) if chunk % 2 == 0 else (True, False):
+                events = (triggering if active else plain)[chunk * size : (chunk + 1) * size]
+                journeys = _set_active(journeys, active) if active else journeys
+                rates[active].append(_worker_rate(tenant, events, log))
+                journeys = _set_active(journeys, False) if active else journeys
+        enrolled = Enrollment.objects.filter(
+            tenant=tenant, journey__in=[j.pk for j in journeys]
+        ).count()
     finally:
         triggers.journeys_kick = kick
+        for journey in journeys:
+            journey_archive(journey=journey)
+    without, with_journeys = _sum_rates(rates[False]), _sum_rates(rates[True])
     share = with_journeys["events_per_s"] / without["events_per_s"]
     log(f"ingestion: {share:.0%} of the rate without journeys; {enrolled:,} enrolled")
     return {
         "without_journeys": without,
         "with_journeys": with_journeys,
         "journeys": len(TRIGGER_TYPES),
+        "chunks": INGESTION_CHUNKS,
         "enrolled": enrolled,
         "share": round(share, 3),
+    }
+
+
+def _sum_rates(rates: list[dict]) -> dict:
+    events, seconds = sum(r["events"] for r in rates), sum(r["seconds"] for r in rates)
+    return {
+        "events": events,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds, 1),
+        "batch_size": rates[0]["batch_size"],
     }
 
 
@@ -226,8 +285,15 @@ def _analytics(tenant, history_rows: int, calls: int, log) -> dict:
                 },
             )
             rows = cursor.rowcount
-            cursor.execute(f'VACUUM ANALYZE "{E}", "{ES}"')
         log(f"analytics: {rows:,} history rows written in {time.perf_counter() - started:.0f}s")
+        # Written straight into the tables, so their step figures are counted from them, as
+        # the migration does for history written before the figures existed.
+        started = time.perf_counter()
+        step_stats_rebuild(journey=journey, now=now)
+        rebuild = time.perf_counter() - started
+        log(f"analytics: step figures recounted from the history in {rebuild:.1f}s")
+        with connection.cursor() as cursor:
+            cursor.execute(f'VACUUM ANALYZE "{E}", "{ES}", "{S}"')
         journey_analytics(journey=journey)  # warm-up
         timings: list[float] = []
         deadline = time.perf_counter() + 60  # bounded in count and time, as http_load is
@@ -237,7 +303,12 @@ def _analytics(tenant, history_rows: int, calls: int, log) -> dict:
             timings.append(time.perf_counter() - t0)
     finally:
         journey_archive(journey=journey)
-    result = {"history_rows": rows, "entered": figures["entered"], **summary_ms(timings)}
+    result = {
+        "history_rows": rows,
+        "entered": figures["entered"],
+        "recount_s": round(rebuild, 1),
+        **summary_ms(timings),
+    }
     log(f"analytics: {result}")
     return result
 
@@ -245,12 +316,12 @@ def _analytics(tenant, history_rows: int, calls: int, log) -> dict:
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)
-    _archive_leftovers(tenant)
+    _drop_bench_journeys(tenant, log)
     with connection.cursor() as cursor:
         cursor.execute(
+            # Not the journey tables: just emptied, they are planned from their size.
             "VACUUM ANALYZE customers_customerprofile, customers_identityalias, "
-            "customers_synclogentry, customers_activity, automation_enrollment, "
-            "automation_enrollmentstep"
+            "customers_synclogentry, customers_activity"
         )
     known = _known(tenant, 2_000 if quick else 30_000)
     ingestion = _ingestion(tenant, known, 2_000 if quick else 20_000, log)

@@ -201,9 +201,14 @@ def _journeys(results: dict) -> list[str]:
         "## Journeys",
         "",
         f"Data: {results['data']['profiles']:,} profiles. Ingestion: the events suite's "
-        f"in-process worker rate, without journeys and then with {ingestion['journeys']} "
+        f"in-process worker rate, without journeys and with {ingestion['journeys']} "
         "ACTIVE journeys triggered by "
-        f"{', '.join(results['data']['trigger_types'])} (WAIT a day, then END), in the same run.",
+        f"{', '.join(results['data']['trigger_types'])} (WAIT a day, then END), in the same run"
+        + (
+            f" in {ingestion['chunks']} alternating chunks each (the journeys paused between)."
+            if ingestion.get("chunks")
+            else "."
+        ),
         "",
         *_checks_table(
             results,
@@ -307,7 +312,10 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
         "database (`crm_bench`), on the machine below. Figures are recorded here, never",
         "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
         "from Python load-client processes on the same machine as the server (gunicorn, 4 sync",
-        "workers), PostgreSQL and Redis, so clients and server share the CPUs.",
+        "workers), PostgreSQL and Redis, so clients and server share the CPUs. The journeys",
+        "suite runs on a database of its own (`crm_bench_journeys`, in a process of its own)",
+        "unless `--database` names one: it writes some 1.4M rows a run, which would slow the",
+        "other suites; it drops the previous run's journeys first.",
         "",
     ]
     for name, entry in raw.items():

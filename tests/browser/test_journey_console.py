@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from automation.journeys import journey_activate, journey_create
+from customers.models import CustomerProfile
 from marketing.models import MessageTemplate
 from tests.browser.helpers import login
 from tests.customers.helpers import person
@@ -48,3 +49,28 @@ def test_flow_pause_resume_and_dry_run(page, live_server, journey):
     expect(page.locator("[data-testid=dry-run-path]")).to_contain_text(
         "would be skipped: no consent"
     )
+
+
+def test_entry_filter_is_built_with_the_rule_builder(page, live_server, journey):
+    CustomerProfile.objects.filter(tenant=journey.tenant).update(lifecycle_stage="MEMBER")
+    login(page, live_server.url, "anna", PASSWORD)
+    page.goto(f"{live_server.url}/admin/automation/journey/{journey.pk}/change/")
+    builder = page.locator(".field-entry_criteria")
+    count = builder.locator("[data-testid=rule-count]")
+    expect(count).to_have_text("Add a rule to see how many match.")
+    builder.locator("[data-testid=add-rule]").click()
+    rule = builder.locator("[data-testid=rule]").first
+    rule.locator("[data-testid=rule-field]").select_option(label="Lifecycle stage")
+    rule.locator("[data-testid=rule-value]").select_option("MEMBER")
+    expect(count).to_have_text("1 customers match")
+    page.click("button[name=_continue], input[name=_continue]")
+    page.wait_for_load_state("networkidle")
+    journey.refresh_from_db()
+    assert journey.entry_criteria == {
+        "combinator": "AND",
+        "rules": [{"field": "lifecycle_stage", "operator": "eq", "value": "MEMBER"}],
+    }
+    # Reopened, the builder draws the saved rule.
+    expect(
+        page.locator(".field-entry_criteria [data-testid=rule] [data-testid=rule-value]")
+    ).to_have_value("MEMBER")
