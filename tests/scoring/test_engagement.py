@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from customers.models import CustomerProfile
-from scoring.engagement import band_for, engagement_score_tenant
+from scoring.engagement import band_for
 from scoring.models import ScoringSettings
+from scoring.scores import scores_write
 
 from .helpers import profile, run_of, sent
 
@@ -19,7 +20,7 @@ NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 def scored(tenant, **fields) -> int | None:
     customer = profile(tenant, **fields)
-    engagement_score_tenant(tenant=tenant, now=NOW)
+    scores_write(tenant=tenant, now=NOW)
     customer.refresh_from_db()
     return customer.engagement_score
 
@@ -83,8 +84,8 @@ def test_monetary_thresholds_are_per_tenant(tenant_a, tenant_b):
     )
     a = profile(tenant_a, lifetime_value_minor=100_000)  # R1 000: below R5 000
     b = profile(tenant_b, lifetime_value_minor=100_000)  # £1 000: at the 60-point threshold
-    engagement_score_tenant(tenant=tenant_a, now=NOW)
-    engagement_score_tenant(tenant=tenant_b, now=NOW)
+    scores_write(tenant=tenant_a, now=NOW)
+    scores_write(tenant=tenant_b, now=NOW)
     a.refresh_from_db()
     b.refresh_from_db()
     assert (a.engagement_score, b.engagement_score) == (5, 17)
@@ -115,7 +116,7 @@ def _depth_total(tenant, messages) -> int | None:
             run=run_of(tenant, NOW) if spec.get("new_run") else run,
             **{k: v for k, v in spec.items() if k != "new_run"},
         )
-    engagement_score_tenant(tenant=tenant, now=NOW)
+    scores_write(tenant=tenant, now=NOW)
     customer.refresh_from_db()
     return customer.engagement_score
 
@@ -164,7 +165,7 @@ def test_all_components_together(tenant_a):
     sent(tenant_a, customer, run=run_of(tenant_a, NOW), at=NOW - DAY)
     # depth: 50 * 2/3 + 50 * 1/2 = 58.33 -> 58
     # 0.3*80 + 0.25*60 + 0.2*60 + 0.15*50 + 0.1*58 = 24 + 15 + 12 + 7.5 + 5.8 = 64.3 -> 64
-    assert engagement_score_tenant(tenant=tenant_a, now=NOW) == 1
+    assert scores_write(tenant=tenant_a, now=NOW).scored == 1
     customer.refresh_from_db()
     assert customer.engagement_score == 64
     assert customer.engagement_scored_at == NOW
@@ -188,7 +189,7 @@ def test_merged_erased_and_deleted_profiles_are_never_scored(tenant_a):
     erased = profile(tenant_a, status="ERASED", activity_count_30d=20)
     deleted = profile(tenant_a, deleted_at=NOW, activity_count_30d=20)
     inactive = profile(tenant_a, status="INACTIVE")
-    assert engagement_score_tenant(tenant=tenant_a, now=NOW) == 2
+    assert scores_write(tenant=tenant_a, now=NOW).scored == 2
     scores = dict(
         CustomerProfile.objects.filter(
             pk__in=[p.pk for p in (live, merged, erased, deleted, inactive)]
@@ -208,7 +209,7 @@ def test_scoring_a_tenant_never_touches_or_reads_another(tenant_a, tenant_b):
     theirs = profile(tenant_b, activity_count_30d=20)
     # A message of tenant B to... tenant B's person does not change tenant A's depth.
     sent(tenant_b, theirs, run=run_of(tenant_b, NOW), at=NOW - DAY)
-    engagement_score_tenant(tenant=tenant_a, now=NOW)
+    scores_write(tenant=tenant_a, now=NOW)
     mine.refresh_from_db()
     theirs.refresh_from_db()
     assert (mine.engagement_score, theirs.engagement_score) == (5, None)
