@@ -241,6 +241,14 @@ def _journeys(results: dict) -> list[str]:
     ]
 
 
+def _scoring_run(run: dict) -> str:
+    steps = ", ".join(f"{name} {s} s" for name, s in run["steps_s"].items())
+    return (
+        f"{run['seconds']} s ({steps}); {run['changed']:,} score rows and "
+        f"{run['profiles_changed']:,} profiles written, {run['pruned']:,} pruned"
+    )
+
+
 def _scoring(results: dict) -> list[str]:
     data, nightly, overview, backtest = (
         results["data"],
@@ -248,8 +256,11 @@ def _scoring(results: dict) -> list[str]:
         results["analytics_overview"],
         results["backtest"],
     )
-    steps = ", ".join(f"{name} {s} s" for name, s in nightly["steps_s"].items())
     auc = "none (one class only)" if backtest["auc"] is None else backtest["auc"]
+    nights = [
+        f"| night {n} (clock +{n} day{'s' if n > 1 else ''}) | {_scoring_run(run)} |"
+        for n, run in enumerate(nightly["nights"], start=1)
+    ]
     return [
         "## Scoring",
         "",
@@ -260,7 +271,8 @@ def _scoring(results: dict) -> list[str]:
             results,
             {
                 "nightly_s": (
-                    "Nightly scoring of every profile (recount, engagement, churn, aggregates)",
+                    "Nightly scoring of every profile (recount, engagement and churn, "
+                    f"aggregates), median of {len(nights)} nights",
                     "s",
                     "≤",
                 ),
@@ -272,8 +284,9 @@ def _scoring(results: dict) -> list[str]:
         "",
         "| measurement | figures |",
         "|---|---|",
-        f"| nightly run (`tenant_score`, one transaction) | {nightly['scored']:,} scored in "
-        f"{nightly['seconds']} s; {steps} |",
+        f"| catch-up run (`tenant_score`, one transaction; {nightly['scored']:,} scored) | "
+        f"{_scoring_run(nightly['catch_up'])} |",
+        *nights,
         f"| analytics overview (in-process) | n {overview['n']}, median "
         f"{overview['median_ms']} ms, p99 {overview['p99_ms']} ms |",
         f"| churn backtest on the synthetic demo history ({backtest['profiles']:,} profiles, "
