@@ -50,7 +50,9 @@ _BAND = (
     + " ".join(f"WHEN c.engagement >= {floor} THEN '{band}'" for floor, band in BAND_FLOORS)
     + " END"
 )
-# Every live profile: its new scores and the values the profile holds now.
+# Every live profile: its new scores and the values the profile holds now. ``OFFSET 0``
+# keeps each subquery a subquery: flattened, every use of a feature or score would repeat
+# its whole expression (the reasons' CASEs alone use each feature several times).
 _SCORED_SQL = f"""
     SELECT c.id, c.engagement, {_BAND} AS band, c.risk, c.reasons,
            c.engagement_score AS profile_engagement, c.churn_risk AS profile_churn
@@ -59,22 +61,38 @@ _SCORED_SQL = f"""
                {POINTS_SQL} AS risk, {REASONS_SQL} AS reasons
         FROM ({
     features_sql(columns=f", p.churn_risk, {ENGAGEMENT_SQL} AS engagement", joins=DEPTH_JOIN)
-}) f
+} OFFSET 0) f
+        OFFSET 0
     ) c
+    OFFSET 0
 """  # noqa: S608
 
+# Rows to change are picked by primary key (``= ANY(ARRAY(...))``, an index scan) rather
+# than joined: the planner cannot know how few of the million rows changed and would scan
+# the whole table to join them.
 WRITE_SQL = f"""
     WITH scored AS MATERIALIZED (
-        SELECT x.*,
-               (s.id IS NULL OR (s.engagement, s.band, s.churn_risk, s.reasons)
-                   IS DISTINCT FROM (x.engagement, x.band, x.risk, x.reasons)) AS score_changed
+        SELECT x.*, s.id AS score_id,
+               (s.engagement, s.band, s.churn_risk, s.reasons)
+                   IS DISTINCT FROM (x.engagement, x.band, x.risk, x.reasons) AS score_changed,
+               (x.profile_engagement, x.profile_churn)
+                   IS DISTINCT FROM (x.engagement, x.risk) AS profile_changed
         FROM ({_SCORED_SQL}) x
         LEFT JOIN "{SCORE}" s ON s.tenant_id = %(tenant)s AND s.customer_id = x.id
-    ), written AS (
+    ), updated AS (
+        UPDATE "{SCORE}" s SET
+            engagement = x.engagement, band = x.band, churn_risk = x.risk,
+            reasons = x.reasons, computed_at = %(now)s, updated_at = %(now)s
+        FROM scored x
+        WHERE s.id = ANY(ARRAY(SELECT score_id FROM scored
+                               WHERE score_id IS NOT NULL AND score_changed))
+          AND x.score_id = s.id
+        RETURNING 1
+    ), inserted AS (
         INSERT INTO "{SCORE}" (tenant_id, customer_id, engagement, band, churn_risk, reasons,
                                computed_at, created_at, updated_at)
         SELECT %(tenant)s, id, engagement, band, risk, reasons, %(now)s, %(now)s, %(now)s
-        FROM scored WHERE score_changed
+        FROM scored WHERE score_id IS NULL
         ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
             engagement = EXCLUDED.engagement, band = EXCLUDED.band,
             churn_risk = EXCLUDED.churn_risk, reasons = EXCLUDED.reasons,
@@ -89,8 +107,8 @@ WRITE_SQL = f"""
             churn_scored_at = CASE WHEN p.churn_risk IS DISTINCT FROM x.risk
                                    THEN %(now)s ELSE p.churn_scored_at END
         FROM scored x
-        WHERE (x.profile_engagement, x.profile_churn) IS DISTINCT FROM (x.engagement, x.risk)
-          AND p.id = x.id AND p.tenant_id = %(tenant)s
+        WHERE p.id = ANY(ARRAY(SELECT id FROM scored WHERE profile_changed))
+          AND p.tenant_id = %(tenant)s AND x.id = p.id
         RETURNING 1
     ), pruned AS (
         DELETE FROM "{SCORE}" s USING "{PROFILE}" p
@@ -98,15 +116,18 @@ WRITE_SQL = f"""
           AND (p.status <> ALL(%(live)s) OR p.deleted_at IS NOT NULL)
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM scored), (SELECT count(*) FROM written),
+    SELECT (SELECT count(*) FROM scored),
+           (SELECT count(*) FROM updated) + (SELECT count(*) FROM inserted),
            (SELECT count(*) FROM profiles), (SELECT count(*) FROM pruned)
 """  # noqa: S608
 
 
 def work_mem_raise() -> None:
-    """For the rest of the current transaction (call inside one)."""
+    """For the rest of the current transaction (call inside one): memory for the hash
+    aggregates, and no JIT (compiling the score expressions cost more than it saved)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        cursor.execute("SET LOCAL jit = off")
 
 
 @dataclass(frozen=True)
