@@ -265,7 +265,10 @@ def _scoring(results: dict) -> list[str]:
         "## Scoring",
         "",
         f"Data: {data['profiles']:,} profiles, {data['activities']:,} activities, "
-        f"{data['messages']:,} messages, {data['interactions']:,} interactions in one tenant.",
+        f"{data['messages']:,} messages, {data['interactions']:,} interactions in one tenant; "
+        "tables vacuumed and analysed first. The catch-up run scores as of now (on a fresh "
+        "database it writes every profile); each night moves the clock one day on, with no new "
+        "events, so windows and recency move and some scores change.",
         "",
         *_checks_table(
             results,
@@ -317,7 +320,9 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
         "# Benchmarks",
         "",
         "Measured by `make bench` (`python -m benchmarks`) on generated data in a separate",
-        "database (`crm_bench`), on the machine below. Figures are recorded here, never",
+        "database (`crm_bench`; the scoring suite in its own, `crm_bench_scoring`, so other",
+        "suites' leftovers do not bloat its whole-table passes; `--database` overrides both),",
+        "on the machine below. Figures are recorded here, never",
         "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
         "from Python load-client processes on the same machine as the server (gunicorn, 4 sync",
         "workers), PostgreSQL and Redis, so clients and server share the CPUs.",
