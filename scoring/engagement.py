@@ -152,7 +152,6 @@ _DAYS = "floor(extract(epoch FROM (%(now)s::timestamptz - p.last_activity_at)) /
 _RECENCY = (
     f"CASE WHEN p.last_activity_at IS NULL THEN 0 ELSE {_case(_DAYS, RECENCY_BUCKETS, '<=')} END"
 )
-_FREQUENCY = _case("p.activity_count_30d", FREQUENCY_BUCKETS, ">=")
 _MONETARY = (
     "CASE "
     + " ".join(
@@ -197,23 +196,28 @@ DEPTH_SQL = f"""
     GROUP BY m.customer_id
 """  # noqa: S608
 
-_TOTAL = " + ".join(
-    f"{WEIGHTS[name]} * ({sql})"
-    for name, sql in (
-        ("recency", _RECENCY),
-        ("frequency", _FREQUENCY),
-        ("monetary", _MONETARY),
-        ("breadth", _BREADTH),
-        ("depth", _DEPTH),
+
+def engagement_sql(*, count: str = "p.activity_count_30d") -> str:
+    """The score of profile ``p`` with its depth inputs ``d`` (a LEFT JOIN of ``DEPTH_SQL``):
+    integer half-up rounding of the weighted total. ``count``: the 30-day engagement count
+    (the nightly write passes the count it has just recounted)."""
+    total = " + ".join(
+        f"{WEIGHTS[name]} * ({sql})"
+        for name, sql in (
+            ("recency", _RECENCY),
+            ("frequency", _case(count, FREQUENCY_BUCKETS, ">=")),
+            ("monetary", _MONETARY),
+            ("breadth", _BREADTH),
+            ("depth", _DEPTH),
+        )
     )
-)
-# The score of profile ``p`` with its depth inputs ``d`` (a LEFT JOIN of ``DEPTH_SQL``):
-# integer half-up rounding of the weighted total.
-ENGAGEMENT_SQL = f"(({_TOTAL}) + 50) / 100"
+    return f"(({total}) + 50) / 100"
+
+
 DEPTH_JOIN = f"LEFT JOIN ({DEPTH_SQL}) d ON d.customer_id = p.id"
 # Every live profile of the tenant with its score.
 SCORES_SQL = f"""
-    SELECT p.id, {ENGAGEMENT_SQL} AS score
+    SELECT p.id, {engagement_sql()} AS score
     FROM "{PROFILE}" p
     {DEPTH_JOIN}
     WHERE p.tenant_id = %(tenant)s AND p.status = ANY(%(live)s) AND p.deleted_at IS NULL
@@ -229,7 +233,7 @@ def engagement_params(tenant: Tenant, now: datetime) -> dict[str, Any]:
 
 def engagement_scores(*, tenant: Tenant, now: datetime | None = None) -> dict[Any, int]:
     """Read-only: every live profile's engagement score at ``now`` (id -> score). The
-    nightly write (``scoring.scores``) uses the same expression (``ENGAGEMENT_SQL``)."""
+    nightly write (``scoring.scores``) uses the same expression (``engagement_sql``)."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(SCORES_SQL, engagement_params(tenant, now))

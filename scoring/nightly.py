@@ -7,10 +7,9 @@ is not recorded yet (``tenants_due``). The task (``tenant_score``) does, in one 
 1. claims the run: INSERT of (tenant, local date, nightly) ... ON CONFLICT DO NOTHING. A
    second beat tick, or a redelivered task, finds the row and does nothing; a second worker
    racing the first waits on the unique index until the first commits, then does nothing;
-2. recounts the rolling 30-day activity counts (``activity_count_recompute``) so frequency
-   reads true counts;
-3. writes engagement and churn risk in one statement (``scores_write``: only what changed),
-   then the day's aggregates (``daily_stats_record``).
+2. recounts the rolling 30-day activity counts and writes engagement (whose frequency
+   reads the fresh counts) and churn risk, in one statement (``scores_write``: only what
+   changed), then the day's aggregates (``daily_stats_record``).
 
 A failure rolls everything back, claim included, so the next tick (or the redelivery)
 runs it again. On UK DST days "02:00" is the first instant the local clock reads 02:00 or
@@ -30,7 +29,6 @@ from django.utils import timezone
 
 from crm.models import Tenant
 from crm.tasks import tenant_task
-from customers.handlers import activity_count_recompute
 
 from .analytics import daily_stats_record
 from .models import RunKind, ScoringRun
@@ -97,7 +95,6 @@ def tenant_score(
             run = ScoringRun.objects.create(
                 tenant=tenant, kind=kind, local_date=local_date, started_at=now
             )
-        activity_count_recompute(tenant=tenant, now=now)
         run.scored = scores_write(tenant=tenant, now=now).scored
         daily_stats_record(tenant=tenant, now=now)
         run.finished_at = timezone.now()

@@ -6,13 +6,16 @@ The statement (``WRITE_SQL``):
 1. ``scored``: every live profile joined once to one aggregate per source (its activities of
    the last 365 days, its interactions of the last 90, its messages of the last 30 with
    their opens and clicks, grouped by customer with hash aggregates), the engagement score
-   and churn risk computed from them, and left-joined to its current ``Score`` row;
+   and churn risk computed from them, and left-joined to its current ``Score`` row. The
+   activity aggregate also recounts the rolling 30-day engagement count (the same count as
+   ``customers.handlers.activity_count_recompute``), and frequency reads that count, so the
+   recount is chained before the scores in the same pass;
 2. the ``Score`` rows that are new or whose values changed are upserted (``computed_at`` is
    the run that computed the values: unchanged since);
-3. the profile's ``engagement_score`` / ``churn_risk`` (the rule engine reads them) are
-   updated where they differ (``IS DISTINCT FROM``), their ``*_scored_at`` set when each
-   changed; segments on these fields show the changes as entries and exits at their next
-   refresh;
+3. the profile's ``activity_count_30d``, ``engagement_score`` and ``churn_risk`` (the rule
+   engine reads them) are updated where they differ (``IS DISTINCT FROM``), each
+   ``*_scored_at`` set when its score changed; segments on these fields show the changes
+   as entries and exits at their next refresh;
 4. the rows of profiles that merged, were erased or deleted are deleted.
 
 A night where nothing changed writes nothing: a profile row rewritten is a new version of a
@@ -35,7 +38,7 @@ from crm.models import Tenant
 from customers.models import CustomerProfile
 
 from .churn import POINTS_SQL, REASONS_SQL, churn_params, features_sql
-from .engagement import BAND_FLOORS, DEPTH_JOIN, ENGAGEMENT_SQL, engagement_params
+from .engagement import BAND_FLOORS, DEPTH_JOIN, engagement_params, engagement_sql
 from .models import Score
 
 PROFILE = CustomerProfile._meta.db_table
@@ -50,18 +53,22 @@ _BAND = (
     + " ".join(f"WHEN c.engagement >= {floor} THEN '{band}'" for floor, band in BAND_FLOORS)
     + " END"
 )
+# The engagement score reads the 30-day count just recounted in the activity aggregate.
+_COLUMNS = (
+    ", p.churn_risk, p.activity_count_30d, "
+    f"{engagement_sql(count='COALESCE(a.engaged_30, 0)')} AS engagement"
+)
 # Every live profile: its new scores and the values the profile holds now. ``OFFSET 0``
 # keeps each subquery a subquery: flattened, every use of a feature or score would repeat
 # its whole expression (the reasons' CASEs alone use each feature several times).
 _SCORED_SQL = f"""
-    SELECT c.id, c.engagement, {_BAND} AS band, c.risk, c.reasons,
-           c.engagement_score AS profile_engagement, c.churn_risk AS profile_churn
+    SELECT c.id, c.engagement, {_BAND} AS band, c.risk, c.reasons, c.engaged_30,
+           c.engagement_score AS profile_engagement, c.churn_risk AS profile_churn,
+           c.activity_count_30d AS profile_count
     FROM (
-        SELECT f.id, f.engagement, f.engagement_score, f.churn_risk,
-               {POINTS_SQL} AS risk, {REASONS_SQL} AS reasons
-        FROM ({
-    features_sql(columns=f", p.churn_risk, {ENGAGEMENT_SQL} AS engagement", joins=DEPTH_JOIN)
-} OFFSET 0) f
+        SELECT f.id, f.engagement, f.engagement_score, f.churn_risk, f.engaged_30,
+               f.activity_count_30d, {POINTS_SQL} AS risk, {REASONS_SQL} AS reasons
+        FROM ({features_sql(columns=_COLUMNS, joins=DEPTH_JOIN)} OFFSET 0) f
         OFFSET 0
     ) c
     OFFSET 0
@@ -75,8 +82,8 @@ WRITE_SQL = f"""
         SELECT x.*, s.id AS score_id,
                (s.engagement, s.band, s.churn_risk, s.reasons)
                    IS DISTINCT FROM (x.engagement, x.band, x.risk, x.reasons) AS score_changed,
-               (x.profile_engagement, x.profile_churn)
-                   IS DISTINCT FROM (x.engagement, x.risk) AS profile_changed
+               (x.profile_engagement, x.profile_churn, x.profile_count)
+                   IS DISTINCT FROM (x.engagement, x.risk, x.engaged_30) AS profile_changed
         FROM ({_SCORED_SQL}) x
         LEFT JOIN "{SCORE}" s ON s.tenant_id = %(tenant)s AND s.customer_id = x.id
     ), updated AS (
@@ -100,6 +107,7 @@ WRITE_SQL = f"""
         RETURNING 1
     ), profiles AS (
         UPDATE "{PROFILE}" p SET
+            activity_count_30d = x.engaged_30,
             engagement_score = x.engagement,
             engagement_scored_at = CASE WHEN p.engagement_score IS DISTINCT FROM x.engagement
                                         THEN %(now)s ELSE p.engagement_scored_at END,
@@ -144,8 +152,7 @@ def write_params(tenant: Tenant, now: datetime) -> dict:
 
 def scores_write(*, tenant: Tenant, now: datetime) -> ScoresWritten:
     """Scores every live profile of the tenant at ``now`` and writes what changed (steps in
-    the module docstring). Run the activity recount first: frequency reads the profile's
-    ``activity_count_30d``."""
+    the module docstring), the 30-day activity counts included."""
     with transaction.atomic(), connection.cursor() as cursor:
         work_mem_raise()
         cursor.execute(WRITE_SQL, write_params(tenant, now))

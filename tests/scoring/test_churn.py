@@ -13,7 +13,7 @@ from scoring.churn import REASON_POINTS, churn_scores
 from scoring.models import Score
 from scoring.scores import ScoresWritten, scores_write
 
-from .helpers import activity, profile, run_of, sent
+from .helpers import activity, engaged, profile, run_of, sent
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
@@ -166,7 +166,8 @@ def test_risk_is_capped_at_100_and_reasons_are_listed_highest_first(tenant_a):
 
 
 def test_scoring_writes_score_rows_and_profiles_and_prunes_the_dead(tenant_a, tenant_b):
-    member = profile(tenant_a, lifecycle_stage="MEMBER", activity_count_30d=20)
+    member = profile(tenant_a, lifecycle_stage="MEMBER")
+    engaged(tenant_a, member, 20, NOW - DAY)
     gone = profile(tenant_a, lifecycle_stage="MEMBER")
     other = profile(tenant_b, lifecycle_stage="MEMBER")
     assert scores_write(tenant=tenant_a, now=NOW) == ScoresWritten(
@@ -201,7 +202,8 @@ def test_scoring_writes_score_rows_and_profiles_and_prunes_the_dead(tenant_a, te
 
 
 def test_only_changed_scores_are_written_with_the_time_they_changed(tenant_a):
-    member = profile(tenant_a, lifecycle_stage="MEMBER", activity_count_30d=20)
+    member = profile(tenant_a, lifecycle_stage="MEMBER")
+    engaged(tenant_a, member, 20, NOW - DAY)
     still = profile(tenant_a, lifecycle_stage="MEMBER")
     scores_write(tenant=tenant_a, now=NOW)
     # Engagement changes (R100 000 of lifetime value: +20 points), churn risk does not.
