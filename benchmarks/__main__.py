@@ -14,8 +14,10 @@ from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
 
 SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring")
 # Suites whose data would bloat the shared bench database (and slow the other suites) get
-# their own unless --database is given: journeys writes a million history rows per run.
-SUITE_DATABASES = {"journeys": "crm_bench_journeys"}
+# their own unless --database is given: journeys writes a million history rows per run, and
+# scoring writes millions of activities and scores and measures whole-table passes that other
+# suites' leftovers (dead rows, bloat) would slow down.
+SUITE_DATABASES = {"journeys": "crm_bench_journeys", "scoring": "crm_bench_scoring"}
 
 
 def main(argv: list[str] | None = None) -> int:

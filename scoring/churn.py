@@ -27,10 +27,9 @@ The usual interval is the mean gap between the member's rounds in the last 365 d
 ((last - first) / (n - 1)). Weights are a first judgement, checked by the backtest (AUC and
 top-decile lift, ``scoring.backtest``), not fitted.
 
-One statement scores the tenant (``churn_score_tenant``): it upserts ``Score`` (with the
-profile's current engagement and band) for every live profile, and a second one keeps
-``CustomerProfile.churn_risk`` in step for the rule engine; a third drops the rows of
-profiles that merged, were erased or deleted. No locks: a nightly view of the data.
+The nightly run writes churn risk together with engagement in one statement
+(``scoring.scores``), from the same features (``features_sql``) and points (``POINTS_SQL``,
+``REASONS_SQL``) as the read-only ``churn_scores`` and the backtest.
 """
 
 from __future__ import annotations
@@ -41,20 +40,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.utils import timezone
 
 from crm.models import Tenant
 from customers.handlers import NOT_ENGAGEMENT_TYPES
 from customers.models import LIVE_STATUSES, Activity, CustomerProfile, LifecycleStage
 from marketing.models import Interaction, InteractionKind
 
-from .engagement import BAND_FLOORS
-from .models import Score
-
 PROFILE = CustomerProfile._meta.db_table
 ACTIVITY = Activity._meta.db_table
 INTERACTION = Interaction._meta.db_table
-SCORE = Score._meta.db_table
 
 ROUND = "teetime.round.completed"
 CANCELLED = "teetime.booking.cancelled"
@@ -110,8 +104,9 @@ REASONS: tuple[tuple[str, int, str, str], ...] = (
 REASON_POINTS: dict[str, int] = {code: points for code, points, _, _ in REASONS}
 
 # One pass over the tenant's activities of the last 365 days, one over its interactions of
-# the last 90, joined to the live profiles.
-FEATURES_SQL = f"""
+# the last 90, joined to the live profiles. ``columns`` and ``joins`` add to the select (the
+# nightly write joins the depth inputs of engagement here, so profiles are read once).
+_FEATURES_SQL = f"""
     SELECT p.id, p.tenant_id, p.lifecycle_stage, p.membership_renewal_on AS renewal_on,
            p.engagement_score,
            COALESCE(a.rounds_365, 0) AS rounds_365,
@@ -128,7 +123,7 @@ FEATURES_SQL = f"""
                 WHEN p.handicap_updated_at <= %(as_of)s::timestamptz THEN p.handicap_updated_at
            END AS handicap_at,
            COALESCE(i.unsubscribes_90, 0) AS unsubscribes_90,
-           COALESCE(i.complaints_90, 0) AS complaints_90
+           COALESCE(i.complaints_90, 0) AS complaints_90 {{columns}}
     FROM "{PROFILE}" p
     LEFT JOIN (
         SELECT customer_id,
@@ -163,9 +158,16 @@ FEATURES_SQL = f"""
           AND occurred_at <= %(as_of)s::timestamptz
         GROUP BY customer_id
     ) i ON i.customer_id = p.id
+    {{joins}}
     WHERE p.tenant_id = %(tenant)s AND p.status = ANY(%(live)s) AND p.deleted_at IS NULL
 """  # noqa: S608
 
+
+def features_sql(*, columns: str = "", joins: str = "") -> str:
+    return _FEATURES_SQL.format(columns=columns, joins=joins)
+
+
+FEATURES_SQL = features_sql()
 _REASON_ITEMS = ", ".join(
     f"CASE WHEN {condition} THEN jsonb_build_object('code', '{code}', 'points', {points}, "
     f"{facts}) END"
@@ -174,41 +176,13 @@ _REASON_ITEMS = ", ".join(
 _POINTS = " + ".join(
     f"CASE WHEN {condition} THEN {points} ELSE 0 END" for _, points, condition, _ in REASONS
 )
+# Over the features ``f``: the risk (0-100) and the reasons (a JSON array).
+POINTS_SQL = f"least(100, {_POINTS})"
+REASONS_SQL = f"to_jsonb(array_remove(ARRAY[{_REASON_ITEMS}], NULL))"
 # Every live profile: id, churn risk, reasons (a JSON array), engagement score.
 CHURN_SQL = f"""
-    SELECT f.id, least(100, {_POINTS}) AS risk,
-           to_jsonb(array_remove(ARRAY[{_REASON_ITEMS}], NULL)) AS reasons,
-           f.engagement_score
+    SELECT f.id, {POINTS_SQL} AS risk, {REASONS_SQL} AS reasons, f.engagement_score
     FROM ({FEATURES_SQL}) f
-"""  # noqa: S608
-
-_BAND = (
-    "CASE "
-    + " ".join(f"WHEN c.engagement >= {floor} THEN '{band}'" for floor, band in BAND_FLOORS)
-    + " END"
-)
-UPSERT_SQL = f"""
-    INSERT INTO "{SCORE}" (tenant_id, customer_id, engagement, band, churn_risk, reasons,
-                           computed_at, created_at, updated_at)
-    SELECT %(tenant)s, c.id, c.engagement, {_BAND}, c.risk, c.reasons,
-           %(as_of)s, %(as_of)s, %(as_of)s
-    FROM (SELECT s.id, s.risk, s.reasons, COALESCE(s.engagement_score, 0) AS engagement
-          FROM ({CHURN_SQL}) s) c
-    ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
-        engagement = EXCLUDED.engagement, band = EXCLUDED.band,
-        churn_risk = EXCLUDED.churn_risk, reasons = EXCLUDED.reasons,
-        computed_at = EXCLUDED.computed_at, updated_at = EXCLUDED.updated_at
-"""  # noqa: S608
-PROFILE_SQL = f"""
-    UPDATE "{PROFILE}" p SET churn_risk = s.churn_risk, churn_scored_at = s.computed_at
-    FROM "{SCORE}" s
-    WHERE s.tenant_id = %(tenant)s AND s.computed_at = %(as_of)s
-      AND p.id = s.customer_id AND p.tenant_id = %(tenant)s
-"""  # noqa: S608
-PRUNE_SQL = f"""
-    DELETE FROM "{SCORE}" s USING "{PROFILE}" p
-    WHERE s.tenant_id = %(tenant)s AND p.id = s.customer_id
-      AND (p.status <> ALL(%(live)s) OR p.deleted_at IS NOT NULL)
 """  # noqa: S608
 
 
@@ -230,17 +204,3 @@ def churn_scores(*, tenant: Tenant, as_of: datetime) -> dict[Any, tuple[int, lis
         cursor.execute(CHURN_SQL, churn_params(tenant, as_of))
         # Django leaves jsonb undecoded on its raw cursors (JSONField decodes it itself).
         return {pk: (risk, json.loads(reasons)) for pk, risk, reasons, _ in cursor.fetchall()}
-
-
-def churn_score_tenant(*, tenant: Tenant, now: datetime | None = None) -> int:
-    """Scores churn for every live profile of the tenant at ``now``: ``Score`` rows (with
-    the profile's engagement score, so run ``engagement_score_tenant`` first) and the
-    profiles' ``churn_risk``. Returns the number of profiles scored."""
-    now = now or timezone.now()
-    params = churn_params(tenant, now)
-    with connection.cursor() as cursor:
-        cursor.execute(UPSERT_SQL, params)
-        scored = cursor.rowcount
-        cursor.execute(PROFILE_SQL, params)
-        cursor.execute(PRUNE_SQL, params)
-    return scored

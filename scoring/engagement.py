@@ -20,9 +20,8 @@ and the Python reference (``engagement_reference``) agree exactly.
 
 Bands: high 70-100, medium 40-69, low 0-39.
 
-Only live profiles (not merged, erased or deleted) are scored. No locks: the statement
-reads a snapshot and overwrites two score columns; a concurrent event batch changing a
-metric is seen by the next run (scores are a nightly view, not a ledger).
+Only live profiles (not merged, erased or deleted) are scored. The nightly run writes the
+scores together with churn risk in one statement (``scoring.scores``).
 """
 
 from __future__ import annotations
@@ -153,7 +152,6 @@ _DAYS = "floor(extract(epoch FROM (%(now)s::timestamptz - p.last_activity_at)) /
 _RECENCY = (
     f"CASE WHEN p.last_activity_at IS NULL THEN 0 ELSE {_case(_DAYS, RECENCY_BUCKETS, '<=')} END"
 )
-_FREQUENCY = _case("p.activity_count_30d", FREQUENCY_BUCKETS, ">=")
 _MONETARY = (
     "CASE "
     + " ".join(
@@ -198,32 +196,35 @@ DEPTH_SQL = f"""
     GROUP BY m.customer_id
 """  # noqa: S608
 
-_TOTAL = " + ".join(
-    f"{WEIGHTS[name]} * ({sql})"
-    for name, sql in (
-        ("recency", _RECENCY),
-        ("frequency", _FREQUENCY),
-        ("monetary", _MONETARY),
-        ("breadth", _BREADTH),
-        ("depth", _DEPTH),
+
+def engagement_sql(*, count: str = "p.activity_count_30d") -> str:
+    """The score of profile ``p`` with its depth inputs ``d`` (a LEFT JOIN of ``DEPTH_SQL``):
+    integer half-up rounding of the weighted total. ``count``: the 30-day engagement count
+    (the nightly write passes the count it has just recounted)."""
+    total = " + ".join(
+        f"{WEIGHTS[name]} * ({sql})"
+        for name, sql in (
+            ("recency", _RECENCY),
+            ("frequency", _case(count, FREQUENCY_BUCKETS, ">=")),
+            ("monetary", _MONETARY),
+            ("breadth", _BREADTH),
+            ("depth", _DEPTH),
+        )
     )
-)
-# Every live profile of the tenant with its score (integer half-up rounding of the total).
+    return f"(({total}) + 50) / 100"
+
+
+DEPTH_JOIN = f"LEFT JOIN ({DEPTH_SQL}) d ON d.customer_id = p.id"
+# Every live profile of the tenant with its score.
 SCORES_SQL = f"""
-    SELECT p.id, (({_TOTAL}) + 50) / 100 AS score
+    SELECT p.id, {engagement_sql()} AS score
     FROM "{PROFILE}" p
-    LEFT JOIN ({DEPTH_SQL}) d ON d.customer_id = p.id
+    {DEPTH_JOIN}
     WHERE p.tenant_id = %(tenant)s AND p.status = ANY(%(live)s) AND p.deleted_at IS NULL
 """  # noqa: S608
 
-UPDATE_SQL = f"""
-    UPDATE "{PROFILE}" t SET engagement_score = s.score, engagement_scored_at = %(now)s
-    FROM ({SCORES_SQL}) s
-    WHERE t.id = s.id AND t.tenant_id = %(tenant)s
-"""  # noqa: S608
 
-
-def _params(tenant: Tenant, now: datetime) -> dict[str, Any]:
+def engagement_params(tenant: Tenant, now: datetime) -> dict[str, Any]:
     params: dict[str, Any] = {"tenant": tenant.pk, "now": now, "live": list(LIVE_STATUSES)}
     for i, threshold in enumerate(monetary_thresholds_minor(tenant=tenant)):
         params[f"m{i}"] = threshold
@@ -231,17 +232,9 @@ def _params(tenant: Tenant, now: datetime) -> dict[str, Any]:
 
 
 def engagement_scores(*, tenant: Tenant, now: datetime | None = None) -> dict[Any, int]:
-    """Read-only: every live profile's engagement score at ``now`` (id -> score)."""
+    """Read-only: every live profile's engagement score at ``now`` (id -> score). The
+    nightly write (``scoring.scores``) uses the same expression (``engagement_sql``)."""
     now = now or timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(SCORES_SQL, _params(tenant, now))
+        cursor.execute(SCORES_SQL, engagement_params(tenant, now))
         return dict(cursor.fetchall())
-
-
-def engagement_score_tenant(*, tenant: Tenant, now: datetime | None = None) -> int:
-    """Writes every live profile's ``engagement_score`` (and ``engagement_scored_at``) in
-    one statement; returns how many profiles were scored."""
-    now = now or timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(UPDATE_SQL, _params(tenant, now))
-        return cursor.rowcount

@@ -7,10 +7,9 @@ is not recorded yet (``tenants_due``). The task (``tenant_score``) does, in one 
 1. claims the run: INSERT of (tenant, local date, nightly) ... ON CONFLICT DO NOTHING. A
    second beat tick, or a redelivered task, finds the row and does nothing; a second worker
    racing the first waits on the unique index until the first commits, then does nothing;
-2. recounts the rolling 30-day activity counts (``activity_count_recompute``) so frequency
-   reads true counts;
-3. engagement, then churn (``Score`` rows read the fresh engagement), then the day's
-   aggregates (``daily_stats_record``).
+2. recounts the rolling 30-day activity counts and writes engagement (whose frequency
+   reads the fresh counts) and churn risk, in one statement (``scores_write``: only what
+   changed), then the day's aggregates (``daily_stats_record``).
 
 A failure rolls everything back, claim included, so the next tick (or the redelivery)
 runs it again. On UK DST days "02:00" is the first instant the local clock reads 02:00 or
@@ -30,12 +29,10 @@ from django.utils import timezone
 
 from crm.models import Tenant
 from crm.tasks import tenant_task
-from customers.handlers import activity_count_recompute
 
 from .analytics import daily_stats_record
-from .churn import churn_score_tenant
-from .engagement import engagement_score_tenant
 from .models import RunKind, ScoringRun
+from .scores import scores_write, work_mem_raise
 
 RUN_AT = time(2, 0)
 RUN = ScoringRun._meta.db_table
@@ -86,6 +83,7 @@ def tenant_score(
     now = now or timezone.now()
     local_date = local_now(tenant, now).date()
     with transaction.atomic():
+        work_mem_raise()
         if kind == RunKind.NIGHTLY:
             with connection.cursor() as cursor:
                 cursor.execute(_CLAIM_SQL, [tenant.pk, kind, local_date, now, now, now])
@@ -97,9 +95,7 @@ def tenant_score(
             run = ScoringRun.objects.create(
                 tenant=tenant, kind=kind, local_date=local_date, started_at=now
             )
-        activity_count_recompute(tenant=tenant, now=now)
-        engagement_score_tenant(tenant=tenant, now=now)
-        run.scored = churn_score_tenant(tenant=tenant, now=now)
+        run.scored = scores_write(tenant=tenant, now=now).scored
         daily_stats_record(tenant=tenant, now=now)
         run.finished_at = timezone.now()
         run.save(update_fields=["scored", "finished_at", "updated_at"])

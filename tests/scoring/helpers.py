@@ -73,3 +73,9 @@ def activity(tenant, customer, type_: str, at: datetime, **metadata) -> Activity
         source_event_id=f"a-{n}",
         occurred_at=at,
     )
+
+
+def engaged(tenant, customer, count: int, at: datetime) -> None:
+    """``count`` bookings at ``at``: engagement the 30-day recount counts, no churn reason."""
+    for _ in range(count):
+        activity(tenant, customer, "teetime.booking.created", at)

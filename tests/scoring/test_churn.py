@@ -9,11 +9,11 @@ import pytest
 
 from customers.models import CustomerProfile
 from marketing.models import Interaction
-from scoring.churn import REASON_POINTS, churn_score_tenant, churn_scores
-from scoring.engagement import engagement_score_tenant
+from scoring.churn import REASON_POINTS, churn_scores
 from scoring.models import Score
+from scoring.scores import ScoresWritten, scores_write
 
-from .helpers import activity, profile, run_of, sent
+from .helpers import activity, engaged, profile, run_of, sent
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
@@ -166,13 +166,19 @@ def test_risk_is_capped_at_100_and_reasons_are_listed_highest_first(tenant_a):
 
 
 def test_scoring_writes_score_rows_and_profiles_and_prunes_the_dead(tenant_a, tenant_b):
-    member = profile(tenant_a, lifecycle_stage="MEMBER", activity_count_30d=20)
+    member = profile(tenant_a, lifecycle_stage="MEMBER")
+    engaged(tenant_a, member, 20, NOW - DAY)
     gone = profile(tenant_a, lifecycle_stage="MEMBER")
     other = profile(tenant_b, lifecycle_stage="MEMBER")
-    engagement_score_tenant(tenant=tenant_a, now=NOW)
-    assert churn_score_tenant(tenant=tenant_a, now=NOW) == 2
+    assert scores_write(tenant=tenant_a, now=NOW) == ScoresWritten(
+        scored=2, changed=2, profiles_changed=2, pruned=0
+    )
     CustomerProfile.objects.filter(pk=gone.pk).update(status="MERGED")
-    assert churn_score_tenant(tenant=tenant_a, now=NOW + DAY) == 1
+    # The next night: the merged profile's row goes; the member's scores did not change,
+    # so nothing of theirs is written.
+    assert scores_write(tenant=tenant_a, now=NOW + DAY) == ScoresWritten(
+        scored=1, changed=0, profiles_changed=0, pruned=1
+    )
     rows = list(
         Score.objects.for_tenant(tenant_a).values(
             "customer_id", "engagement", "band", "churn_risk", "reasons", "computed_at"
@@ -185,11 +191,35 @@ def test_scoring_writes_score_rows_and_profiles_and_prunes_the_dead(tenant_a, te
             "band": "low",
             "churn_risk": 15,
             "reasons": [{"code": "NO_RECENT_ROUNDS", "points": 15, "rounds_365": 0}],
-            "computed_at": NOW + DAY,
+            "computed_at": NOW,
         }
     ]
     member.refresh_from_db()
-    assert (member.churn_risk, member.churn_scored_at) == (15, NOW + DAY)
+    assert (member.churn_risk, member.churn_scored_at) == (15, NOW)
     other.refresh_from_db()
     assert other.churn_risk is None
     assert not Score.objects.for_tenant(tenant_b).exists()
+
+
+def test_only_changed_scores_are_written_with_the_time_they_changed(tenant_a):
+    member = profile(tenant_a, lifecycle_stage="MEMBER")
+    engaged(tenant_a, member, 20, NOW - DAY)
+    still = profile(tenant_a, lifecycle_stage="MEMBER")
+    scores_write(tenant=tenant_a, now=NOW)
+    # Engagement changes (R100 000 of lifetime value: +20 points), churn risk does not.
+    CustomerProfile.objects.filter(pk=member.pk).update(lifetime_value_minor=10_000_000)
+    assert scores_write(tenant=tenant_a, now=NOW + DAY) == ScoresWritten(
+        scored=2, changed=1, profiles_changed=1, pruned=0
+    )
+    member.refresh_from_db()
+    assert (member.engagement_score, member.engagement_scored_at) == (50, NOW + DAY)
+    assert (member.churn_risk, member.churn_scored_at) == (15, NOW)
+    assert Score.objects.get(customer=member).computed_at == NOW + DAY
+    assert Score.objects.get(customer=still).computed_at == NOW
+    # Two rounds in the last 90 days, none in the 90 before: NO_RECENT_ROUNDS no longer
+    # applies, so churn risk changes and engagement does not.
+    rounds(tenant_a, member, 3, 40)
+    assert scores_write(tenant=tenant_a, now=NOW + 2 * DAY).profiles_changed == 1
+    member.refresh_from_db()
+    assert (member.engagement_score, member.engagement_scored_at) == (50, NOW + DAY)
+    assert (member.churn_risk, member.churn_scored_at) == (0, NOW + 2 * DAY)

@@ -8,18 +8,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from customers.models import CustomerProfile
-from scoring.engagement import band_for, engagement_score_tenant
+from customers.timeline import NOTE_ACTIVITY
+from scoring.engagement import band_for
 from scoring.models import ScoringSettings
+from scoring.scores import scores_write
 
-from .helpers import profile, run_of, sent
+from .helpers import activity, engaged, profile, run_of, sent
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 24, 6, 30, tzinfo=UTC)
 
 
-def scored(tenant, **fields) -> int | None:
+def scored(tenant, engagements: int = 0, **fields) -> int | None:
     customer = profile(tenant, **fields)
-    engagement_score_tenant(tenant=tenant, now=NOW)
+    engaged(tenant, customer, engagements, NOW - DAY)
+    scores_write(tenant=tenant, now=NOW)
     customer.refresh_from_db()
     return customer.engagement_score
 
@@ -53,7 +56,7 @@ def test_recency_buckets(tenant_a, ago, total):
     [(0, 5), (1, 10), (2, 15), (4, 15), (5, 20), (9, 20), (10, 25), (19, 25), (20, 30), (75, 30)],
 )
 def test_frequency_buckets(tenant_a, count, total):
-    assert scored(tenant_a, activity_count_30d=count) == total
+    assert scored(tenant_a, engagements=count) == total
 
 
 # ZAR, default thresholds in rand: total = round(0.20 m + 5); values in cents.
@@ -83,8 +86,8 @@ def test_monetary_thresholds_are_per_tenant(tenant_a, tenant_b):
     )
     a = profile(tenant_a, lifetime_value_minor=100_000)  # R1 000: below R5 000
     b = profile(tenant_b, lifetime_value_minor=100_000)  # £1 000: at the 60-point threshold
-    engagement_score_tenant(tenant=tenant_a, now=NOW)
-    engagement_score_tenant(tenant=tenant_b, now=NOW)
+    scores_write(tenant=tenant_a, now=NOW)
+    scores_write(tenant=tenant_b, now=NOW)
     a.refresh_from_db()
     b.refresh_from_db()
     assert (a.engagement_score, b.engagement_score) == (5, 17)
@@ -115,7 +118,7 @@ def _depth_total(tenant, messages) -> int | None:
             run=run_of(tenant, NOW) if spec.get("new_run") else run,
             **{k: v for k, v in spec.items() if k != "new_run"},
         )
-    engagement_score_tenant(tenant=tenant, now=NOW)
+    scores_write(tenant=tenant, now=NOW)
     customer.refresh_from_db()
     return customer.engagement_score
 
@@ -153,18 +156,18 @@ def test_all_components_together(tenant_a):
     customer = profile(
         tenant_a,
         last_activity_at=NOW - timedelta(days=10),  # 80
-        activity_count_30d=6,  # 60
         lifetime_value_minor=2_500_000,  # R25 000: 60
         email_opt_in=True,
         sms_opt_in=True,  # 50
     )
+    engaged(tenant_a, customer, 6, NOW - DAY)  # 60
     run = run_of(tenant_a, NOW)
     sent(tenant_a, customer, run=run, at=NOW - DAY, opens=1, clicks=1)
     sent(tenant_a, customer, run=run_of(tenant_a, NOW), at=NOW - DAY, opens=1)
     sent(tenant_a, customer, run=run_of(tenant_a, NOW), at=NOW - DAY)
     # depth: 50 * 2/3 + 50 * 1/2 = 58.33 -> 58
     # 0.3*80 + 0.25*60 + 0.2*60 + 0.15*50 + 0.1*58 = 24 + 15 + 12 + 7.5 + 5.8 = 64.3 -> 64
-    assert engagement_score_tenant(tenant=tenant_a, now=NOW) == 1
+    assert scores_write(tenant=tenant_a, now=NOW).scored == 1
     customer.refresh_from_db()
     assert customer.engagement_score == 64
     assert customer.engagement_scored_at == NOW
@@ -183,12 +186,13 @@ def test_bands():
 
 
 def test_merged_erased_and_deleted_profiles_are_never_scored(tenant_a):
-    live = profile(tenant_a, activity_count_30d=20)
+    live = profile(tenant_a)
+    engaged(tenant_a, live, 20, NOW - DAY)
     merged = profile(tenant_a, status="MERGED", activity_count_30d=20)
     erased = profile(tenant_a, status="ERASED", activity_count_30d=20)
     deleted = profile(tenant_a, deleted_at=NOW, activity_count_30d=20)
     inactive = profile(tenant_a, status="INACTIVE")
-    assert engagement_score_tenant(tenant=tenant_a, now=NOW) == 2
+    assert scores_write(tenant=tenant_a, now=NOW).scored == 2
     scores = dict(
         CustomerProfile.objects.filter(
             pk__in=[p.pk for p in (live, merged, erased, deleted, inactive)]
@@ -208,7 +212,20 @@ def test_scoring_a_tenant_never_touches_or_reads_another(tenant_a, tenant_b):
     theirs = profile(tenant_b, activity_count_30d=20)
     # A message of tenant B to... tenant B's person does not change tenant A's depth.
     sent(tenant_b, theirs, run=run_of(tenant_b, NOW), at=NOW - DAY)
-    engagement_score_tenant(tenant=tenant_a, now=NOW)
+    scores_write(tenant=tenant_a, now=NOW)
     mine.refresh_from_db()
     theirs.refresh_from_db()
     assert (mine.engagement_score, theirs.engagement_score) == (5, None)
+
+
+def test_the_run_recounts_engagement_of_the_last_30_days_only(tenant_a):
+    customer = profile(tenant_a, activity_count_30d=25)  # stale
+    activity(tenant_a, customer, "teetime.booking.created", NOW - DAY)
+    activity(tenant_a, customer, "teetime.round.completed", NOW - 31 * DAY)  # too old
+    activity(tenant_a, customer, "teetime.booking.paid", NOW + DAY)  # after the run's clock
+    for receipt_or_note in (NOTE_ACTIVITY, "email.delivered", "sms.bounced"):
+        activity(tenant_a, customer, receipt_or_note, NOW - DAY)
+    scores_write(tenant=tenant_a, now=NOW)
+    customer.refresh_from_db()
+    # One engagement in the window: frequency 20 -> round(0.25 * 20 + 5) = 10.
+    assert (customer.activity_count_30d, customer.engagement_score) == (1, 10)

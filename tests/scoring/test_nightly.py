@@ -92,7 +92,7 @@ def test_a_failed_run_releases_the_day(tenant_a, monkeypatch):
     def boom(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("scoring.nightly.churn_score_tenant", boom)
+    monkeypatch.setattr("scoring.nightly.scores_write", boom)
     with pytest.raises(RuntimeError):
         tenant_score(tenant=tenant_a, kind=RunKind.NIGHTLY, now=now)
     assert tenants_due(now=now) == [tenant_a]
