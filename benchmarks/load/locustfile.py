@@ -52,7 +52,10 @@ def _event(now: datetime) -> dict:
     type_, payload = random.choice(
         [
             ("teetime.round.completed", {"roundId": _next_id("R"), "holes": 18}),
-            ("teetime.booking.created", {"bookingId": _next_id("B")}),
+            (
+                "teetime.booking.created",
+                {"bookingId": _next_id("B"), "teeTime": (now + timedelta(days=3)).isoformat()},
+            ),
             ("teetime.handicap.updated", {"handicapIndex": f"{random.uniform(0, 36):.1f}"}),
             ("pos.purchase.completed", {"sku": "BALLS12", "total": 320}),
         ]
@@ -82,7 +85,12 @@ class EventProducer(ApiUser):
     def post_batch(self) -> None:
         now = datetime.now(UTC)
         body = {"events": [_event(now) for _ in range(EVENTS_PER_BATCH)]}
-        self.client.post("/api/v1/events", json=body, name="events: POST batch of 100")
+        with self.client.post(
+            "/api/v1/events", json=body, name="events: POST batch of 100", catch_response=True
+        ) as response:
+            # Each event is judged on its own: a rejected one is an error of the run too.
+            if response.ok and response.json().get("rejected"):
+                response.failure(f"rejected: {response.json()['rejected'][:1]}")
 
 
 class ResolveClient(ApiUser):
