@@ -298,9 +298,11 @@ def _loadtest(results: dict) -> list[str]:
         "logged-in session; statistics reset once every user had started, so the figures "
         "are the sustained mix. Locust runs on the same CPUs as the server.",
         "",
-        f"**Sustained: {total['requests_per_s']:,} requests/s, p99 {total['p99_ms']:,} ms, "
+        f"**Sustained: {total['requests_per_s']:,} requests/s, p99 {total['p99_ms']:g} ms, "
         f"{total['failures']} failed of {total['requests']:,} requests; "
-        f"{events['events']:,} events posted, {events['failed']} failed, "
+        f"{events['events']:,} events posted and processed "
+        f"({events['events'] / total['seconds']:,.0f} events/s over the run), "
+        f"{events['failed']} failed, "
         f"{events['pending']} still pending {events['drain_after_load_s']} s after the load "
         "stopped.**",
         "",
