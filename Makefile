@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-dates lint typecheck format bench manage browser venv clean
+.PHONY: run test test-dates test-pgbouncer lint typecheck format bench loadtest manage browser pgbouncer venv clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -41,9 +41,22 @@ browser:  ## Debian's chromium for the Playwright tests (installed once, as root
 	  echo "Installing Debian's chromium for the browser tests..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+pgbouncer:  ## Debian's PgBouncer for `make test-pgbouncer` (installed once, as root)
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || { \
+	  echo "Installing Debian's pgbouncer for the pooled test run..."; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
 test: venv lint typecheck browser  ## lint, types and every test, against real PostgreSQL and Redis
 	$(PY) -m crm.local exec -- $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m crm.local exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The whole suite once more through PgBouncer in transaction pooling, as production runs it
+# (docs/operations.md, "PgBouncer"). pytest-django creates the test database through the
+# pooler; --reuse-db keeps it from dropping it at the end, which PgBouncer's open server
+# connections would refuse: the launcher drops it on the server before and after.
+test-pgbouncer: venv browser pgbouncer  ## every test through PgBouncer (transaction mode)
+	$(PY) -m crm.local exec -- $(PY) -m crm.devtools.pgbouncer exec --fresh-test-database -- \
+	  $(PY) -m pytest --reuse-db $(PYTEST_ARGS)
 
 # The date-dependent suites with Python's clock moved across a year (UK DST changes included);
 # browser and real-worker tests keep the real clock (their other processes do not move).
@@ -57,6 +70,11 @@ test-dates: venv  ## the date-dependent tests at several dates across a year
 
 bench: venv  ## the benchmark suite; writes docs/benchmarks.md
 	$(PY) -m crm.local exec -- $(PY) -m benchmarks $(BENCH_ARGS)
+
+# The platform's traffic mixed (locust) against gunicorn and a Celery worker at 1M profiles;
+# figures into docs/benchmarks.md. LOADTEST_ARGS="--users 24 --duration 3m --profiles N".
+loadtest: venv  ## the load test; writes docs/benchmarks.md ("Load test")
+	$(PY) -m crm.local exec -- $(PY) -m benchmarks.loadtest $(LOADTEST_ARGS)
 
 manage: venv  ## make manage ARGS="createsuperuser"
 	$(PY) -m crm.local exec -- $(PY) manage.py $(ARGS)

@@ -7,10 +7,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
+from .harness import BENCH_DATABASE, ROOT, bench_setup, run_meta
 
 SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring")
 # Suites whose data would bloat the shared bench database (and slow the other suites) get
@@ -54,31 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         if not suites:
             return 0
         args.database = BENCH_DATABASE
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"], args.database, args.fresh),
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    migrate(env)
-    os.environ.update(DATABASE_URL=env["DATABASE_URL"], DJANGO_SETTINGS_MODULE="crm.settings.base")
-    import django
-
-    django.setup()
-    from django.db import connection
-
+    env = bench_setup(args.database, args.fresh)
     from . import campaigns, events, identity, journeys, report, scoring, segments
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
-    meta = {
-        **machine(),
-        "postgres": postgres,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    meta = run_meta()
     for suite in suites:
         log(f"suite {suite} at {args.profiles:,} profiles")
         results = {

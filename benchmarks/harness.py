@@ -45,6 +45,38 @@ def migrate(env: dict[str, str]) -> None:
     )
 
 
+def bench_setup(database: str, fresh: bool = False) -> dict[str, str]:
+    """The bench database (created, migrated) and Django set up on it in this process;
+    returns the environment for the servers and workers a suite starts."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"], database, fresh),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    migrate(env)
+    os.environ.update(DATABASE_URL=env["DATABASE_URL"], DJANGO_SETTINGS_MODULE="crm.settings.base")
+    import django
+
+    django.setup()
+    return env
+
+
+def run_meta() -> dict[str, str]:
+    """Where and when a suite ran: the machine, PostgreSQL's version, the time."""
+    from datetime import UTC, datetime
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+    return {
+        **machine(),
+        "postgres": postgres,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))

@@ -305,6 +305,40 @@ def _scoring(results: dict) -> list[str]:
     ]
 
 
+def _loadtest(results: dict) -> list[str]:
+    setup, operations, events = results["setup"], results["operations"], results["events"]
+    total = operations["total"]
+    lines = [
+        "## Load test",
+        "",
+        f"`make loadtest` (locust, `benchmarks/load/locustfile.py`): {setup['users']} users "
+        f"for {setup['duration']} against gunicorn ({setup['gunicorn_workers']} workers) and a "
+        f"real Celery worker (concurrency {setup['celery_concurrency']}) on 127.0.0.1, "
+        f"{results['data']['profiles']:,} profiles. The mix: event batches, resolves, "
+        "timeline reads, signed Messaging webhook callbacks and staff admin pages in a "
+        "logged-in session; statistics reset once every user had started, so the figures "
+        "are the sustained mix. Locust runs on the same CPUs as the server.",
+        "",
+        f"**Sustained: {total['requests_per_s']:,} requests/s, p99 {total['p99_ms']:g} ms, "
+        f"{total['failures']} failed of {total['requests']:,} requests; "
+        f"{events['events']:,} events posted and processed "
+        f"({events['events'] / total['seconds']:,.0f} events/s over the run), "
+        f"{events['failed']} failed, "
+        f"{events['pending']} still pending {events['drain_after_load_s']} s after the load "
+        "stopped.**",
+        "",
+        "| operation | requests | failed | req/s | median ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in sorted(operations.items(), key=lambda item: item[0] == "total"):
+        label = "**all**" if name == "total" else name
+        lines.append(
+            f"| {label} | {row['requests']:,} | {row['failures']} | {row['requests_per_s']} "
+            f"| {row['median_ms']:g} | {row['p99_ms']:g} | {row['max_ms']:g} |"
+        )
+    return [*lines, ""]
+
+
 RENDERERS = {
     "identity": _identity,
     "events": _events,
@@ -312,6 +346,7 @@ RENDERERS = {
     "campaigns": _campaigns,
     "journeys": _journeys,
     "scoring": _scoring,
+    "loadtest": _loadtest,
 }
 
 

@@ -57,6 +57,17 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
+# Behind PgBouncer in transaction pooling (DATABASE_POOLER=pgbouncer) each transaction may
+# meet a different server session, so nothing may outlive a transaction: no server-side
+# cursor declared WITH HOLD outside one (Django's `.iterator()` in autocommit), no prepared
+# statement. Advisory locks are `pg_advisory_xact_lock`, temporary tables `ON COMMIT DROP`
+# and no `SET` but `SET LOCAL` (tests/crm/test_pooler_safety.py scans for them).
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "pgbouncer"):
+    raise ImproperlyConfigured("DATABASE_POOLER must be pgbouncer or unset")
+if DATABASE_POOLER == "pgbouncer":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # The redis-py URL form of a Unix socket is unix://; kombu names it redis+socket://.
