@@ -1,8 +1,9 @@
-"""`python -m benchmarks [--profiles N] [--quick] [--output-dir DIR]` (or `make bench`)."""
+"""`python -m benchmarks [--profiles N] [--quick] [--ladder] [--output-dir DIR]`; `make bench`."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -21,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(ROOT / "docs"))
     parser.add_argument("--suite", choices=SUITES, action="append")
     parser.add_argument("--database", default=BENCH_DATABASE, help="bench database name")
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="suites that support it run at 100k, 300k and --profiles (growth per item)",
+    )
     parser.add_argument(
         "--fresh", action="store_true", help="drop the bench database first (smoke runs)"
     )
@@ -56,14 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     for suite in args.suite or SUITES:
         log(f"suite {suite} at {args.profiles:,} profiles")
-        results = {
+        suite_run = {
             "identity": identity.run,
             "events": events.run,
             "segments": segments.run,
             "campaigns": campaigns.run,
             "journeys": journeys.run,
             "scoring": scoring.run,
-        }[suite](profiles=args.profiles, quick=args.quick, env=env, log=log)
+        }[suite]
+        ladder = (
+            {"ladder": True}
+            if args.ladder and "ladder" in inspect.signature(suite_run).parameters
+            else {}
+        )
+        results = suite_run(profiles=args.profiles, quick=args.quick, env=env, log=log, **ladder)
         path = report.write(Path(args.output_dir), suite, results, meta)
         log(f"wrote {path}")
     return 0
