@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import cProfile
 import json
+import os
 import pstats
 import random
 import statistics
@@ -540,6 +541,7 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
+    load_before = os.getloadavg()[0]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
     key = api_key_create(tenant=tenant, name="benchmark events").raw_key
@@ -561,6 +563,8 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
             "known_share": 0.7,
             "types": [t for t, _ in MIX],
             "repeats": REPEATS,
+            # Other work on the machine (the figures are CPU-bound on 2 cores).
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         },
         "worker_in_process": worker,
         "end_to_end": e2e,

@@ -122,7 +122,14 @@ def _events(results: dict) -> list[str]:
         "each repetition leaves dead sync-log rows); a warm-up pass of 2,000 events runs "
         "before the timed ones (worker processes, connections, caches); every figure is "
         f"measured {data['repeats']} times on fresh events and reported as the median, with "
-        "min, max and spread ((max - min) / median).",
+        "min, max and spread ((max - min) / median)."
+        + (
+            " Load average (1 min) at the start and end of the run, on 2 CPUs: "
+            f"{data['load_average'][0]} and {data['load_average'][1]} (above 2, other "
+            "work shared the CPUs and the figures are lower than the machine can do)."
+            if data.get("load_average")
+            else ""
+        ),
         "",
         *_checks_table(
             results,
