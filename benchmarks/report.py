@@ -193,6 +193,10 @@ def _events(results: dict) -> list[str]:
         "",
         "### Growth: per-item cost by data size",
         "",
+        '`make bench BENCH_ARGS="--suite events --ladder"` grows one tenant through 100k, '
+        "300k and 1M profiles and measures at each size (a run without `--ladder` has one "
+        "row); the goal is a flat cost per event.",
+        "",
         "| profiles | worker events/s | worker µs/event | end to end events/s "
         "| end to end µs/event |",
         "|---|---|---|---|---|",
