@@ -180,7 +180,23 @@ def _process_batches(tenant, ids: list[int]) -> int:
     return processed
 
 
-def _worker_rate(tenant, known, count: int, seed: int, log) -> dict:
+def _worker_rate(tenant, events: list[dict], log) -> dict:
+    """One pass of one worker process over ``events``, in-process, no broker (the journeys
+    suite compares it with and without journeys)."""
+    ids = _ingest_quietly(tenant, events)
+    started = time.perf_counter()
+    processed = _process_batches(tenant, ids)
+    seconds = time.perf_counter() - started
+    log(f"worker in-process: {processed:,} events in {seconds:.1f}s")
+    return {
+        "events": processed,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(processed / seconds, 1),
+        "batch_size": BATCH_SIZE,
+    }
+
+
+def _worker_rates(tenant, known, count: int, seed: int, log) -> dict:
     """The processing rate of one worker process, in-process, no broker: ``REPEATS`` runs
     of ``count`` fresh events each, after a warm-up pass."""
     _process_batches(tenant, _ingest_quietly(tenant, make_events(tenant, 2_000, known, seed)))
@@ -523,7 +539,7 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
     count = 10_000 if quick else END_TO_END_EVENTS
     sample = 1_000 if quick else NAIVE_SAMPLE
     log(f"rung at {total:,} profiles")
-    worker = _worker_rate(tenant, known, count // 5, seed=100, log=log)
+    worker = _worker_rates(tenant, known, count // 5, seed=100, log=log)
     naive_worker = (
         _naive_worker_rate(tenant, known, sample, count // 5, seed=200, log=log) if naive else None
     )
