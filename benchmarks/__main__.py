@@ -1,8 +1,9 @@
-"""`python -m benchmarks [--profiles N] [--quick] [--output-dir DIR]` (or `make bench`)."""
+"""`python -m benchmarks [--profiles N] [--quick] [--ladder] [--output-dir DIR]`; `make bench`."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"bench database name (default {BENCH_DATABASE}; "
         + ", ".join(f"{s}: {d}" for s, d in SUITE_DATABASES.items())
         + ")",
+    )
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="suites that support it run at 100k, 300k and --profiles (growth per item)",
     )
     parser.add_argument(
         "--fresh", action="store_true", help="drop the bench database first (smoke runs)"
@@ -62,14 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     meta = run_meta()
     for suite in suites:
         log(f"suite {suite} at {args.profiles:,} profiles")
-        results = {
+        suite_run = {
             "identity": identity.run,
             "events": events.run,
             "segments": segments.run,
             "campaigns": campaigns.run,
             "journeys": journeys.run,
             "scoring": scoring.run,
-        }[suite](profiles=args.profiles, quick=args.quick, env=env, log=log)
+        }[suite]
+        ladder = (
+            {"ladder": True}
+            if args.ladder and "ladder" in inspect.signature(suite_run).parameters
+            else {}
+        )
+        results = suite_run(profiles=args.profiles, quick=args.quick, env=env, log=log, **ladder)
         path = report.write(Path(args.output_dir), suite, results, meta)
         log(f"wrote {path}")
     return 0

@@ -4,34 +4,68 @@
 * End to end: load clients POST batches of 1,000 events to gunicorn, which writes the sync
   log and queues tasks on Redis; a Celery worker processes them into PostgreSQL. The rate is
   events / (first POST .. last event processed).
+* The naive design side by side, on the same data in the same run, sampled: one resolver
+  call, one activity insert and one transaction per event in-process; one queue task per
+  event through Redis and the real worker. Their rates are extrapolated to the full count.
 * The timeline's first page over HTTP for a customer with 10,000 activities.
+
+Reproducible figures: before each timed repetition the tables the pipeline writes are
+vacuumed and analysed (autovacuum may be off, and earlier runs leave dead rows), a warm-up
+pass runs first (connections, caches, worker processes), and each figure is measured
+``REPEATS`` times and reported as the median with its spread (min, max). ``--ladder`` runs
+the suite at 100k, 300k and 1M profiles, growing one tenant, for the per-item cost table.
 """
 
 from __future__ import annotations
 
+import cProfile
+import json
+import os
+import pstats
 import random
+import statistics
 import time
 import uuid
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from crm.celery import set_queue_override
 from crm.models import Region
+from crm.registry import ProcessedEvent, publish_events
 from crm.services import api_key_create, tenant_create
+from crm.tasks import tenant_task
 from customers import ingest
+from customers.events import event_type
+from customers.handlers import apply_handlers, update_activity_metrics
 from customers.identity import IdentityHints
-from customers.ingest import BATCH_SIZE, events_ingest, events_process
+from customers.ingest import BATCH_SIZE, Entry, Item, events_ingest, events_process
 from customers.models import Activity, AliasKind, IdentityAlias, SyncLogEntry, SyncStatus
 from customers.services import identity_resolve
 
-from .harness import Server, http_load, start_worker
+from .harness import ROOT, Server, http_load, start_worker
 from .identity import _ensure_profiles, _sample
 
 TARGETS = {
-    "end_to_end_events_per_s": 2000.0,
+    "end_to_end_events_per_s": 8000.0,
+    "worker_events_per_s": 15000.0,
     "timeline_first_page_p99_ms": 20.0,
 }
+REPEATS = 3
+# The profile of the pipeline before the batch and validation work of issue 18, for the docs.
+PROFILE_BEFORE = ROOT / "benchmarks" / "events_profile_before.json"
+LADDER = (100_000, 300_000, 1_000_000)
+END_TO_END_EVENTS = 50_000  # per repetition; the worker alone gets a fifth of it
+NAIVE_SAMPLE = 10_000  # events per naive measurement (extrapolated to the full count)
+# The tables the pipeline writes; vacuumed and analysed before each timed repetition.
+TABLES = (
+    "customers_customerprofile",
+    "customers_identityalias",
+    "customers_synclogentry",
+    "customers_activity",
+    "customers_consentrecord",
+)
 TIMELINE_ACTIVITIES = 10_000
 # (type, weight, payload maker)
 MIX = (
@@ -105,8 +139,28 @@ def _known(tenant, size: int) -> list[tuple[str, str]]:
     return known
 
 
-def _worker_rate(tenant, events: list[dict], log) -> dict:
-    """The processing rate of one worker process, in-process, no broker."""
+def _prepare() -> None:
+    """The same starting state for every repetition: no dead rows from the previous one
+    (autovacuum may be off), fresh planner statistics, dirty pages flushed."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {', '.join(TABLES)}")
+        cursor.execute("CHECKPOINT")
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max and the spread (max - min) as a share of the median."""
+    median = statistics.median(values)
+    return {
+        "runs": [round(v, 1) for v in values],
+        "median": round(median, 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "spread_pct": round(100 * (max(values) - min(values)) / median, 1) if median else 0.0,
+    }
+
+
+def _ingest_quietly(tenant, events: list[dict]) -> list[int]:
+    """Events into the sync log without queueing their processing (the caller processes)."""
     queue, ingest._queue = ingest._queue, lambda tenant, ids: None
     try:
         ids: list[int] = []
@@ -114,12 +168,24 @@ def _worker_rate(tenant, events: list[dict], log) -> dict:
             ids += events_ingest(tenant=tenant, raw_events=events[start : start + 1_000]).entry_ids
     finally:
         ingest._queue = queue
-    started = time.perf_counter()
+    return ids
+
+
+def _process_batches(tenant, ids: list[int]) -> int:
     processed = 0
     for start in range(0, len(ids), BATCH_SIZE):
         processed += events_process(
             tenant=tenant, entry_ids=ids[start : start + BATCH_SIZE]
         ).processed
+    return processed
+
+
+def _worker_rate(tenant, events: list[dict], log) -> dict:
+    """One pass of one worker process over ``events``, in-process, no broker (the journeys
+    suite compares it with and without journeys)."""
+    ids = _ingest_quietly(tenant, events)
+    started = time.perf_counter()
+    processed = _process_batches(tenant, ids)
     seconds = time.perf_counter() - started
     log(f"worker in-process: {processed:,} events in {seconds:.1f}s")
     return {
@@ -130,56 +196,272 @@ def _worker_rate(tenant, events: list[dict], log) -> dict:
     }
 
 
+def _worker_rates(tenant, known, count: int, seed: int, log) -> dict:
+    """The processing rate of one worker process, in-process, no broker: ``REPEATS`` runs
+    of ``count`` fresh events each, after a warm-up pass."""
+    _process_batches(tenant, _ingest_quietly(tenant, make_events(tenant, 2_000, known, seed)))
+    rates, seconds_ = [], []
+    for run in range(REPEATS):
+        ids = _ingest_quietly(tenant, make_events(tenant, count, known, seed + 1 + run))
+        _prepare()
+        started = time.perf_counter()
+        processed = _process_batches(tenant, ids)
+        seconds = time.perf_counter() - started
+        rates.append(processed / seconds)
+        seconds_.append(seconds)
+        log(f"worker in-process, run {run + 1}: {processed:,} events in {seconds:.1f}s")
+    return {
+        "events": count,
+        "batch_size": BATCH_SIZE,
+        "events_per_s": spread(rates),
+        "seconds": spread(seconds_),
+        "us_per_event": round(1e6 / statistics.median(rates), 1),
+    }
+
+
+def _naive_apply(tenant, entry_id: int, now) -> None:
+    """The naive design the guide sketches, for comparison only: one transaction per event,
+    one resolver call, one ORM activity insert, the handlers and metrics for one item, one
+    row update; the subscribers per event."""
+    with transaction.atomic():
+        # By id alone: a status filter here lets PostgreSQL walk every pending row.
+        row = SyncLogEntry.objects.for_tenant(tenant).select_for_update().get(pk=entry_id)
+        if row.status != SyncStatus.PENDING:
+            return
+        hints = IdentityHints(**row.identity)
+        resolution = identity_resolve(tenant=tenant, hints=hints, source=f"event:{row.source}")
+        spec = event_type(row.type)
+        Activity.objects.create(
+            tenant=tenant,
+            customer=resolution.profile,
+            type=row.type,
+            category=spec.category,
+            title=spec.title(row.payload)[:255],
+            metadata=row.payload,
+            source_service=row.source,
+            source_id=ingest._source_id(row.payload),
+            source_event_id=row.event_id,
+            occurred_at=row.occurred_at,
+        )
+        entry = Entry(
+            row.pk, row.source, row.event_id, row.type, row.occurred_at, row.identity, row.payload
+        )
+        item = Item(entry, hints, resolution.profile.pk, resolution.is_new, activity_new=True)
+        apply_handlers(tenant, [item], now)
+        update_activity_metrics(tenant, [item], now)
+        row.status, row.profile_id, row.processed_at = SyncStatus.PROCESSED, item.profile_id, now
+        row.save(update_fields=["status", "profile", "processed_at"])
+    publish_events(
+        tenant=tenant,
+        events=[
+            ProcessedEvent(
+                event_id=row.event_id,
+                type=row.type,
+                source=row.source,
+                occurred_at=row.occurred_at,
+                payload=row.payload,
+                profile_id=item.profile_id,
+                is_new_profile=item.is_new_profile,
+            )
+        ],
+    )
+
+
+def _naive_worker_rate(tenant, known, sample: int, full: int, seed: int, log) -> dict:
+    ids = _ingest_quietly(tenant, make_events(tenant, sample, known, seed))
+    _prepare()
+    now = timezone.now()
+    started = time.perf_counter()
+    for entry_id in ids:
+        _naive_apply(tenant, entry_id, now)
+    seconds = time.perf_counter() - started
+    rate = len(ids) / seconds
+    log(f"naive worker in-process: {len(ids):,} events in {seconds:.1f}s")
+    return {
+        "sampled_events": len(ids),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(rate, 1),
+        "extrapolated_events": full,
+        "extrapolated_s": round(full / rate, 1),
+    }
+
+
 def _processed_since(tenant, since) -> int:
     return SyncLogEntry.objects.filter(
         tenant=tenant, status=SyncStatus.PROCESSED, created_at__gte=since
     ).count()
 
 
-def _end_to_end(tenant, events: list[dict], env: dict[str, str], key: str, log) -> dict:
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+def _wait_processed(tenant, since, count: int, timeout: float = 900) -> int:
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        done = _processed_since(tenant, since)
+        if done >= count:
+            break
+        time.sleep(0.25)  # each poll is a count: keep it off the CPUs being measured
+    return done
+
+
+def _post_and_drain(tenant, server, events: list[dict], headers: dict) -> dict:
+    """One timed pass: POST ``events`` in requests of 1,000 from 2 clients; done when every
+    event is processed."""
     bodies = [{"events": events[i : i + 1_000]} for i in range(0, len(events), 1_000)]
-    server = Server(env, workers=2, extra={"CRM_TASK_QUEUE": queue})
-    worker = start_worker(env, queue, concurrency=2)
+    since = timezone.now()
+    started = time.perf_counter()
+    posted = http_load(
+        port=server.port,
+        path="/api/v1/events",
+        headers=headers,
+        bodies=bodies,
+        clients=2,
+        requests_per_client=max(1, len(bodies) // 2),
+        seconds=600,
+    )
+    accepted_s = time.perf_counter() - started
+    done = _wait_processed(tenant, since, len(events))
+    seconds = time.perf_counter() - started
+    return {
+        "events": done,
+        "seconds": seconds,
+        "accepted_in_s": accepted_s,
+        "posted": posted,
+    }
+
+
+def _naive_queued(tenant, known, queue: str, sample: int, full: int, seed: int, log) -> dict:
+    """The naive queue design through the real worker: one task per event (the pipeline's
+    own task with a batch of one: one alias query, one activity insert, one transaction)."""
+    ids = _ingest_quietly(tenant, make_events(tenant, sample, known, seed))
+    _prepare()
+    task = tenant_task("customers.process_events")
+    set_queue_override(queue)
     try:
-        server.wait()
-        worker.wait_ready()
-        since = timezone.now()
+        since_ids = set(ids)
         started = time.perf_counter()
-        posted = http_load(
-            port=server.port,
-            path="/api/v1/events",
-            headers=headers,
-            bodies=bodies,
-            clients=2,
-            requests_per_client=len(bodies) // 2,
-            seconds=600,
-        )
-        accepted_s = time.perf_counter() - started
+        for entry_id in ids:
+            task.delay(str(tenant.pk), [entry_id])
         deadline = time.monotonic() + 900
         done = 0
         while time.monotonic() < deadline:
-            done = _processed_since(tenant, since)
-            if done >= len(events):
+            done = SyncLogEntry.objects.filter(
+                tenant=tenant, pk__in=list(since_ids), status=SyncStatus.PROCESSED
+            ).count()
+            if done >= len(ids):
                 break
-            time.sleep(0.1)
+            time.sleep(0.25)
         seconds = time.perf_counter() - started
+    finally:
+        set_queue_override(None)
+    rate = done / seconds
+    log(f"naive one task per event: {done:,} events in {seconds:.1f}s")
+    return {
+        "sampled_events": done,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(rate, 1),
+        "extrapolated_events": full,
+        "extrapolated_s": round(full / rate, 1),
+    }
+
+
+def _end_to_end(
+    tenant, known, count: int, seed: int, env: dict[str, str], key: str, naive: int, log
+) -> tuple[dict, dict | None]:
+    """``REPEATS`` timed passes through one server and one worker (started once, warmed up
+    with 2,000 events); then, when ``naive``, the one-task-per-event sample on that worker."""
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    server = Server(env, workers=2, extra={"CRM_TASK_QUEUE": queue})
+    worker = start_worker(env, queue, concurrency=2)
+    runs = []
+    naive_result = None
+    try:
+        server.wait()
+        worker.wait_ready()
+        _post_and_drain(tenant, server, make_events(tenant, 2_000, known, seed), headers)
+        for run in range(REPEATS):
+            events = make_events(tenant, count, known, seed + 1 + run)
+            _prepare()
+            result = _post_and_drain(tenant, server, events, headers)
+            runs.append(result)
+            log(
+                f"end to end, run {run + 1}: {result['events']:,} events in "
+                f"{result['seconds']:.1f}s (posted in {result['accepted_in_s']:.1f}s)"
+            )
+        if naive:
+            naive_result = _naive_queued(tenant, known, queue, naive, count, seed + 50, log)
     finally:
         worker.stop()
         server.stop()
-    log(f"end to end: {done:,} events in {seconds:.1f}s (posted in {accepted_s:.1f}s)")
+    rates = [r["events"] / r["seconds"] for r in runs]
     return {
-        "events": done,
-        "requests": posted["requests"],
-        "http_errors": posted["errors"],
-        "post_p99_ms": posted["p99_ms"],
-        "accepted_in_s": round(accepted_s, 2),
-        "seconds": round(seconds, 2),
-        "events_per_s": round(done / seconds, 1),
+        "events": count,
+        "events_per_s": spread(rates),
+        "seconds": spread([r["seconds"] for r in runs]),
+        "accepted_in_s": spread([r["accepted_in_s"] for r in runs]),
+        "post_p99_ms": spread([r["posted"]["p99_ms"] for r in runs]),
+        "requests": sum(r["posted"]["requests"] for r in runs),
+        "http_errors": sum(r["posted"]["errors"] for r in runs),
+        "us_per_event": round(1e6 / statistics.median(rates), 1),
         "gunicorn_workers": 2,
         "celery_concurrency": 2,
+    }, naive_result
+
+
+def _short(path: str) -> str:
+    """A profiled file's path without the checkout, virtualenv or interpreter prefix."""
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3.12/"):
+        path = path.split(marker)[-1]
+    return path
+
+
+def _profile_row(key: tuple, value: tuple) -> dict:
+    (path, _, func), (_, calls, own, cumulative, _) = key, value
+    return {
+        "function": f"{_short(path)}:{func}",
+        "calls": calls,
+        "own_s": round(own, 3),
+        "cumulative_s": round(cumulative, 3),
     }
+
+
+def _profile(tenant, known, count: int, seed: int) -> dict:
+    """cProfile of one untimed pass of each side of the pipeline, in-process: validation
+    and the sync-log insert (the REST endpoint's work), then the batched processing. The
+    top functions by own time, and the share spent waiting for PostgreSQL."""
+    events = make_events(tenant, count, known, seed)
+    ids: list[int] = []
+    passes = {
+        "ingest": lambda: ids.extend(_ingest_quietly(tenant, events)),
+        "worker": lambda: _process_batches(tenant, ids),
+    }
+    rows = {}
+    for name, work in passes.items():
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.runcall(work)
+        wall = time.perf_counter() - started
+        stats = pstats.Stats(profile)
+        entries = stats.stats  # type: ignore[attr-defined]
+        waiting = sum(
+            cumtime
+            for (path, _, func), (_, _, _, cumtime, _) in entries.items()
+            if func == "wait" and path.endswith("psycopg/connection.py")
+        )
+        top = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)[:10]
+        stages = sorted(
+            (kv for kv in entries.items() if _short(kv[0][0]).startswith("customers/")),
+            key=lambda kv: kv[1][3],
+            reverse=True,
+        )[:12]
+        rows[name] = {
+            "events": count,
+            "seconds": round(wall, 2),
+            "waiting_for_postgres_pct": round(100 * waiting / wall, 1),
+            "top_own_time": [_profile_row(key, value) for key, value in top],
+            "top_customers_cumulative": [_profile_row(key, value) for key, value in stages],
+        }
+    return rows
 
 
 def _timeline_customer(tenant, log):
@@ -216,59 +498,119 @@ def _timeline(tenant, env: dict[str, str], key: str, quick: bool, log) -> dict:
     headers = {"Authorization": f"Api-Key {key}"}
     base = f"/api/v1/customers/{profile.pk}/timeline"
     server = Server(env, workers=4)
+    runs: dict[str, list[dict]] = {"first_page": [], "first_page_commerce": []}
     try:
         server.wait()
         load = dict(port=server.port, path=base, headers=headers, method="GET", clients=1)
         http_load(**load, bodies=[base], requests_per_client=100, seconds=10)  # warm-up
-        first = http_load(
-            **load, bodies=[base], requests_per_client=300 if quick else 3000, seconds=60
-        )
-        filtered = http_load(
-            **load,
-            bodies=[f"{base}?category=commerce"],
-            requests_per_client=300 if quick else 3000,
-            seconds=60,
-        )
+        for _ in range(REPEATS):
+            for name, path in (
+                ("first_page", base),
+                ("first_page_commerce", f"{base}?category=commerce"),
+            ):
+                runs[name].append(
+                    http_load(
+                        **load,
+                        bodies=[path],
+                        requests_per_client=300 if quick else 1000,
+                        seconds=60,
+                    )
+                )
     finally:
         server.stop()
-    log(f"timeline: first page {first}, filtered {filtered}")
-    return {"activities": count, "first_page": first, "first_page_commerce": filtered}
+    result: dict = {"activities": count}
+    for name, measured in runs.items():
+        result[name] = {
+            "requests_per_run": measured[0]["requests"],
+            "errors": sum(m["errors"] for m in measured),
+            "median_ms": spread([m["median_ms"] for m in measured]),
+            "p99_ms": spread([m["p99_ms"] for m in measured]),
+            "requests_per_s": spread([m["requests_per_s"] for m in measured]),
+        }
+    log(f"timeline: {result}")
+    return result
 
 
-def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
-    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
+def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -> dict:
+    """Every throughput figure at one data size (known people sampled across all of it)."""
     total = _ensure_profiles(tenant, profiles, log)
-    # Runs before this one left dead rows; where autovacuum is off (as on these machines),
-    # they would slow this run down. Measure from a vacuumed state.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "VACUUM ANALYZE customers_customerprofile, customers_identityalias, "
-            "customers_synclogentry, customers_activity"
-        )
-    events_total = 10_000 if quick else 100_000
+    _prepare()
     known = _known(tenant, 2_000 if quick else 30_000)
-    log(f"{len(known):,} known identifiers sampled")
-    key = api_key_create(tenant=tenant, name="benchmark events").raw_key
-
-    worker = _worker_rate(tenant, make_events(tenant, events_total // 5, known, seed=1), log)
-    end_to_end = _end_to_end(
-        tenant, make_events(tenant, events_total, known, seed=2), env, key, log
+    count = 10_000 if quick else END_TO_END_EVENTS
+    sample = 1_000 if quick else NAIVE_SAMPLE
+    log(f"rung at {total:,} profiles")
+    worker = _worker_rates(tenant, known, count // 5, seed=100, log=log)
+    naive_worker = (
+        _naive_worker_rate(tenant, known, sample, count // 5, seed=200, log=log) if naive else None
     )
+    end_to_end, naive_queued = _end_to_end(
+        tenant, known, count, 300, env, key, sample if naive else 0, log
+    )
+    return {
+        "profiles": total,
+        "aliases": IdentityAlias.objects.for_tenant(tenant).count(),
+        "worker_in_process": worker,
+        "naive_worker_in_process": naive_worker,
+        "end_to_end": end_to_end,
+        "naive_one_task_per_event": naive_queued,
+    }
+
+
+def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
+    load_before = os.getloadavg()[0]
+    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
+    sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
+    key = api_key_create(tenant=tenant, name="benchmark events").raw_key
+    rungs = [
+        _rung(tenant, size, key, env, quick, naive=size == sizes[-1], log=log) for size in sizes
+    ]
+    known = _known(tenant, 2_000 if quick else 30_000)
+    profile = _profile(tenant, known, 1_000 if quick else 5_000, seed=400)
+    top = rungs[-1]
     timeline = _timeline(tenant, env, key, quick, log)
+    worker, e2e = top["worker_in_process"], top["end_to_end"]
+    naive_worker, naive_queued = top["naive_worker_in_process"], top["naive_one_task_per_event"]
     return {
         "data": {
-            "profiles": total,
-            "aliases": IdentityAlias.objects.for_tenant(tenant).count(),
-            "events_end_to_end": events_total,
+            "profiles": top["profiles"],
+            "aliases": top["aliases"],
+            "events_end_to_end": e2e["events"],
+            "events_worker": worker["events"],
             "known_share": 0.7,
             "types": [t for t, _ in MIX],
+            "repeats": REPEATS,
+            # Other work on the machine (the figures are CPU-bound on 2 cores).
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         },
         "worker_in_process": worker,
-        "end_to_end": end_to_end,
+        "end_to_end": e2e,
+        "naive": {
+            "worker_in_process": naive_worker,
+            "one_task_per_event": naive_queued,
+            "worker_ratio": round(
+                worker["events_per_s"]["median"] / naive_worker["events_per_s"], 1
+            ),
+            "end_to_end_ratio": round(
+                e2e["events_per_s"]["median"] / naive_queued["events_per_s"], 1
+            ),
+        },
+        "growth": [
+            {
+                "profiles": rung["profiles"],
+                "worker_events_per_s": rung["worker_in_process"]["events_per_s"]["median"],
+                "worker_us_per_event": rung["worker_in_process"]["us_per_event"],
+                "end_to_end_events_per_s": rung["end_to_end"]["events_per_s"]["median"],
+                "end_to_end_us_per_event": rung["end_to_end"]["us_per_event"],
+            }
+            for rung in rungs
+        ],
+        "profile": profile,
+        "profiles_compared": {"before": json.loads(PROFILE_BEFORE.read_text())},
         "timeline": timeline,
         "checks": {
-            "end_to_end_events_per_s": end_to_end["events_per_s"],
-            "timeline_first_page_p99_ms": timeline["first_page"]["p99_ms"],
+            "end_to_end_events_per_s": e2e["events_per_s"]["median"],
+            "worker_events_per_s": worker["events_per_s"]["median"],
+            "timeline_first_page_p99_ms": timeline["first_page"]["p99_ms"]["median"],
         },
         "targets": TARGETS,
     }

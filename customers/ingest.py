@@ -238,10 +238,17 @@ class Entry:
     payload: dict[str, Any]
 
 
+# How the batch statements test that a row is still pending: an expression no index on
+# ``status`` can serve, so PostgreSQL finds the batch's rows by id (the primary key). With a
+# plain ``status = 'PENDING'``, statistics taken while nothing was pending make the status
+# index look free, and each batch then walked every pending row of the tenant: a backlog
+# of 100,000 events made every batch cost in proportion to the backlog, not to its rows.
+IS_PENDING = "status || '' = 'PENDING'"
+
 _CLAIM_SQL = f"""
     SELECT id, source, event_id, type, occurred_at, identity, payload
     FROM "{SyncLogEntry._meta.db_table}"
-    WHERE tenant_id = %s AND id = ANY(%s) AND status = 'PENDING'
+    WHERE tenant_id = %s AND id = ANY(%s) AND {IS_PENDING}
     ORDER BY id
     FOR UPDATE SKIP LOCKED
 """  # noqa: S608
@@ -263,7 +270,18 @@ def _claim(tenant: Tenant, entry_ids: Sequence[int]) -> list[Entry]:
 
 _COUNT_SQL = f"""
     UPDATE "{SyncLogEntry._meta.db_table}" SET attempts = attempts + 1
-    WHERE tenant_id = %s AND id = ANY(%s) AND status = 'PENDING'
+    WHERE tenant_id = %s AND id = ANY(%s) AND {IS_PENDING}
+"""  # noqa: S608
+
+_COUNT_FRESH_SQL = f"""
+    UPDATE "{SyncLogEntry._meta.db_table}" SET attempts = 1
+    WHERE tenant_id = %s AND id = ANY(%s) AND {IS_PENDING} AND attempts = 0
+    RETURNING id
+"""  # noqa: S608
+
+_ATTEMPTS_SQL = f"""
+    SELECT id, attempts FROM "{SyncLogEntry._meta.db_table}"
+    WHERE tenant_id = %s AND id = ANY(%s) AND {IS_PENDING}
 """  # noqa: S608
 
 
@@ -272,6 +290,15 @@ def _count_attempt(tenant: Tenant, entry_ids: Sequence[int]) -> None:
     work cannot take the count with it."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_COUNT_SQL, [tenant.pk, list(entry_ids)])
+
+
+def _count_first_attempt(tenant: Tenant, entry_ids: Sequence[int]) -> set[int]:
+    """Count the first attempt of the rows never tried, in one statement committed on its
+    own (autocommit: one round trip; before the work, like ``_count_attempt``); returns
+    their ids. The rows tried before are left to the row-by-row path."""
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNT_FRESH_SQL, [tenant.pk, list(entry_ids)])
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 def _give_up(tenant: Tenant, entry_ids: Sequence[int]) -> int:
@@ -294,41 +321,45 @@ def events_process(
     """Process pending sync-log rows (see the module docstring). Safe to call again with the
     same ids: rows already processed, or being processed elsewhere, are skipped.
 
-    Attempts are counted before the work, in their own commit. Rows never tried go as one
-    batch; a batch that holds a row tried before (it failed, or a worker died on it) goes
-    row by row, each counted just before its own try, so only the row that kills the
-    worker uses up its attempts, and it is FAILED once they are spent."""
+    Attempts are counted before the work, in their own commit. Rows never tried are
+    counted in one statement and go as one batch; rows tried before (they failed, or a
+    worker died on them) go row by row, each counted just before its own try, so only the
+    row that kills the worker uses up its attempts, and it is FAILED once they are spent."""
     now = now or timezone.now()
     result = ProcessResult()
-    attempts = dict(
-        SyncLogEntry.objects.for_tenant(tenant)
-        .filter(pk__in=list(entry_ids), status=SyncStatus.PENDING)
-        .values_list("id", "attempts")
-    )
-    result.skipped = len(entry_ids) - len(attempts)
-    spent = [pk for pk, count in attempts.items() if count >= MAX_ATTEMPTS]
-    if spent:
-        result.failed += _give_up(tenant, spent)
-    live = [pk for pk in entry_ids if pk in attempts and attempts[pk] < MAX_ATTEMPTS]
-    if not live:
-        return result
-    if any(attempts[pk] for pk in live):
-        for entry_id in live:
-            _process_alone(tenant, entry_id, result, now, count=True)
-        return result
-    _count_attempt(tenant, live)
+    fresh = _count_first_attempt(tenant, entry_ids)
+    tried = [pk for pk in dict.fromkeys(entry_ids) if pk not in fresh]
+    if tried:
+        with connection.cursor() as cursor:
+            cursor.execute(_ATTEMPTS_SQL, [tenant.pk, tried])
+            attempts = dict(cursor.fetchall())
+        result.skipped = len(tried) - len(attempts)
+        spent = [pk for pk, count in attempts.items() if count >= MAX_ATTEMPTS]
+        if spent:
+            result.failed += _give_up(tenant, spent)
+        tried = [pk for pk in tried if pk in attempts and attempts[pk] < MAX_ATTEMPTS]
+    if fresh:
+        _process_batch(tenant, sorted(fresh), result, now)
+    for entry_id in tried:
+        _process_alone(tenant, entry_id, result, now, count=True)
+    return result
+
+
+def _process_batch(
+    tenant: Tenant, entry_ids: list[int], result: ProcessResult, now: datetime
+) -> None:
+    """Rows whose attempt is counted, as one batch; on bad data, one by one."""
     try:
-        processed = _apply_claimed(tenant, live, now)
+        processed = _apply_claimed(tenant, entry_ids, now)
         result.processed += processed
-        result.skipped += len(live) - processed
-        return result
+        result.skipped += len(entry_ids) - processed
+        return
     except DATABASE_ERRORS:
         raise
     except Exception:
-        logger.warning("batch of %s events failed; retrying one by one", len(live))
-    for entry_id in live:
+        logger.warning("batch of %s events failed; retrying one by one", len(entry_ids))
+    for entry_id in entry_ids:
         _process_alone(tenant, entry_id, result, now, count=False)
-    return result
 
 
 def _apply_claimed(tenant: Tenant, entry_ids: Sequence[int], now: datetime) -> int:
