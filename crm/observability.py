@@ -95,7 +95,12 @@ def logging_config(*, level: str, fmt: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {
+            "django.db.backends": {"level": "WARNING"},
+            # "celery@host ready." whatever the level: operators (and the test and bench
+            # harnesses, which wait for it) need to see a worker come up.
+            "celery.apps.worker": {"level": "INFO"},
+        },
     }
 
 
