@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .harness import BENCH_DATABASE, ROOT, bench_database_url, machine, migrate
 
-SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring")
+SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring", "backfill")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     from django.db import connection
 
-    from . import campaigns, events, identity, journeys, report, scoring, segments
+    from . import backfill, campaigns, events, identity, journeys, report, scoring, segments
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             "campaigns": campaigns.run,
             "journeys": journeys.run,
             "scoring": scoring.run,
+            "backfill": backfill.run,
         }[suite](profiles=args.profiles, quick=args.quick, env=env, log=log)
         path = report.write(Path(args.output_dir), suite, results, meta)
         log(f"wrote {path}")
