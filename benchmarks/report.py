@@ -325,7 +325,13 @@ def _backfill(results: dict) -> list[str]:
         f"phases: {phases} |",
         f"| peak memory of the import process | {small['peak_rss_mib']} MiB at "
         f"{small['members']:,} member records (dry run), {first['peak_rss_mib']} MiB at "
-        f"{data['members']:,} |",
+        f"{data['members']:,}"
+        + (
+            f" (the largest staging process: {first['staging_process_peak_rss_mib']} MiB)"
+            if "staging_process_peak_rss_mib" in first
+            else ""
+        )
+        + " |",
         f"| the same export again | {again['seconds_total']} s; {outcomes}; "
         f"{again['activities_added']:,} activities added |",
         f"| duplicate quality ({quality['people']:,} people + {quality['true_pairs']:,} "
