@@ -19,7 +19,9 @@ linear in the number of people (never all pairs):
    seven digits of a phone. A moved house only loses the small address weight.
 
 Pairs at or above ``THRESHOLD`` become merge suggestions (``bf_pairs``, read by the load);
-at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded.
+at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded. The
+run's people are also compared, the same way, with the tenant's profiles already in the CRM
+(``known_pairs_find``: from the API or an earlier import, no shared key): suggestions only.
 Measured on a generated labelled set: ``benchmarks/backfill_duplicates.py`` and
 tests/backfill/test_duplicates.py.
 """
@@ -153,15 +155,17 @@ def _score_sql() -> str:
             {WEIGHTS["name"]} * s.name + {WEIGHTS["dob"]} * s.dob
             + {WEIGHTS["other"]} * s.other AS score
         FROM ({{candidates}}) c
-        JOIN {{a_table}} a ON {{a_on}} JOIN {{b_table}} b ON {{b_on}},
+        JOIN bf_people a ON a.grp = c.grp_a JOIN {{b_join}},
         LATERAL (SELECT
             greatest({name_straight}, {name_known}, {name_swapped}) AS name,
             {dob} AS dob, {other} AS other) s
     """  # noqa: S608
 
 
-def _pairs_table(table: str, scored: str) -> str:
-    """``table``: the scored pairs at or above the threshold, with their evidence."""
+def _pairs_table(table: str, candidates: str, b_join: str) -> str:
+    """``table``: the candidate pairs (a run's person ``grp_a`` and ``b``) scored, those at
+    or above the threshold, with their evidence."""
+    scored = _score_sql().format(candidates=candidates, b_join=b_join)
     return f"""
         CREATE TEMP TABLE {table} ON COMMIT DROP AS
         SELECT scored.*, jsonb_build_object(
@@ -181,11 +185,7 @@ def _within_run_sql(prune: bool) -> str:
         JOIN bf_people px ON px.grp = x.grp JOIN bf_people py ON py.grp = y.grp
         WHERE x.grp < y.grp AND {_DOB_CAN_REACH if prune else "true"}
     """  # noqa: S608
-    scored = _score_sql().format(
-        candidates=candidates, a_table="bf_people", a_on="a.grp = c.grp_a",
-        b_table="bf_people", b_on="b.grp = c.grp_b",
-    )  # fmt: skip
-    return _pairs_table("bf_pairs", scored)
+    return _pairs_table("bf_pairs", candidates, "bf_people b ON b.grp = c.grp_b")
 
 
 def pairs_find(*, run: ImportRun, threshold: float = THRESHOLD) -> int:
@@ -245,11 +245,7 @@ def _against_known_sql() -> str:
         JOIN bf_groups g ON g.grp = x.grp
         WHERE g.profile_id <> y.profile_id
     """  # noqa: S608
-    scored = _score_sql().format(
-        candidates=candidates, a_table="bf_people", a_on="a.grp = c.grp_a",
-        b_table="bf_known", b_on="b.profile_id = c.profile_b",
-    )  # fmt: skip
-    return _pairs_table("bf_known_pairs", scored)
+    return _pairs_table("bf_known_pairs", candidates, "bf_known b ON b.profile_id = c.profile_b")
 
 
 def known_pairs_find(*, run: ImportRun, threshold: float = THRESHOLD) -> int:

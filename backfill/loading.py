@@ -651,6 +651,14 @@ def _metrics(*, run: ImportRun, now: datetime) -> None:
     activity_count_recompute(tenant=run.tenant, now=now)
 
 
+def _ordered(x: str, y: str) -> str:
+    """Two profile ids as the pair ``a, b`` in a fixed order (one suggestion per pair)."""
+    return (
+        f"CASE WHEN {x}::text < {y}::text THEN {x} ELSE {y} END AS a, "
+        f"CASE WHEN {x}::text < {y}::text THEN {y} ELSE {x} END AS b"
+    )
+
+
 def _suggestions(params: dict[str, Any]) -> int:
     """Merge suggestions: people whose keys found two profiles, and likely duplicates
     (``bf_pairs``). A pair already suggested (pending, merged or dismissed) is not again."""
@@ -662,20 +670,14 @@ def _suggestions(params: dict[str, Any]) -> int:
             %(now)s, %(now)s
         FROM (
             SELECT DISTINCT ON (a, b) * FROM (
-                SELECT CASE WHEN g.profile_id::text < m.profile_id::text
-                         THEN g.profile_id ELSE m.profile_id END AS a,
-                       CASE WHEN g.profile_id::text < m.profile_id::text
-                         THEN m.profile_id ELSE g.profile_id END AS b,
+                SELECT {_ordered("g.profile_id", "m.profile_id")},
                        'MCA v1 import: the same ' || m.kinds || ' as another profile' AS reason,
                        jsonb_build_object('import_run', %(run)s::text, 'keys', m.kinds) AS evidence,
                        100.0 AS score
                 FROM bf_match m JOIN bf_groups g ON g.grp = m.grp
                 WHERE m.profile_id <> g.profile_id
                 UNION ALL
-                SELECT CASE WHEN ga.profile_id::text < gb.profile_id::text
-                         THEN ga.profile_id ELSE gb.profile_id END,
-                       CASE WHEN ga.profile_id::text < gb.profile_id::text
-                         THEN gb.profile_id ELSE ga.profile_id END,
+                SELECT {_ordered("ga.profile_id", "gb.profile_id")},
                        'MCA v1 import: likely the same person (score '
                          || round(d.score::numeric, 2) || ')',
                        d.evidence || jsonb_build_object('import_run', %(run)s::text),
@@ -684,10 +686,7 @@ def _suggestions(params: dict[str, Any]) -> int:
                 JOIN bf_groups gb ON gb.grp = d.grp_b
                 WHERE ga.profile_id <> gb.profile_id
                 UNION ALL
-                SELECT CASE WHEN g.profile_id::text < k.profile_b::text
-                         THEN g.profile_id ELSE k.profile_b END,
-                       CASE WHEN g.profile_id::text < k.profile_b::text
-                         THEN k.profile_b ELSE g.profile_id END,
+                SELECT {_ordered("g.profile_id", "k.profile_b")},
                        'MCA v1 import: likely the same person as an existing profile (score '
                          || round(k.score::numeric, 2) || ')',
                        k.evidence || jsonb_build_object('import_run', %(run)s::text,

@@ -47,7 +47,7 @@ from .mca import (
     Dialect,
     Export,
     columns,
-    read_rows,
+    read_raw,
 )
 from .models import ImportRow, ImportRun, RowOutcome, RunStatus
 from .transforms import (
@@ -90,9 +90,9 @@ def club_codes(export: Export, dialect: Dialect) -> set[str]:
     codes: set[str] = set()
     for kind in FILE_KINDS:
         if kind in export.names:
-            for row in read_rows(export, kind, dialect):
-                if row.raw and row.raw[0].strip():
-                    codes.add(row.raw[0].strip().upper())
+            for _, raw in read_raw(export, kind, dialect):
+                if raw[0].strip():
+                    codes.add(raw[0].strip().upper())
     return codes
 
 
@@ -246,8 +246,8 @@ def stage_chunk(job: tuple) -> tuple[int, str]:
 
 def _chunks(export: Export, kind: str, dialect: Dialect, head: tuple) -> Iterator[tuple]:
     chunk: list[tuple[int, list[str]]] = []
-    for row in read_rows(export, kind, dialect):
-        chunk.append((row.line, row.raw))
+    for line, raw in read_raw(export, kind, dialect):
+        chunk.append((line, raw))
         if len(chunk) >= STAGE_CHUNK:
             yield head, kind, dialect.region, chunk
             chunk = []

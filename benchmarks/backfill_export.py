@@ -25,6 +25,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from backfill import mca
+from backfill.transforms import luhn_ok
 
 from .backfill_duplicates import FIRST, LAST, NICK, _transpose, _typo
 from .harness import ROOT
@@ -55,16 +56,8 @@ TXN_TYPES = ("SUB", "GF", "POS", "POS", "LEVY", "REFUND")
 FAULT = 0.001
 
 
-def _luhn_digit(digits: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        number = int(char)
-        if index % 2 == 0:
-            number *= 2
-            if number > 9:
-                number -= 9
-        total += number
-    return str((10 - total % 10) % 10)
+def _luhn_digit(body: str) -> str:
+    return next(digit for digit in "0123456789" if luhn_ok(body + digit))
 
 
 def _za_id(dob: date, gender: str, serial: int) -> str:
