@@ -27,7 +27,6 @@ from pathlib import Path
 
 from django.db import connection
 
-from .backfill_export import CLUBS, za_export
 from .harness import ROOT
 
 TARGETS = {
@@ -41,6 +40,8 @@ MEMBER_PHASES = ("staging members", "planning", "duplicates", "loading", "loadin
 
 def _tenant(slug: str):
     from crm.models import Club, Tenant
+
+    from .backfill_export import CLUBS
 
     tenant = Tenant.objects.create(
         slug=slug, name=f"Backfill {slug}", region="ZA", timezone="Africa/Johannesburg",
@@ -58,8 +59,10 @@ def _import(env: dict[str, str], path: Path, slug: str, *, dry_run: bool = False
         command.append("--dry-run")
     done = subprocess.run(
         command, cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "crm.settings.base"},
-        check=True, capture_output=True, text=True,
+        check=False, capture_output=True, text=True,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-5000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -75,7 +78,9 @@ def _rate(rows: int, seconds: dict[str, float], phases: tuple[str, ...]) -> floa
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
+    # Imported here: ``python -m benchmarks.backfill`` loads this module before Django.
     from .backfill_duplicates import measure
+    from .backfill_export import za_export
 
     members = min(profiles, 20_000) if quick else profiles
     small = max(members // 4, 1000)
