@@ -21,6 +21,7 @@ only fill blanks.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ CONSENT = ConsentRecord._meta.db_table
 SUGGESTION = MergeSuggestion._meta.db_table
 SUPPRESSION = Suppression._meta.db_table
 SOURCE = "mca_v1"
+Progress = Callable[[str, int, int | None], None]
 LIVE = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
 NATIONAL_SYSTEM = {"ZA": "za_id", "UK": "cdh"}
 # Confidence of a key when it finds an existing profile (the legacy key is the surest).
@@ -58,7 +60,8 @@ KEY_CONFIDENCE_SQL = (
     "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
 )
 TEMP_TABLES = ("bf_keys", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
-               "bf_blocks", "bf_auto", "bf_roots")  # fmt: skip
+               "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
+               "bf_known_pairs")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
     "email": "CASE WHEN g.deceased THEN false ELSE g.email_opt END",
@@ -66,6 +69,16 @@ CONSENT_DECISIONS = {
     "push": "CASE WHEN g.deceased THEN false END",
     "whatsapp": "CASE WHEN g.deceased THEN false END",
 }
+
+
+def _new_consent_sql() -> str:
+    """A new profile's consent columns, set as it is inserted (the export's decision at the
+    export time; blank = never asked = no consent): no second write of every profile."""
+    return ", ".join(
+        f"COALESCE({d}, false), CASE WHEN {d} IS NOT NULL THEN %(exported)s END, "
+        f"CASE WHEN {d} IS NOT NULL THEN %(source)s ELSE '' END"
+        for d in CONSENT_DECISIONS.values()
+    )
 
 
 def _exec(sql: str, params: Any = ()) -> int:
@@ -103,20 +116,23 @@ def stage_checks(*, run: ImportRun) -> None:
     _reject_repeats(run, MEMBERS, "club_code, member_no", "ClubCode and MemberNo twice")
     _reject_repeats(run, TRANSACTIONS, "source_event_id", "same Reference twice")
     _reject_repeats(run, ROUNDS, "source_event_id", "the same round twice")
+    # One hash join of the history rows with the member keys (their state: loaded or not).
     _exec(
         f"""
+        WITH m AS (
+            SELECT club_code, member_no, bool_or(NOT rejected) AS loaded FROM "{ROWS}"
+            WHERE run_id = %s AND file = %s GROUP BY club_code, member_no)
         UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
-            reason = CASE WHEN EXISTS (
-                SELECT 1 FROM "{ROWS}" m WHERE m.run_id = r.run_id AND m.file = %s
-                AND m.club_code = r.club_code AND m.member_no = r.member_no)
-              THEN 'the member row was rejected'
+            reason = CASE WHEN x.known THEN 'the member row was rejected'
               ELSE 'unknown member: ' || r.club_code || ' ' || r.member_no
                    || ' is not in members.csv' END
-        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected AND NOT EXISTS (
-            SELECT 1 FROM "{ROWS}" m WHERE m.run_id = r.run_id AND m.file = %s
-            AND m.club_code = r.club_code AND m.member_no = r.member_no AND NOT m.rejected)
+        FROM (SELECT h.id, m.club_code IS NOT NULL AS known FROM "{ROWS}" h
+              LEFT JOIN m ON m.club_code = h.club_code AND m.member_no = h.member_no
+              WHERE h.run_id = %s AND h.file IN (%s, %s) AND NOT h.rejected
+                AND m.loaded IS NOT TRUE) x
+        WHERE r.id = x.id
         """,  # noqa: S608
-        [RowOutcome.REJECTED, MEMBERS, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
+        [run.pk, MEMBERS, RowOutcome.REJECTED, run.pk, ROUNDS, TRANSACTIONS],
     )
 
 
@@ -138,7 +154,11 @@ def _consent_agg(column: str) -> str:
     )
 
 
-def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
+def _silent(phase: str, done: int, total: int | None) -> None:
+    return None
+
+
+def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict[str, int]:
     """Group member rows into people, match them to existing profiles, find likely
     duplicates, and set every row's outcome and profile. Writes only the run's rows and
     temporary tables (dropped at commit)."""
@@ -146,9 +166,9 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
     # Dropped at commit; dropped here too for a second plan in one transaction (tests).
     _exec(f"DROP TABLE IF EXISTS {', '.join(TEMP_TABLES)}")
     _exec(
-        f'UPDATE "{ROWS}" SET grp = CASE WHEN file = %s THEN id END, profile_id = NULL, '  # noqa: S608
-        "outcome = '' WHERE run_id = %s AND NOT rejected",
-        [MEMBERS, run.pk],
+        f'UPDATE "{ROWS}" SET grp = id, profile_id = NULL, '  # noqa: S608
+        "outcome = '' WHERE run_id = %s AND file = %s AND NOT rejected",
+        [run.pk, MEMBERS],
     )
     _exec(
         f"""
@@ -179,21 +199,29 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
     ):
         pass
     _groups_build(run)
+    progress("duplicates", 0, None)
     pairs = duplicates.pairs_find(run=run)
+    progress("planning", 0, None)
     merged = _auto_merge(run)
     if merged:
         # People joined: their values, matches and duplicates are computed again.
         _exec("DROP TABLE bf_groups, bf_match, bf_pairs, bf_people, bf_blocks")
         _groups_build(run)
+        progress("duplicates", 0, None)
         pairs = duplicates.pairs_find(run=run)
-    _exec("CREATE INDEX ON bf_pairs (grp_b)")
+        progress("planning", 0, None)
+    progress("duplicates", 0, None)
+    known = duplicates.known_pairs_find(run=run)
+    progress("planning", 0, None)
+    _exec("CREATE INDEX ON bf_pairs (grp_b); CREATE INDEX ON bf_known_pairs (grp_a)")
     _changed_table(run)
     _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
     _exec(
         f"""
         UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE
-            WHEN g.is_new AND r.id = g.first_row AND EXISTS (
-                SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp) THEN %s
+            WHEN g.is_new AND r.id = g.first_row AND (
+                EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
+                OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
             WHEN g.is_new AND r.id = g.first_row THEN %s
             WHEN g.is_new THEN %s
             WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
@@ -208,16 +236,7 @@ def plan(*, run: ImportRun, now: datetime) -> dict[str, int]:
             region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED, run.pk, MEMBERS,
         ],
     )  # fmt: skip
-    _exec(
-        f"""
-        UPDATE "{ROWS}" r SET outcome = %s, profile_id = m.profile_id FROM "{ROWS}" m
-        WHERE r.run_id = %s AND r.file IN (%s, %s) AND NOT r.rejected
-          AND m.run_id = r.run_id AND m.file = %s AND NOT m.rejected
-          AND m.club_code = r.club_code AND m.member_no = r.member_no
-        """,  # noqa: S608
-        [RowOutcome.LOADED, run.pk, ROUNDS, TRANSACTIONS, MEMBERS],
-    )
-    return {"duplicate_pairs": pairs, "merged_automatically": merged}
+    return {"duplicate_pairs": pairs, "merged_automatically": merged, "like_existing": known}
 
 
 def _groups_build(run: ImportRun) -> None:
@@ -380,7 +399,7 @@ def _changed_table(run: ImportRun) -> None:
 # ----------------------------------------------------------------------------- apply
 
 
-def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
+def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict[str, int]:
     """Write the plan (inside the caller's transaction). Every statement is idempotent:
     inserts skip what exists, updates are guarded by the export time."""
     tenant: Tenant = run.tenant
@@ -406,8 +425,11 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
         INSERT INTO "{PROFILE}" (
             id, tenant_id, created_at, updated_at, email, phone, external_ids, first_name,
             last_name, date_of_birth, home_club_id, status, lifecycle_stage, tags,
-            email_opt_in, email_consent_source, sms_opt_in, sms_consent_source,
-            push_opt_in, push_consent_source, whatsapp_opt_in, whatsapp_consent_source,
+            {
+            ", ".join(
+                f"{ch}_opt_in, {ch}_consent_at, {ch}_consent_source" for ch in CONSENT_DECISIONS
+            )
+        },
             last_activity_type, activity_count_30d, lifetime_value_minor, currency,
             membership_type, membership_status, membership_joined_on, membership_updated_at,
             handicap_index, handicap_updated_at)
@@ -421,7 +443,7 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
             CASE WHEN g.deceased THEN 'INACTIVE' ELSE 'ACTIVE' END,
             {values["lifecycle_stage"]},
             CASE WHEN g.deceased THEN ARRAY['deceased'] ELSE ARRAY[]::varchar[] END,
-            false, '', false, '', false, '', false, '', '', 0, 0, %(currency)s,
+            {_new_consent_sql()}, '', 0, 0, %(currency)s,
             {values["membership_type"]}, {values["membership_status"]},
             {values["membership_joined_on"]}, %(exported)s,
             {values["handicap_index"]},
@@ -479,12 +501,12 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
         _exec(
             f"""
             WITH d AS (
-                SELECT g.profile_id, g.grp, g.deceased, {decision} AS opt_in FROM bf_groups g
+                SELECT g.profile_id, g.is_new, g.deceased, {decision} AS opt_in FROM bf_groups g
                 WHERE {decision} IS NOT NULL
             ), u AS (
                 UPDATE "{PROFILE}" p SET {ch}_opt_in = d.opt_in,
                     {ch}_consent_at = %(exported)s, {ch}_consent_source = %(source)s
-                FROM d WHERE p.id = d.profile_id AND p.tenant_id = %(tenant)s
+                FROM d WHERE NOT d.is_new AND p.id = d.profile_id AND p.tenant_id = %(tenant)s
                   AND (p.{ch}_consent_at IS NULL
                        OR (p.{ch}_consent_at < %(exported)s AND p.{ch}_opt_in <> d.opt_in)
                        OR (d.deceased AND p.{ch}_opt_in))
@@ -492,8 +514,10 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
             )
             INSERT INTO "{CONSENT}" (tenant_id, customer_id, channel, opt_in, source,
                 occurred_at, evidence, created_at, updated_at)
-            SELECT %(tenant)s, u.id, '{ch}', u.opt_in, %(source)s, %(exported)s,
-                jsonb_build_object('import_run', %(run)s::text), %(now)s, %(now)s FROM u
+            SELECT %(tenant)s, x.id, '{ch}', x.opt_in, %(source)s, %(exported)s,
+                jsonb_build_object('import_run', %(run)s::text), %(now)s, %(now)s
+            FROM (SELECT id, opt_in FROM u
+                  UNION ALL SELECT profile_id, opt_in FROM d WHERE d.is_new) x
             """,  # noqa: S608
             params,
         )
@@ -512,7 +536,8 @@ def apply(*, run: ImportRun, now: datetime) -> dict[str, int]:
         """,  # noqa: S608
         params,
     )
-    stats.update(_activities(params))
+    stats.update(_activities(params, progress))
+    progress("loading metrics", 0, None)
     _metrics(run=run, now=now)
     stats["suggestions"] = _suggestions(params)
     return stats
@@ -524,27 +549,35 @@ _ACTIVITY_INSERT = f"""
 """
 
 
-def _activities(params: dict[str, Any]) -> dict[str, int]:
+# A round's or transaction's person: its member row's profile (one loaded row per key).
+_MEMBER_JOIN = f"""JOIN "{ROWS}" m ON m.run_id = r.run_id AND m.file = 'members'
+    AND NOT m.rejected AND m.club_code = r.club_code AND m.member_no = r.member_no"""
+
+
+def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
     """Rounds, transactions (and lifetime value: refunds subtract) and membership ends, each
     with its source event id, so a row is never on the timeline twice."""
+    progress("loading rounds", 0, None)
     rounds = _exec(
         f"""{_ACTIVITY_INSERT}
-        SELECT %(tenant)s, r.profile_id, 'mca_v1.round', 'golf',
+        SELECT %(tenant)s, m.profile_id, 'mca_v1.round', 'golf',
             'Played ' || (r.data->>'holes') || ' holes at ' || (r.data->>'course')
               || COALESCE(', ' || (r.data->>'stableford') || ' points', '')
               || COALESCE(' (' || NULLIF(r.data->>'competition', '') || ')', ''),
             r.data - 'club' - 'member_no', %(source)s, r.club_code || ':' || r.member_no,
             r.source_event_id, ((r.data->>'played_on')::date::timestamp AT TIME ZONE %(tz)s),
             %(now)s, %(now)s
-        FROM "{ROWS}" r WHERE r.run_id = %(run)s AND r.file = %(rounds)s AND r.outcome = 'loaded'
+        FROM "{ROWS}" r {_MEMBER_JOIN}
+        WHERE r.run_id = %(run)s AND r.file = %(rounds)s AND r.outcome = 'loaded'
         ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
         """,  # noqa: S608
         params,
     )
+    progress("loading transactions", 0, None)
     transactions = _fetch(
         f"""
         WITH ins AS ({_ACTIVITY_INSERT}
-            SELECT %(tenant)s, r.profile_id, 'mca_v1.transaction', 'commerce',
+            SELECT %(tenant)s, m.profile_id, 'mca_v1.transaction', 'commerce',
                 CASE r.data->>'type' WHEN 'REFUND' THEN 'Refund ' ELSE 'Paid ' END
                   || (r.data->>'currency') || ' '
                   || to_char(abs(r.amount_minor) / 100.0, 'FM999999990.00')
@@ -552,7 +585,7 @@ def _activities(params: dict[str, Any]) -> dict[str, int]:
                 r.data - 'club' - 'member_no', %(source)s, r.club_code || ':' || r.member_no,
                 r.source_event_id,
                 ((r.data->>'on')::date::timestamp AT TIME ZONE %(tz)s), %(now)s, %(now)s
-            FROM "{ROWS}" r
+            FROM "{ROWS}" r {_MEMBER_JOIN}
             WHERE r.run_id = %(run)s AND r.file = %(transactions)s AND r.outcome = 'loaded'
             ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
             RETURNING customer_id, (metadata->>'amount_minor')::bigint AS amount,
@@ -569,6 +602,7 @@ def _activities(params: dict[str, Any]) -> dict[str, int]:
         """,  # noqa: S608
         params,
     )[0]
+    progress("loading membership ends", 0, None)
     left = _exec(
         f"""{_ACTIVITY_INSERT}
         SELECT %(tenant)s, r.profile_id, 'mca_v1.membership.left', 'membership',
@@ -617,6 +651,14 @@ def _metrics(*, run: ImportRun, now: datetime) -> None:
     activity_count_recompute(tenant=run.tenant, now=now)
 
 
+def _ordered(x: str, y: str) -> str:
+    """Two profile ids as the pair ``a, b`` in a fixed order (one suggestion per pair)."""
+    return (
+        f"CASE WHEN {x}::text < {y}::text THEN {x} ELSE {y} END AS a, "
+        f"CASE WHEN {x}::text < {y}::text THEN {y} ELSE {x} END AS b"
+    )
+
+
 def _suggestions(params: dict[str, Any]) -> int:
     """Merge suggestions: people whose keys found two profiles, and likely duplicates
     (``bf_pairs``). A pair already suggested (pending, merged or dismissed) is not again."""
@@ -628,20 +670,14 @@ def _suggestions(params: dict[str, Any]) -> int:
             %(now)s, %(now)s
         FROM (
             SELECT DISTINCT ON (a, b) * FROM (
-                SELECT CASE WHEN g.profile_id::text < m.profile_id::text
-                         THEN g.profile_id ELSE m.profile_id END AS a,
-                       CASE WHEN g.profile_id::text < m.profile_id::text
-                         THEN m.profile_id ELSE g.profile_id END AS b,
+                SELECT {_ordered("g.profile_id", "m.profile_id")},
                        'MCA v1 import: the same ' || m.kinds || ' as another profile' AS reason,
                        jsonb_build_object('import_run', %(run)s::text, 'keys', m.kinds) AS evidence,
                        100.0 AS score
                 FROM bf_match m JOIN bf_groups g ON g.grp = m.grp
                 WHERE m.profile_id <> g.profile_id
                 UNION ALL
-                SELECT CASE WHEN ga.profile_id::text < gb.profile_id::text
-                         THEN ga.profile_id ELSE gb.profile_id END,
-                       CASE WHEN ga.profile_id::text < gb.profile_id::text
-                         THEN gb.profile_id ELSE ga.profile_id END,
+                SELECT {_ordered("ga.profile_id", "gb.profile_id")},
                        'MCA v1 import: likely the same person (score '
                          || round(d.score::numeric, 2) || ')',
                        d.evidence || jsonb_build_object('import_run', %(run)s::text),
@@ -649,6 +685,14 @@ def _suggestions(params: dict[str, Any]) -> int:
                 FROM bf_pairs d JOIN bf_groups ga ON ga.grp = d.grp_a
                 JOIN bf_groups gb ON gb.grp = d.grp_b
                 WHERE ga.profile_id <> gb.profile_id
+                UNION ALL
+                SELECT {_ordered("g.profile_id", "k.profile_b")},
+                       'MCA v1 import: likely the same person as an existing profile (score '
+                         || round(k.score::numeric, 2) || ')',
+                       k.evidence || jsonb_build_object('import_run', %(run)s::text,
+                         'existing_profile', k.profile_b::text),
+                       k.score
+                FROM bf_known_pairs k JOIN bf_groups g ON g.grp = k.grp_a
             ) y ORDER BY a, b, score DESC
         ) x
         WHERE NOT EXISTS (SELECT 1 FROM "{SUGGESTION}" s WHERE s.tenant_id = %(tenant)s

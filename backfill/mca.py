@@ -157,8 +157,9 @@ class Export:
             self._zip.close()
 
 
-def read_rows(export: Export, kind: str, dialect: Dialect) -> Iterator[Row]:
-    """The data rows of one file, streamed. The header must be the format's."""
+def read_raw(export: Export, kind: str, dialect: Dialect) -> Iterator[tuple[int, list[str]]]:
+    """The data rows of one file as ``(line, fields as read)``, streamed. The header must be
+    the format's."""
     with export.open(kind) as handle:
         # newline="" lets csv see CRLF and LF itself and keeps quoted line breaks.
         text = io.TextIOWrapper(handle, encoding=dialect.encoding, newline="")
@@ -170,8 +171,16 @@ def read_rows(export: Export, kind: str, dialect: Dialect) -> Iterator[Row]:
         for raw in reader:
             if not raw or raw == [""]:
                 continue  # blank line
-            fields = dict(zip(expected, raw, strict=True)) if len(raw) == len(expected) else None
-            yield Row(line=reader.line_num, raw=raw, fields=fields)
+            yield reader.line_num, raw
+
+
+def read_rows(export: Export, kind: str, dialect: Dialect) -> Iterator[Row]:
+    """The data rows of one file, streamed, with their fields by column name when the count
+    matches the header."""
+    expected = columns(kind, dialect)
+    for line, raw in read_raw(export, kind, dialect):
+        fields = dict(zip(expected, raw, strict=True)) if len(raw) == len(expected) else None
+        yield Row(line=line, raw=raw, fields=fields)
 
 
 def write_rows(handle: IO[bytes], dialect: Dialect, rows: Iterator[list[str]]) -> None:

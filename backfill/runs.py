@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +47,7 @@ from .mca import (
     Dialect,
     Export,
     columns,
-    read_rows,
+    read_raw,
 )
 from .models import ImportRow, ImportRun, RowOutcome, RunStatus
 from .transforms import (
@@ -61,7 +65,9 @@ STAGE_COLUMNS = (
     "tenant_id", "run_id", "file", "line", "club_code", "member_no", "raw", "data", "rejected",
     "reason", "outcome", "source_event_id", "amount_minor", "created_at", "updated_at",
 )  # fmt: skip
-PROGRESS_EVERY = 5000
+STAGE_CHUNK = 5000  # input rows per chunk given to a staging process
+# Staging processes for the transforms (the CPU-bound part of staging).
+STAGING_PROCESSES = min(4, os.cpu_count() or 1)
 PROGRESS_TTL = 2 * 3600
 
 
@@ -84,9 +90,9 @@ def club_codes(export: Export, dialect: Dialect) -> set[str]:
     codes: set[str] = set()
     for kind in FILE_KINDS:
         if kind in export.names:
-            for row in read_rows(export, kind, dialect):
-                if row.raw and row.raw[0].strip():
-                    codes.add(row.raw[0].strip().upper())
+            for _, raw in read_raw(export, kind, dialect):
+                if raw[0].strip():
+                    codes.add(raw[0].strip().upper())
     return codes
 
 
@@ -174,40 +180,114 @@ def _event_id(region: str, kind: str, parts: list[Any]) -> str:
     return f"{region}:{kind}:{digest}"
 
 
-def _staged(run: ImportRun, kind: str, export: Export, dialect: Dialect) -> Iterator[tuple]:
-    """One COPY row per input row: transformed, or rejected with its reason."""
-    now = timezone.now()
-    for row in read_rows(export, kind, dialect):
-        club = row.raw[0].strip().upper() if row.raw else ""
-        number = row.raw[1].strip() if len(row.raw) > 1 else ""
-        data: dict[str, Any] = {}
-        reason, rejected, event_id, amount = "", False, "", None
-        if row.fields is None:
-            rejected = True
-            expected = len(columns(kind, dialect))
-            reason = f"row with {len(row.raw)} fields, the header has {expected}"
+def _staged_row(
+    head: tuple[str, str, str], kind: str, dialect: Dialect, line: int, raw: list[str]
+) -> tuple:
+    """One input row's staged values: transformed, or rejected with its reason."""
+    region = dialect.region
+    expected = columns(kind, dialect)
+    club = raw[0].strip().upper() if raw else ""
+    number = raw[1].strip() if len(raw) > 1 else ""
+    fields = dict(zip(expected, raw, strict=True)) if len(raw) == len(expected) else None
+    data: dict[str, Any] = {}
+    reason, rejected, event_id, amount = "", False, "", None
+    if fields is None:
+        rejected = True
+        reason = f"row with {len(raw)} fields, the header has {len(expected)}"
+    else:
+        try:
+            if kind == MEMBERS:
+                data, flags = member_transform(fields, dialect)
+                reason = "; ".join(flags)
+            elif kind == ROUNDS:
+                data = round_transform(fields, dialect)
+                event_id = _event_id(region, "round", list(data.values()))
+            else:
+                data = transaction_transform(fields, dialect)
+                amount = data["amount_minor"]
+                event_id = _event_id(region, "txn", [data["club"], data["reference"]])
+        except RowRejected as exc:
+            rejected, reason = True, str(exc)
+    if kind == TRANSACTIONS and amount is None and fields is not None:
+        # Money in is every amount read, loaded or not (reconciliation).
+        amount = _amount_or_none(fields["Amount"], dialect)
+    tenant_id, run_id, now = head
+    return (
+        tenant_id, run_id, kind, line, club[:16], number[:32], json.dumps(raw),
+        json.dumps(data), rejected, reason, outcome_staged(kind, rejected), event_id, amount,
+        now, now,
+    )  # fmt: skip
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(values: tuple) -> str:
+    """One line of COPY's text format (what ``copy.write_row`` sends, built without it)."""
+    out = []
+    for value in values:
+        if value is None:
+            out.append("\\N")
+        elif value is True or value is False:
+            out.append("t" if value else "f")
         else:
-            try:
-                if kind == MEMBERS:
-                    data, flags = member_transform(row.fields, dialect)
-                    reason = "; ".join(flags)
-                elif kind == ROUNDS:
-                    data = round_transform(row.fields, dialect)
-                    event_id = _event_id(run.region, "round", list(data.values()))
-                else:
-                    data = transaction_transform(row.fields, dialect)
-                    amount = data["amount_minor"]
-                    event_id = _event_id(run.region, "txn", [data["club"], data["reference"]])
-            except RowRejected as exc:
-                rejected, reason = True, str(exc)
-        if kind == TRANSACTIONS and amount is None and row.fields is not None:
-            # Money in is every amount read, loaded or not (reconciliation).
-            amount = _amount_or_none(row.fields["Amount"], dialect)
-        yield (
-            run.tenant_id, run.pk, kind, row.line, club[:16], number[:32],
-            json.dumps(row.raw), json.dumps(data), rejected, reason,
-            RowOutcome.REJECTED if rejected else "", event_id, amount, now, now,
-        )  # fmt: skip
+            out.append(str(value).translate(_COPY_ESCAPES))
+    return "\t".join(out) + "\n"
+
+
+def stage_chunk(job: tuple) -> tuple[int, str]:
+    """A chunk of input rows as COPY text (run in the staging processes)."""
+    head, kind, region, rows = job
+    dialect = DIALECTS[region]
+    return len(rows), "".join(
+        _copy_text(_staged_row(head, kind, dialect, line, raw)) for line, raw in rows
+    )
+
+
+def _chunks(export: Export, kind: str, dialect: Dialect, head: tuple) -> Iterator[tuple]:
+    chunk: list[tuple[int, list[str]]] = []
+    for line, raw in read_raw(export, kind, dialect):
+        chunk.append((line, raw))
+        if len(chunk) >= STAGE_CHUNK:
+            yield head, kind, dialect.region, chunk
+            chunk = []
+    if chunk:
+        yield head, kind, dialect.region, chunk
+
+
+def _staged_text(jobs: Iterator[tuple], pool: Any) -> Iterator[tuple[int, str]]:
+    """The chunks transformed, in order: by the pool's processes with at most two chunks
+    each in flight (memory stays flat), or here when there is no pool."""
+    if pool is None:
+        yield from map(stage_chunk, jobs)
+        return
+    pending: deque = deque()
+    for job in jobs:
+        pending.append(pool.apply_async(stage_chunk, (job,)))
+        if len(pending) >= 2 * STAGING_PROCESSES:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _staging_pool() -> Any:
+    """Processes for the per-row transforms (Python, CPU-bound): forked, so they share the
+    loaded code; none when there is one CPU or this process may not have children."""
+    if STAGING_PROCESSES < 2:
+        return None
+    try:
+        return multiprocessing.get_context("fork").Pool(STAGING_PROCESSES)
+    except (AssertionError, OSError):  # a daemonic process (some worker pools)
+        return None
+
+
+def outcome_staged(kind: str, rejected: bool) -> str:
+    """A round or transaction is ``loaded`` from staging on unless a check rejects it (its
+    profile comes from its member row when the activity is written): planning never
+    rewrites the millions of history rows. Member rows get their outcome from planning."""
+    if rejected:
+        return RowOutcome.REJECTED
+    return "" if kind == MEMBERS else RowOutcome.LOADED
 
 
 def _amount_or_none(value: str, dialect: Dialect) -> int | None:
@@ -223,23 +303,54 @@ def run_stage(*, run: ImportRun, export: Export, progress: Progress = _no_progre
     ImportRun.objects.filter(pk=run.pk).update(status=RunStatus.STAGING)
     with transaction.atomic():
         ImportRow.objects.filter(run=run).delete()
-        with connection.cursor() as cursor:
-            for kind in FILE_KINDS:
-                if kind not in export.names:
-                    continue
-                done = 0
-                sql = f"COPY {ROW_TABLE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
-                with cursor.copy(sql) as copy:
-                    for values in _staged(run, kind, export, dialect):
-                        copy.write_row(values)
-                        done += 1
-                        if done % PROGRESS_EVERY == 0:
+        head = (str(run.tenant_id), str(run.pk), timezone.now().isoformat())
+        pool = _staging_pool()
+        try:
+            with connection.cursor() as cursor:
+                for kind in FILE_KINDS:
+                    if kind not in export.names:
+                        continue
+                    done = 0
+                    sql = f"COPY {ROW_TABLE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+                    jobs = _chunks(export, kind, dialect, head)
+                    with cursor.copy(sql) as copy:
+                        for count, text in _staged_text(jobs, pool):
+                            copy.write(text)
+                            done += count
                             progress(f"staging {kind}", done, None)
-                progress(f"staging {kind}", done, done)
-                run.files[kind]["rows"] = done
+                    progress(f"staging {kind}", done, done)
+                    run.files[kind]["rows"] = done
+                # Fresh statistics: the planner otherwise takes the COPYed table for empty.
+                cursor.execute(f"ANALYZE {ROW_TABLE}")
+        finally:
+            if pool is not None:
+                pool.terminate()
+        progress("checking", 0, None)
         loading.stage_checks(run=run)
         run.status = RunStatus.STAGED
         run.save(update_fields=["status", "files", "updated_at"])
+
+
+class _PhaseTimer:
+    """Passes progress on and adds up the seconds spent in each phase (the run's page and
+    the benchmark read them from ``ImportRun.progress["seconds"]``)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.seconds = progress, {}  # type: dict[str, float]
+        self.phase, self.since = "", time.monotonic()
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if phase != self.phase:
+            self.stop()
+            self.phase = phase
+        self.progress(phase, done, total)
+
+    def stop(self) -> dict[str, float]:
+        now = time.monotonic()
+        if self.phase:
+            self.seconds[self.phase] = round(self.seconds.get(self.phase, 0) + now - self.since, 2)
+        self.since = now
+        return self.seconds
 
 
 def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress = _no_progress):
@@ -256,15 +367,17 @@ def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress 
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"backfill:{run.tenant_id}"]
             )
         locked.status = RunStatus.LOADING
-        progress("planning", 0, None)
-        loading.plan(run=locked, now=now)
+        timed = _PhaseTimer(progress)
+        timed("planning", 0, None)
+        loading.plan(run=locked, now=now, progress=timed)
         if not locked.dry_run:
-            progress("loading", 0, None)
-            loading.apply(run=locked, now=now)
+            timed("loading", 0, None)
+            loading.apply(run=locked, now=now, progress=timed)
+        timed("counting", 0, None)
         locked.counters = reports.counters(run=locked)
         locked.status = RunStatus.COMPLETED
         locked.finished_at = now
-        locked.progress = {"phase": "completed"}
+        locked.progress = {"phase": "completed", "seconds": timed.stop()}
         locked.save()
     progress("completed", 1, 1)
     return locked

@@ -36,13 +36,18 @@ def import_run(tenant: Tenant, run_id: str, path: str) -> str:
     run = ImportRun.objects.for_tenant(tenant).filter(pk=run_id).first()
     if run is None or run.status == RunStatus.COMPLETED:
         return "nothing to do"
-    last = [0.0]
+    last = {"at": 0.0, "phase": ""}
 
     def progress(phase: str, done: int, total: int | None) -> None:
-        # Live progress on the run's page, written every few seconds (not per row).
+        # Live progress on the run's page: every new phase, and within a phase every few
+        # seconds (not per chunk of rows).
         stamp = timezone.now().timestamp()
-        if stamp - last[0] >= PROGRESS_SAVE_SECONDS or total is not None:
-            last[0] = stamp
+        if (
+            phase != last["phase"]
+            or stamp - float(last["at"]) >= PROGRESS_SAVE_SECONDS
+            or total is not None
+        ):
+            last.update(at=stamp, phase=phase)
             payload = {"phase": phase, "done": done, "total": total}
             cache.set(progress_key(run.pk), payload, timeout=PROGRESS_TTL)
 

@@ -12,12 +12,17 @@ from pathlib import Path
 
 from .harness import BENCH_DATABASE, ROOT, bench_setup, run_meta
 
-SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring")
+SUITES = ("identity", "events", "segments", "campaigns", "journeys", "scoring", "backfill")
 # Suites whose data would bloat the shared bench database (and slow the other suites) get
 # their own unless --database is given: journeys writes a million history rows per run, and
 # scoring writes millions of activities and scores and measures whole-table passes that other
-# suites' leftovers (dead rows, bloat) would slow down.
-SUITE_DATABASES = {"journeys": "crm_bench_journeys", "scoring": "crm_bench_scoring"}
+# suites' leftovers (dead rows, bloat) would slow down; backfill imports a generated export
+# into an empty tenant.
+SUITE_DATABASES = {
+    "journeys": "crm_bench_journeys",
+    "scoring": "crm_bench_scoring",
+    "backfill": "crm_bench_backfill",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args.database = BENCH_DATABASE
     env = bench_setup(args.database, args.fresh)
-    from . import campaigns, events, identity, journeys, report, scoring, segments
+    from . import backfill, campaigns, events, identity, journeys, report, scoring, segments
 
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "campaigns": campaigns.run,
             "journeys": journeys.run,
             "scoring": scoring.run,
+            "backfill": backfill.run,
         }[suite]
         ladder = (
             {"ladder": True}

@@ -225,20 +225,12 @@ def precision_recall(found: set[frozenset], truth: list[tuple]) -> tuple[float, 
     return precision, recall
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Generate a labelled export, import it into a scratch tenant, print the quality and the
-    timings. Needs DATABASE_URL (a scratch database: the tenant is dropped and re-made)."""
-    import argparse
+def measure(*, people: int, slug: str = "bench-backfill", seed: int = 7) -> dict:
+    """Import a labelled export of ``people`` (plus a tenth as re-typed copies) into a fresh
+    tenant ``slug``; the quality of the duplicates found and the timings."""
     import tempfile
     import time
 
-    import django
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill_duplicates")
-    parser.add_argument("--people", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    django.setup()
     from backfill import duplicates
     from backfill.mca import Export
     from backfill.models import ImportRow
@@ -246,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     from crm.models import Club, Tenant
     from customers.models import MergeSuggestion
 
-    Tenant.objects.filter(slug="bench-backfill").delete()
-    tenant = Tenant.objects.create(slug="bench-backfill", name="Bench", region="UK",
+    Tenant.objects.filter(slug=slug).delete()
+    tenant = Tenant.objects.create(slug=slug, name="Bench", region="UK",
                                    timezone="Europe/London", default_phone_region="GB",
                                    currency="GBP")  # fmt: skip
     for code in ("SAN", "HGT"):
@@ -258,17 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     def timed(**kwargs):
         started = time.monotonic()
         result = real(**kwargs)
-        timings["duplicates"] = time.monotonic() - started
+        timings["duplicates"] = timings.get("duplicates", 0.0) + time.monotonic() - started
         return result
 
     duplicates.pairs_find = timed
-    with tempfile.TemporaryDirectory() as folder:
-        pairs, _ = labelled_export(
-            Path(folder), people=args.people, duplicates=args.people // 10, seed=args.seed
-        )
-        started = time.monotonic()
-        run = run_import(tenant=tenant, export=Export(folder), region="UK")
-        total = time.monotonic() - started
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            pairs, _ = labelled_export(
+                Path(folder), people=people, duplicates=people // 10, seed=seed
+            )
+            started = time.monotonic()
+            run = run_import(tenant=tenant, export=Export(folder), region="UK")
+            total = time.monotonic() - started
+    finally:
+        duplicates.pairs_find = real
     by_profile: dict = {}
     for row in ImportRow.objects.filter(run=run, file="members"):
         by_profile.setdefault(row.profile_id, []).append((row.club_code, row.member_no))
@@ -284,15 +279,43 @@ def main(argv: list[str] | None = None) -> int:
         for i, a in enumerate(records)
         for b in records[i + 1 :]
     }
-    found = suggested | merged
-    precision, recall = precision_recall(found, pairs)
-    wrong_merges = len(merged - {frozenset(pair) for pair in pairs})
+    precision, recall = precision_recall(suggested | merged, pairs)
     rows = run.files["members"]["rows"]
+    return {
+        "people": people,
+        "member_rows": rows,
+        "true_pairs": len(pairs),
+        "suggested": len(suggested),
+        "merged_automatically": len(merged),
+        "merged_wrongly": len(merged - {frozenset(pair) for pair in pairs}),
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+        "import_s": round(total, 1),
+        "duplicates_s": round(timings["duplicates"], 1),
+        "threshold": duplicates.THRESHOLD,
+        "auto_merge_threshold": duplicates.AUTO_MERGE_THRESHOLD,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate a labelled export, import it into a scratch tenant, print the quality and the
+    timings. Needs DATABASE_URL (a scratch database: the tenant is dropped and re-made)."""
+    import argparse
+
+    import django
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill_duplicates")
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    django.setup()
+    q = measure(people=args.people, seed=args.seed)
     print(
-        f"{rows} member rows, {len(pairs)} true pairs, {len(suggested)} suggested, "
-        f"{len(merged)} merged automatically ({wrong_merges} wrongly): "
-        f"precision {precision:.3f}, recall {recall:.3f}; import {total:.1f}s "
-        f"({rows / total:,.0f} rows/s), duplicate detection {timings['duplicates']:.1f}s"
+        f"{q['member_rows']} member rows, {q['true_pairs']} true pairs, {q['suggested']} "
+        f"suggested, {q['merged_automatically']} merged automatically ({q['merged_wrongly']} "
+        f"wrongly): precision {q['precision']:.3f}, recall {q['recall']:.3f}; import "
+        f"{q['import_s']:.1f}s ({q['member_rows'] / q['import_s']:,.0f} rows/s), duplicate "
+        f"detection {q['duplicates_s']:.1f}s"
     )
     return 0
 

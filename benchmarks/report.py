@@ -438,6 +438,66 @@ def _loadtest(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _backfill(results: dict) -> list[str]:
+    data, first, again = results["data"], results["first_import"], results["second_import"]
+    small, quality = results["dry_run_small"], results["quality"]
+    phases = ", ".join(f"{name} {s} s" for name, s in first["phases"].items())
+    outcomes = ", ".join(
+        f"{k} {v:,}" for k, v in sorted(again["counters"]["member_outcomes"].items())
+    )
+    return [
+        "## Backfill (MCA v1 import)",
+        "",
+        f"Data: a generated {data['region']} export of {data['members']:,} member records, "
+        f"{data['rounds']:,} rounds and {data['transactions']:,} transactions "
+        "(`benchmarks/backfill_export.py`: same person at two clubs, re-joins, re-typed copies "
+        "without a shared key, the format's faults), imported into an empty tenant.",
+        "",
+        *_checks_table(
+            results,
+            {
+                "member_rows_per_s": (
+                    "Member rows imported (staging, planning, duplicates, loading members)",
+                    "rows/s",
+                    "≥",
+                ),
+                "duplicate_detection_s": (
+                    f"Duplicate detection over the {data['members']:,} records",
+                    "s",
+                    "≤",
+                ),
+                "duplicate_precision_share": ("Duplicate precision (labelled set)", "", "≥"),
+                "duplicate_recall_share": ("Duplicate recall (labelled set)", "", "≥"),
+            },
+        ),
+        "",
+        "| measurement | figures |",
+        "|---|---|",
+        f"| first import | {first['seconds_total']} s in all; rounds "
+        f"{first['rounds_per_s']:,} rows/s, transactions {first['transactions_per_s']:,} rows/s "
+        f"(staging and loading each); reconciled: {first['counters']['reconciled']}; "
+        f"phases: {phases} |",
+        f"| peak memory of the import process | {small['peak_rss_mib']} MiB at "
+        f"{small['members']:,} member records (dry run), {first['peak_rss_mib']} MiB at "
+        f"{data['members']:,}"
+        + (
+            f" (the largest staging process: {first['staging_process_peak_rss_mib']} MiB)"
+            if "staging_process_peak_rss_mib" in first
+            else ""
+        )
+        + " |",
+        f"| the same export again | {again['seconds_total']} s; {outcomes}; "
+        f"{again['activities_added']:,} activities added |",
+        f"| duplicate quality ({quality['people']:,} people + {quality['true_pairs']:,} "
+        f"re-typed copies + hard negatives, threshold {quality['threshold']}) | "
+        f"{quality['merged_automatically']:,} merged automatically "
+        f"({quality['merged_wrongly']} wrongly), {quality['suggested']:,} suggested; "
+        f"precision {quality['precision']}, recall {quality['recall']}; duplicate detection "
+        f"{quality['duplicates_s']} s |",
+        "",
+    ]
+
+
 RENDERERS = {
     "identity": _identity,
     "events": _events,
@@ -446,6 +506,7 @@ RENDERERS = {
     "journeys": _journeys,
     "scoring": _scoring,
     "loadtest": _loadtest,
+    "backfill": _backfill,
 }
 
 

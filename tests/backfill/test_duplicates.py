@@ -4,14 +4,16 @@ recall >= 0.90; automatic merges: no false one)."""
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
+from datetime import date
 
 import pytest
 
 from backfill.duplicates import THRESHOLD
 from backfill.models import ImportRow, RowOutcome
-from benchmarks.backfill_duplicates import labelled_export, precision_recall
-from customers.models import MergeSuggestion
+from benchmarks.backfill_duplicates import HEADER, labelled_export, precision_recall
+from customers.models import CustomerProfile, MergeSuggestion
 
 from .helpers import do_import, region_tenant
 
@@ -83,3 +85,53 @@ def test_each_kind_of_variation_is_found(tmp_path):
             by_kind.setdefault(kind, []).append(frozenset(pair) in found)
     for kind, hits in by_kind.items():
         assert sum(hits) / len(hits) >= 0.8, (kind, sum(hits), len(hits))
+
+
+def _members_csv(folder, rows: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "members.csv", "w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(HEADER)
+        for row in rows:
+            writer.writerow([row.get(column, "") for column in HEADER])
+
+
+def _profile(tenant, **fields):
+    return CustomerProfile.objects.create(tenant=tenant, currency="GBP", **fields)
+
+
+def test_a_record_like_an_existing_profile_without_a_shared_key_is_suggested(tmp_path):
+    """A person already in the CRM (from the API, no legacy key) typed again in the export
+    with another e-mail: a merge suggestion against that profile, not a silent new person."""
+    tenant = region_tenant("UK")
+    born = date(1971, 3, 4)
+    existing = _profile(tenant, first_name="Amelia", last_name="Fraser", date_of_birth=born,
+                        email="amelia@elsewhere.test")  # fmt: skip
+    namesake = _profile(tenant, first_name="Amelia", last_name="Fraser",
+                        date_of_birth=date(1958, 11, 20))  # fmt: skip
+    elsewhere = _profile(region_tenant("UK", slug="bf-other"), first_name="Amelia",
+                         last_name="Fraser", date_of_birth=born)  # fmt: skip
+    _members_csv(tmp_path, [
+        {"ClubCode": "SAN", "MemberNo": "501", "FirstName": "AMELIA", "Surname": "Fraser",
+         "Gender": "F", "DOB": "04/03/1971", "Email": "a.fraser@example.org", "Status": "A"},
+        {"ClubCode": "HGT", "MemberNo": "502", "FirstName": "Callum", "Surname": "Reid",
+         "Gender": "M", "DOB": "09/09/1980", "Status": "A"},
+    ])  # fmt: skip
+
+    run = do_import(tenant, "UK", tmp_path)
+
+    rows = {r.member_no: r for r in ImportRow.objects.filter(run=run, file="members")}
+    assert rows["501"].outcome == RowOutcome.SUGGESTED
+    assert rows["502"].outcome == RowOutcome.CREATED
+    suggestions = list(MergeSuggestion.objects.for_tenant(tenant))
+    assert [{s.profile_id, s.candidate_id} for s in suggestions] == [
+        {rows["501"].profile_id, existing.pk}
+    ]
+    assert suggestions[0].evidence["existing_profile"] == str(existing.pk)
+    assert suggestions[0].evidence["date_of_birth"] == 1.0
+    assert namesake.pk not in {suggestions[0].profile_id, suggestions[0].candidate_id}
+    assert not MergeSuggestion.objects.filter(candidate_id=elsewhere.pk).exists()
+    assert not MergeSuggestion.objects.filter(profile_id=elsewhere.pk).exists()
+
+    again = do_import(tenant, "UK", tmp_path)  # a completed export again: nothing new
+    assert again.pk != run.pk and MergeSuggestion.objects.for_tenant(tenant).count() == 1

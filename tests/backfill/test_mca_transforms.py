@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
 import tracemalloc
 import zipfile
 from datetime import date
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from backfill.mca import DIALECTS, MEMBERS, ROUNDS, Export, ExportError, read_rows, write_rows
 from backfill.transforms import (
@@ -19,6 +21,7 @@ from backfill.transforms import (
     parse_consent,
     parse_date,
     parse_datetime,
+    parse_email,
     parse_handicap,
     parse_money,
     parse_phone,
@@ -26,6 +29,7 @@ from backfill.transforms import (
     parse_za_id,
     transaction_transform,
 )
+from customers.identity import normalize_email, normalize_phone
 from tests.backfill.helpers import DATA
 
 ZA, UK = DIALECTS["ZA"], DIALECTS["UK"]
@@ -183,3 +187,42 @@ def test_member_without_key_or_status_is_rejected():
         member_transform(_member(MemberNo=" "), ZA)
     with pytest.raises(RowRejected, match="status"):
         member_transform(_member(Status="X"), ZA)
+
+
+def _or_fault(parse, *args, **kwargs):
+    try:
+        return parse(*args, **kwargs)
+    except (FieldFault, ValidationError):
+        return "fault"
+
+
+@pytest.mark.parametrize(("region", "code"), [("ZA", "27"), ("UK", "44")])
+def test_the_regular_phone_spellings_give_what_phonenumbers_gives(region, code):
+    """parse_phone's fast path (a regular expression per region) against the API's rule
+    (phonenumbers), on thousands of spellings of random numbers, valid or not."""
+    rng = random.Random(region)
+    dialect = DIALECTS[region]
+    differ = []
+    for _ in range(4000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.choice((8, 9, 10, 11))))
+        value = rng.choice([
+            "0" + digits, f"+{code}{digits}", f"{code}{digits}", f"00{code}{digits}",
+            f"0{digits[:3]} {digits[3:]}", f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
+            f"+{code} {digits[:2]} {digits[2:5]} {digits[5:]}",
+        ])  # fmt: skip
+        expected = _or_fault(normalize_phone, value, region=dialect.phone_region)
+        if _or_fault(parse_phone, value, dialect, field="Mobile") != expected:
+            differ.append(value)
+    assert differ == []
+
+
+def test_plain_emails_give_what_the_validator_gives():
+    rng = random.Random(3)
+    differ = []
+    for i in range(6000):
+        value = "".join(rng.choice("abcXYZ09._-+@ @") for _ in range(rng.randrange(3, 20)))
+        if i % 3 == 0:
+            value = value.replace("@", "") + "@example.co.za"
+        if _or_fault(parse_email, value) != _or_fault(normalize_email, value):
+            differ.append(value)
+    assert differ == []
