@@ -55,7 +55,7 @@ def test_loadtest_runs_the_mix_without_errors_and_writes_the_report(tmp_path):
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     results = json.loads((tmp_path / "benchmarks.json").read_text())["loadtest"]["results"]
     operations = results["operations"]
-    assert set(operations) >= OPERATIONS
+    assert set(operations) >= OPERATIONS, result.stdout[-5000:] + result.stderr[-5000:]
     assert operations["total"]["failures"] == 0
     assert all(operations[name]["requests"] > 0 for name in OPERATIONS)
     # The staff user's page views after logging in (which of them is up to chance).

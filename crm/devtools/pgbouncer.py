@@ -78,6 +78,15 @@ pool_mode = transaction
 ; max_prepared_statements = 0, which is its default.
 default_pool_size = 20
 max_client_conn = 1000
+; A test run touches many databases (the test database, the workers' and the benchmark
+; smoke runs'); idle server connections to each would otherwise stay open for ten minutes
+; and together reach the server's max_connections (100), after which new pools cannot log
+; in and their clients queue silently. Cap the user's server connections across all
+; databases (PgBouncer closes another pool's idle ones to make room), release idle ones
+; soon, and make a client that still waits fail loudly instead of hanging.
+max_user_connections = 60
+server_idle_timeout = 15
+query_wait_timeout = 60
 server_reset_query =
 logfile = {run_dir / "pgbouncer.log"}
 pidfile = {run_dir / "pgbouncer.pid"}
