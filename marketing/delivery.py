@@ -4,7 +4,7 @@ backend, mark SENT / SKIPPED / FAILED. One batch of claimed rows at a time, set-
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from .common import MAX_SEND_ATTEMPTS, message_identity, unsubscribe_token
 from .interactions import track_html
 from .messaging import MessagingBackend, Outgoing
 from .models import Campaign, Message, MessageStatus, MessageTemplate, SkipReason, Suppression
-from .templating import TemplateRenderError, recipient_context, render, subject_render
+from .templating import RenderCache, TemplateRenderError, recipient_context, subject_render
 
 logger = logging.getLogger(__name__)
 # What rendering and the consent check read of a recipient (not the other 50 columns).
@@ -50,6 +50,8 @@ class SendPlan:
     variants: dict[str, dict[str, Any]]  # A/B letter -> {"template", "subject"}
     club_name: str
     from_email: str
+    # Renders kept for the run's recipients (one per distinct set of the values read).
+    renders: RenderCache = field(default_factory=RenderCache)
 
 
 def send_plan(campaign: Campaign) -> SendPlan:
@@ -188,7 +190,7 @@ def _outgoing(
             {"template": [f"The campaign has no {message.channel} template."]}
         )
     context = recipient_context(tenant, plan.club_name, customer, unsubscribe_url(message))
-    rendered = render(template, context, marketing=True)
+    rendered = plan.renders.render(template, context, marketing=True)
     subject = rendered.subject
     if subject_source:
         subject = subject_render(subject_source, context, field="ab_test.subject")

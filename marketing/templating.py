@@ -29,6 +29,8 @@ Context (see docs/campaigns.md): ``first_name``, ``last_name``, ``full_name``, `
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,7 +44,7 @@ from django.template import Template as DjangoTemplate
 from django.template.base import FilterExpression, Lexer, TokenType, Variable, VariableNode
 from django.template.defaulttags import IfNode
 from django.template.defaulttags import register as default_tags
-from django.utils.html import escape, strip_tags
+from django.utils.html import escape
 
 CONTEXT_KEYS = (
     "first_name",
@@ -285,11 +287,10 @@ class _Draft:
 
 
 def _text_of(html: str) -> str:
-    """The plain-text part derived from the rendered, sanitised HTML (tags dropped,
-    entities decoded: it is not HTML)."""
-    return "\n".join(
-        line.strip() for line in unescape(strip_tags(html)).splitlines() if line.strip()
-    )
+    """The plain-text part derived from the rendered, sanitised HTML (tags dropped with
+    what scripts and styles held, entities decoded: it is not HTML)."""
+    text = unescape(nh3.clean(html, tags=set()))
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def sanitize(html: str) -> str:
@@ -330,6 +331,104 @@ def render(template, context: dict[str, Any], *, marketing: bool = True) -> Rend
         if "unsubscribe_url" not in template.text_body:
             text += f"\n\nUnsubscribe: {unsubscribe}"
     return Rendered(subject=subject, html=html, text=text)
+
+
+def _names_read(template) -> tuple[frozenset[str], bool]:
+    """The context names the parts of ``template`` read, and whether every use of
+    ``unsubscribe_url`` is bare (``{{ unsubscribe_url }}``: no filter, no condition)."""
+    names: set[str] = set()
+    unsubscribe_bare = True
+    for source in (template.subject, template.html_body, template.text_body, template.body):
+        if not source:
+            continue
+        nodelist = _compiled(source).nodelist
+        for node in nodelist.get_nodes_by_type(VariableNode) + nodelist.get_nodes_by_type(IfNode):
+            for expression in _expressions(node):
+                variables = [expression.var] + [arg for lookup, arg in _args(expression) if lookup]
+                for variable in variables:
+                    if isinstance(variable, Variable):
+                        name = str(variable.var)
+                        names.add(name)
+                        if name == "unsubscribe_url" and (
+                            isinstance(node, IfNode) or expression.filters
+                        ):
+                            unsubscribe_bare = False
+    return frozenset(names), unsubscribe_bare
+
+
+class RenderCache:
+    """``render`` for many recipients of one send, each distinct set of the values a
+    template reads rendered (and sanitised) once: a newsletter that greets by first name
+    renders once per first name, not once per recipient.
+
+    The unsubscribe URL differs for every recipient: when the template uses it only bare
+    (``{{ unsubscribe_url }}``, no filter, no condition) or not at all (the footer), the
+    cached render holds a random marker in its place and each recipient's URL is put in
+    afterwards; the URLs the sender makes hold no character that escaping, sanitising or
+    whitespace folding would change, so the result is the same text ``render`` gives.
+    Otherwise the URL is part of the key (no reuse). Failed renders are not kept (each
+    recipient's raises again). Bounded: past ``max_chars`` of kept output it starts over."""
+
+    def __init__(self, *, max_chars: int = 20_000_000) -> None:
+        self._marker = f"https://unsubscribe.invalid/{secrets.token_hex(16)}"
+        self._plans: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
+        self._kept: dict[tuple, Rendered] = {}
+        self._chars = 0
+        self._max_chars = max_chars
+
+    def render(self, template, context: dict[str, Any], *, marketing: bool = True) -> Rendered:
+        parts = (
+            template.channel,
+            template.subject,
+            template.html_body,
+            template.text_body,
+            template.body,
+        )
+        plan = self._plans.get(parts)
+        if plan is None:
+            try:
+                names, bare = _names_read(template)
+            except TemplateSyntaxError:
+                return render(template, context, marketing=marketing)
+            # A text message's length is checked as rendered: the marker must not stand in
+            # for a URL of another length there.
+            bare = bare and (template.channel == "email" or "unsubscribe_url" not in names)
+            plan = (tuple(sorted(names - {"unsubscribe_url"})), bare)
+            self._plans[parts] = plan
+        names_read, bare = plan
+        url = context.get("unsubscribe_url", "")
+        if not bare or not _URL_SAFE.fullmatch(url):
+            return render(template, context, marketing=marketing)
+        key = (parts, marketing, tuple(context.get(name) for name in names_read))
+        rendered = self._kept.get(key)
+        if rendered is None:
+            try:
+                rendered = render(
+                    template, {**context, "unsubscribe_url": self._marker}, marketing=marketing
+                )
+            except TemplateRenderError:  # raised (or not) as rendered for this recipient
+                return render(template, context, marketing=marketing)
+            size = len(rendered.subject) + len(rendered.html) + len(rendered.text)
+            if size > MAX_OUTPUT_LENGTH // 2:
+                # Near the output cap, where the marker's length could decide: as it is.
+                return render(template, context, marketing=marketing)
+            if self._chars + size > self._max_chars:
+                self._kept.clear()
+                self._chars = 0
+            self._kept[key] = rendered
+            self._chars += size + len(rendered.body)
+        marker = self._marker
+        return Rendered(
+            subject=rendered.subject.replace(marker, url),
+            html=rendered.html.replace(marker, url),
+            text=rendered.text.replace(marker, url),
+            body=rendered.body.replace(marker, url),
+        )
+
+
+# What an unsubscribe URL the sender makes is made of: escaping, sanitising and folding
+# whitespace leave these characters alone.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_:/._~+=-]*")
 
 
 def sample_context(tenant, club_name: str = "", customer=None) -> dict[str, Any]:
