@@ -42,6 +42,7 @@ RECIPIENTS = 100_000
 REPEATS = 3
 SENDERS = 2
 NAIVE_SAMPLE = 2_000
+LADDER = (100_000, 300_000, 1_000_000)
 
 
 class DiscardBackend:
@@ -172,26 +173,26 @@ def _naive(tenant, campaign, sample: int, log) -> dict:
     return {"messages": sent, "seconds": round(seconds, 2), "messages_per_s": sent / seconds}
 
 
-def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
-    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
-    total = _ensure_profiles(tenant, profiles, log)
-    recipients = min(RECIPIENTS, total) if not quick else min(5_000, total)
+def _rung(tenant, size: int, quick: bool, *, naive: bool, log) -> dict:
+    """The tenant grown to ``size`` profiles; a tenth of them (every tenth by id, at most
+    ``RECIPIENTS``) in a static segment; the campaign sent ``REPEATS`` times; the naive
+    design on a sample when ``naive``."""
+    total = _ensure_profiles(tenant, size, log)
+    recipients = min(RECIPIENTS, max(1, total // 10)) if not quick else min(5_000, total)
     repeats = 1 if quick else REPEATS
     sample = min(NAIVE_SAMPLE, recipients) if not quick else min(500, recipients)
-    saved = (tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days)
-    # Measure sending, not the clock: no quiet hours, no frequency cap during the run.
-    tenant.quiet_hours_start = tenant.quiet_hours_end = clock(0, 0)
-    tenant.frequency_window_days = 0
-    tenant.save()
+    log(f"fan-out at {total:,} profiles, {recipients:,} recipients")
     tag = uuid.uuid4().hex[:8]
     segment = segment_create(tenant=tenant, data={"name": f"bench-send-{tag}", "type": "STATIC"})
     with connection.cursor() as cursor:
         cursor.execute(
             f"""INSERT INTO "{SegmentMembership._meta.db_table}"
                 (tenant_id, segment_id, customer_id, created_at, updated_at)
-            SELECT %s, %s, id, now(), now() FROM "{CustomerProfile._meta.db_table}"
-            WHERE tenant_id = %s ORDER BY id LIMIT %s""",  # noqa: S608
-            [tenant.pk, segment.pk, tenant.pk, recipients],
+            SELECT %s, %s, id, now(), now() FROM (
+                SELECT id, row_number() OVER (ORDER BY id) AS n
+                FROM "{CustomerProfile._meta.db_table}" WHERE tenant_id = %s
+            ) AS numbered WHERE n %% %s = 0 ORDER BY id LIMIT %s""",  # noqa: S608
+            [tenant.pk, segment.pk, tenant.pk, max(1, total // recipients), recipients],
         )
     template = MessageTemplate.objects.create(
         tenant=tenant,
@@ -210,37 +211,68 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         scheduled_at=timezone.now(),
         status=CampaignStatus.SENDING,
     )
-    queue_run = sending.run_queue_senders
-    sending.run_queue_senders = lambda run, senders=2: None  # the benchmark runs the senders itself
     runs = []
+    naive_run = None
     try:
         for repeat in range(repeats):
             _prepared()
             log(f"fan-out {repeat + 1}/{repeats}")
             runs.append(_fan_out_once(tenant, campaign, log))
             Message.objects.filter(run=runs[-1].pop("run")).delete()
-        _prepared()
-        naive = _naive(tenant, campaign, sample, log)
+        if naive:
+            _prepared()
+            naive_run = _naive(tenant, campaign, sample, log)
     finally:
-        sending.run_queue_senders = queue_run
         Message.objects.filter(campaign=campaign).delete()
         CampaignRun.objects.filter(campaign=campaign).delete()
         Campaign.objects.filter(pk=campaign.pk).delete()
         MessageTemplate.objects.filter(pk=template.pk).delete()
         SegmentMembership.objects.filter(segment=segment).delete()
         Segment.objects.filter(pk=segment.pk).delete()
-        tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days = saved
-        tenant.save()
     middle = sorted(runs, key=lambda r: r["fan_out"])[len(runs) // 2]
     fan_out = spread([r["fan_out"] for r in runs])
-    hand_off = spread([r["sent"] / r["send_s"] for r in runs])
     return {
-        "data": {"profiles": total, "recipients": recipients, "repeats": repeats},
+        "profiles": total,
+        "recipients": recipients,
+        "repeats": repeats,
+        "middle": middle,
+        "fan_out": fan_out,
+        "hand_off": spread([r["sent"] / r["send_s"] for r in runs]),
+        "snapshot_s": spread([r["snapshot_s"] for r in runs]),
+        "left": max(r["left"] for r in runs),
+        "naive": naive_run,
+    }
+
+
+def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
+    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
+    sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
+    saved = (tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days)
+    # Measure sending, not the clock: no quiet hours, no frequency cap during the run.
+    tenant.quiet_hours_start = tenant.quiet_hours_end = clock(0, 0)
+    tenant.frequency_window_days = 0
+    tenant.save()
+    queue_run = sending.run_queue_senders
+    sending.run_queue_senders = lambda run, senders=2: None  # the benchmark runs the senders itself
+    try:
+        rungs = [_rung(tenant, size, quick, naive=size == sizes[-1], log=log) for size in sizes]
+    finally:
+        sending.run_queue_senders = queue_run
+        tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days = saved
+        tenant.save()
+    top = rungs[-1]
+    middle, fan_out, hand_off, naive = top["middle"], top["fan_out"], top["hand_off"], top["naive"]
+    return {
+        "data": {
+            "profiles": top["profiles"],
+            "recipients": top["recipients"],
+            "repeats": top["repeats"],
+        },
         "snapshot": {
             "rows": middle["targeted"],
             "queued": middle["queued"],
             "seconds": round(middle["snapshot_s"], 2),
-            "seconds_spread": spread([r["snapshot_s"] for r in runs]),
+            "seconds_spread": top["snapshot_s"],
         },
         "hand_off": {
             "messages": middle["sent"],
@@ -248,7 +280,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
             "messages_per_s": round(middle["sent"] / middle["send_s"], 1),
             "messages_per_s_spread": hand_off,
             "processes": SENDERS,
-            "left_queued": max(r["left"] for r in runs),
+            "left_queued": top["left"],
         },
         "fan_out_spread": fan_out,
         "naive": {
@@ -259,6 +291,15 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
             "ratio": round(hand_off["median"] / naive["messages_per_s"], 1),
         },
         "us_per_message": round(1e6 / fan_out["median"], 1) if fan_out["median"] else None,
+        "growth": [
+            {
+                "profiles": rung["profiles"],
+                "recipients": rung["recipients"],
+                "fan_out_messages_per_s": rung["fan_out"]["median"],
+                "us_per_message": round(1e6 / rung["fan_out"]["median"], 1),
+            }
+            for rung in rungs
+        ],
         "checks": {
             "fan_out_messages_per_s": fan_out["median"],
             "snapshot_s": round(middle["snapshot_s"], 2),

@@ -328,6 +328,25 @@ def _campaigns(results: dict) -> list[str]:
             f"{naive['seconds']} s) | {snapshot['queued']:,} messages in "
             f"{naive['extrapolated_s']:,} s | **{naive['ratio']}x** |",
         ]
+    growth = results.get("growth")
+    if growth:
+        lines += [
+            "",
+            "### Growth: per-message cost by data size",
+            "",
+            '`make bench BENCH_ARGS="--suite campaigns --ladder"` grows the tenant through '
+            "100k, 300k and 1M profiles and sends to every tenth person (at most 100,000) at "
+            "each size (a run without `--ladder` has one row); the goal is a flat cost per "
+            "message.",
+            "",
+            "| profiles | recipients | fan-out messages/s (median) | µs per message |",
+            "|---|---|---|---|",
+            *(
+                f"| {rung['profiles']:,} | {rung['recipients']:,} | "
+                f"{rung['fan_out_messages_per_s']:,} | {rung['us_per_message']:,} |"
+                for rung in growth
+            ),
+        ]
     return [*lines, ""]
 
 
