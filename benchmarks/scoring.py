@@ -21,18 +21,26 @@ import time
 from dataclasses import asdict
 from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from crm.models import Region
 from crm.services import tenant_create
-from customers.models import Activity, CustomerProfile
-from marketing.models import Interaction, Message
+from customers.handlers import NOT_ENGAGEMENT_TYPES
+from customers.models import CHANNELS, Activity, CustomerProfile
+from marketing.models import Interaction, InteractionKind, Message, MessageStatus
 from scoring import nightly
 from scoring.analytics import analytics_overview
 from scoring.backtest import backtest_run
 from scoring.demo import SOURCE as DEMO_SOURCE
 from scoring.demo import demo_history_generate
+from scoring.engagement import (
+    BAND_FLOORS,
+    DEPTH_WINDOW_DAYS,
+    EngagementInputs,
+    engagement_reference,
+    monetary_thresholds_minor,
+)
 from scoring.models import RunKind, Score
 
 from .harness import summary_ms
@@ -44,6 +52,7 @@ TARGETS = {
 }
 STRETCH_NIGHTLY_S = 10.0
 NIGHTS = 3
+NAIVE_SAMPLE = 5_000
 ACTIVITIES_PER_PROFILE = 5
 P = CustomerProfile._meta.db_table
 A = Activity._meta.db_table
@@ -211,17 +220,102 @@ def _backtest(members: int, log) -> dict:
     }
 
 
+def _naive(tenant, now, sample: int, log) -> dict:
+    """The guide's per-row design on a sample of profiles: for each, its inputs read by
+    queries of its own, the engagement score computed in Python (the §10.1 reference the
+    SQL is tested against) and its score row and profile saved one by one. Engagement only
+    (churn would add more reads per row), so the ratio to the set-wise pass, which computes
+    both, is a lower bound."""
+    thresholds = monetary_thresholds_minor(tenant=tenant)
+    window = now - timedelta(days=DEPTH_WINDOW_DAYS)
+    ids = list(
+        CustomerProfile.objects.for_tenant(tenant)
+        .order_by("?")
+        .values_list("id", flat=True)[:sample]
+    )
+    started = time.perf_counter()
+    for customer_id in ids:
+        with transaction.atomic():
+            profile = CustomerProfile.objects.get(pk=customer_id)
+            count = (
+                Activity.objects.filter(
+                    tenant=tenant, customer_id=customer_id, occurred_at__gt=window
+                )
+                .filter(occurred_at__lte=now)
+                .exclude(type__in=NOT_ENGAGEMENT_TYPES)
+                .count()
+            )
+            sent = Message.objects.filter(
+                tenant=tenant,
+                customer_id=customer_id,
+                status=MessageStatus.SENT,
+                sent_at__gt=window,
+                sent_at__lte=now,
+            )
+            messages = list(sent.values_list("id", flat=True))
+            kinds = Interaction.objects.filter(
+                tenant=tenant, message_id__in=messages, occurred_at__gt=window
+            ).filter(occurred_at__lte=now)
+            opened = (
+                kinds.filter(kind__in=[InteractionKind.OPENED, InteractionKind.CLICKED])
+                .values("message_id")
+                .distinct()
+                .count()
+            )
+            clicked = kinds.filter(kind=InteractionKind.CLICKED).values("message_id").distinct()
+            score = engagement_reference(
+                EngagementInputs(
+                    last_activity_at=profile.last_activity_at,
+                    activity_count_30d=count,
+                    lifetime_value_minor=profile.lifetime_value_minor,
+                    channels_opted_in=sum(bool(getattr(profile, f"{c}_opt_in")) for c in CHANNELS),
+                    sent=len(messages),
+                    opened=opened,
+                    clicked=clicked.count(),
+                ),
+                now=now,
+                thresholds_minor=thresholds,
+            )
+            band = next(band for floor, band in BAND_FLOORS if score >= floor)
+            Score.objects.update_or_create(
+                tenant=tenant,
+                customer_id=customer_id,
+                defaults={"engagement": score, "band": band, "computed_at": now},
+                create_defaults={
+                    "engagement": score,
+                    "band": band,
+                    "churn_risk": profile.churn_risk or 0,
+                    "computed_at": now,
+                },
+            )
+            profile.activity_count_30d, profile.engagement_score = count, score
+            profile.save(update_fields=["activity_count_30d", "engagement_score", "updated_at"])
+    seconds = time.perf_counter() - started
+    log(f"naive: {len(ids):,} profiles scored one by one in {seconds:.1f}s")
+    return {"profiles": len(ids), "seconds": round(seconds, 2), "per_s": len(ids) / seconds}
+
+
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)
     counts = _ensure_history(tenant, total, log)
     nightly_result = _nights(tenant, log)
+    naive = _naive(tenant, timezone.now(), 200 if quick else NAIVE_SAMPLE, log)
+    batched_per_s = nightly_result["scored"] / nightly_result["seconds"]
     overview = _overview(tenant, 20 if quick else 500)
     log(f"analytics overview: {overview}")
     backtest = _backtest(1_000 if quick else 20_000, log)
     return {
         "data": {"profiles": total, **counts},
         "nightly": nightly_result,
+        "naive": {
+            "sample": naive["profiles"],
+            "seconds": naive["seconds"],
+            "profiles_per_s": round(naive["per_s"], 1),
+            "extrapolated_s": round(nightly_result["scored"] / naive["per_s"], 1),
+            "batched_profiles_per_s": round(batched_per_s, 1),
+            "ratio": round(batched_per_s / naive["per_s"], 1),
+        },
         "analytics_overview": overview,
         "backtest": backtest,
         "stretch": {"nightly_s": STRETCH_NIGHTLY_S},
