@@ -38,7 +38,7 @@ from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
 
 from .events import Envelope, EventInvalid, event_type, parse_envelope, safe_text
-from .handlers import apply_handlers, update_activity_metrics
+from .handlers import apply_handlers, profile_changes, update_activity_metrics
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
 from .services import identity_resolve, profile_fields_from_hints
@@ -428,9 +428,12 @@ def _apply(tenant: Tenant, entries: list[Entry], now: datetime) -> list[Processe
     _insert_activities(tenant, people, now)
     _mark_processed(tenant, items, now)
     # Profile updates last: their row locks are held only until the commit that follows.
+    # One UPDATE writes what the handlers and the metrics decided (one row version each).
     fresh = [item for item in people if item.activity_new]
-    apply_handlers(tenant, fresh, now)
-    update_activity_metrics(tenant, fresh, now)
+    if fresh:
+        with profile_changes(tenant, fresh, now):
+            apply_handlers(tenant, fresh, now)
+            update_activity_metrics(tenant, fresh, now)
     return [
         ProcessedEvent(
             event_id=item.entry.event_id,
@@ -690,12 +693,14 @@ def _insert_activities(tenant: Tenant, items: list[Item], now: datetime) -> None
         item.activity_new = item.entry.event_id in new
 
 
+# ``s.id = ANY(...)`` besides the join: without it the planner, which cannot see inside the
+# unnest, hashed the whole tenant's sync log (a sequential scan that grew with the table).
 _DONE_SQL = f"""
     UPDATE "{SyncLogEntry._meta.db_table}" s
     SET status = 'PROCESSED', processed_at = %s, updated_at = %s,
         error = '', next_attempt_at = NULL, profile_id = d.profile_id
     FROM unnest(%s::bigint[], %s::uuid[]) AS d(id, profile_id)
-    WHERE s.id = d.id AND s.tenant_id = %s
+    WHERE s.id = d.id AND s.tenant_id = %s AND s.id = ANY(%s::bigint[])
 """  # noqa: S608
 
 
@@ -709,6 +714,7 @@ def _mark_processed(tenant: Tenant, items: list[Item], now: datetime) -> None:
                 [item.entry.pk for item in items],
                 [item.profile_id for item in items],
                 tenant.pk,
+                [item.entry.pk for item in items],
             ],
         )
 
