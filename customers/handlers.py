@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
+from crm.db import batch_cursor
+
 from .events import CONSENT_CHANNELS
 from .models import Activity, ConsentRecord, CustomerProfile, LifecycleStage
 from .timeline import NOTE_ACTIVITY
@@ -155,7 +157,7 @@ def _lock_profiles(tenant: Tenant, profile_ids: list[Any]) -> dict[Any, dict[str
     one else can change them until the commit). ``NO KEY UPDATE`` is the lock an UPDATE
     takes anyway; unlike ``FOR UPDATE`` it does not block other batches' activity inserts
     (their foreign-key checks take ``KEY SHARE``). A profile that is gone is not returned."""
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             f'SELECT id, {", ".join(_GUARD_COLUMNS)} FROM "{PROFILE}" '  # noqa: S608
             "WHERE tenant_id = %s AND id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
@@ -232,7 +234,7 @@ def _write(tenant: Tenant, batch: ProfileChanges, now: datetime) -> None:
             [pid in batch.counted for pid in ids],
             tenant.pk,
         ]
-        with connection.cursor() as cursor:
+        with batch_cursor() as cursor:
             cursor.execute(sql, params)
     if batch.consents:
         ConsentRecord.objects.bulk_create(batch.consents)

@@ -33,6 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from crm.db import batch_cursor
 from crm.models import Tenant
 from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
@@ -118,6 +119,9 @@ def _insert_entries(
     that are new (the others were already there)."""
     if not envelopes:
         return {}
+    # Django's cursor (client-side binding), not ``batch_cursor``: a NUL that got past the
+    # validation is refused by psycopg with a message that names it, which the rejection
+    # passes on to the producer.
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_SQL,
@@ -260,7 +264,7 @@ def _json(value: Any) -> Any:
 
 def _claim(tenant: Tenant, entry_ids: Sequence[int]) -> list[Entry]:
     """Lock the rows still pending; rows processed or locked by another worker are skipped."""
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, [tenant.pk, list(entry_ids)])
         return [
             Entry(pk, source, event_id, type_, at, _json(identity), _json(payload))
@@ -296,7 +300,7 @@ def _count_first_attempt(tenant: Tenant, entry_ids: Sequence[int]) -> set[int]:
     """Count the first attempt of the rows never tried, in one statement committed on its
     own (autocommit: one round trip; before the work, like ``_count_attempt``); returns
     their ids. The rows tried before are left to the row-by-row path."""
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_COUNT_FRESH_SQL, [tenant.pk, list(entry_ids)])
         return {pk for (pk,) in cursor.fetchall()}
 
@@ -464,7 +468,7 @@ def _known_aliases(tenant: Tenant, pairs: Iterable[tuple[str, str]]) -> dict[tup
     pairs = list(set(pairs))
     if not pairs:
         return {}
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _ALIAS_SQL, [[kind for kind, _ in pairs], [value for _, value in pairs], tenant.pk]
         )
@@ -593,7 +597,7 @@ def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Ite
         aliases += [(kind, value, profile.pk, source) for (kind, value), source in pairs.items()]
     aliases.sort(key=lambda a: (a[0], a[1]))  # one insert order everywhere: no deadlocks
     _copy_profiles(profiles, now)
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _NEW_ALIAS_SQL,
             [
@@ -686,7 +690,7 @@ def _insert_activities(tenant: Tenant, items: list[Item], now: datetime) -> None
         )
     if not rows:
         return
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_ACTIVITY_SQL, [tenant.pk, now, now, *map(list, zip(*rows, strict=True))])
         new = {row[0] for row in cursor.fetchall()}
     for item in items:
@@ -705,7 +709,7 @@ _DONE_SQL = f"""
 
 
 def _mark_processed(tenant: Tenant, items: list[Item], now: datetime) -> None:
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _DONE_SQL,
             [
