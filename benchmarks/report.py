@@ -220,6 +220,17 @@ def _events(results: dict) -> list[str]:
             f"{title}, ingest (validation and the sync-log insert)", profiles["ingest"]
         )
         lines += _profile_table(f"{title}, worker (batched processing)", profiles["worker"])
+    lines += [
+        "### The worker, statement by statement",
+        "",
+        "`python -m benchmarks.events_worker_profile` profiles the worker's batches on the "
+        "bench database: time and calls per statement of a batch (the round trips), CPU time "
+        "per event of the worker and of its PostgreSQL backend (steadier than wall time on a "
+        "shared machine), WAL per event, cProfile, and EXPLAIN (ANALYZE, BUFFERS) of every "
+        "statement of one batch. Before and after the worker changes of issue 18, on the same "
+        "data: [docs/profiles/](profiles/README.md).",
+        "",
+    ]
     return lines
 
 

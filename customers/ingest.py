@@ -33,12 +33,13 @@ from django.db.models import Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from crm.db import batch_cursor
 from crm.models import Tenant
 from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
 
 from .events import Envelope, EventInvalid, event_type, parse_envelope, safe_text
-from .handlers import apply_handlers, update_activity_metrics
+from .handlers import apply_handlers, profile_changes, update_activity_metrics
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
 from .services import identity_resolve, profile_fields_from_hints
@@ -118,6 +119,9 @@ def _insert_entries(
     that are new (the others were already there)."""
     if not envelopes:
         return {}
+    # Django's cursor (client-side binding), not ``batch_cursor``: a NUL that got past the
+    # validation is refused by psycopg with a message that names it, which the rejection
+    # passes on to the producer.
     with connection.cursor() as cursor:
         cursor.execute(
             _INSERT_SQL,
@@ -260,7 +264,7 @@ def _json(value: Any) -> Any:
 
 def _claim(tenant: Tenant, entry_ids: Sequence[int]) -> list[Entry]:
     """Lock the rows still pending; rows processed or locked by another worker are skipped."""
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, [tenant.pk, list(entry_ids)])
         return [
             Entry(pk, source, event_id, type_, at, _json(identity), _json(payload))
@@ -296,7 +300,7 @@ def _count_first_attempt(tenant: Tenant, entry_ids: Sequence[int]) -> set[int]:
     """Count the first attempt of the rows never tried, in one statement committed on its
     own (autocommit: one round trip; before the work, like ``_count_attempt``); returns
     their ids. The rows tried before are left to the row-by-row path."""
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_COUNT_FRESH_SQL, [tenant.pk, list(entry_ids)])
         return {pk for (pk,) in cursor.fetchall()}
 
@@ -428,9 +432,12 @@ def _apply(tenant: Tenant, entries: list[Entry], now: datetime) -> list[Processe
     _insert_activities(tenant, people, now)
     _mark_processed(tenant, items, now)
     # Profile updates last: their row locks are held only until the commit that follows.
+    # One UPDATE writes what the handlers and the metrics decided (one row version each).
     fresh = [item for item in people if item.activity_new]
-    apply_handlers(tenant, fresh, now)
-    update_activity_metrics(tenant, fresh, now)
+    if fresh:
+        with profile_changes(tenant, fresh, now):
+            apply_handlers(tenant, fresh, now)
+            update_activity_metrics(tenant, fresh, now)
     return [
         ProcessedEvent(
             event_id=item.entry.event_id,
@@ -461,7 +468,7 @@ def _known_aliases(tenant: Tenant, pairs: Iterable[tuple[str, str]]) -> dict[tup
     pairs = list(set(pairs))
     if not pairs:
         return {}
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _ALIAS_SQL, [[kind for kind, _ in pairs], [value for _, value in pairs], tenant.pk]
         )
@@ -590,7 +597,7 @@ def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Ite
         aliases += [(kind, value, profile.pk, source) for (kind, value), source in pairs.items()]
     aliases.sort(key=lambda a: (a[0], a[1]))  # one insert order everywhere: no deadlocks
     _copy_profiles(profiles, now)
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _NEW_ALIAS_SQL,
             [
@@ -683,24 +690,26 @@ def _insert_activities(tenant: Tenant, items: list[Item], now: datetime) -> None
         )
     if not rows:
         return
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(_ACTIVITY_SQL, [tenant.pk, now, now, *map(list, zip(*rows, strict=True))])
         new = {row[0] for row in cursor.fetchall()}
     for item in items:
         item.activity_new = item.entry.event_id in new
 
 
+# ``s.id = ANY(...)`` besides the join: without it the planner, which cannot see inside the
+# unnest, hashed the whole tenant's sync log (a sequential scan that grew with the table).
 _DONE_SQL = f"""
     UPDATE "{SyncLogEntry._meta.db_table}" s
     SET status = 'PROCESSED', processed_at = %s, updated_at = %s,
         error = '', next_attempt_at = NULL, profile_id = d.profile_id
     FROM unnest(%s::bigint[], %s::uuid[]) AS d(id, profile_id)
-    WHERE s.id = d.id AND s.tenant_id = %s
+    WHERE s.id = d.id AND s.tenant_id = %s AND s.id = ANY(%s::bigint[])
 """  # noqa: S608
 
 
 def _mark_processed(tenant: Tenant, items: list[Item], now: datetime) -> None:
-    with connection.cursor() as cursor:
+    with batch_cursor() as cursor:
         cursor.execute(
             _DONE_SQL,
             [
@@ -709,6 +718,7 @@ def _mark_processed(tenant: Tenant, items: list[Item], now: datetime) -> None:
                 [item.entry.pk for item in items],
                 [item.profile_id for item in items],
                 tenant.pk,
+                [item.entry.pk for item in items],
             ],
         )
 
