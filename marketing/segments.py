@@ -240,6 +240,7 @@ _ENTERED_SQL = f"""
             SELECT 1 FROM "{M}" m
             WHERE m.tenant_id = %s AND m.segment_id = %s AND m.customer_id = s.id
         )
+        ORDER BY s.id
         RETURNING customer_id
     )
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
@@ -334,21 +335,25 @@ def _refresh_base(locked: Segment, tenant: Tenant, group: rules.Group) -> dict |
     return state
 
 
+def first_refresh_sql(people_sql: str) -> str:
+    """Everyone ``people_sql`` selects enters an empty segment, recorded ENTERED, in one
+    statement. Parameters: tenant, segment, now, now, the query's, tenant, segment, now,
+    now."""
+    return f"""WITH came AS (
+        INSERT INTO "{M}" (tenant_id, segment_id, customer_id, created_at, updated_at)
+        SELECT %s, %s, q.id, %s, %s FROM ({people_sql}) q
+        RETURNING customer_id
+    )
+    INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
+    SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came"""  # noqa: S608
+
+
 def _full_refresh(cursor, tenant: Tenant, locked: Segment, sql: str, params, now) -> tuple:
     ids = [tenant.pk, locked.pk]
     has_members = SegmentMembership.objects.filter(tenant=tenant, segment=locked).exists()
     if not has_members:
         # Nobody to compare with: every match enters, in one statement.
-        cursor.execute(
-            f"""WITH came AS (
-                INSERT INTO "{M}" (tenant_id, segment_id, customer_id, created_at, updated_at)
-                SELECT %s, %s, q.id, %s, %s FROM ({sql}) q
-                RETURNING customer_id
-            )
-            INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
-            SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came""",  # noqa: S608
-            [*ids, now, now, *params, *ids, now, now],
-        )
+        cursor.execute(first_refresh_sql(sql), [*ids, now, now, *params, *ids, now, now])
         return cursor.rowcount, cursor.rowcount, 0
     cursor.execute("DROP TABLE IF EXISTS seg_match")
     cursor.execute("CREATE TEMP TABLE seg_match (id uuid PRIMARY KEY) ON COMMIT DROP")
@@ -389,7 +394,11 @@ def _incremental_refresh(
     cursor.execute("ANALYZE seg_dirty")
     dirty = RawSQL("SELECT id FROM seg_dirty", [])
     sql, params = (
-        matching(tenant, group, now).filter(pk__in=dirty).values("id").query.sql_with_params()
+        matching(tenant, group, now)
+        .filter(pk__in=dirty)
+        .values("id")
+        .order_by()
+        .query.sql_with_params()
     )
     cursor.execute("DROP TABLE IF EXISTS seg_match")
     cursor.execute("CREATE TEMP TABLE seg_match (id uuid PRIMARY KEY) ON COMMIT DROP")
@@ -457,7 +466,14 @@ def segment_refresh(
                     )
                     members = _count(tenant, locked)
                 else:
-                    sql, params = matching(tenant, group, now).values("id").query.sql_with_params()
+                    # In customer order: the membership and history indexes keyed by customer
+                    # are then written in order (about twice as fast on a million people as
+                    # the table's order); a sort that size needs more than the default
+                    # work_mem, and JIT compiling costs more than it saves here.
+                    cursor.execute("SET LOCAL work_mem = '64MB'")
+                    cursor.execute("SET LOCAL jit = off")
+                    people = matching(tenant, group, now).values("id").order_by("id")
+                    sql, params = people.query.sql_with_params()
                     members, entered, left = _full_refresh(cursor, tenant, locked, sql, params, now)
         else:
             members = _count(tenant, locked)
