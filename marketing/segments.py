@@ -459,6 +459,8 @@ def segment_refresh(
                     "xid": xid,
                     "now": now.isoformat(),
                 }
+                if base is not None and xid <= base["xid"]:
+                    base = None  # transaction ids went back (a restored dump): start over
                 if base is not None:
                     incremental = True
                     entered, left, checked = _incremental_refresh(
