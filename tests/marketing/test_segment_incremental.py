@@ -256,3 +256,21 @@ def test_rules_on_other_tables_and_changed_rules_refresh_in_full():
     assert not redone.incremental
     expected = {p.pk for p in people if p.handicap_index < 18}
     assert _members(segment) == expected
+
+
+def test_a_state_from_another_cluster_starts_over_in_full():
+    tenant = TenantFactory(slug="incr-restored")
+    people = _population(tenant, 30, seed=8)
+    criteria = {"combinator": "AND", "rules": [RULES["number"]]}
+    segment = segment_create(tenant=tenant, data={"name": "Restored", "criteria": criteria})
+    segment_refresh(segment=segment)
+    # As after a dump restored into a new cluster: the saved transaction ids are ahead.
+    segment.refresh_from_db()
+    state = segment.refresh_state
+    far = 10**12
+    segment.refresh_state = {**state, "xid": far, "xmin": far, "snapshot": f"{far}:{far}:"}
+    segment.save(update_fields=["refresh_state"])
+    CustomerProfile.objects.filter(pk=people[0].pk).update(handicap_index=1)
+    redone = segment_refresh(segment=segment)
+    assert not redone.incremental
+    assert people[0].pk in _members(segment)
