@@ -267,6 +267,24 @@ def _segments(results: dict) -> list[str]:
         f"{preview['runs']} runs |",
         "",
     ]
+    before = results.get("before")
+    if before:
+        old, rerun, loaded = (
+            before["recorded_2026_11_25"],
+            before["rerun_issue_18"],
+            before["old_code_loaded_machine"],
+        )
+        lines += [
+            "Before the incremental refresh (every refresh matched the whole tenant into a "
+            "temporary table and diffed it): first refresh "
+            f"{old['first_refresh_s']} s and 1% refresh {old['one_percent_refresh_s']} s "
+            f"recorded on a quiet machine ({rerun['first_refresh_s']} s and "
+            f"{rerun['one_percent_refresh_s']} s on a rerun); the old code on the loaded "
+            f"machine this run was recorded on: {loaded['first_refresh_s']} s, "
+            f"{loaded['one_percent_refresh_s']} s, and {loaded['unchanged_refresh_s']} s with "
+            "nothing changed (one run each, not under the bench lock).",
+            "",
+        ]
     if naive:
         lines += [
             "### Side by side with the naive design (same data, same run)",
