@@ -29,6 +29,7 @@ class MarketingConfig(AppConfig):
             export_interactions,
             export_memberships,
             export_messages,
+            export_profile_changes,
             export_segment_changes,
             move_memberships,
             move_messages,
@@ -52,6 +53,12 @@ class MarketingConfig(AppConfig):
             title="Segments entered and left",
             rows=export_segment_changes,
             covers=["marketing.SegmentChange"],
+        )
+        register_export_section(
+            "segment_bookkeeping",
+            title="Last change to your profile (a transaction number, for segment refreshes)",
+            rows=export_profile_changes,
+            covers=["marketing.ProfileChange"],
         )
         register_export_section(
             "messages", title="Messages", rows=export_messages, covers=["marketing.Message"]

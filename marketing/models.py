@@ -11,7 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from crm.tenancy import TenantOwnedModel
+from crm.tenancy import TenantManager, TenantOwnedModel
 from customers.models import Channel
 
 
@@ -86,6 +86,11 @@ class Segment(TenantOwnedModel):
     next_refresh_at = models.DateTimeField(null=True, blank=True)
     messaging_segment_id = models.CharField(max_length=64, blank=True, default="")
     messaging_synced_at = models.DateTimeField(null=True, blank=True)
+    # What the last refresh of a dynamic segment saw, for the next one to be incremental:
+    # {"fingerprint": criteria/type/timezone hash, "snapshot": pg_current_snapshot() taken
+    # before the rules ran, its "xmin", "xid": the refresh's own transaction, "now": the
+    # refresh's clock}. Empty: the next refresh is full.
+    refresh_state = models.JSONField(default=dict, blank=True, editable=False)
     created_by = _created_by()
     created_by_label = _created_by_label()
 
@@ -133,6 +138,40 @@ class SegmentMembership(TenantOwnedModel):
         indexes = [
             models.Index(fields=["tenant", "customer"], name="membership_customer_idx"),
         ]
+
+
+class ProfileChange(models.Model):
+    """The last transaction that wrote each profile (``xid``: its 64-bit id,
+    ``pg_current_xact_id()``), kept by a statement trigger on the profile table (migration
+    0010), so every writer counts: the event pipeline's set-wise updates, merges, imports,
+    scores, the admin. An incremental segment refresh re-evaluates exactly the profiles whose
+    ``xid`` its previous snapshot could not see. One row per profile (an upsert), no FK
+    constraints (the trigger stays cheap, and deletes of profiles are not held up)."""
+
+    pk = models.CompositePrimaryKey("tenant", "customer")
+    tenant = models.ForeignKey(
+        "crm.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    customer = models.ForeignKey(
+        "customers.CustomerProfile",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    xid = models.BigIntegerField()
+
+    objects = TenantManager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "xid"], name="profilechange_xid_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} written by transaction {self.xid}"
 
 
 class ChangeKind(models.TextChoices):
