@@ -59,8 +59,8 @@ KEY_CONFIDENCE_SQL = (
     "CASE WHEN a.kind = 'external' AND a.value LIKE 'mca\\_v1\\_%%' THEN 100 "
     "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
 )
-TEMP_TABLES = ("bf_keys", "bf_shared", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
-               "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
+TEMP_TABLES = ("bf_keys", "bf_shared", "bf_groups", "bf_match", "bf_changed", "bf_pairs",
+               "bf_people", "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
                "bf_known_pairs")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
