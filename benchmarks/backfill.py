@@ -11,8 +11,9 @@ figure is the import's alone. Steps:
    streamed; a dry run stages and plans everything, only the load's SQL is skipped);
 4. duplicate quality on the labelled set of ``benchmarks/backfill_duplicates.py``.
 
-The suite empties its bench database's tenants first (``TRUNCATE crm_tenant CASCADE``): the
-database is the suite's own (``--database``).
+The suite empties its bench database's tenants first (``TRUNCATE crm_tenant,
+backfill_importrow CASCADE``: the staged rows have no foreign-key constraint): the database
+is the suite's own (``--database``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     log(f"exports of {small:,} and {members:,} member records (generated once, then cached)")
     small_path, path = za_export(small), za_export(members)
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE crm_tenant CASCADE")
+        cursor.execute("TRUNCATE crm_tenant, backfill_importrow CASCADE")
     stamp = time.strftime("%H%M%S")
     _tenant(f"bf-small-{stamp}")
     _tenant(f"bf-{stamp}")
