@@ -96,26 +96,31 @@ def _fetch(sql: str, params: Any = ()) -> list[tuple]:
 # ----------------------------------------------------------------------------- staging
 
 
-def _reject_repeats(run: ImportRun, file: str, key_sql: str, reason: str) -> None:
+def _reject_repeats(run: ImportRun, file: str, key: tuple[str, ...], reason: str) -> None:
+    """Every row of a key but its first is rejected. One hash aggregate finds the keys seen
+    twice (no sort of the whole file), and only their rows are updated."""
+    cols = ", ".join(key)
+    match = " AND ".join(f"r.{c} = d.{c}" for c in key)
     _exec(
         f"""
         UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
             reason = %s || ' (first on line ' || d.first_line || ')'
-        FROM (SELECT id, row_number() OVER w AS n, first_value(line) OVER w AS first_line
-              FROM "{ROWS}" WHERE run_id = %s AND file = %s AND NOT rejected
-              WINDOW w AS (PARTITION BY {key_sql} ORDER BY line)) d
-        WHERE r.id = d.id AND d.n > 1
+        FROM (SELECT {cols}, min(line) AS first_line FROM "{ROWS}"
+              WHERE run_id = %s AND file = %s AND NOT rejected
+              GROUP BY {cols} HAVING count(*) > 1) d
+        WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected AND {match}
+          AND r.line > d.first_line
         """,  # noqa: S608
-        [RowOutcome.REJECTED, reason, run.pk, file],
+        [RowOutcome.REJECTED, reason, run.pk, file, run.pk, file],
     )
 
 
 def stage_checks(*, run: ImportRun) -> None:
     """Faults across rows: a member key twice, a transaction Reference twice, the same round
     twice, a round or transaction of a member not in members.csv (or whose row was rejected)."""
-    _reject_repeats(run, MEMBERS, "club_code, member_no", "ClubCode and MemberNo twice")
-    _reject_repeats(run, TRANSACTIONS, "source_event_id", "same Reference twice")
-    _reject_repeats(run, ROUNDS, "source_event_id", "the same round twice")
+    _reject_repeats(run, MEMBERS, ("club_code", "member_no"), "ClubCode and MemberNo twice")
+    _reject_repeats(run, TRANSACTIONS, ("source_event_id",), "same Reference twice")
+    _reject_repeats(run, ROUNDS, ("source_event_id",), "the same round twice")
     # One hash join of the history rows with the member keys (their state: loaded or not).
     _exec(
         f"""

@@ -70,6 +70,9 @@ STAGE_CHUNK = 5000  # input rows per chunk given to a staging process
 # Staging processes for the transforms (the CPU-bound part of staging).
 STAGING_PROCESSES = min(4, os.cpu_count() or 1)
 PROGRESS_TTL = 2 * 3600
+# Memory of each sort and hash of the staging and load transactions (their aggregates and
+# joins run over every row of the run: spilled to disk at the default 4 MB).
+WORK_MEM = "128MB"
 
 
 def progress_key(run_id: Any) -> str:
@@ -311,6 +314,7 @@ def run_stage(*, run: ImportRun, export: Export, progress: Progress = _no_progre
         pool = _staging_pool()
         try:
             with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('work_mem', %s, true)", [WORK_MEM])
                 for kind in FILE_KINDS:
                     if kind not in export.names:
                         continue
@@ -370,6 +374,7 @@ def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress 
             cursor.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"backfill:{run.tenant_id}"]
             )
+            cursor.execute("SELECT set_config('work_mem', %s, true)", [WORK_MEM])
         locked.status = RunStatus.LOADING
         timed = _PhaseTimer(progress)
         timed("planning", 0, None)
