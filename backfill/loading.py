@@ -241,11 +241,13 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     progress("planning", 0, None)
     merged = _auto_merge(run)
     if merged:
-        # People joined: their values, matches and duplicates are computed again.
-        _exec("DROP TABLE bf_groups, bf_match, bf_pairs, bf_people, bf_blocks")
-        _groups_build(run)
+        # People joined: their values and matches are computed again (for the merged
+        # groups only: every other person's row is a function of its own records), then the
+        # pairs are scored again over everyone.
+        _exec("DROP TABLE bf_pairs")
+        _groups_build(run, merged=True)
         progress("duplicates", 0, None)
-        pairs = duplicates.pairs_find(run=run)
+        pairs = duplicates.pairs_find(run=run, merged=True)
         progress("planning", 0, None)
     progress("duplicates", 0, None)
     known = duplicates.known_pairs_find(run=run)
@@ -286,13 +288,13 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     return {"duplicate_pairs": pairs, "merged_automatically": merged, "like_existing": known}
 
 
-def _groups_build(run: ImportRun) -> None:
+def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     """``bf_groups`` (one row per person: their best values, profile, new or not) and
-    ``bf_match`` (the existing profiles their keys found)."""
+    ``bf_match`` (the existing profiles their keys found). ``merged``: after the automatic
+    merges, only the groups in ``bf_roots`` are computed again (the others are unchanged)."""
     rep = ", ".join(f"'{f}', b.{f}" for f in _REP_FIELDS)
-    _exec(
-        f"""
-        CREATE TEMP TABLE bf_groups ON COMMIT DROP AS
+    only = "WHERE grp IN (SELECT root FROM bf_roots)" if merged else ""
+    people = f"""
         SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
             NULL::uuid AS profile_id, false AS is_new, '{{}}'::jsonb AS ext
         FROM (
@@ -307,30 +309,48 @@ def _groups_build(run: ImportRun) -> None:
                 bool_or(status IN ('A', 'S')) AS member,
                 {_consent_agg("email_opt_in")} AS email_opt,
                 {_consent_agg("sms_opt_in")} AS sms_opt
-            FROM bf_members GROUP BY grp) a
-        JOIN bf_members b ON b.id = a.rep_id;
-        CREATE UNIQUE INDEX ON bf_groups (grp);
-        UPDATE bf_groups g SET ext = e.ext FROM (
-            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
-                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
-            FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
-            WHERE k.kind = 'external' GROUP BY r.grp) e
-        WHERE g.grp = e.grp;
-        ANALYZE bf_groups;
-        CREATE TEMP TABLE bf_match ON COMMIT DROP AS
+            FROM bf_members {only} GROUP BY grp) a
+        JOIN bf_members b ON b.id = a.rep_id
+    """  # noqa: S608
+    match = f"""
         SELECT r.grp, a.profile_id, max({KEY_CONFIDENCE_SQL}) AS confidence, count(*) AS keys,
                min(p.created_at) AS created, string_agg(DISTINCT a.kind, ', ') AS kinds
         FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
         JOIN "{ALIAS}" a ON a.tenant_id = %s AND a.kind = k.kind AND a.value = k.value
         JOIN "{PROFILE}" p ON p.id = a.profile_id AND p.status IN ({LIVE})
              AND p.deleted_at IS NULL
-        GROUP BY r.grp, a.profile_id;
+        {only.replace("grp", "r.grp")}
+        GROUP BY r.grp, a.profile_id
+    """  # noqa: S608
+    if merged:
+        tables = f"""
+        DELETE FROM bf_groups WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_groups {people};
+        DELETE FROM bf_match WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_match {match};
+        """  # noqa: S608
+    else:
+        tables = f"""
+        CREATE TEMP TABLE bf_groups ON COMMIT DROP AS {people};
+        CREATE UNIQUE INDEX ON bf_groups (grp);
+        CREATE TEMP TABLE bf_match ON COMMIT DROP AS {match};
+        """
+    _exec(
+        f"""
+        {tables}
+        UPDATE bf_groups g SET ext = e.ext FROM (
+            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
+                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
+            FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
+            WHERE k.kind = 'external' {only.replace("WHERE", "AND")} GROUP BY r.grp) e
+        WHERE g.grp = e.grp;
         UPDATE bf_groups g SET profile_id = c.profile_id FROM (
-            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match
+            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match {only}
             ORDER BY grp, confidence DESC, keys DESC, created, profile_id) c
         WHERE g.grp = c.grp;
         UPDATE bf_groups SET profile_id = gen_random_uuid(), is_new = true
         WHERE profile_id IS NULL;
+        ANALYZE bf_groups;
         """,  # noqa: S608
         [run.tenant_id],
     )
