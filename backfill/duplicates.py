@@ -68,11 +68,13 @@ NICKNAMES: dict[str, str] = {
 }  # fmt: skip
 
 
-def _people_sql() -> str:
+_PEOPLE_COLUMNS = "grp, fn, kn, ln, dob, dob_sig, gender, postal, town, email_local, phone7"
+
+
+def _people_select(only: str = "") -> str:
     # Person features from bf_groups (planning's temporary table of people).
     first = "lower(COALESCE(g.first_name, ''))"
     return f"""
-        CREATE TEMP TABLE bf_people ON COMMIT DROP AS
         SELECT g.grp,
             COALESCE(n.full_name, {first}) AS fn,
             COALESCE(nk.full_name, lower(COALESCE(g.rep->>'known_as', ''))) AS kn,
@@ -88,7 +90,14 @@ def _people_sql() -> str:
         FROM bf_groups g
         LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
         LEFT JOIN unnest(%s::text[], %s::text[]) AS nk(short, full_name)
-             ON nk.short = lower(COALESCE(g.rep->>'known_as', ''));
+             ON nk.short = lower(COALESCE(g.rep->>'known_as', ''))
+        {only}
+    """  # noqa: S608
+
+
+def _people_sql() -> str:
+    return f"""
+        CREATE TEMP TABLE bf_people ON COMMIT DROP AS {_people_select()};
         CREATE UNIQUE INDEX ON bf_people (grp);
         -- Double Metaphone once per person, not once per compared pair.
         ALTER TABLE bf_people ADD COLUMN fn_dm text, ADD COLUMN kn_dm text,
@@ -98,9 +107,27 @@ def _people_sql() -> str:
     """  # noqa: S608
 
 
-_BLOCKS_SQL = """
-    CREATE TEMP TABLE bf_blocks ON COMMIT DROP AS
-    SELECT grp, key FROM bf_people, LATERAL (VALUES
+# After the automatic merges: the people of the merged groups (``bf_roots``) again, the
+# others kept as they are (a person's features and blocks depend on their own records only).
+_MERGED = "g.grp IN (SELECT root FROM bf_roots)"
+
+
+def _people_merged_sql() -> str:
+    return f"""
+        DELETE FROM bf_people WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_people ({_PEOPLE_COLUMNS}) {_people_select("WHERE " + _MERGED)};
+        UPDATE bf_people g SET fn_dm = dmetaphone(fn), kn_dm = dmetaphone(kn),
+            ln_dm = dmetaphone(ln)
+        WHERE {_MERGED};
+        DELETE FROM bf_blocks WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_blocks (grp, key) {_BLOCKS_SELECT.format(only="AND " + _MERGED)};
+        ANALYZE bf_people;
+        ANALYZE bf_blocks;
+    """  # noqa: S608
+
+
+_BLOCKS_SELECT = """
+    SELECT grp, key FROM bf_people g, LATERAL (VALUES
         ('d:' || dob || ':' || left(fn, 1)),
         ('d:' || dob || ':' || left(ln, 1)),
         ('d:' || dob || ':' || left(kn, 1)),
@@ -109,7 +136,10 @@ _BLOCKS_SQL = """
         ('t:' || dob_sig || ':' || left(ln, 1)),
         ('k:' || left(ln, 3) || ':' || left(kn, 1))
     ) AS b(key) WHERE key IS NOT NULL AND key NOT IN ('n::', 'k::', 's:|')
-      AND key NOT LIKE 'd:%:';
+      AND key NOT LIKE 'd:%%:' {only}
+"""
+_BLOCKS_SQL = f"""
+    CREATE TEMP TABLE bf_blocks ON COMMIT DROP AS {_BLOCKS_SELECT.format(only="")};
     CREATE INDEX ON bf_blocks (key);
     ANALYZE bf_blocks;
 """
@@ -188,13 +218,17 @@ def _within_run_sql(prune: bool) -> str:
     return _pairs_table("bf_pairs", candidates, "bf_people b ON b.grp = c.grp_b")
 
 
-def pairs_find(*, run: ImportRun, threshold: float = THRESHOLD) -> int:
+def pairs_find(*, run: ImportRun, threshold: float = THRESHOLD, merged: bool = False) -> int:
     """Build ``bf_pairs`` (grp_a < grp_b, score, evidence) from planning's ``bf_groups``, in
-    the caller's transaction; returns the number of pairs."""
+    the caller's transaction; returns the number of pairs. ``merged``: again after the
+    automatic merges (``bf_people`` and ``bf_blocks`` kept, the merged groups' rows redone)."""
     shorts, fulls = list(NICKNAMES), list(NICKNAMES.values())
     with connection.cursor() as cursor:
-        cursor.execute(_people_sql(), [shorts, fulls, shorts, fulls])
-        cursor.execute(_BLOCKS_SQL)
+        if merged:
+            cursor.execute(_people_merged_sql(), [shorts, fulls, shorts, fulls])
+        else:
+            cursor.execute(_people_sql(), [shorts, fulls, shorts, fulls])
+            cursor.execute(_BLOCKS_SQL.replace("%%", "%"))
         prune = threshold > WEIGHTS["name"] + WEIGHTS["other"]
         cursor.execute(_within_run_sql(prune), [threshold])
         return cursor.rowcount

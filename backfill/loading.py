@@ -59,8 +59,8 @@ KEY_CONFIDENCE_SQL = (
     "CASE WHEN a.kind = 'external' AND a.value LIKE 'mca\\_v1\\_%%' THEN 100 "
     "WHEN a.kind = 'email' THEN 95 WHEN a.kind = 'phone' THEN 85 ELSE 80 END"
 )
-TEMP_TABLES = ("bf_keys", "bf_groups", "bf_match", "bf_changed", "bf_pairs", "bf_people",
-               "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
+TEMP_TABLES = ("bf_keys", "bf_shared", "bf_groups", "bf_match", "bf_changed", "bf_pairs",
+               "bf_people", "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
                "bf_known_pairs")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
@@ -96,26 +96,31 @@ def _fetch(sql: str, params: Any = ()) -> list[tuple]:
 # ----------------------------------------------------------------------------- staging
 
 
-def _reject_repeats(run: ImportRun, file: str, key_sql: str, reason: str) -> None:
+def _reject_repeats(run: ImportRun, file: str, key: tuple[str, ...], reason: str) -> None:
+    """Every row of a key but its first is rejected. One hash aggregate finds the keys seen
+    twice (no sort of the whole file), and only their rows are updated."""
+    cols = ", ".join(key)
+    match = " AND ".join(f"r.{c} = d.{c}" for c in key)
     _exec(
         f"""
         UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
             reason = %s || ' (first on line ' || d.first_line || ')'
-        FROM (SELECT id, row_number() OVER w AS n, first_value(line) OVER w AS first_line
-              FROM "{ROWS}" WHERE run_id = %s AND file = %s AND NOT rejected
-              WINDOW w AS (PARTITION BY {key_sql} ORDER BY line)) d
-        WHERE r.id = d.id AND d.n > 1
+        FROM (SELECT {cols}, min(line) AS first_line FROM "{ROWS}"
+              WHERE run_id = %s AND file = %s AND NOT rejected
+              GROUP BY {cols} HAVING count(*) > 1) d
+        WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected AND {match}
+          AND r.line > d.first_line
         """,  # noqa: S608
-        [RowOutcome.REJECTED, reason, run.pk, file],
+        [RowOutcome.REJECTED, reason, run.pk, file, run.pk, file],
     )
 
 
 def stage_checks(*, run: ImportRun) -> None:
     """Faults across rows: a member key twice, a transaction Reference twice, the same round
     twice, a round or transaction of a member not in members.csv (or whose row was rejected)."""
-    _reject_repeats(run, MEMBERS, "club_code, member_no", "ClubCode and MemberNo twice")
-    _reject_repeats(run, TRANSACTIONS, "source_event_id", "same Reference twice")
-    _reject_repeats(run, ROUNDS, "source_event_id", "the same round twice")
+    _reject_repeats(run, MEMBERS, ("club_code", "member_no"), "ClubCode and MemberNo twice")
+    _reject_repeats(run, TRANSACTIONS, ("source_event_id",), "same Reference twice")
+    _reject_repeats(run, ROUNDS, ("source_event_id",), "the same round twice")
     # One hash join of the history rows with the member keys (their state: loaded or not).
     _exec(
         f"""
@@ -138,20 +143,28 @@ def stage_checks(*, run: ImportRun) -> None:
 
 # ----------------------------------------------------------------------------- plan
 
-_REP_ORDER = "(data->>'status' IN ('A', 'S')) DESC, data->>'join_date' DESC NULLS LAST, id DESC"
+_REP_ORDER = "(status IN ('A', 'S')) DESC, join_date DESC NULLS LAST, id DESC"
+
+# The member fields planning reads, typed, extracted once from ``data`` (``bf_members``).
+_MEMBER_FIELDS = (
+    "email text, phone text, national_id text, first_name text, last_name text, dob date, "
+    "last_visit timestamptz, status text, join_date date, email_opt_in boolean, "
+    "sms_opt_in boolean, club text, category text, handicap text, known_as text, "
+    "gender text, postal text, town text"
+)
+# What the best record gives the person (``bf_groups.rep``, read as ``g.rep->>'x'``).
+_REP_FIELDS = ("status", "category", "join_date", "handicap", "club", "known_as", "gender",
+               "postal", "town")  # fmt: skip
 
 
 def _first(expr: str) -> str:
-    """The first non-null value of ``expr`` in the group, best row first."""
-    return f"(array_agg({expr} ORDER BY {_REP_ORDER}) FILTER (WHERE {expr} IS NOT NULL))[1]"
+    """The first non-null value of ``expr`` in the group, best row first (``ord``)."""
+    return f"(array_agg({expr} ORDER BY ord) FILTER (WHERE {expr} IS NOT NULL))[1]"
 
 
 def _consent_agg(column: str) -> str:
     # A refusal anywhere in the person's records stands; else a consent; else never asked.
-    return (
-        f"CASE WHEN bool_or(data->>'{column}' = 'false') THEN false "
-        f"WHEN bool_or(data->>'{column}' = 'true') THEN true END"
-    )
+    return f"CASE WHEN bool_or({column} = false) THEN false WHEN bool_or({column}) THEN true END"
 
 
 def _silent(phase: str, done: int, total: int | None) -> None:
@@ -161,54 +174,80 @@ def _silent(phase: str, done: int, total: int | None) -> None:
 def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict[str, int]:
     """Group member rows into people, match them to existing profiles, find likely
     duplicates, and set every row's outcome and profile. Writes only the run's rows and
-    temporary tables (dropped at commit)."""
+    temporary tables (dropped at commit).
+
+    The work is done on ``bf_members``, a narrow temporary table of the run's loadable
+    member rows with their fields typed (one scan of the staged rows): grouping, auto-merges
+    and outcomes update it (no WAL, no index of the staging table to keep), and the staged
+    rows are written once, at the end (group, profile, outcome, reason)."""
     region = run.region.lower()
     # Dropped at commit; dropped here too for a second plan in one transaction (tests).
-    _exec(f"DROP TABLE IF EXISTS {', '.join(TEMP_TABLES)}")
-    _exec(
-        f'UPDATE "{ROWS}" SET grp = id, profile_id = NULL, '  # noqa: S608
-        "outcome = '' WHERE run_id = %s AND file = %s AND NOT rejected",
-        [run.pk, MEMBERS],
-    )
+    _exec(f"DROP TABLE IF EXISTS bf_members, {', '.join(TEMP_TABLES)}")
     _exec(
         f"""
+        CREATE TEMP TABLE bf_members ON COMMIT DROP AS
+        SELECT r.id, r.id AS grp, r.line, r.club_code, r.member_no, r.reason,
+            ''::text AS merge_note, NULL::uuid AS profile_id, ''::text AS outcome, d.*,
+            row_number() OVER (ORDER BY (d.status IN ('A', 'S')) DESC,
+                d.join_date DESC NULLS LAST, r.id DESC) AS ord
+        FROM "{ROWS}" r, jsonb_to_record(r.data) AS d({_MEMBER_FIELDS})
+        WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected;
+        UPDATE bf_members SET first_name = NULLIF(first_name, ''),
+            last_name = NULLIF(last_name, '')
+        WHERE first_name = '' OR last_name = '';
+        CREATE UNIQUE INDEX ON bf_members (id);
+        ANALYZE bf_members;
         CREATE TEMP TABLE bf_keys ON COMMIT DROP AS
-        SELECT r.id AS row_id, k.kind, k.value FROM "{ROWS}" r, LATERAL (VALUES
-            ('external', 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no),
-            ('email', r.data->>'email'),
-            ('phone', r.data->>'phone'),
-            ('external', %s || ':' || (r.data->>'national_id'))
+        SELECT m.id AS row_id, k.kind, k.value FROM bf_members m, LATERAL (VALUES
+            ('external', 'mca_v1_' || %s || '_' || lower(m.club_code) || ':' || m.member_no),
+            ('email', m.email),
+            ('phone', m.phone),
+            ('external', %s || ':' || m.national_id)
         ) AS k(kind, value)
-        WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected AND k.value IS NOT NULL;
+        WHERE k.value IS NOT NULL;
         CREATE INDEX ON bf_keys (kind, value);
         CREATE INDEX ON bf_keys (row_id);
         ANALYZE bf_keys;
         """,  # noqa: S608
-        [region, NATIONAL_SYSTEM[run.region], run.pk, MEMBERS],
+        [run.pk, MEMBERS, region, NATIONAL_SYSTEM[run.region]],
     )
     # Connected components: every row takes the smallest group of a row sharing a key, until
     # nothing moves (as many rounds as the longest chain of shared keys, usually 2 or 3).
+    # Only keys held by two rows or more can join anything.
+    _exec(
+        """
+        CREATE TEMP TABLE bf_shared ON COMMIT DROP AS
+        SELECT k.row_id, k.kind, k.value FROM bf_keys k
+        JOIN (SELECT kind, value FROM bf_keys GROUP BY kind, value HAVING count(*) > 1) s
+          ON s.kind = k.kind AND s.value = k.value;
+        CREATE INDEX ON bf_shared (kind, value);
+        ANALYZE bf_shared;
+        """
+    )
     while _exec(
-        f"""
+        """
         WITH m AS (
-            SELECT k1.row_id, min(r2.grp) AS g FROM bf_keys k1
-            JOIN bf_keys k2 ON k2.kind = k1.kind AND k2.value = k1.value
-            JOIN "{ROWS}" r2 ON r2.id = k2.row_id GROUP BY k1.row_id)
-        UPDATE "{ROWS}" r SET grp = m.g FROM m WHERE r.id = m.row_id AND m.g < r.grp
-        """  # noqa: S608
+            SELECT k1.row_id, min(r2.grp) AS g FROM bf_shared k1
+            JOIN bf_shared k2 ON k2.kind = k1.kind AND k2.value = k1.value
+            JOIN bf_members r2 ON r2.id = k2.row_id GROUP BY k1.row_id)
+        UPDATE bf_members r SET grp = m.g FROM m WHERE r.id = m.row_id AND m.g < r.grp
+        """
     ):
         pass
+    _exec("CREATE INDEX ON bf_members (grp)")
     _groups_build(run)
     progress("duplicates", 0, None)
     pairs = duplicates.pairs_find(run=run)
     progress("planning", 0, None)
     merged = _auto_merge(run)
     if merged:
-        # People joined: their values, matches and duplicates are computed again.
-        _exec("DROP TABLE bf_groups, bf_match, bf_pairs, bf_people, bf_blocks")
-        _groups_build(run)
+        # People joined: their values and matches are computed again (for the merged
+        # groups only: every other person's row is a function of its own records), then the
+        # pairs are scored again over everyone.
+        _exec("DROP TABLE bf_pairs")
+        _groups_build(run, merged=True)
         progress("duplicates", 0, None)
-        pairs = duplicates.pairs_find(run=run)
+        pairs = duplicates.pairs_find(run=run, merged=True)
         progress("planning", 0, None)
     progress("duplicates", 0, None)
     known = duplicates.known_pairs_find(run=run)
@@ -218,7 +257,7 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
     _exec(
         f"""
-        UPDATE "{ROWS}" r SET profile_id = g.profile_id, outcome = CASE
+        UPDATE bf_members r SET profile_id = g.profile_id, outcome = CASE
             WHEN g.is_new AND r.id = g.first_row AND (
                 EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
                 OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
@@ -229,60 +268,91 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
                 AND a.value = 'mca_v1_' || %s || '_' || lower(r.club_code) || ':' || r.member_no)
                 THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
             ELSE %s END
-        FROM bf_groups g WHERE r.run_id = %s AND r.file = %s AND r.grp = g.grp
+        FROM bf_groups g WHERE r.grp = g.grp
         """,  # noqa: S608
         [
             RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
-            region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED, run.pk, MEMBERS,
+            region, RowOutcome.UPDATED, RowOutcome.UNCHANGED, RowOutcome.JOINED,
         ],
     )  # fmt: skip
+    # The staged rows, written once: group, profile, outcome, and the auto-merge's note.
+    _exec(
+        f"""
+        UPDATE "{ROWS}" r SET grp = m.grp, profile_id = m.profile_id, outcome = m.outcome,
+            reason = CASE WHEN m.merge_note = '' THEN m.reason
+                ELSE concat_ws('; ', NULLIF(m.reason, ''), m.merge_note) END
+        FROM bf_members m WHERE r.id = m.id AND r.run_id = %s
+        """,  # noqa: S608
+        [run.pk],
+    )
     return {"duplicate_pairs": pairs, "merged_automatically": merged, "like_existing": known}
 
 
-def _groups_build(run: ImportRun) -> None:
+def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     """``bf_groups`` (one row per person: their best values, profile, new or not) and
-    ``bf_match`` (the existing profiles their keys found)."""
-    _exec(
-        f"""
-        CREATE TEMP TABLE bf_groups ON COMMIT DROP AS
-        SELECT grp, min(id) AS first_row,
-            (array_agg(data ORDER BY {_REP_ORDER}))[1] AS rep,
-            {_first("data->>'email'")} AS email,
-            {_first("data->>'phone'")} AS phone,
-            {_first("NULLIF(data->>'first_name', '')")} AS first_name,
-            {_first("NULLIF(data->>'last_name', '')")} AS last_name,
-            {_first("(data->>'dob')::date")} AS dob,
-            max((data->>'last_visit')::timestamptz) AS last_visit,
-            bool_or(data->>'status' = 'D') AS deceased,
-            bool_or(data->>'status' IN ('A', 'S')) AS member,
-            {_consent_agg("email_opt_in")} AS email_opt,
-            {_consent_agg("sms_opt_in")} AS sms_opt,
+    ``bf_match`` (the existing profiles their keys found). ``merged``: after the automatic
+    merges, only the groups in ``bf_roots`` are computed again (the others are unchanged)."""
+    rep = ", ".join(f"'{f}', b.{f}" for f in _REP_FIELDS)
+    only = "WHERE grp IN (SELECT root FROM bf_roots)" if merged else ""
+    people = f"""
+        SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
             NULL::uuid AS profile_id, false AS is_new, '{{}}'::jsonb AS ext
-        FROM "{ROWS}" WHERE run_id = %s AND file = %s AND NOT rejected GROUP BY grp;
-        CREATE UNIQUE INDEX ON bf_groups (grp);
-        UPDATE bf_groups g SET ext = e.ext FROM (
-            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
-                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
-            FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
-            WHERE k.kind = 'external' GROUP BY r.grp) e
-        WHERE g.grp = e.grp;
-        ANALYZE bf_groups;
-        CREATE TEMP TABLE bf_match ON COMMIT DROP AS
+        FROM (
+            SELECT grp, min(id) AS first_row, (array_agg(id ORDER BY ord))[1] AS rep_id,
+                {_first("email")} AS email,
+                {_first("phone")} AS phone,
+                {_first("first_name")} AS first_name,
+                {_first("last_name")} AS last_name,
+                {_first("dob")} AS dob,
+                max(last_visit) AS last_visit,
+                bool_or(status = 'D') AS deceased,
+                bool_or(status IN ('A', 'S')) AS member,
+                {_consent_agg("email_opt_in")} AS email_opt,
+                {_consent_agg("sms_opt_in")} AS sms_opt
+            FROM bf_members {only} GROUP BY grp) a
+        JOIN bf_members b ON b.id = a.rep_id
+    """  # noqa: S608
+    match = f"""
         SELECT r.grp, a.profile_id, max({KEY_CONFIDENCE_SQL}) AS confidence, count(*) AS keys,
                min(p.created_at) AS created, string_agg(DISTINCT a.kind, ', ') AS kinds
-        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
+        FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
         JOIN "{ALIAS}" a ON a.tenant_id = %s AND a.kind = k.kind AND a.value = k.value
         JOIN "{PROFILE}" p ON p.id = a.profile_id AND p.status IN ({LIVE})
              AND p.deleted_at IS NULL
-        GROUP BY r.grp, a.profile_id;
+        {only.replace("grp", "r.grp")}
+        GROUP BY r.grp, a.profile_id
+    """  # noqa: S608
+    if merged:
+        tables = f"""
+        DELETE FROM bf_groups WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_groups {people};
+        DELETE FROM bf_match WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_match {match};
+        """  # noqa: S608
+    else:
+        tables = f"""
+        CREATE TEMP TABLE bf_groups ON COMMIT DROP AS {people};
+        CREATE UNIQUE INDEX ON bf_groups (grp);
+        CREATE TEMP TABLE bf_match ON COMMIT DROP AS {match};
+        """
+    _exec(
+        f"""
+        {tables}
+        UPDATE bf_groups g SET ext = e.ext FROM (
+            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
+                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
+            FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
+            WHERE k.kind = 'external' {only.replace("WHERE", "AND")} GROUP BY r.grp) e
+        WHERE g.grp = e.grp;
         UPDATE bf_groups g SET profile_id = c.profile_id FROM (
-            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match
+            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match {only}
             ORDER BY grp, confidence DESC, keys DESC, created, profile_id) c
         WHERE g.grp = c.grp;
         UPDATE bf_groups SET profile_id = gen_random_uuid(), is_new = true
         WHERE profile_id IS NULL;
+        ANALYZE bf_groups;
         """,  # noqa: S608
-        [run.pk, MEMBERS, run.tenant_id],
+        [run.tenant_id],
     )
 
 
@@ -309,17 +379,14 @@ def _auto_merge(run: ImportRun) -> int:
     ):
         pass
     return _exec(
-        f"""
-        UPDATE "{ROWS}" r SET grp = t.root, reason = concat_ws('; ', NULLIF(r.reason, ''),
-            'merged automatically with line ' || first.line || ' (duplicate score '
-            || round(s.score::numeric, 2) || ')')
-        FROM bf_roots t, "{ROWS}" first,
+        """
+        UPDATE bf_members r SET grp = t.root, merge_note = 'merged automatically with line '
+            || first.line || ' (duplicate score ' || round(s.score::numeric, 2) || ')'
+        FROM bf_roots t, bf_members first,
             LATERAL (SELECT max(score) AS score FROM bf_auto
                      WHERE t.grp IN (grp_a, grp_b)) s
-        WHERE r.run_id = %s AND r.file = %s AND r.grp = t.grp AND t.grp <> t.root
-          AND first.id = t.root
-        """,  # noqa: S608
-        [run.pk, MEMBERS],
+        WHERE r.grp = t.grp AND t.grp <> t.root AND first.id = t.root
+        """
     )
 
 
@@ -491,7 +558,7 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         INSERT INTO "{ALIAS}" (tenant_id, kind, value, profile_id, source, created_at, updated_at)
         SELECT DISTINCT ON (k.kind, k.value) %(tenant)s, k.kind, k.value, g.profile_id,
             %(source)s, %(now)s, %(now)s
-        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
+        FROM bf_keys k JOIN bf_members r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
         ORDER BY k.kind, k.value, r.id
         ON CONFLICT DO NOTHING
         """,  # noqa: S608
@@ -528,7 +595,7 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         INSERT INTO "{SUPPRESSION}" (tenant_id, channel, address, reason, source,
             created_at, updated_at)
         SELECT DISTINCT %(tenant)s, c.channel, k.value, 'deceased', %(source)s, %(now)s, %(now)s
-        FROM bf_keys k JOIN "{ROWS}" r ON r.id = k.row_id
+        FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
         JOIN bf_groups g ON g.grp = r.grp AND g.deceased
         JOIN (VALUES ('email', 'email'), ('phone', 'sms'), ('phone', 'whatsapp'))
              AS c(kind, channel) ON c.kind = k.kind

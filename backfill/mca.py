@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -91,6 +92,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+@lru_cache(maxsize=16)
 def columns(kind: str, dialect: Dialect) -> tuple[str, ...]:
     return tuple(
         c.replace("{id}", dialect.national_id).replace("{postal}", dialect.postal)

@@ -72,10 +72,24 @@ class ImportRow(TenantOwnedModel):
     values; ``reason`` why it was rejected or which fields were dropped (flags)."""
 
     id = models.BigAutoField(primary_key=True)
+    # No foreign-key constraints in the database (Django still cascades deletes): millions of
+    # staged rows would each cost two deferred checks at commit, and only ``runs.run_stage``
+    # writes them, for the run it holds. No index of ``run`` alone either: the unique
+    # ``(run, file, line)`` serves it.
     tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+        "crm.Tenant",
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
-    run = models.ForeignKey(ImportRun, on_delete=models.CASCADE, related_name="rows")
+    run = models.ForeignKey(
+        ImportRun,
+        on_delete=models.CASCADE,
+        related_name="rows",
+        db_index=False,
+        db_constraint=False,
+    )
     file = models.CharField(max_length=12)
     line = models.PositiveIntegerField()
     club_code = models.CharField(max_length=16, blank=True, default="")

@@ -618,7 +618,8 @@ def _backfill(results: dict) -> list[str]:
             results,
             {
                 "member_rows_per_s": (
-                    "Member rows imported (staging, planning, duplicates, loading members)",
+                    "Member rows imported with exact keys (staging, planning, loading people; "
+                    "duplicate detection apart)",
                     "rows/s",
                     "≥",
                 ),
@@ -647,6 +648,9 @@ def _backfill(results: dict) -> list[str]:
             else ""
         )
         + " |",
+        f"| duplicate detection, growth | {small['phases'].get('duplicates', 0)} s at "
+        f"{small['members']:,} member records (dry run), "
+        f"{first['phases'].get('duplicates', 0)} s at {data['members']:,} |",
         f"| the same export again | {again['seconds_total']} s; {outcomes}; "
         f"{again['activities_added']:,} activities added |",
         f"| duplicate quality ({quality['people']:,} people + {quality['true_pairs']:,} "
