@@ -14,19 +14,37 @@ def _identity(results: dict) -> list[str]:
     checks, targets = results["checks"], results["targets"]
     labels = {
         "resolve_existing_median_ms": ("Resolve an existing person, in-process, median", "ms", "≤"),
-        "http_single_p99_ms": ("HTTP resolve, 1 client, p99", "ms", "≤"),
-        "http_8_clients_rps": ("HTTP resolve, 8 clients, throughput", "req/s", "≥"),
+        "http_single_p99_ms": ("HTTP resolve, 1 client, p99 (median of runs)", "ms", "≤"),
+        "http_8_clients_rps": (
+            "HTTP resolve, 8 clients, throughput (median of runs)",
+            "req/s",
+            "≥",
+        ),
+        "http_8_clients_p99_ms": ("HTTP resolve, 8 clients, p99 (median of runs)", "ms", "≤"),
     }
+    data = results["data"]
     lines = [
         "## Identity resolution",
         "",
-        f"Data: {results['data']['profiles']:,} profiles, {results['data']['aliases']:,} "
+        f"Data: {data['profiles']:,} profiles, {data['aliases']:,} "
         "identity aliases in one tenant (generated ZA members).",
-        "",
-        "| figure | measured | target | |",
-        "|---|---|---|---|",
     ]
+    server = results.get("server")
+    if server:
+        lines += [
+            "",
+            f"Method: `VACUUM ANALYZE` of the profile and alias tables, a warm-up, then each HTTP "
+            f"figure {data['repeats']} times (median, with min, max and spread). Server: "
+            f"gunicorn, {server['workers']} `{server['worker_class']}` workers x "
+            f"{server['threads']} threads, keep-alive {server['keep_alive_s']} s; the load "
+            "clients are processes on the same 2 CPUs, each with one keep-alive connection. "
+            f"Load average before and after: {data['load_average'][0]} / "
+            f"{data['load_average'][1]} (other work on the machine).",
+        ]
+    lines += ["", "| figure | measured | target | |", "|---|---|---|---|"]
     for name, (label, unit, sign) in labels.items():
+        if name not in checks:
+            continue
         ok = _passes(name, checks[name], targets[name])
         lines.append(
             f"| {label} | {checks[name]} {unit} | {sign} {targets[name]} {unit} | "
@@ -41,19 +59,55 @@ def _identity(results: dict) -> list[str]:
         ("resolve_existing_by_email", "in-process, existing, by email"),
         ("resolve_existing_by_phone", "in-process, existing, by phone"),
         ("resolve_new", "in-process, new person (creates profile + alias)"),
+    ):
+        row = results[key]
+        extra = f"{row['queries_per_call']} query per call" if "queries_per_call" in row else ""
+        lines.append(
+            f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | {row['mean_ms']} "
+            f"| {extra} |"
+        )
+    for key, label in (
         ("http_single_client", "HTTP POST /customers/resolve, 1 client"),
         ("http_8_clients", "HTTP POST /customers/resolve, 8 clients"),
     ):
         row = results[key]
-        extra = []
-        if "queries_per_call" in row:
-            extra.append(f"{row['queries_per_call']} query per call")
-        if "requests_per_s" in row:
-            extra.append(f"{row['requests_per_s']} req/s, {row['errors']} errors")
-        lines.append(
-            f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | {row['mean_ms']} "
-            f"| {', '.join(extra)} |"
-        )
+        if isinstance(row["requests_per_s"], dict):
+            lines.append(
+                f"| {label} | {row['requests_per_run']} per run | "
+                f"{row['median_ms']['median']} | {_spread(row['p99_ms'])} | | "
+                f"{_spread(row['requests_per_s'], ' req/s')}, {row['errors']} errors |"
+            )
+        else:  # a run from before the repeats
+            lines.append(
+                f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | "
+                f"{row['mean_ms']} | {row['requests_per_s']} req/s, {row['errors']} errors |"
+            )
+    if "http_queries_per_request" in results:
+        lines += [
+            "",
+            f"One HTTP resolve of a known person makes {results['http_queries_per_request']} "
+            "SQL query (the alias lookup with its profile; the API key comes from the "
+            "per-process credential cache, tests/customers/test_hot_paths.py pins it).",
+        ]
+    side = results.get("naive_side_by_side")
+    if side:
+        naive, ours = side["naive"], side["ours"]
+        lines += [
+            "",
+            "### Side by side with the naive resolver (same data, same run)",
+            "",
+            f"The guide's resolver (one ORM query per hint on the profile's columns, first match "
+            f"wins) against ours (all hints in one query, conflicts detected), in-process, for "
+            f"{ours['n']:,} existing people given their {side['hints'].split(' of ')[0]}:",
+            "",
+            "| resolver | median ms | p99 ms | mean ms | queries per call |",
+            "|---|---|---|---|---|",
+            f"| naive | {naive['median_ms']} | {naive['p99_ms']} | {naive['mean_ms']} | up to "
+            f"{naive['queries_per_call_at_most']} |",
+            f"| ours | {ours['median_ms']} | {ours['p99_ms']} | {ours['mean_ms']} | 1 |",
+            "",
+            f"Ratio (naive median / ours): **{side['ratio_median']}x**.",
+        ]
     return [*lines, ""]
 
 
@@ -95,6 +149,26 @@ def _profile_table(title: str, profile: dict) -> list[str]:
                 f"{row['cumulative_s']} |"
             )
     return [*lines, ""]
+
+
+def _timeline_note(timeline: dict) -> list[str]:
+    """Where the timeline rows differ from the rest of the events run: their server, and the
+    date when they were measured on their own (``python -m benchmarks.timeline``)."""
+    notes = []
+    server = timeline.get("server")
+    if server:
+        notes.append(
+            f"timeline server: gunicorn, {server['workers']} `{server['worker_class']}` workers "
+            f"x {server['threads']} threads, keep-alive {server['keep_alive_s']} s"
+        )
+    recorded = timeline.get("recorded")
+    if recorded:
+        notes.append(
+            f"timeline rows measured on their own on {recorded['date']} "
+            f"(`python -m benchmarks.timeline`, load average {recorded['load_average'][0]} / "
+            f"{recorded['load_average'][1]}), after the rest of this run"
+        )
+    return [f"| _{'; '.join(notes)}_ | |"] if notes else []
 
 
 def _events(results: dict) -> list[str]:
@@ -170,6 +244,7 @@ def _events(results: dict) -> list[str]:
             f"{row['median_ms']['median']} ms, p99 {_spread(row['p99_ms'], ' ms')}, "
             f"{row['requests_per_s']['median']} req/s, {row['errors']} errors |"
         )
+    lines += _timeline_note(timeline)
     lines += [
         "",
         "### Side by side with the naive design (same data, same run)",
@@ -524,8 +599,9 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
         "suites' leftovers do not bloat its whole-table passes; `--database` overrides both),",
         "on the machine below. Figures are recorded here, never",
         "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
-        "from Python load-client processes on the same machine as the server (gunicorn, 4 sync",
-        "workers), PostgreSQL and Redis, so clients and server share the CPUs. The journeys",
+        "from Python load-client processes on the same machine as the server (gunicorn; each",
+        "suite names its workers), PostgreSQL and Redis, so clients and server share the CPUs.",
+        "The journeys",
         "suite runs on a database of its own (`crm_bench_journeys`, in a process of its own)",
         "unless `--database` names one: it writes some 1.4M rows a run, which would slow the",
         "other suites; it drops the previous run's journeys first.",
