@@ -12,6 +12,7 @@ class CrmConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
         from .api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from .dbconn import connect as connect_connection_reuse
         from .models import ApiKey, Tenant
         from .registry import register_metrics_source, register_retention_step
         from .retention import audit_retention
@@ -23,6 +24,7 @@ class CrmConfig(AppConfig):
         post_save.connect(_credentials_changed, sender=Tenant, dispatch_uid="credentials-tenant")
         post_save.connect(_credentials_changed, sender=ApiKey, dispatch_uid="credentials-key")
         post_delete.connect(_credentials_changed, sender=ApiKey, dispatch_uid="credentials-key-del")
+        connect_connection_reuse()  # no health-check round trip on a connection busy a moment ago
         register_retention_step("audit_events", audit_retention)
         register_metrics_source("beat", beat_metrics)
 
