@@ -33,11 +33,11 @@ def skip_health_check_when_recently_used(**kwargs: Any) -> None:
         finished = getattr(conn, _LAST_USED, None)
         if (
             conn.connection is not None
-            and conn.health_check_enabled
+            and getattr(conn, "health_check_enabled", False)
             and finished is not None
             and now - finished < HEALTH_CHECK_AFTER_IDLE
         ):
-            conn.health_check_done = True
+            conn.health_check_done = True  # type: ignore[attr-defined]
 
 
 def note_connection_use(**kwargs: Any) -> None:
