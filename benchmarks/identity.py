@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -27,6 +28,7 @@ from customers.identity import IdentityHints
 from customers.models import AliasKind, CustomerProfile, IdentityAlias
 from customers.services import identity_resolve
 
+from . import http_profile
 from .harness import API_SERVER, Server, http_load, spread, summary_ms
 
 TARGETS = {
@@ -174,6 +176,38 @@ def _http(server: Server, headers: dict, bodies: list[dict], quick: bool, log) -
     return result
 
 
+def _profile(tenant, key: str, emails: list[str], quick: bool, log) -> dict:
+    """The two hot endpoints profiled in-process (benchmarks.http_profile)."""
+    from django.test import Client
+
+    from .events import _timeline_customer
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    customer = _timeline_customer(tenant, log)
+    timeline = f"/api/v1/customers/{customer.pk}/timeline"
+
+    def resolve(i: int) -> None:
+        body = json.dumps({"email": emails[i % len(emails)]})
+        response = client.post("/api/v1/customers/resolve", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+
+    def first_page(i: int) -> None:
+        assert client.get(timeline).status_code == 200
+
+    count = 200 if quick else 1000
+    # As under gunicorn (LOG_LEVEL=WARNING): no per-request log line written to the terminal.
+    logging.disable(logging.INFO)
+    try:
+        result = {
+            "resolve": http_profile.profile_requests(resolve, count),
+            "timeline_first_page": http_profile.profile_requests(first_page, count // 2),
+        }
+    finally:
+        logging.disable(logging.NOTSET)
+    log(f"profile: {result}")
+    return result
+
+
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     load_before = os.getloadavg()[0]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
@@ -208,6 +242,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     finally:
         server.stop()
     single, eight = http["single"], http["eight"]
+    profile = _profile(tenant, key, emails, quick, log)
     return {
         "data": {
             "profiles": total,
@@ -222,6 +257,8 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         "resolve_new": new,
         "naive_side_by_side": side_by_side,
         "http_queries_per_request": per_request,
+        "profile": profile,
+        "profile_before": http_profile.before(),
         "http_single_client": single,
         "http_8_clients": eight,
         "checks": {

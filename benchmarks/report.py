@@ -89,6 +89,7 @@ def _identity(results: dict) -> list[str]:
             "SQL query (the alias lookup with its profile; the API key comes from the "
             "per-process credential cache, tests/customers/test_hot_paths.py pins it).",
         ]
+    lines += _http_profile(results)
     side = results.get("naive_side_by_side")
     if side:
         naive, ours = side["naive"], side["ours"]
@@ -109,6 +110,44 @@ def _identity(results: dict) -> list[str]:
             f"Ratio (naive median / ours): **{side['ratio_median']}x**.",
         ]
     return [*lines, ""]
+
+
+def _http_profile(results: dict) -> list[str]:
+    after, before = results.get("profile"), results.get("profile_before")
+    if not after or not before:
+        return []
+    lines = [
+        "",
+        "### Profile of the hot endpoints, before and after",
+        "",
+        "In-process through Django's test client (`benchmarks/http_profile.py`), per request, on "
+        "the same data. Before: " + before["note"],
+        "",
+        "| endpoint | | SQL queries | function calls | CPU µs | wall µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (("resolve", "POST resolve"), ("timeline_first_page", "GET timeline")):
+        for name, row in (("before", before[key]), ("after", after[key])):
+            lines.append(
+                f"| {label} | {name} | {row['queries_per_request']} | "
+                f"{row['function_calls_per_request']:,} | {row['cpu_us_per_request']:,} | "
+                f"{row['wall_us_per_request']:,} |"
+            )
+    lines += [
+        "",
+        "Where the time goes after (own time per request under cProfile; waiting on a socket "
+        "is PostgreSQL or Redis):",
+        "",
+        "| endpoint | function | own ms | cumulative ms |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (("resolve", "resolve"), ("timeline_first_page", "timeline")):
+        for row in after[key]["top_own_time"][:5]:
+            lines.append(
+                f"| {label} | `{row['function']}` | {row['own_ms_per_request']} | "
+                f"{row['cumulative_ms_per_request']} |"
+            )
+    return lines
 
 
 def _checks_table(results: dict, labels: dict) -> list[str]:

@@ -171,6 +171,7 @@ def timeline_rows_of_live_customer(
             CustomerProfile.objects.for_tenant(tenant)
             .live()
             .filter(pk=customer_id)
+            .order_by()
             .values_list("pk")
         )
         live_sql, live_params = live.query.sql_with_params()

@@ -18,6 +18,8 @@ connection = connections["default"]
 @pytest.fixture
 def health_checks(monkeypatch):
     monkeypatch.setattr(connection, "health_check_enabled", True)
+    # As a connection no request has used yet (earlier tests' requests did).
+    monkeypatch.setattr(connection, dbconn._LAST_USED, None, raising=False)
     connection.ensure_connection()
     checks = []
     real = connection.is_usable
