@@ -8,7 +8,6 @@ from django.contrib.auth.middleware import AuthenticationMiddleware as _Authenti
 from django.contrib.messages.middleware import MessageMiddleware as _MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware as _CsrfViewMiddleware
 
 from crm.api.errors import error_body
 
@@ -55,10 +54,10 @@ class _SkippedOnApi:
     """A browser-only middleware that steps aside for ``/api/`` routes.
 
     The API authenticates every request with its own credential (crm.api.authentication),
-    never a session or a cookie; every API view is CSRF-exempt (DRF's ``APIView`` and the
-    webhook); it sends no flash messages and renders no template. Sessions, CSRF, Django's
-    user, messages and the login lockout's response hook therefore do nothing for an API
-    request but cost a few dozen microseconds each on every call. The subclasses keep their
+    never a session or a cookie; it sends no flash messages and renders no template.
+    Sessions, Django's user and messages therefore do nothing for an API request but cost a
+    few dozen microseconds each on every call. (CSRF stays Django's own middleware: every
+    API view is CSRF-exempt, so it returns at once there.) The subclasses keep their
     parents' names in ``MIDDLEWARE`` order, so Django's checks (the admin needs sessions,
     auth and messages) still find them.
     """
@@ -70,10 +69,6 @@ class _SkippedOnApi:
 
 
 class SessionMiddleware(_SkippedOnApi, _SessionMiddleware):
-    pass
-
-
-class CsrfViewMiddleware(_SkippedOnApi, _CsrfViewMiddleware):
     pass
 
 
