@@ -89,6 +89,7 @@ def _identity(results: dict) -> list[str]:
             "SQL query (the alias lookup with its profile; the API key comes from the "
             "per-process credential cache, tests/customers/test_hot_paths.py pins it).",
         ]
+    lines += _before_after(results)
     lines += _http_profile(results)
     side = results.get("naive_side_by_side")
     if side:
@@ -110,6 +111,40 @@ def _identity(results: dict) -> list[str]:
             f"Ratio (naive median / ours): **{side['ratio_median']}x**.",
         ]
     return [*lines, ""]
+
+
+def _before_after(results: dict) -> list[str]:
+    """The code before issue 18's HTTP work, run under the bench lock next to a recording of
+    this suite (``before_same_lock``, added to the results from that run)."""
+    before = results.get("before_same_lock")
+    if not before:
+        return []
+    after_single, after_eight = results["http_single_client"], results["http_8_clients"]
+    timeline = before["timeline"]
+    return [
+        "",
+        "### Before and after, same data, under the bench lock",
+        "",
+        f"Before: {before['code']}; {before['server']}; {before['date']}; load average "
+        f"{before['load_average']}. One run each (the old suite had no repeats); after: the "
+        "median of the runs above.",
+        "",
+        "| figure | before | after |",
+        "|---|---|---|",
+        f"| resolve, 8 clients | {before['http_8_clients']['requests_per_s']} req/s, p99 "
+        f"{before['http_8_clients']['p99_ms']} ms | {after_eight['requests_per_s']['median']} "
+        f"req/s, p99 {after_eight['p99_ms']['median']} ms |",
+        f"| resolve, 1 client | {before['http_single_client']['requests_per_s']} req/s, p99 "
+        f"{before['http_single_client']['p99_ms']} ms | "
+        f"{after_single['requests_per_s']['median']} req/s, p99 "
+        f"{after_single['p99_ms']['median']} ms |",
+        f"| timeline first page, 1 client (3 runs, median) | median "
+        f"{timeline['first_page']['median_ms']['median']} ms, p99 "
+        f"{timeline['first_page']['p99_ms']['median']} ms | see the events section |",
+        f"| timeline first page, category filter | median "
+        f"{timeline['first_page_commerce']['median_ms']['median']} ms, p99 "
+        f"{timeline['first_page_commerce']['p99_ms']['median']} ms | see the events section |",
+    ]
 
 
 def _http_profile(results: dict) -> list[str]:
