@@ -93,6 +93,27 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def spread(values: list[float]) -> dict:
+    """Median, min, max and the spread (max - min) as a share of the median."""
+    median = statistics.median(values)
+    return {
+        "runs": [round(v, 1) for v in values],
+        "median": round(median, 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "spread_pct": round(100 * (max(values) - min(values)) / median, 1) if median else 0.0,
+    }
+
+
+# The API's gunicorn for the HTTP figures of the identity suite and the timeline: one
+# process per core (the work is CPU-bound Python), threads to overlap a request's waits on
+# PostgreSQL and Redis and to hold keep-alive connections. A sync worker closes the
+# connection after every response, so each request paid a TCP connect and accept (and the
+# load client a new socket); with 8 clients on 4 sync workers, half the clients waited for a
+# worker while the others' requests were in flight.
+API_SERVER = {"workers": 2, "worker_class": "gthread", "threads": 4, "keep_alive": 5}
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     try:
@@ -126,7 +147,22 @@ def free_port() -> int:
 class Server:
     """gunicorn on 127.0.0.1 with the bench database."""
 
-    def __init__(self, env: dict[str, str], workers: int = 4, extra: dict | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        workers: int = 4,
+        extra: dict | None = None,
+        *,
+        worker_class: str = "sync",
+        threads: int = 1,
+        keep_alive: int = 2,
+    ) -> None:
+        self.config = {
+            "workers": workers,
+            "worker_class": worker_class,
+            "threads": threads,
+            "keep_alive_s": keep_alive,
+        }
         self.port = free_port()
         self.log = Path(f"/tmp/crm-bench-gunicorn-{self.port}.log")  # noqa: S108
         server_env = {
@@ -145,6 +181,12 @@ class Server:
                 "crm.wsgi",
                 "-w",
                 str(workers),
+                "-k",
+                worker_class,
+                "--threads",
+                str(threads),
+                "--keep-alive",
+                str(keep_alive),
                 "-b",
                 f"127.0.0.1:{self.port}",
                 "--log-level",

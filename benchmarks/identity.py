@@ -1,7 +1,20 @@
-"""Identity resolution at scale: in-process and over HTTP."""
+"""Identity resolution at scale: in-process and over HTTP.
+
+* In-process: ``identity_resolve`` for existing people (by email, by phone) and new ones.
+* Side by side, same data, same run: the naive resolver the guide sketches (one ORM query
+  per hint on the profile's columns, first match wins) against ours (every hint in one
+  query) for the same existing people given email and phone.
+* Over HTTP: ``POST /api/v1/customers/resolve`` with 1 and 8 load clients against gunicorn
+  (``harness.API_SERVER``), each measured ``REPEATS`` times (median and spread), after a
+  warm-up and a ``VACUUM ANALYZE`` of the tables it reads; the queries one request makes are
+  counted through Django's test client.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 import uuid
 
@@ -15,13 +28,18 @@ from customers.identity import IdentityHints
 from customers.models import AliasKind, CustomerProfile, IdentityAlias
 from customers.services import identity_resolve
 
-from .harness import Server, http_load, summary_ms
+from . import http_profile
+from .harness import API_SERVER, Server, http_load, spread, summary_ms
 
 TARGETS = {
     "resolve_existing_median_ms": 1.0,
     "http_single_p99_ms": 25.0,
-    "http_8_clients_rps": 500.0,
+    "http_8_clients_rps": 1200.0,
+    "http_8_clients_p99_ms": 25.0,
 }
+REPEATS = 3
+# The profile column the guide's resolver reads for each hint, in its order of precedence.
+NAIVE_FIELDS = ("auth_user_id", "scl_member_id", "email", "teetime_player_id", "phone")
 
 
 def _ensure_profiles(tenant, count: int, log) -> int:
@@ -66,10 +84,137 @@ def _time_resolves(tenant, hints_list: list[IdentityHints]) -> list[float]:
     return timings
 
 
+def _naive_resolve(tenant, hints: IdentityHints):
+    """The guide's resolver, for comparison only: one ORM query per hint on the profile's own
+    columns, the first match wins (no conflict check, no merge suggestion)."""
+    for field in NAIVE_FIELDS:
+        value = getattr(hints, field)
+        if value:
+            match = CustomerProfile.objects.filter(tenant=tenant, **{field: value}).first()
+            if match is not None:
+                return match
+    return None
+
+
+def _people(tenant, size: int) -> list[IdentityHints]:
+    """Existing people with both an email and a phone (their hints as an event carries them)."""
+    table = CustomerProfile._meta.db_table
+    where = "WHERE tenant_id = %s AND email <> '' AND phone <> ''"
+    with connection.cursor() as cursor:
+        # As in _sample: TABLESAMPLE on a million rows, a plain scan when it comes back short.
+        for source in (f"{table} TABLESAMPLE SYSTEM (2)", table):
+            cursor.execute(
+                f"SELECT email, phone FROM {source} {where} LIMIT %s",  # noqa: S608
+                [tenant.pk, size],
+            )
+            rows = cursor.fetchall()
+            if len(rows) >= min(size, 100):
+                break
+    return [IdentityHints(email=email, phone=phone) for email, phone in rows]
+
+
+def _side_by_side(tenant, people: list[IdentityHints], log) -> dict:
+    for hints in people[:50]:  # warm-up
+        _naive_resolve(tenant, hints)
+        identity_resolve(tenant=tenant, hints=hints)
+    with CaptureQueriesContext(connection) as naive_queries:
+        _naive_resolve(tenant, IdentityHints(email="nobody@example.com", phone=people[0].phone))
+    naive = []
+    for hints in people:
+        t0 = time.perf_counter()
+        _naive_resolve(tenant, hints)
+        naive.append(time.perf_counter() - t0)
+    ours = _time_resolves(tenant, people)
+    naive_ms, ours_ms = summary_ms(naive), summary_ms(ours)
+    log(f"side by side (email + phone): naive {naive_ms}, ours {ours_ms}")
+    return {
+        "hints": "email and phone of an existing person",
+        "naive": {**naive_ms, "queries_per_call_at_most": len(naive_queries)},
+        "ours": ours_ms,
+        "ratio_median": round(naive_ms["median_ms"] / ours_ms["median_ms"], 2),
+    }
+
+
+def _queries_per_request(tenant, key: str, email: str) -> int:
+    """The queries one ``POST /customers/resolve`` of a known person makes (after a warm-up
+    request: the credential cache, the key's ``last_used_at`` stamp)."""
+    from django.test import Client
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    body = json.dumps({"email": email})
+    path = "/api/v1/customers/resolve"
+    client.post(path, body, content_type="application/json")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(path, body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    return len(queries)
+
+
+def _http(server: Server, headers: dict, bodies: list[dict], quick: bool, log) -> dict:
+    load = dict(port=server.port, path="/api/v1/customers/resolve", headers=headers, bodies=bodies)
+    http_load(**load, clients=8, requests_per_client=100, seconds=10)  # warm-up
+    runs: dict[str, list[dict]] = {"single": [], "eight": []}
+    for _ in range(REPEATS):
+        runs["single"].append(
+            http_load(**load, clients=1, requests_per_client=400 if quick else 3000, seconds=30)
+        )
+        runs["eight"].append(
+            http_load(**load, clients=8, requests_per_client=100 if quick else 1500, seconds=30)
+        )
+        log(f"http: single {runs['single'][-1]}, eight {runs['eight'][-1]}")
+    result = {}
+    for name, measured in runs.items():
+        result[name] = {
+            "clients": measured[0]["clients"],
+            "requests_per_run": measured[0]["requests"],
+            "requests": sum(m["requests"] for m in measured),
+            "errors": sum(m["errors"] for m in measured),
+            "median_ms": spread([m["median_ms"] for m in measured]),
+            "p99_ms": spread([m["p99_ms"] for m in measured]),
+            "requests_per_s": spread([m["requests_per_s"] for m in measured]),
+        }
+    return result
+
+
+def _profile(tenant, key: str, emails: list[str], quick: bool, log) -> dict:
+    """The two hot endpoints profiled in-process (benchmarks.http_profile)."""
+    from django.test import Client
+
+    from .events import _timeline_customer
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    customer = _timeline_customer(tenant, log)
+    timeline = f"/api/v1/customers/{customer.pk}/timeline"
+
+    def resolve(i: int) -> None:
+        body = json.dumps({"email": emails[i % len(emails)]})
+        response = client.post("/api/v1/customers/resolve", body, content_type="application/json")
+        assert response.status_code == 200, response.content
+
+    def first_page(i: int) -> None:
+        assert client.get(timeline).status_code == 200
+
+    count = 200 if quick else 1000
+    # As under gunicorn (LOG_LEVEL=WARNING): no per-request log line written to the terminal.
+    logging.disable(logging.INFO)
+    try:
+        result = {
+            "resolve": http_profile.profile_requests(resolve, count),
+            "timeline_first_page": http_profile.profile_requests(first_page, count // 2),
+        }
+    finally:
+        logging.disable(logging.NOTSET)
+    log(f"profile: {result}")
+    return result
+
+
 def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
+    load_before = os.getloadavg()[0]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)
     aliases = IdentityAlias.objects.for_tenant(tenant).count()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE customers_customerprofile, customers_identityalias")
     samples = 300 if quick else 3000
     emails = _sample(tenant, AliasKind.EMAIL, samples)
     phones = _sample(tenant, AliasKind.PHONE, samples)
@@ -78,6 +223,9 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     _time_resolves(tenant, [IdentityHints(email=e) for e in emails[:50]])
     with CaptureQueriesContext(connection) as queries:
         identity_resolve(tenant=tenant, hints=IdentityHints(email=emails[0]))
+    # Counted now: the capture reads Django's query log lazily, and every request through the
+    # test client below (queries per request, the profile) resets that log.
+    queries_per_call = len(queries)
     by_email = summary_ms(_time_resolves(tenant, [IdentityHints(email=e) for e in emails]))
     by_phone = summary_ms(_time_resolves(tenant, [IdentityHints(phone=p) for p in phones]))
     new_people = [
@@ -85,35 +233,42 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     ]
     new = summary_ms(_time_resolves(tenant, new_people))
     log(f"in-process: email {by_email}, phone {by_phone}, new {new}")
+    side_by_side = _side_by_side(tenant, _people(tenant, samples), log)
 
     key = api_key_create(tenant=tenant, name="benchmark").raw_key
+    per_request = _queries_per_request(tenant, key, emails[0])
     headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
-    bodies = [{"email": e} for e in emails]
-    server = Server(env, workers=4)
+    server = Server(env, **API_SERVER)
     try:
         server.wait()
-        load = dict(
-            port=server.port, path="/api/v1/customers/resolve", headers=headers, bodies=bodies
-        )
-        http_load(**load, clients=1, requests_per_client=200, seconds=10)  # warm-up
-        single = http_load(
-            **load, clients=1, requests_per_client=400 if quick else 3000, seconds=30
-        )
-        eight = http_load(**load, clients=8, requests_per_client=100 if quick else 1500, seconds=30)
+        http = _http(server, headers, [{"email": e} for e in emails], quick, log)
     finally:
         server.stop()
-    log(f"http: single {single}, eight {eight}")
+    single, eight = http["single"], http["eight"]
+    profile = _profile(tenant, key, emails, quick, log)
     return {
-        "data": {"profiles": total, "aliases": aliases},
-        "resolve_existing_by_email": {**by_email, "queries_per_call": len(queries)},
+        "data": {
+            "profiles": total,
+            "aliases": aliases,
+            "repeats": REPEATS,
+            # Other work on the machine (the HTTP figures are CPU-bound on 2 cores).
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        },
+        "server": server.config,
+        "resolve_existing_by_email": {**by_email, "queries_per_call": queries_per_call},
         "resolve_existing_by_phone": by_phone,
         "resolve_new": new,
+        "naive_side_by_side": side_by_side,
+        "http_queries_per_request": per_request,
+        "profile": profile,
+        "profile_before": http_profile.before(),
         "http_single_client": single,
         "http_8_clients": eight,
         "checks": {
             "resolve_existing_median_ms": by_email["median_ms"],
-            "http_single_p99_ms": single["p99_ms"],
-            "http_8_clients_rps": eight["requests_per_s"],
+            "http_single_p99_ms": single["p99_ms"]["median"],
+            "http_8_clients_rps": eight["requests_per_s"]["median"],
+            "http_8_clients_p99_ms": eight["p99_ms"]["median"],
         },
         "targets": TARGETS,
     }

@@ -14,19 +14,37 @@ def _identity(results: dict) -> list[str]:
     checks, targets = results["checks"], results["targets"]
     labels = {
         "resolve_existing_median_ms": ("Resolve an existing person, in-process, median", "ms", "≤"),
-        "http_single_p99_ms": ("HTTP resolve, 1 client, p99", "ms", "≤"),
-        "http_8_clients_rps": ("HTTP resolve, 8 clients, throughput", "req/s", "≥"),
+        "http_single_p99_ms": ("HTTP resolve, 1 client, p99 (median of runs)", "ms", "≤"),
+        "http_8_clients_rps": (
+            "HTTP resolve, 8 clients, throughput (median of runs)",
+            "req/s",
+            "≥",
+        ),
+        "http_8_clients_p99_ms": ("HTTP resolve, 8 clients, p99 (median of runs)", "ms", "≤"),
     }
+    data = results["data"]
     lines = [
         "## Identity resolution",
         "",
-        f"Data: {results['data']['profiles']:,} profiles, {results['data']['aliases']:,} "
+        f"Data: {data['profiles']:,} profiles, {data['aliases']:,} "
         "identity aliases in one tenant (generated ZA members).",
-        "",
-        "| figure | measured | target | |",
-        "|---|---|---|---|",
     ]
+    server = results.get("server")
+    if server:
+        lines += [
+            "",
+            f"Method: `VACUUM ANALYZE` of the profile and alias tables, a warm-up, then each HTTP "
+            f"figure {data['repeats']} times (median, with min, max and spread). Server: "
+            f"gunicorn, {server['workers']} `{server['worker_class']}` workers x "
+            f"{server['threads']} threads, keep-alive {server['keep_alive_s']} s; the load "
+            "clients are processes on the same 2 CPUs, each with one keep-alive connection. "
+            f"Load average before and after: {data['load_average'][0]} / "
+            f"{data['load_average'][1]} (other work on the machine).",
+        ]
+    lines += ["", "| figure | measured | target | |", "|---|---|---|---|"]
     for name, (label, unit, sign) in labels.items():
+        if name not in checks:
+            continue
         ok = _passes(name, checks[name], targets[name])
         lines.append(
             f"| {label} | {checks[name]} {unit} | {sign} {targets[name]} {unit} | "
@@ -41,20 +59,130 @@ def _identity(results: dict) -> list[str]:
         ("resolve_existing_by_email", "in-process, existing, by email"),
         ("resolve_existing_by_phone", "in-process, existing, by phone"),
         ("resolve_new", "in-process, new person (creates profile + alias)"),
+    ):
+        row = results[key]
+        extra = f"{row['queries_per_call']} query per call" if "queries_per_call" in row else ""
+        lines.append(
+            f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | {row['mean_ms']} "
+            f"| {extra} |"
+        )
+    for key, label in (
         ("http_single_client", "HTTP POST /customers/resolve, 1 client"),
         ("http_8_clients", "HTTP POST /customers/resolve, 8 clients"),
     ):
         row = results[key]
-        extra = []
-        if "queries_per_call" in row:
-            extra.append(f"{row['queries_per_call']} query per call")
-        if "requests_per_s" in row:
-            extra.append(f"{row['requests_per_s']} req/s, {row['errors']} errors")
-        lines.append(
-            f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | {row['mean_ms']} "
-            f"| {', '.join(extra)} |"
-        )
+        if isinstance(row["requests_per_s"], dict):
+            lines.append(
+                f"| {label} | {row['requests_per_run']} per run | "
+                f"{row['median_ms']['median']} | {_spread(row['p99_ms'])} | | "
+                f"{_spread(row['requests_per_s'], ' req/s')}, {row['errors']} errors |"
+            )
+        else:  # a run from before the repeats
+            lines.append(
+                f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | "
+                f"{row['mean_ms']} | {row['requests_per_s']} req/s, {row['errors']} errors |"
+            )
+    if "http_queries_per_request" in results:
+        lines += [
+            "",
+            f"One HTTP resolve of a known person makes {results['http_queries_per_request']} "
+            "SQL query (the alias lookup with its profile; the API key comes from the "
+            "per-process credential cache, tests/customers/test_hot_paths.py pins it).",
+        ]
+    lines += _before_after(results)
+    lines += _http_profile(results)
+    side = results.get("naive_side_by_side")
+    if side:
+        naive, ours = side["naive"], side["ours"]
+        lines += [
+            "",
+            "### Side by side with the naive resolver (same data, same run)",
+            "",
+            f"The guide's resolver (one ORM query per hint on the profile's columns, first match "
+            f"wins) against ours (all hints in one query, conflicts detected), in-process, for "
+            f"{ours['n']:,} existing people given their {side['hints'].split(' of ')[0]}:",
+            "",
+            "| resolver | median ms | p99 ms | mean ms | queries per call |",
+            "|---|---|---|---|---|",
+            f"| naive | {naive['median_ms']} | {naive['p99_ms']} | {naive['mean_ms']} | up to "
+            f"{naive['queries_per_call_at_most']} |",
+            f"| ours | {ours['median_ms']} | {ours['p99_ms']} | {ours['mean_ms']} | 1 |",
+            "",
+            f"Ratio (naive median / ours): **{side['ratio_median']}x**.",
+        ]
     return [*lines, ""]
+
+
+def _before_after(results: dict) -> list[str]:
+    """The code before issue 18's HTTP work, run under the bench lock next to a recording of
+    this suite (``before_same_lock``, added to the results from that run)."""
+    before = results.get("before_same_lock")
+    if not before:
+        return []
+    after_single, after_eight = results["http_single_client"], results["http_8_clients"]
+    timeline = before["timeline"]
+    return [
+        "",
+        "### Before and after, same data, under the bench lock",
+        "",
+        f"Before: {before['code']}; {before['server']}; {before['date']}; load average "
+        f"{before['load_average']}. One run each (the old suite had no repeats); after: the "
+        "median of the runs above.",
+        "",
+        "| figure | before | after |",
+        "|---|---|---|",
+        f"| resolve, 8 clients | {before['http_8_clients']['requests_per_s']} req/s, p99 "
+        f"{before['http_8_clients']['p99_ms']} ms | {after_eight['requests_per_s']['median']} "
+        f"req/s, p99 {after_eight['p99_ms']['median']} ms |",
+        f"| resolve, 1 client | {before['http_single_client']['requests_per_s']} req/s, p99 "
+        f"{before['http_single_client']['p99_ms']} ms | "
+        f"{after_single['requests_per_s']['median']} req/s, p99 "
+        f"{after_single['p99_ms']['median']} ms |",
+        f"| timeline first page, 1 client (3 runs, median) | median "
+        f"{timeline['first_page']['median_ms']['median']} ms, p99 "
+        f"{timeline['first_page']['p99_ms']['median']} ms | see the events section |",
+        f"| timeline first page, category filter | median "
+        f"{timeline['first_page_commerce']['median_ms']['median']} ms, p99 "
+        f"{timeline['first_page_commerce']['p99_ms']['median']} ms | see the events section |",
+    ]
+
+
+def _http_profile(results: dict) -> list[str]:
+    after, before = results.get("profile"), results.get("profile_before")
+    if not after or not before:
+        return []
+    lines = [
+        "",
+        "### Profile of the hot endpoints, before and after",
+        "",
+        "In-process through Django's test client (`benchmarks/http_profile.py`), per request, on "
+        "the same data. Before: " + before["note"],
+        "",
+        "| endpoint | | SQL queries | function calls | CPU µs | wall µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label in (("resolve", "POST resolve"), ("timeline_first_page", "GET timeline")):
+        for name, row in (("before", before[key]), ("after", after[key])):
+            lines.append(
+                f"| {label} | {name} | {row['queries_per_request']} | "
+                f"{row['function_calls_per_request']:,} | {row['cpu_us_per_request']:,} | "
+                f"{row['wall_us_per_request']:,} |"
+            )
+    lines += [
+        "",
+        "Where the time goes after (own time per request under cProfile; waiting on a socket "
+        "is PostgreSQL or Redis):",
+        "",
+        "| endpoint | function | own ms | cumulative ms |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (("resolve", "resolve"), ("timeline_first_page", "timeline")):
+        for row in after[key]["top_own_time"][:5]:
+            lines.append(
+                f"| {label} | `{row['function']}` | {row['own_ms_per_request']} | "
+                f"{row['cumulative_ms_per_request']} |"
+            )
+    return lines
 
 
 def _checks_table(results: dict, labels: dict) -> list[str]:
@@ -95,6 +223,26 @@ def _profile_table(title: str, profile: dict) -> list[str]:
                 f"{row['cumulative_s']} |"
             )
     return [*lines, ""]
+
+
+def _timeline_note(timeline: dict) -> list[str]:
+    """Where the timeline rows differ from the rest of the events run: their server, and the
+    date when they were measured on their own (``python -m benchmarks.timeline``)."""
+    notes = []
+    server = timeline.get("server")
+    if server:
+        notes.append(
+            f"timeline server: gunicorn, {server['workers']} `{server['worker_class']}` workers "
+            f"x {server['threads']} threads, keep-alive {server['keep_alive_s']} s"
+        )
+    recorded = timeline.get("recorded")
+    if recorded:
+        notes.append(
+            f"timeline rows measured on their own on {recorded['date']} "
+            f"(`python -m benchmarks.timeline`, load average {recorded['load_average'][0]} / "
+            f"{recorded['load_average'][1]}), after the rest of this run"
+        )
+    return [f"| _{'; '.join(notes)}_ | |"] if notes else []
 
 
 def _events(results: dict) -> list[str]:
@@ -170,6 +318,7 @@ def _events(results: dict) -> list[str]:
             f"{row['median_ms']['median']} ms, p99 {_spread(row['p99_ms'], ' ms')}, "
             f"{row['requests_per_s']['median']} req/s, {row['errors']} errors |"
         )
+    lines += _timeline_note(timeline)
     lines += [
         "",
         "### Side by side with the naive design (same data, same run)",
@@ -689,8 +838,9 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
         "suites' leftovers do not bloat its whole-table passes; `--database` overrides both),",
         "on the machine below. Figures are recorded here, never",
         "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
-        "from Python load-client processes on the same machine as the server (gunicorn, 4 sync",
-        "workers), PostgreSQL and Redis, so clients and server share the CPUs. The journeys",
+        "from Python load-client processes on the same machine as the server (gunicorn; each",
+        "suite names its workers), PostgreSQL and Redis, so clients and server share the CPUs.",
+        "The journeys",
         "suite runs on a database of its own (`crm_bench_journeys`, in a process of its own)",
         "unless `--database` names one: it writes some 1.4M rows a run, which would slow the",
         "other suites; it drops the previous run's journeys first.",

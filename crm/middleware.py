@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.auth.middleware import AuthenticationMiddleware as _AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware as _MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware as _SessionMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from crm.api.errors import error_body
@@ -36,3 +39,42 @@ class RejectNulQueryMiddleware:
                 status=400,
             )
         return self.get_response(request)
+
+
+# ----------------------------------------------------------------------------- API routes
+
+API_PREFIX = "/api/"
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX)
+
+
+class _SkippedOnApi:
+    """A browser-only middleware that steps aside for ``/api/`` routes.
+
+    The API authenticates every request with its own credential (crm.api.authentication),
+    never a session or a cookie; it sends no flash messages and renders no template.
+    Sessions, Django's user and messages therefore do nothing for an API request but cost a
+    few dozen microseconds each on every call. (CSRF stays Django's own middleware: every
+    API view is CSRF-exempt, so it returns at once there.) The subclasses keep their
+    parents' names in ``MIDDLEWARE`` order, so Django's checks (the admin needs sessions,
+    auth and messages) still find them.
+    """
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_api_path(request.path_info):
+            return self.get_response(request)  # type: ignore[attr-defined]
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class SessionMiddleware(_SkippedOnApi, _SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(_SkippedOnApi, _AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(_SkippedOnApi, _MessageMiddleware):
+    pass

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import secrets
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from django.utils import timezone
 from .models import REGION_DEFAULTS, ApiKey, Club, StaffMembership, StaffRole, Tenant
 from .scopes import DEFAULT_API_KEY_SCOPES, unknown_scopes
 from .selectors import tenant_cached
+
+logger = logging.getLogger(__name__)
 
 API_KEY_PREFIX = "crm"
 # last_used_at is a hint for staff, not an audit log: write it at most once a minute per key
@@ -166,8 +170,10 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key; it stops authenticating at once. Revoking twice keeps the first time."""
+    """Revoke a key; it stops authenticating at once (``credentials_changed``). Revoking twice
+    keeps the first time."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    credentials_changed()
     api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
@@ -187,28 +193,76 @@ _VERIFY_SQL = (
 )
 
 
-def api_key_verify(*, raw_key: str) -> VerifiedKey | None:
+# Verified keys, per process, keyed by the SHA-256 of the whole key (so only the exact secret
+# that was checked against the database ever hits): ``(generation, cached at, row)``. An
+# entry is used only while the credentials generation (a Redis counter every revocation,
+# key change and tenant change bumps after its commit, read in the same round trip as the
+# failed-authentication limit) is the one it was cached under, and for at most
+# API_KEY_CACHE_SECONDS: a revoked key, a changed scope or a deactivated tenant is refused on
+# the next request in every process, and within API_KEY_CACHE_SECONDS even if the bump was
+# lost (Redis down at that moment). Without a generation (Redis unreachable) nothing is
+# cached or read from here: every request asks the database, as before.
+API_KEY_CACHE_SECONDS = 30.0
+API_KEY_CACHE_MAX = 10_000
+CREDENTIALS_GENERATION_KEY = "api-credentials-generation"
+_verified: dict[str, tuple[int, float, list]] = {}
+
+
+def credentials_changed() -> None:
+    """API keys or tenants changed: forget verified keys here at once, and everywhere once
+    the change is committed (the generation bump)."""
+    _verified.clear()
+    transaction.on_commit(_bump_credentials_generation)
+
+
+def _bump_credentials_generation() -> None:
+    from .api.redis_fast import REDIS_ERRORS, counter_incr
+
+    _verified.clear()
+    try:
+        counter_incr(CREDENTIALS_GENERATION_KEY, timeout=7 * 24 * 3600)
+    except REDIS_ERRORS:
+        logger.warning(
+            "API key cache not invalidated (Redis unreachable): other processes may accept "
+            "a changed key for up to %ss",
+            API_KEY_CACHE_SECONDS,
+        )
+
+
+def api_key_verify(*, raw_key: str, generation: int | None = None) -> VerifiedKey | None:
     """The active key matching ``raw_key``, or None. Touches ``last_used_at`` (coarsely).
 
-    Every request authenticates, so this is one hand-written query on the unique prefix;
-    revocation and tenant deactivation apply to the very next request.
+    Every request authenticates, so this is one hand-written query on the unique prefix, or
+    none when this process verified the same key under the current credentials
+    ``generation`` (see ``_verified``); revocation and tenant deactivation apply to the very
+    next request.
     """
     parts = raw_key.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_VERIFY_SQL, [parts[1]])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    key_id, key_hash, scopes, last_used_at, tenant_id = row
-    if not hmac.compare_digest(key_hash, _hash_secret(raw_key)):
-        return None
+    digest = _hash_secret(raw_key)
+    started = time.monotonic()
+    entry = _verified.get(digest) if generation is not None else None
+    if entry is not None and entry[0] == generation and started - entry[1] < API_KEY_CACHE_SECONDS:
+        row = entry[2]
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_VERIFY_SQL, [parts[1]])
+            found = cursor.fetchone()
+        if found is None or not hmac.compare_digest(found[1], digest):
+            return None
+        row = list(found)
+        if generation is not None:
+            if len(_verified) >= API_KEY_CACHE_MAX:
+                _verified.clear()
+            _verified[digest] = (generation, started, row)
+    key_id, _key_hash, scopes, last_used_at, tenant_id = row
     tenant = tenant_cached(tenant_id=tenant_id)
     if tenant is None:
         return None
     now = timezone.now()
     if last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key_id).update(last_used_at=now)
+        row[3] = now
     scopes = json.loads(scopes) if isinstance(scopes, str) else scopes
     return VerifiedKey(id=key_id, prefix=parts[1], tenant=tenant, scopes=list(scopes or []))

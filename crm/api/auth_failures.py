@@ -14,10 +14,11 @@ import logging
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from redis.exceptions import RedisError
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
+
+from .redis_fast import counter_incr, counters_get
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,27 @@ def _key(request, duration: int) -> tuple[str, float]:
     return f"throttle_authfail_{ident}:{window}", (window + 1) * duration - now
 
 
-def auth_failures_check(*, request) -> None:
-    """Raise ``Throttled`` when the caller's address has failed too often in this window."""
+def auth_failures_check(*, request, read: str | None = None) -> int | None:
+    """Raise ``Throttled`` when the caller's address has failed too often in this window.
+
+    ``read`` names one more counter to fetch in the same Redis round trip (the API key
+    authentication reads the credentials generation, ``crm.services._verified``); its value
+    is returned, or None when Redis could not be asked."""
     limit, duration = _rate()
-    if limit is None or duration is None:
-        return
-    key, window_ends = _key(request, duration)
+    keys = [read] if read else []
+    if limit is not None and duration is not None:
+        key, window_ends = _key(request, duration)
+        keys.append(key)
+    if not keys:
+        return None
     try:
-        failures = cache.get(key, 0)
+        values = counters_get(keys)
     except CACHE_ERRORS:
         logger.warning("auth failure limit unavailable (cache error); letting the request in")
-        return
-    if failures >= limit:
+        return None
+    if limit is not None and values[-1] >= limit:
         raise Throttled(wait=window_ends, detail="Too many failed authentication attempts.")
+    return values[0] if read else None
 
 
 def auth_failures_record(*, request) -> None:
@@ -63,8 +72,7 @@ def auth_failures_record(*, request) -> None:
         return
     key, _ = _key(request, duration)
     try:
-        if not cache.add(key, 1, timeout=duration + 1):
-            cache.incr(key)
+        counter_incr(key, timeout=duration + 1)
     except ValueError:  # the key expired between add() and incr(): a new window
         return
     except CACHE_ERRORS:

@@ -12,7 +12,7 @@ from rest_framework import authentication, exceptions
 
 from crm.observability import log_tenant_set
 from crm.selectors import tenant_by_reference
-from crm.services import api_key_verify
+from crm.services import CREDENTIALS_GENERATION_KEY, api_key_verify
 
 from .auth_failures import auth_failures_check, auth_failures_record
 
@@ -58,14 +58,16 @@ class _LimitedAuthentication(authentication.BaseAuthentication):
     (``crm.api.auth_failures``)."""
 
     keyword: str
+    # A Redis counter fetched with the failure limit, passed to ``authenticate_credential``.
+    reads_counter: str | None = None
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode("latin-1")
         if header.partition(" ")[0].lower() != self.keyword.lower():
             return None  # another scheme's credential, or none
-        auth_failures_check(request=request)
+        generation = auth_failures_check(request=request, read=self.reads_counter)
         try:
-            result = self.authenticate_credential(request)
+            result = self.authenticate_credential(request, generation)
         except exceptions.AuthenticationFailed:
             auth_failures_record(request=request)
             raise
@@ -73,7 +75,7 @@ class _LimitedAuthentication(authentication.BaseAuthentication):
             log_tenant_set(result[0].tenant)  # the request's log lines name the tenant
         return result
 
-    def authenticate_credential(self, request):  # pragma: no cover - abstract
+    def authenticate_credential(self, request, counter: int | None):  # pragma: no cover
         raise NotImplementedError
 
     def authenticate_header(self, request) -> str:
@@ -84,12 +86,15 @@ class ApiKeyAuthentication(_LimitedAuthentication):
     """``Authorization: Api-Key <key>``."""
 
     keyword = "Api-Key"
+    # The credentials generation: a verified key is reused from this process's cache only
+    # under the generation it was verified in (crm.services.api_key_verify).
+    reads_counter = CREDENTIALS_GENERATION_KEY
 
-    def authenticate_credential(self, request):
+    def authenticate_credential(self, request, counter: int | None):
         raw_key = _credential(request, self.keyword)
         if raw_key is None:
             return None
-        api_key = api_key_verify(raw_key=raw_key)
+        api_key = api_key_verify(raw_key=raw_key, generation=counter)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         principal = ApiPrincipal(
@@ -109,7 +114,7 @@ class PlatformJWTAuthentication(_LimitedAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate_credential(self, request):
+    def authenticate_credential(self, request, counter: int | None):
         token = _credential(request, self.keyword)
         if token is None:
             return None

@@ -3,11 +3,11 @@ from __future__ import annotations
 import logging
 import time
 
-from django.core.cache import cache
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
 from .authentication import ApiPrincipal
+from .redis_fast import counter_incr
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class CredentialRateThrottle(SimpleRateThrottle):
     """A request budget per credential (API key, or JWT subject within a tenant);
     anonymous callers are limited by address. The rate is ``API_THROTTLE_RATE``.
 
-    A fixed-window counter (one Redis INCR per request) rather than DRF's sliding history,
+    A fixed-window counter (one Redis round trip per request) rather than DRF's sliding history,
     which stores and re-serialises every timestamp of the window on every request: at
     thousands of requests a minute that list, not the API, becomes the cost.
     """
@@ -61,11 +61,8 @@ class CredentialRateThrottle(SimpleRateThrottle):
         return count <= self.num_requests
 
     def _count(self, key: str) -> int:
-        try:
-            return cache.incr(key)
-        except ValueError:  # first request of the window
-            # add() loses only to a concurrent first request, whose key incr() then finds.
-            return 1 if cache.add(key, 1, timeout=self.duration + 1) else cache.incr(key)
+        # One Redis round trip on a long-lived client (crm.api.redis_fast).
+        return counter_incr(key, timeout=self.duration + 1)
 
     def wait(self) -> float:
         return getattr(self, "window_ends", self.duration)

@@ -109,11 +109,15 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "crm.middleware.RejectNulQueryMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, Django's user and messages are the browser's (admin, staff console): these
+    # subclasses step aside for /api/ routes, which authenticate with their own credential on
+    # every request (crm/middleware.py). CSRF stays Django's own (`check --deploy` looks for
+    # it by name); every API view is CSRF-exempt, so it returns at once there.
+    "crm.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "crm.middleware.AuthenticationMiddleware",
+    "crm.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout response.
     "axes.middleware.AxesMiddleware",

@@ -7,6 +7,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from rest_framework import serializers
 
 from crm.models import Club
@@ -37,6 +38,32 @@ def _plain(value):
     return str(value)
 
 
+# What the API shows of a profile, in its order.
+CUSTOMER_OUTPUT_FIELDS = (
+    "id",
+    *IDENTITY_FIELDS,
+    "external_ids",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "home_club_id",
+    "status",
+    "lifecycle_stage",
+    "tags",
+    *CONSENT_FIELDS,
+    *METRIC_FIELDS,
+    *MEMBERSHIP_FIELDS,
+    "merged_into_id",
+    "created_at",
+    "updated_at",
+)
+
+
+def customer_json(instance: CustomerProfile) -> dict:
+    """``CustomerOutputSerializer(instance).data``, without building the serializer."""
+    return {name: _plain(getattr(instance, name)) for name in CUSTOMER_OUTPUT_FIELDS}
+
+
 class CustomerOutputSerializer(serializers.ModelSerializer):
     """A profile as the API shows it. Rendering is a plain loop over the fields: DRF's
     per-instance field building cost more than the database on the resolve hot path."""
@@ -45,28 +72,11 @@ class CustomerOutputSerializer(serializers.ModelSerializer):
     merged_into_id = serializers.UUIDField(allow_null=True)
 
     def to_representation(self, instance: CustomerProfile) -> dict:
-        return {name: _plain(getattr(instance, name)) for name in self.Meta.fields}
+        return customer_json(instance)
 
     class Meta:
         model = CustomerProfile
-        fields = [
-            "id",
-            *IDENTITY_FIELDS,
-            "external_ids",
-            "first_name",
-            "last_name",
-            "date_of_birth",
-            "home_club_id",
-            "status",
-            "lifecycle_stage",
-            "tags",
-            *CONSENT_FIELDS,
-            *METRIC_FIELDS,
-            *MEMBERSHIP_FIELDS,
-            "merged_into_id",
-            "created_at",
-            "updated_at",
-        ]
+        fields = list(CUSTOMER_OUTPUT_FIELDS)
         read_only_fields = fields
 
 
@@ -91,6 +101,40 @@ class HintsSerializer(serializers.Serializer):
         if hints.is_empty():
             raise serializers.ValidationError("Give at least one identifier.")
         return {"hints": hints}
+
+
+# HintsSerializer's string fields and their max_length (read from the serializer, so the
+# fast path below can never accept more than it does).
+_HINT_MAX_LENGTH: dict[str, int] = {
+    name: field.max_length
+    for name, field in HintsSerializer().get_fields().items()
+    if isinstance(field, serializers.CharField) and field.max_length is not None
+}
+
+
+def plain_hints(data, *, phone_region: str) -> IdentityHints | None:
+    """The hints of a body ``HintsSerializer`` accepts as it is, parsed without building the
+    serializer (the resolve hot path); None for anything else (not an object, a value that is
+    not a short plain ASCII string, ``external_ids``, a bad or missing hint), which the caller
+    then runs through ``HintsSerializer`` for the very same validation and error body.
+
+    Plain ASCII strings within ``max_length`` and without NUL are exactly the values DRF's
+    ``CharField`` passes through untouched apart from trimming whitespace."""
+    if type(data) is not dict or "external_ids" in data:
+        return None
+    attrs = {}
+    for name, value in data.items():
+        limit = _HINT_MAX_LENGTH.get(name)
+        if limit is None:
+            continue  # the serializer ignores fields it does not declare
+        if type(value) is not str or len(value) > limit or not value.isascii() or "\x00" in value:
+            return None
+        attrs[name] = value.strip()
+    try:
+        hints = IdentityHints.parse(attrs, phone_region=phone_region)
+    except HintError:
+        return None
+    return None if hints.is_empty() else hints
 
 
 class ResolveOutputSerializer(serializers.Serializer):
@@ -224,6 +268,43 @@ class IngestResultSerializer(serializers.Serializer):
 # ----------------------------------------------------------------------------- timeline, notes
 
 
+def _datetime(value: datetime) -> str:
+    """As DRF's ``DateTimeField`` shows an aware datetime: in the current time zone, ISO
+    8601, ``Z`` for UTC."""
+    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def activity_rows_json(rows: list[tuple]) -> list[dict]:
+    """``ActivitySerializer(many=True).data`` of ``customers.timeline.TIMELINE_FIELDS`` rows,
+    without building a serializer per row (the timeline's hot path; the same output, pinned
+    by tests/customers/test_hot_paths.py)."""
+    return [
+        {
+            "id": int(pk),
+            "type": str(type_),
+            "category": str(category),
+            "title": str(title),
+            "metadata": {str(k): v for k, v in metadata.items()},
+            "source_service": str(source_service),
+            "source_id": str(source_id),
+            "source_event_id": str(source_event_id),
+            "occurred_at": _datetime(occurred_at),
+        }
+        for (
+            pk,
+            type_,
+            category,
+            title,
+            metadata,
+            source_service,
+            source_id,
+            source_event_id,
+            occurred_at,
+        ) in rows
+    ]
+
+
 class ActivitySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     type = serializers.CharField()
@@ -236,6 +317,9 @@ class ActivitySerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
 
 
+TIMELINE_PAGE_SIZE = 50
+
+
 class TimelineQuerySerializer(serializers.Serializer):
     category = serializers.CharField(
         required=False, help_text="One category or several, comma-separated."
@@ -244,7 +328,9 @@ class TimelineQuerySerializer(serializers.Serializer):
     since = serializers.DateTimeField(required=False, help_text="Occurred at or after.")
     until = serializers.DateTimeField(required=False, help_text="Occurred before.")
     cursor = serializers.CharField(required=False)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=200, default=TIMELINE_PAGE_SIZE
+    )
 
     def validate_category(self, value: str) -> list[str]:
         names = [v.strip() for v in value.split(",") if v.strip()]

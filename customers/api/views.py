@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -42,12 +44,12 @@ from customers.timeline import (
     note_list,
     note_update,
     note_visible,
-    timeline_page,
+    timeline_rows_of_live_customer,
 )
 
 from .filters import CustomerFilter
 from .serializers import (
-    ActivitySerializer,
+    TIMELINE_PAGE_SIZE,
     CustomerOutputSerializer,
     CustomerUpdateSerializer,
     EventBatchSerializer,
@@ -61,6 +63,9 @@ from .serializers import (
     ResolveOutputSerializer,
     TimelinePageSerializer,
     TimelineQuerySerializer,
+    activity_rows_json,
+    customer_json,
+    plain_hints,
 )
 
 
@@ -139,20 +144,24 @@ class CustomerViewSet(
         return queryset
 
     def _hints(self, data):
+        # The common body (plain string hints) is parsed without building the serializer;
+        # anything else, and every invalid body, goes through it (same checks, same errors).
+        hints = plain_hints(data, phone_region=self.tenant.default_phone_region)
+        if hints is not None:
+            return hints
         serializer = HintsSerializer(data=data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data["hints"]
 
     def _resolution_response(self, resolution, status_code: int) -> Response:
-        body = ResolveOutputSerializer(
-            {
-                "profile": resolution.profile,
-                "is_new": resolution.is_new,
-                "matched_by": resolution.matched_by,
-                "confidence": resolution.confidence,
-                "merge_suggested_with": resolution.suggestions,
-            }
-        ).data
+        # ResolveOutputSerializer's output, built directly (the resolve hot path).
+        body = {
+            "profile": customer_json(resolution.profile),
+            "is_new": bool(resolution.is_new),
+            "matched_by": [str(name) for name in resolution.matched_by],
+            "confidence": int(resolution.confidence),
+            "merge_suggested_with": [str(pk) for pk in resolution.suggestions],
+        }
         return Response(body, status=status_code)
 
     @extend_schema(
@@ -288,13 +297,16 @@ class CustomerViewSet(
     )
     @action(detail=True, methods=["get"])
     def timeline(self, request, pk=None):
-        customer = self.get_object()
-        query = TimelineQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
-        page = timeline_page(
+        # The first page (no parameters) skips the query serializer: its defaults are known.
+        params: dict = {"page_size": TIMELINE_PAGE_SIZE}
+        if request.query_params:
+            query = TimelineQuerySerializer(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            params = query.validated_data
+        # One query: the live-customer check (404 as get_object gives) and the page.
+        page = timeline_rows_of_live_customer(
             tenant=self.tenant,
-            customer=customer,
+            customer_id=pk,
             categories=params.get("category", ()),
             types=params.get("type", ()),
             since=params.get("since"),
@@ -302,12 +314,13 @@ class CustomerViewSet(
             cursor=params.get("cursor"),
             page_size=params["page_size"],
         )
-        return Response(
-            {
-                "results": ActivitySerializer(page.activities, many=True).data,
-                "next_cursor": page.next_cursor,
-            }
-        )
+        if page is None:  # the very 404s get_object gives: a bad id, or no live customer
+            try:
+                uuid.UUID(hex=str(pk))
+            except ValueError:
+                raise Http404 from None
+            raise Http404(f"No {CustomerProfile._meta.object_name} matches the given query.")
+        return Response({"results": activity_rows_json(page.rows), "next_cursor": page.next_cursor})
 
     @extend_schema(
         methods=["GET"], responses=NoteSerializer(many=True), summary="A customer's notes"
