@@ -19,4 +19,6 @@ WORKDIR /app
 COPY --from=build --chown=crm:crm /app /app
 USER crm
 EXPOSE 8000
-CMD ["gunicorn", "crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# Threads (gthread) keep connections alive between a service's calls and cover the waits on
+# PostgreSQL and Redis; processes use the cores (docs/operations.md, "Processes").
+CMD ["gunicorn", "crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--keep-alive", "5", "--access-logfile", "-"]
