@@ -12,13 +12,16 @@ interactions and the admin all build on these, never on each other's private par
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from django.core import signing
-from django.utils.crypto import salted_hmac
+from django.conf import settings
 
 from crm.models import Tenant
 from customers.models import CHANNEL_ADDRESS_COLUMN, CHANNELS
@@ -39,6 +42,7 @@ __all__ = [
     "skip_reason_sql",
     "unreachable_sql",
     "unsubscribe_token",
+    "unsubscribe_token_message_id",
 ]
 
 ADDRESS_COLUMN = CHANNEL_ADDRESS_COLUMN
@@ -51,23 +55,52 @@ MESSAGE_IDENTITY_SALT = "crm.marketing.message-identity"
 MESSAGE_IDENTITY_MAC_LENGTH = 32
 
 
+@functools.lru_cache(maxsize=32)
+def _derived_key(salt: str, secret: str) -> bytes:
+    # Derived as ``django.utils.crypto.salted_hmac`` derives its key (SHA-256 of salt and
+    # secret), once per salt and secret rather than once per message.
+    return hashlib.sha256((salt + secret).encode()).digest()
+
+
+def keyed_mac(salt: str, value: str, *, secret: str | None = None) -> str:
+    """HMAC-SHA256 of ``value`` keyed by ``SECRET_KEY`` (or ``secret``) under ``salt``, in
+    hex: the same digest as ``salted_hmac(salt, value, secret, algorithm="sha256")``."""
+    key = _derived_key(salt, settings.SECRET_KEY if secret is None else secret)
+    return hmac.digest(key, value.encode(), "sha256").hex()
+
+
 def message_identity(message: Message, *, secret: str | None = None) -> str:
     """The stable Message-ID / idempotency key of a message row: ``crm-<pk>-<mac>``, where the
     MAC is an HMAC-SHA256 of the tenant and row id keyed by ``SECRET_KEY`` (under its own
     salt), so nobody without the key can make up the id of a message (webhook events name
     messages by this id). ``secret``: verify against an older key (``SECRET_KEY_FALLBACKS``).
     """
-    mac = salted_hmac(
-        MESSAGE_IDENTITY_SALT,
-        f"{message.tenant_id}:{message.pk}",
-        secret=secret,
-        algorithm="sha256",
-    ).hexdigest()[:MESSAGE_IDENTITY_MAC_LENGTH]
-    return f"crm-{message.pk}-{mac}"
+    mac = keyed_mac(MESSAGE_IDENTITY_SALT, f"{message.tenant_id}:{message.pk}", secret=secret)
+    return f"crm-{message.pk}-{mac[:MESSAGE_IDENTITY_MAC_LENGTH]}"
 
 
-def unsubscribe_token(message_id: int) -> str:
-    return signing.dumps({"m": message_id}, salt=UNSUBSCRIBE_SALT, compress=True)
+# ``<message id>-<32 hex characters of a keyed MAC>``: short, URL-safe, and cheap to make for
+# every message of a send. Tokens of the older form (``django.core.signing``) in mail already
+# delivered are still honoured (``marketing.interactions.unsubscribe_message``).
+_UNSUBSCRIBE_TOKEN = re.compile(r"([0-9]{1,18})-([0-9a-f]{32})")
+
+
+def unsubscribe_token(message_id: int, *, secret: str | None = None) -> str:
+    mac = keyed_mac(UNSUBSCRIBE_SALT, str(message_id), secret=secret)
+    return f"{message_id}-{mac[:32]}"
+
+
+def unsubscribe_token_message_id(token: str) -> int | None:
+    """The message id an unsubscribe token of the current form names, when its MAC verifies
+    (constant time, against ``SECRET_KEY`` and each of ``SECRET_KEY_FALLBACKS``); else None."""
+    match = _UNSUBSCRIBE_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    if match is None:
+        return None
+    message_id = int(match.group(1))
+    for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
+        if hmac.compare_digest(unsubscribe_token(message_id, secret=secret), token):
+            return message_id
+    return None
 
 
 def unreachable_sql(channel: str) -> str:

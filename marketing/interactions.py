@@ -22,7 +22,12 @@ from django.utils import timezone
 from customers.handlers import metrics_touch
 from customers.models import Activity, ConsentRecord, CustomerProfile
 
-from .common import MESSAGE_IDENTITY_MAC_LENGTH, UNSUBSCRIBE_SALT, message_identity
+from .common import (
+    MESSAGE_IDENTITY_MAC_LENGTH,
+    UNSUBSCRIBE_SALT,
+    message_identity,
+    unsubscribe_token_message_id,
+)
 from .models import (
     Campaign,
     Interaction,
@@ -297,6 +302,11 @@ def message_by_identity(identity: str) -> Message | None:
 
 
 def unsubscribe_message(token: str) -> Message | None:
+    """The message an unsubscribe link names: a token of the current form (``<id>-<mac>``),
+    or one of the older signed form that mail sent before still carries."""
+    message_id = unsubscribe_token_message_id(token)
+    if message_id is not None:
+        return Message.objects.select_related("tenant").filter(pk=message_id).first()
     found = message_from_token(token, UNSUBSCRIBE_SALT)
     return found[0] if found else None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from datetime import timedelta
 
@@ -15,9 +16,10 @@ from django.conf import settings
 from django.core import signing
 from django.test import override_settings
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from customers.models import Activity, ConsentRecord, CustomerProfile
-from marketing.common import UNSUBSCRIBE_SALT, message_identity
+from marketing.common import UNSUBSCRIBE_SALT, keyed_mac, message_identity, unsubscribe_token
 from marketing.delivery import unsubscribe_url
 from marketing.interactions import (
     TRACK_SALT,
@@ -118,6 +120,45 @@ def test_public_tokens_signed_with_another_key_do_nothing(client, sent):
     assert client.get(forged_open).status_code == 200  # the pixel, always
     assert client.get(forged_click).status_code == 404
     _untouched(ann, before)
+
+
+def test_unsubscribe_tokens_are_keyed_macs_that_verify_with_the_fallback_keys(client, sent):
+    ann, _campaign, message = sent
+    token = unsubscribe_token(message.pk)
+    assert re.fullmatch(rf"{message.pk}-[0-9a-f]{{32}}", token)
+    # Another message's id with this MAC, or a digit of the MAC changed: no such token.
+    for forged in (
+        f"{message.pk + 1}-{token.split('-')[1]}",
+        token[:-1] + ("0" if token[-1] != "0" else "1"),
+        unsubscribe_token(message.pk, secret="an-attackers-guess-" + "y" * 40),
+    ):
+        assert client.post(f"/u/{forged}").status_code == 404
+    ann.refresh_from_db()
+    assert ann.email_opt_in is True
+    # After a key rotation, mail already delivered still unsubscribes.
+    with override_settings(
+        SECRET_KEY="another-secret-key-" + "x" * 40, SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]
+    ):
+        assert unsubscribe_token(message.pk) != token
+        assert client.post(f"/u/{token}").status_code == 200
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False
+
+
+def test_unsubscribe_links_of_the_older_signed_form_still_work(client, sent):
+    ann, _campaign, message = sent
+    older = signing.dumps({"m": message.pk}, salt=UNSUBSCRIBE_SALT, compress=True)
+    assert client.post(f"/u/{older}").status_code == 200
+    ann.refresh_from_db()
+    assert ann.email_opt_in is False
+
+
+@pytest.mark.parametrize("value", ["1:2", "", "crm-1", "x" * 300])
+def test_keyed_mac_is_djangos_salted_hmac_with_the_key_derived_once(value):
+    for secret in (None, "another-secret-key-" + "x" * 40):
+        assert keyed_mac("a.salt", value, secret=secret) == (
+            salted_hmac("a.salt", value, secret=secret, algorithm="sha256").hexdigest()
+        )
 
 
 # ----------------------------------------------------------------------------- never sent
