@@ -688,6 +688,29 @@ def _scoring(results: dict) -> list[str]:
         f"{backtest['top_decile_lift']}; {backtest['seconds']} s |",
         "",
         *_scoring_naive(results.get("naive"), nightly),
+        *_scoring_growth(results.get("growth")),
+    ]
+
+
+def _scoring_growth(growth: list[dict] | None) -> list[str]:
+    if not growth:
+        return []
+    return [
+        "### Growth: per-profile cost by data size",
+        "",
+        '`make bench BENCH_ARGS="--suite scoring --ladder"` also scores tenants of 100k and '
+        "300k profiles (their own tenants, the same history per profile, in the same "
+        "database); a run without `--ladder` has one row. The goal is a flat cost per "
+        "profile.",
+        "",
+        "| profiles | nightly run s (median night) | µs per profile | catch-up run s |",
+        "|---|---|---|---|",
+        *(
+            f"| {rung['profiles']:,} | {rung['nightly_s']} | {rung['us_per_profile']} | "
+            f"{rung['catch_up_s']} |"
+            for rung in growth
+        ),
+        "",
     ]
 
 

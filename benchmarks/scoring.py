@@ -10,6 +10,9 @@
   events: windows and recency move, so some scores change). The figure is the median night.
   Each step is timed on the side.
 * The analytics overview (``scoring.analytics.analytics_overview``), repeated calls.
+* ``--ladder``: the nightly run also on tenants of 100k and 300k profiles (their own
+  tenants, same history per profile, in the same database), for the cost per profile as the
+  data grows; the naive design, the analytics and the backtest run at the full size only.
 * The churn backtest (``scoring.backtest.backtest_run``) on the synthetic demo history
   (``scoring.demo.demo_history_generate``) of a separate small tenant: its AUC is recorded.
 """
@@ -53,6 +56,7 @@ TARGETS = {
 STRETCH_NIGHTLY_S = 10.0
 NIGHTS = 3
 NAIVE_SAMPLE = 5_000
+LADDER = (100_000, 300_000, 1_000_000)
 ACTIVITIES_PER_PROFILE = 5
 P = CustomerProfile._meta.db_table
 A = Activity._meta.db_table
@@ -295,11 +299,32 @@ def _naive(tenant, now, sample: int, log) -> dict:
     return {"profiles": len(ids), "seconds": round(seconds, 2), "per_s": len(ids) / seconds}
 
 
-def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
+def _rung(size: int, log) -> dict:
+    """A smaller tenant of the ladder: its nights only (per-profile cost)."""
+    slug = f"bench-{size // 1000}k"
+    tenant, _ = tenant_create(slug=slug, name=f"Bench Golf Club {slug}", region=Region.ZA)
+    total = _ensure_profiles(tenant, size, log)
+    _ensure_history(tenant, total, log)
+    return _growth_row(total, _nights(tenant, log))
+
+
+def _growth_row(total: int, nightly_result: dict) -> dict:
+    return {
+        "profiles": total,
+        "nightly_s": nightly_result["seconds"],
+        "us_per_profile": round(1e6 * nightly_result["seconds"] / total, 1),
+        "catch_up_s": nightly_result["catch_up"]["seconds"],
+    }
+
+
+def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
+    smaller = [size for size in LADDER if size < profiles] if ladder else []
+    growth = [_rung(size, log) for size in smaller]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)
     counts = _ensure_history(tenant, total, log)
     nightly_result = _nights(tenant, log)
+    growth.append(_growth_row(total, nightly_result))
     naive = _naive(tenant, timezone.now(), 200 if quick else NAIVE_SAMPLE, log)
     batched_per_s = nightly_result["scored"] / nightly_result["seconds"]
     overview = _overview(tenant, 20 if quick else 500)
@@ -316,6 +341,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
             "batched_profiles_per_s": round(batched_per_s, 1),
             "ratio": round(batched_per_s / naive["per_s"], 1),
         },
+        "growth": growth,
         "analytics_overview": overview,
         "backtest": backtest,
         "stretch": {"nightly_s": STRETCH_NIGHTLY_S},

@@ -74,6 +74,8 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert scoring["nightly"]["scored"] > 0
     assert scoring["backtest"]["churners"] > 0
     assert scoring["backtest"]["auc"] is not None
+    # Without --ladder the growth table has the one size that ran.
+    assert [rung["profiles"] for rung in scoring["growth"]] == [scoring["data"]["profiles"]]
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Identity resolution" in report
     assert "HTTP resolve, 8 clients, throughput" in report
@@ -84,3 +86,4 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert "Wait sweep, " in report
     assert "## Scoring" in report
     assert "Nightly scoring of every profile" in report
+    assert "### Growth: per-profile cost by data size" in report
