@@ -658,7 +658,8 @@ def _scoring(results: dict) -> list[str]:
         f"{data['messages']:,} messages, {data['interactions']:,} interactions in one tenant; "
         "tables vacuumed and analysed first. The catch-up run scores as of now (on a fresh "
         "database it writes every profile); each night moves the clock one day on, with no new "
-        "events, so windows and recency move and some scores change.",
+        "events, so windows and recency move and some scores change."
+        + _load_note(data.get("load_average")),
         "",
         *_checks_table(
             results,
@@ -712,6 +713,16 @@ def _scoring_growth(growth: list[dict] | None) -> list[str]:
         ),
         "",
     ]
+
+
+def _load_note(load: list[float] | None) -> str:
+    if not load:
+        return ""
+    busy = " (above 2, other work shared the CPUs)" if max(load) > 2 else ""
+    return (
+        " Load average (1 min) at the start and end of the run, on 2 CPUs: "
+        f"{load[0]} and {load[1]}{busy}."
+    )
 
 
 def _scoring_naive(naive: dict | None, nightly: dict) -> list[str]:

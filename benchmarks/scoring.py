@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import asdict
@@ -318,6 +319,7 @@ def _growth_row(total: int, nightly_result: dict) -> dict:
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
+    load_before = os.getloadavg()[0]
     smaller = [size for size in LADDER if size < profiles] if ladder else []
     growth = [_rung(size, log) for size in smaller]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
@@ -331,7 +333,11 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
     log(f"analytics overview: {overview}")
     backtest = _backtest(1_000 if quick else 20_000, log)
     return {
-        "data": {"profiles": total, **counts},
+        "data": {
+            "profiles": total,
+            **counts,
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        },
         "nightly": nightly_result,
         "naive": {
             "sample": naive["profiles"],
