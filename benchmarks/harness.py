@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -262,15 +263,10 @@ class Server:
             children = []
         return [pid, *(int(child) for child in children)]
 
-    def cpu_seconds(self) -> dict[str, float]:
-        """CPU time used so far by gunicorn (master and workers) and by the PostgreSQL
-        backends connected to the bench database (its workers' connections; the suite's own
-        is idle while a load runs)."""
-        database = urlsplit(self.env["DATABASE_URL"]).path.lstrip("/")
-        return {
-            "server": sum(process_cpu_seconds(pid) for pid in self.processes()),
-            "postgres": sum(process_cpu_seconds(pid) for pid in postgres_backends(database)),
-        }
+    def backends(self) -> list[int]:
+        """The PostgreSQL backends connected to the bench database (its workers'
+        connections; the suite's own is idle while a load runs)."""
+        return postgres_backends(urlsplit(self.env["DATABASE_URL"]).path.lstrip("/"))
 
     def wait(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -371,15 +367,50 @@ def http_load(
 
 
 class _CpuMeter:
-    """CPU time spent during a load: the server's processes, their PostgreSQL backends and
-    the load clients (this process and its children: ``resource.RUSAGE_CHILDREN`` counts
-    children once they have been waited for). Redis, shared with other work, is left out."""
+    """CPU time spent during a load: gunicorn (master and workers), its PostgreSQL backends
+    and the load clients (this process and its children: ``resource.RUSAGE_CHILDREN`` counts
+    children once they have been waited for). Redis, shared with other work, is left out.
+
+    Workers recycle their database connections (``CONN_MAX_AGE``), so backends come and go
+    during a run: a thread reads each one's CPU time every 0.2 s (and looks for new ones
+    every second), and a process counts from its first reading (from zero when it started
+    during the run) to its last. What a backend used in its last 0.2 s is missed; the
+    thread's own CPU is taken off the clients' figure."""
+
+    POLL_SECONDS = 0.2
+    RESCAN_EVERY = 5
 
     def __init__(self, server: Server | None) -> None:
         self.server = server
         self.started = time.perf_counter()
-        self.server_before = server.cpu_seconds() if server is not None else {}
         self.children_before = self._children()
+        self.first: dict[tuple[str, int], float] = {}
+        self.last: dict[tuple[str, int], float] = {}
+        self.poller_cpu = 0.0
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        if server is not None:
+            self._read(server, initial=True)
+            self.thread = threading.Thread(target=self._poll, args=(server,), daemon=True)
+            self.thread.start()
+
+    def _read(self, server: Server, *, initial: bool = False, rescan: bool = True) -> None:
+        known = {pid for kind, pid in self.last if kind == "postgres"}
+        backends = server.backends() if rescan else known
+        for kind, pids in (("server", server.processes()), ("postgres", backends)):
+            for pid in pids:
+                cpu = process_cpu_seconds(pid)
+                if not cpu and (kind, pid) in self.last:
+                    continue  # gone: keep its last reading
+                self.first.setdefault((kind, pid), cpu if initial else 0.0)
+                self.last[(kind, pid)] = cpu
+
+    def _poll(self, server: Server) -> None:
+        rounds = 0
+        while not self.stopping.wait(self.POLL_SECONDS):
+            rounds += 1
+            self._read(server, rescan=rounds % self.RESCAN_EVERY == 0)
+        self.poller_cpu = time.thread_time()
 
     @staticmethod
     def _children() -> float:
@@ -395,19 +426,22 @@ class _CpuMeter:
     def wall(self) -> float:
         return time.perf_counter() - self.started
 
-    def per_request(self, requests: int, client_seconds: float | None = None) -> dict:
-        if self.server is None or not requests:
+    def per_request(self, requests: int) -> dict:
+        if self.server is None or self.thread is None or not requests:
             return {}
-        after = self.server.cpu_seconds()
-        if client_seconds is None:
-            client_seconds = self._children() - self.children_before
-        used = {name: after[name] - self.server_before[name] for name in after}
-        used["clients"] = client_seconds
+        wall = self.wall()
+        self.stopping.set()
+        self.thread.join()
+        self._read(self.server)
+        used = {"server": 0.0, "postgres": 0.0}
+        for key, cpu in self.last.items():
+            used[key[0]] += cpu - self.first[key]
+        used["clients"] = self._children() - self.children_before - self.poller_cpu
         return {
             "cpu_us_per_request": {
                 name: round(seconds * 1e6 / requests) for name, seconds in used.items()
             },
-            "cpu_busy_of_2": round(sum(used.values()) / self.wall(), 2),
+            "cpu_busy_of_2": round(sum(used.values()) / wall, 2),
         }
 
 
