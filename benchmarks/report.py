@@ -93,6 +93,8 @@ def _identity(results: dict) -> list[str]:
                 f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | "
                 f"{row['mean_ms']} | {row['requests_per_s']} req/s, {row['errors']} errors |"
             )
+    if results.get("cpu_note"):
+        lines += ["", f"_{results['cpu_note']}._"]
     if "http_queries_per_request" in results:
         lines += [
             "",
@@ -241,10 +243,14 @@ def _cpu(row: dict) -> str:
     cpu = row.get("cpu_us_per_request")
     if not cpu:
         return ""
-    return (
-        f"; CPU per request: server {cpu['server']} µs, PostgreSQL {cpu['postgres']} µs, "
-        f"load clients {cpu['clients']} µs ({row['cpu_busy_of_2']} of the 2 CPUs busy with them)"
+    parts = [f"server {cpu['server']} µs"]
+    if "postgres" in cpu:  # left out of runs measured before the meter followed each backend
+        parts.append(f"PostgreSQL {cpu['postgres']} µs")
+    parts.append(f"load clients {cpu['clients']} µs")
+    busy = (
+        f" ({row['cpu_busy_of_2']} of the 2 CPUs busy with them)" if "cpu_busy_of_2" in row else ""
     )
+    return f"; CPU per request: {', '.join(parts)}{busy}"
 
 
 def _timeline_note(timeline: dict) -> list[str]:
@@ -259,6 +265,8 @@ def _timeline_note(timeline: dict) -> list[str]:
         )
     if timeline.get("load_generator") == "wrk":
         notes.append("the target is read from the wrk rows (see the identity section)")
+    if timeline.get("cpu_note"):
+        notes.append(timeline["cpu_note"])
     recorded = timeline.get("recorded")
     if recorded:
         notes.append(
