@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-dates test-pgbouncer lint typecheck format bench loadtest manage browser pgbouncer venv clean
+.PHONY: run test test-dates test-pgbouncer lint typecheck format bench loadtest manage browser pgbouncer wrk venv clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -46,6 +46,15 @@ pgbouncer:  ## Debian's PgBouncer for `make test-pgbouncer` (installed once, as 
 	  echo "Installing Debian's pgbouncer for the pooled test run..."; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 
+# The HTTP figures of the benchmarks load the server from wrk (a C load generator, about a
+# tenth of the Python clients' CPU on the same 2 cores); without it they fall back to the
+# Python clients alone, and say so.
+wrk:  ## Debian's wrk for the benchmarks' HTTP figures (installed once, as root)
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "Installing Debian's wrk for the benchmarks' HTTP load..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	  || echo "wrk could not be installed: the HTTP figures use the Python load clients only."; }
+
 test: venv lint typecheck browser  ## lint, types and every test, against real PostgreSQL and Redis
 	$(PY) -m crm.local exec -- $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m crm.local exec -- $(PY) -m pytest $(PYTEST_ARGS)
@@ -68,7 +77,7 @@ test-dates: venv  ## the date-dependent tests at several dates across a year
 	    tests/events tests/marketing tests/customers tests/automation tests/scoring tests/social \
 	    tests/backfill || exit 1; done
 
-bench: venv  ## the benchmark suite; writes docs/benchmarks.md
+bench: venv wrk  ## the benchmark suite; writes docs/benchmarks.md
 	$(PY) -m crm.local exec -- $(PY) -m benchmarks $(BENCH_ARGS)
 
 # The platform's traffic mixed (locust) against gunicorn and a Celery worker at 1M profiles;

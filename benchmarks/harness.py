@@ -7,10 +7,14 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -105,6 +109,28 @@ def spread(values: list[float]) -> dict:
     }
 
 
+def load_runs(measured: list[dict]) -> dict:
+    """The repeated runs of one HTTP figure: median and spread of each, and the median CPU
+    time per request of each part (server, PostgreSQL, load clients) when measured."""
+    result = {
+        "clients": measured[0]["clients"],
+        "generator": measured[0].get("generator", "python"),
+        "requests_per_run": measured[0]["requests"],
+        "requests": sum(m["requests"] for m in measured),
+        "errors": sum(m["errors"] for m in measured),
+        "median_ms": spread([m["median_ms"] for m in measured]),
+        "p99_ms": spread([m["p99_ms"] for m in measured]),
+        "requests_per_s": spread([m["requests_per_s"] for m in measured]),
+    }
+    cpu = [m["cpu_us_per_request"] for m in measured if "cpu_us_per_request" in m]
+    if cpu:
+        result["cpu_us_per_request"] = {
+            name: round(statistics.median(c[name] for c in cpu)) for name in cpu[0]
+        }
+        result["cpu_busy_of_2"] = round(statistics.median(m["cpu_busy_of_2"] for m in measured), 2)
+    return result
+
+
 # The API's gunicorn for the HTTP figures of the identity suite and the timeline: one
 # process per core (the work is CPU-bound Python), threads to overlap a request's waits on
 # PostgreSQL and Redis and to hold keep-alive connections. A sync worker closes the
@@ -138,6 +164,35 @@ def machine() -> dict[str, str]:
     }
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def postgres_backends(database: str) -> list[int]:
+    """The PostgreSQL backends connected to ``database`` (by their process titles)."""
+    pids = []
+    marker = f" {database} ".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and marker in title:
+            pids.append(int(entry.name))
+    return pids
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -164,6 +219,7 @@ class Server:
             "keep_alive_s": keep_alive,
         }
         self.port = free_port()
+        self.env = env
         self.log = Path(f"/tmp/crm-bench-gunicorn-{self.port}.log")  # noqa: S108
         server_env = {
             **env,
@@ -197,6 +253,20 @@ class Server:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
+
+    def processes(self) -> list[int]:
+        """The master and its workers."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *(int(child) for child in children)]
+
+    def backends(self) -> list[int]:
+        """The PostgreSQL backends connected to the bench database (its workers'
+        connections; the suite's own is idle while a load runs)."""
+        return postgres_backends(urlsplit(self.env["DATABASE_URL"]).path.lstrip("/"))
 
     def wait(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -268,26 +338,172 @@ def http_load(
     requests_per_client: int,
     seconds: float,
     method: str = "POST",
-) -> dict[str, float]:
+    server: Server | None = None,
+) -> dict:
     """``clients`` processes, each with its own connection; bounded in count and time. For
-    ``GET``, ``bodies`` are the paths to fetch."""
+    ``GET``, ``bodies`` are the paths to fetch. With ``server``, the figures include the CPU
+    time per request of the server, its PostgreSQL backends and the load clients."""
     chunks = [bodies[i::clients] or bodies for i in range(clients)]
     jobs = [(port, path, headers, chunk, requests_per_client, seconds, method) for chunk in chunks]
-    started = time.perf_counter()
+    cpu = _CpuMeter(server)
     if clients == 1:
         results = [_client(jobs[0])]
     else:
         with multiprocessing.get_context("fork").Pool(clients) as pool:
             results = pool.map(_client, jobs)
-    wall = time.perf_counter() - started
     latencies = [latency for result in results for latency in result[0]]
     errors = sum(result[1] for result in results)
     busiest = max(result[2] for result in results)
     return {
         "clients": clients,
+        "generator": "python",
         "requests": len(latencies),
         "errors": errors,
         "requests_per_s": round(len(latencies) / busiest, 1),
-        "wall_s": round(wall, 2),
+        "wall_s": round(cpu.wall(), 2),
         **summary_ms(latencies),
+        **cpu.per_request(len(latencies)),
+    }
+
+
+class _CpuMeter:
+    """CPU time spent during a load: gunicorn (master and workers), its PostgreSQL backends
+    and the load clients (this process and its children: ``resource.RUSAGE_CHILDREN`` counts
+    children once they have been waited for). Redis, shared with other work, is left out.
+
+    Workers recycle their database connections (``CONN_MAX_AGE``), so backends come and go
+    during a run: a thread reads each one's CPU time every 0.2 s (and looks for new ones
+    every second), and a process counts from its first reading (from zero when it started
+    during the run) to its last. What a backend used in its last 0.2 s is missed; the
+    thread's own CPU is taken off the clients' figure."""
+
+    POLL_SECONDS = 0.2
+    RESCAN_EVERY = 5
+
+    def __init__(self, server: Server | None) -> None:
+        self.server = server
+        self.started = time.perf_counter()
+        self.children_before = self._children()
+        self.first: dict[tuple[str, int], float] = {}
+        self.last: dict[tuple[str, int], float] = {}
+        self.poller_cpu = 0.0
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        if server is not None:
+            self._read(server, initial=True)
+            self.thread = threading.Thread(target=self._poll, args=(server,), daemon=True)
+            self.thread.start()
+
+    def _read(self, server: Server, *, initial: bool = False, rescan: bool = True) -> None:
+        known = {pid for kind, pid in self.last if kind == "postgres"}
+        backends = server.backends() if rescan else known
+        for kind, pids in (("server", server.processes()), ("postgres", backends)):
+            for pid in pids:
+                cpu = process_cpu_seconds(pid)
+                if not cpu and (kind, pid) in self.last:
+                    continue  # gone: keep its last reading
+                self.first.setdefault((kind, pid), cpu if initial else 0.0)
+                self.last[(kind, pid)] = cpu
+
+    def _poll(self, server: Server) -> None:
+        rounds = 0
+        while not self.stopping.wait(self.POLL_SECONDS):
+            rounds += 1
+            self._read(server, rescan=rounds % self.RESCAN_EVERY == 0)
+        self.poller_cpu = time.thread_time()
+
+    @staticmethod
+    def _children() -> float:
+        # This process too: a single Python client runs in it.
+        return sum(
+            usage.ru_utime + usage.ru_stime
+            for usage in (
+                resource.getrusage(resource.RUSAGE_CHILDREN),
+                resource.getrusage(resource.RUSAGE_SELF),
+            )
+        )
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.started
+
+    def per_request(self, requests: int) -> dict:
+        if self.server is None or self.thread is None or not requests:
+            return {}
+        wall = self.wall()
+        self.stopping.set()
+        self.thread.join()
+        self._read(self.server)
+        used = {"server": 0.0, "postgres": 0.0}
+        for key, cpu in self.last.items():
+            used[key[0]] += cpu - self.first[key]
+        used["clients"] = self._children() - self.children_before - self.poller_cpu
+        return {
+            "cpu_us_per_request": {
+                name: round(seconds * 1e6 / requests) for name, seconds in used.items()
+            },
+            "cpu_busy_of_2": round(sum(used.values()) / wall, 2),
+        }
+
+
+WRK_SCRIPT = ROOT / "benchmarks" / "load" / "wrk_requests.lua"
+
+
+def wrk_available() -> bool:
+    """Whether the wrk load generator is installed (``make wrk``)."""
+    return shutil.which("wrk") is not None
+
+
+def wrk_load(
+    *,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    bodies: list[dict],
+    clients: int,
+    seconds: float,
+    method: str = "POST",
+    server: Server | None = None,
+) -> dict:
+    """The same load as ``http_load`` (``clients`` keep-alive connections, each sending its
+    next request when the answer is read) from wrk: one C thread with an event loop and
+    pre-formatted requests (benchmarks/load/wrk_requests.lua), so the load generator takes
+    about a tenth of the CPU the Python clients take from the server on the same cores.
+    Bounded in time only. For ``GET``, ``bodies`` are the paths to fetch."""
+    with tempfile.NamedTemporaryFile("w", suffix=".requests", delete=False) as handle:
+        for item in bodies:
+            if method == "GET":
+                handle.write(f"{item}\t\n")
+            else:
+                handle.write(f"{path}\t{json.dumps(item)}\n")
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    command += ["-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}", "--", method, handle.name]
+    cpu = _CpuMeter(server)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = process.communicate()[0].decode()  # waits: its CPU joins RUSAGE_CHILDREN
+    finally:
+        os.unlink(handle.name)
+    if process.returncode:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output}")
+    marker = "WRK_JSON "
+    lines = [line for line in output.splitlines() if line.startswith(marker)]
+    figures = json.loads(lines[0][len(marker) :]) if lines else None
+    if figures is None:
+        raise RuntimeError(f"wrk printed no figures:\n{output}")
+    requests = figures["requests"]
+    errors = sum(figures["errors"].values())
+    return {
+        "clients": clients,
+        "generator": "wrk",
+        "requests": requests,
+        "errors": errors,
+        "requests_per_s": round(requests / (figures["duration_us"] / 1e6), 1),
+        "wall_s": round(cpu.wall(), 2),
+        "n": requests,
+        "median_ms": round(figures["median_us"] / 1000, 3),
+        "p99_ms": round(figures["p99_us"] / 1000, 3),
+        "mean_ms": round(figures["mean_us"] / 1000, 3),
+        **cpu.per_request(requests),
     }

@@ -36,8 +36,15 @@ def _identity(results: dict) -> list[str]:
             f"Method: `VACUUM ANALYZE` of the profile and alias tables, a warm-up, then each HTTP "
             f"figure {data['repeats']} times (median, with min, max and spread). Server: "
             f"gunicorn, {server['workers']} `{server['worker_class']}` workers x "
-            f"{server['threads']} threads, keep-alive {server['keep_alive_s']} s; the load "
-            "clients are processes on the same 2 CPUs, each with one keep-alive connection. "
+            f"{server['threads']} threads, keep-alive {server['keep_alive_s']} s. The load "
+            "runs on the same 2 CPUs as the server, each client with one keep-alive connection "
+            "sending its next request when the answer is read: Python client processes and, "
+            "back to back in each repetition when it is installed (`make wrk`), "
+            "[wrk](https://github.com/wg/wrk) (one C thread, `benchmarks/load/"
+            "wrk_requests.lua`), which takes about a tenth of the Python clients' CPU per "
+            "request from the server. The targets are read from "
+            f"**{results.get('load_generator', 'python')}**'s runs; both are shown, with the "
+            "CPU time per request of the server, its PostgreSQL backends and the load clients. "
             f"Load average before and after: {data['load_average'][0]} / "
             f"{data['load_average'][1]} (other work on the machine).",
         ]
@@ -67,21 +74,27 @@ def _identity(results: dict) -> list[str]:
             f"| {extra} |"
         )
     for key, label in (
-        ("http_single_client", "HTTP POST /customers/resolve, 1 client"),
-        ("http_8_clients", "HTTP POST /customers/resolve, 8 clients"),
+        ("http_single_client", "HTTP POST /customers/resolve, 1 Python client"),
+        ("http_8_clients", "HTTP POST /customers/resolve, 8 Python clients"),
+        ("http_wrk_single_client", "HTTP POST /customers/resolve, wrk, 1 connection"),
+        ("http_wrk_8_clients", "HTTP POST /customers/resolve, wrk, 8 connections"),
     ):
-        row = results[key]
+        row = results.get(key)
+        if row is None:
+            continue
         if isinstance(row["requests_per_s"], dict):
             lines.append(
                 f"| {label} | {row['requests_per_run']} per run | "
                 f"{row['median_ms']['median']} | {_spread(row['p99_ms'])} | | "
-                f"{_spread(row['requests_per_s'], ' req/s')}, {row['errors']} errors |"
+                f"{_spread(row['requests_per_s'], ' req/s')}, {row['errors']} errors{_cpu(row)} |"
             )
         else:  # a run from before the repeats
             lines.append(
                 f"| {label} | {row['n']} | {row['median_ms']} | {row['p99_ms']} | "
                 f"{row['mean_ms']} | {row['requests_per_s']} req/s, {row['errors']} errors |"
             )
+    if results.get("cpu_note"):
+        lines += ["", f"_{results['cpu_note']}._"]
     if "http_queries_per_request" in results:
         lines += [
             "",
@@ -225,6 +238,21 @@ def _profile_table(title: str, profile: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _cpu(row: dict) -> str:
+    """CPU time per request of the server, its PostgreSQL backends and the load clients."""
+    cpu = row.get("cpu_us_per_request")
+    if not cpu:
+        return ""
+    parts = [f"server {cpu['server']} µs"]
+    if "postgres" in cpu:  # left out of runs measured before the meter followed each backend
+        parts.append(f"PostgreSQL {cpu['postgres']} µs")
+    parts.append(f"load clients {cpu['clients']} µs")
+    busy = (
+        f" ({row['cpu_busy_of_2']} of the 2 CPUs busy with them)" if "cpu_busy_of_2" in row else ""
+    )
+    return f"; CPU per request: {', '.join(parts)}{busy}"
+
+
 def _timeline_note(timeline: dict) -> list[str]:
     """Where the timeline rows differ from the rest of the events run: their server, and the
     date when they were measured on their own (``python -m benchmarks.timeline``)."""
@@ -235,6 +263,10 @@ def _timeline_note(timeline: dict) -> list[str]:
             f"timeline server: gunicorn, {server['workers']} `{server['worker_class']}` workers "
             f"x {server['threads']} threads, keep-alive {server['keep_alive_s']} s"
         )
+    if timeline.get("load_generator") == "wrk":
+        notes.append("the target is read from the wrk rows (see the identity section)")
+    if timeline.get("cpu_note"):
+        notes.append(timeline["cpu_note"])
     recorded = timeline.get("recorded")
     if recorded:
         notes.append(
@@ -311,12 +343,16 @@ def _events(results: dict) -> list[str]:
     for key, label in (
         ("first_page", "timeline first page (50), 1 client"),
         ("first_page_commerce", "timeline first page, category filter, 1 client"),
+        ("first_page_wrk", "timeline first page (50), 1 wrk connection"),
+        ("first_page_commerce_wrk", "timeline first page, category filter, 1 wrk connection"),
     ):
-        row = timeline[key]
+        row = timeline.get(key)
+        if row is None:
+            continue
         lines.append(
             f"| {label}, {row['requests_per_run']} requests per run | median "
             f"{row['median_ms']['median']} ms, p99 {_spread(row['p99_ms'], ' ms')}, "
-            f"{row['requests_per_s']['median']} req/s, {row['errors']} errors |"
+            f"{row['requests_per_s']['median']} req/s, {row['errors']} errors{_cpu(row)} |"
         )
     lines += _timeline_note(timeline)
     lines += [
@@ -872,8 +908,10 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
         "suites' leftovers do not bloat its whole-table passes; `--database` overrides both),",
         "on the machine below. Figures are recorded here, never",
         "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
-        "from Python load-client processes on the same machine as the server (gunicorn; each",
-        "suite names its workers), PostgreSQL and Redis, so clients and server share the CPUs.",
+        "from load clients on the same machine as the server (gunicorn; each suite names its",
+        "workers), PostgreSQL and Redis, so clients and server share the CPUs: Python client",
+        "processes, and for the resolve and timeline figures also wrk (`make wrk` installs",
+        "Debian's), a C load generator that takes far less of the CPUs from the server.",
         "The journeys",
         "suite runs on a database of its own (`crm_bench_journeys`, in a process of its own)",
         "unless `--database` names one: it writes some 1.4M rows a run, which would slow the",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,15 @@ from django.utils import timezone
 from crm.models import Tenant
 
 from .events import Category
-from .models import Activity, ConsentRecord, CustomerProfile, Note, NoteRevision, NoteType
+from .models import (
+    LIVE_STATUSES,
+    Activity,
+    ConsentRecord,
+    CustomerProfile,
+    Note,
+    NoteRevision,
+    NoteType,
+)
 from .services import profile_lock_live
 
 NOTE_ACTIVITY = "NOTE_ADDED"
@@ -147,6 +156,40 @@ class TimelineRows:
     next_cursor: str | None
 
 
+# The statement of each shape of timeline query (which filters are given, how many values
+# each list has, the page size), compiled by the ORM once per process: building and compiling
+# the two querysets cost about ten times the query's execution (some 1.5 ms of CPU against
+# 0.15 ms in PostgreSQL, at 1M profiles). Its parameters are then put in the order
+# ``_timeline_params`` gives, which is checked against the ORM's own parameters on the first
+# compile of each shape: a shape whose check fails is stored as None and compiled on every
+# call, as before, so a change in the ORM's output can cost speed, never correctness.
+_TIMELINE_SQL: dict[tuple, str | None] = {}
+_TIMELINE_SQL_MAX = 256
+
+
+def _timeline_params(
+    *,
+    tenant: Tenant,
+    customer_id: uuid.UUID,
+    categories: Sequence[str],
+    types: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    position: tuple[datetime, int] | None,
+) -> list[Any]:
+    """The parameters of ``timeline_rows_of_live_customer``'s statement, in the ORM's order:
+    the live profile (tenant, statuses, id), then the page (tenant, customer, its filters)."""
+    params: list[Any] = [tenant.pk, *LIVE_STATUSES, customer_id, tenant.pk, customer_id]
+    params += [*categories, *types]
+    if since:
+        params.append(since)
+    if until:
+        params.append(until)
+    if position:
+        params += [position[0], position[0], position[1]]
+    return params
+
+
 def timeline_rows_of_live_customer(
     *,
     tenant: Tenant,
@@ -167,16 +210,77 @@ def timeline_rows_of_live_customer(
     activities still answers one row, of NULLs.
     """
     try:
-        live = (
-            CustomerProfile.objects.for_tenant(tenant)
-            .live()
-            .filter(pk=customer_id)
-            .order_by()
-            .values_list("pk")
-        )
-        live_sql, live_params = live.query.sql_with_params()
-    except ValidationError:  # not a UUID: no such customer
+        pk = customer_id if isinstance(customer_id, uuid.UUID) else uuid.UUID(str(customer_id))
+    except ValueError:  # not a UUID: no such customer
         return None
+    # The ORM's IN lookups drop repeated values; so does the shape.
+    categories, types = list(dict.fromkeys(categories)), list(dict.fromkeys(types))
+    position = decode_cursor(cursor) if cursor else None
+    shape = (len(categories), len(types), bool(since), bool(until), bool(position), page_size)
+    params = _timeline_params(
+        tenant=tenant,
+        customer_id=pk,
+        categories=categories,
+        types=types,
+        since=since,
+        until=until,
+        position=position,
+    )
+    sql = _TIMELINE_SQL.get(shape)
+    if sql is None:
+        sql, orm_params = _timeline_sql(
+            tenant=tenant,
+            customer_id=pk,
+            categories=categories,
+            types=types,
+            since=since,
+            until=until,
+            cursor=cursor,
+            page_size=page_size,
+        )
+        if shape not in _TIMELINE_SQL:
+            if len(_TIMELINE_SQL) >= _TIMELINE_SQL_MAX:
+                _TIMELINE_SQL.clear()
+            _TIMELINE_SQL[shape] = sql if orm_params == params else None
+        params = orm_params
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        fetched = db.fetchall()
+    if not fetched:
+        return None
+    # jsonb comes back as text on Django's connections (JSONField decodes it; no decoder set).
+    rows = [
+        (row[1], row[2], row[3], row[4], _json(row[5]), *row[6:])
+        for row in fetched
+        if row[1] is not None
+    ]
+    next_cursor = None
+    if len(rows) > page_size:
+        rows = rows[:page_size]
+        next_cursor = encode_cursor(rows[-1][8], rows[-1][0])
+    return TimelineRows(rows, next_cursor)
+
+
+def _timeline_sql(
+    *,
+    tenant: Tenant,
+    customer_id: uuid.UUID,
+    categories: Sequence[str],
+    types: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    page_size: int,
+) -> tuple[str, list[Any]]:
+    """The statement of ``timeline_rows_of_live_customer`` and its parameters, from the ORM."""
+    live = (
+        CustomerProfile.objects.for_tenant(tenant)
+        .live()
+        .filter(pk=customer_id)
+        .order_by()
+        .values_list("pk")
+    )
+    live_sql, live_params = live.query.sql_with_params()
     page = _timeline_rows(
         tenant=tenant,
         customer_id=customer_id,
@@ -195,22 +299,7 @@ def timeline_rows_of_live_customer(
         f"LEFT JOIN ({page_sql}) page({', '.join(f'col{i}' for i in range(len(TIMELINE_FIELDS)))})"
         " ON TRUE ORDER BY page.col8 DESC, page.col0 DESC"
     )
-    with connection.cursor() as db:
-        db.execute(sql, [*live_params, *page_params])
-        fetched = db.fetchall()
-    if not fetched:
-        return None
-    # jsonb comes back as text on Django's connections (JSONField decodes it; no decoder set).
-    rows = [
-        (row[1], row[2], row[3], row[4], _json(row[5]), *row[6:])
-        for row in fetched
-        if row[1] is not None
-    ]
-    next_cursor = None
-    if len(rows) > page_size:
-        rows = rows[:page_size]
-        next_cursor = encode_cursor(rows[-1][8], rows[-1][0])
-    return TimelineRows(rows, next_cursor)
+    return sql, [*live_params, *page_params]
 
 
 # ----------------------------------------------------------------------------- notes

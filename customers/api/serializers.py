@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from uuid import UUID
 
@@ -268,10 +268,10 @@ class IngestResultSerializer(serializers.Serializer):
 # ----------------------------------------------------------------------------- timeline, notes
 
 
-def _datetime(value: datetime) -> str:
-    """As DRF's ``DateTimeField`` shows an aware datetime: in the current time zone, ISO
-    8601, ``Z`` for UTC."""
-    text = value.astimezone(timezone.get_current_timezone()).isoformat()
+def _datetime(value: datetime, zone: tzinfo) -> str:
+    """As DRF's ``DateTimeField`` shows an aware datetime: in the current time zone
+    (``zone``), ISO 8601, ``Z`` for UTC."""
+    text = value.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -279,6 +279,7 @@ def activity_rows_json(rows: list[tuple]) -> list[dict]:
     """``ActivitySerializer(many=True).data`` of ``customers.timeline.TIMELINE_FIELDS`` rows,
     without building a serializer per row (the timeline's hot path; the same output, pinned
     by tests/customers/test_hot_paths.py)."""
+    zone = timezone.get_current_timezone()  # once a page, not once a row
     return [
         {
             "id": int(pk),
@@ -289,7 +290,7 @@ def activity_rows_json(rows: list[tuple]) -> list[dict]:
             "source_service": str(source_service),
             "source_id": str(source_id),
             "source_event_id": str(source_event_id),
-            "occurred_at": _datetime(occurred_at),
+            "occurred_at": _datetime(occurred_at, zone),
         }
         for (
             pk,

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from crm import services
 from crm.api import redis_fast, throttling
 from crm.models import ApiKey
+from customers import timeline
 from customers.api.serializers import (
     ActivitySerializer,
     HintsSerializer,
@@ -23,7 +24,7 @@ from customers.api.serializers import (
 )
 from customers.models import Activity, CustomerProfile
 from customers.services import profile_merge
-from customers.timeline import timeline_page
+from customers.timeline import timeline_page, timeline_rows_of_live_customer
 
 from .helpers import person, resolve
 
@@ -221,6 +222,70 @@ def test_the_timeline_answers_what_the_activity_serializer_gives(api_a, tenant_a
                 cursor=cursor,
             )
             assert second["results"] == _json(ActivitySerializer(page.activities, many=True).data)
+
+
+def _timeline_ids(rows) -> list[int]:
+    return [row[0] for row in rows.rows] if rows is not None else []
+
+
+TIMELINE_SHAPES = (
+    {},
+    {"categories": ["commerce"]},
+    {"categories": ["golf", "commerce", "golf"]},  # a repeated value, as the ORM drops it
+    {"types": ["pos.purchase.completed"]},
+    {"since": datetime(2026, 4, 25, tzinfo=UTC), "until": datetime(2026, 4, 30, tzinfo=UTC)},
+    {"page_size": 4},
+)
+
+
+def test_the_timeline_statement_is_compiled_once_per_shape_and_checked(tenant_a, tenant_b):
+    golfer, other = person(tenant_a, email="jo@example.com"), person(tenant_a, email="al@x.com")
+    _activities(tenant_a, golfer, 30)
+    _activities(tenant_a, other, 12)
+    timeline._TIMELINE_SQL.clear()
+
+    for shape in TIMELINE_SHAPES:
+        for customer in (golfer, other, golfer):  # the second and third from the stored statement
+            size = shape.get("page_size", 50)
+            filters = {k: v for k, v in shape.items() if k != "page_size"}
+            rows = timeline_rows_of_live_customer(
+                tenant=tenant_a, customer_id=str(customer.pk), page_size=size, **filters
+            )
+            page = timeline_page(tenant=tenant_a, customer=customer, page_size=size, **filters)
+            assert _timeline_ids(rows) == [a.pk for a in page.activities], shape
+            assert rows is not None and rows.next_cursor == page.next_cursor
+            if page.next_cursor:
+                kwargs = {**filters, "cursor": page.next_cursor}
+                rows = timeline_rows_of_live_customer(
+                    tenant=tenant_a, customer_id=customer.pk, page_size=size, **kwargs
+                )
+                page = timeline_page(tenant=tenant_a, customer=customer, page_size=size, **kwargs)
+                assert _timeline_ids(rows) == [a.pk for a in page.activities], shape
+
+    # Every shape's parameters matched the ORM's, so each statement is reused.
+    assert timeline._TIMELINE_SQL and all(timeline._TIMELINE_SQL.values())
+    # The stored statements still check the tenant and the live profile.
+    assert timeline_rows_of_live_customer(tenant=tenant_b, customer_id=golfer.pk) is None
+    CustomerProfile.objects.filter(pk=other.pk).update(deleted_at=datetime.now(UTC))
+    assert timeline_rows_of_live_customer(tenant=tenant_a, customer_id=other.pk) is None
+
+
+def test_a_timeline_shape_whose_parameters_differ_from_the_orms_is_compiled_every_time(
+    tenant_a, monkeypatch
+):
+    golfer = person(tenant_a, email="jo@example.com")
+    _activities(tenant_a, golfer, 10)
+    timeline._TIMELINE_SQL.clear()
+    right = timeline._timeline_params
+    # As if the ORM's order had changed: the check fails and the statement is not reused.
+    monkeypatch.setattr(timeline, "_timeline_params", lambda **kw: right(**kw)[::-1])
+
+    for _ in range(2):
+        rows = timeline_rows_of_live_customer(tenant=tenant_a, customer_id=golfer.pk)
+        page = timeline_page(tenant=tenant_a, customer=golfer)
+        assert _timeline_ids(rows) == [a.pk for a in page.activities]
+
+    assert list(timeline._TIMELINE_SQL.values()) == [None]
 
 
 def test_the_timeline_of_a_customer_without_activities_is_an_empty_page(api_a, tenant_a):
