@@ -8,6 +8,8 @@
   (``harness.API_SERVER``), each measured ``REPEATS`` times (median and spread), after a
   warm-up and a ``VACUUM ANALYZE`` of the tables it reads; the queries one request makes are
   counted through Django's test client.
+* ``--ladder``: the in-process resolve and the 8-client HTTP figure also on tenants of 100k
+  and 300k profiles (their own tenants, in the same database, each with its own server).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ TARGETS = {
     "http_8_clients_p99_ms": 25.0,
 }
 REPEATS = 3
+LADDER = (100_000, 300_000, 1_000_000)
 # The profile column the guide's resolver reads for each hint, in its order of precedence.
 NAIVE_FIELDS = ("auth_user_id", "scl_member_id", "email", "teetime_player_id", "phone")
 
@@ -225,8 +228,44 @@ def _profile(tenant, key: str, emails: list[str], quick: bool, log) -> dict:
     return result
 
 
-def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
+def _growth_row(total: int, by_email: dict, http: dict) -> dict:
+    eight = http.get("wrk_eight", http["eight"])
+    return {
+        "profiles": total,
+        "resolve_median_ms": by_email["median_ms"],
+        "resolve_p99_ms": by_email["p99_ms"],
+        "http_8_clients_rps": eight["requests_per_s"]["median"],
+        "http_8_clients_p99_ms": eight["p99_ms"]["median"],
+        "generator": eight["generator"],
+    }
+
+
+def _rung(size: int, env: dict[str, str], quick: bool, log) -> dict:
+    """A smaller tenant of the ladder: the in-process resolve and the HTTP figures only."""
+    slug = f"bench-{size // 1000}k"
+    tenant, _ = tenant_create(slug=slug, name=f"Bench Golf Club {slug}", region=Region.ZA)
+    total = _ensure_profiles(tenant, size, log)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE customers_customerprofile, customers_identityalias")
+    emails = _sample(tenant, AliasKind.EMAIL, 300 if quick else 3000)
+    _time_resolves(tenant, [IdentityHints(email=e) for e in emails[:50]])  # warm-up
+    by_email = summary_ms(_time_resolves(tenant, [IdentityHints(email=e) for e in emails]))
+    key = api_key_create(tenant=tenant, name="benchmark").raw_key
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    server = Server(env, **API_SERVER)
+    try:
+        server.wait()
+        http = _http(server, headers, [{"email": e} for e in emails], quick, log)
+    finally:
+        server.stop()
+    log(f"ladder {total:,} profiles: in-process {by_email}")
+    return _growth_row(total, by_email, http)
+
+
+def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
+    smaller = [size for size in LADDER if size < profiles] if ladder else []
+    growth = [_rung(size, env, quick, log) for size in smaller]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)
     aliases = IdentityAlias.objects.for_tenant(tenant).count()
@@ -291,6 +330,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
             else {}
         ),
         "load_generator": measured_eight["generator"],
+        "growth": [*growth, _growth_row(total, by_email, http)],
         "checks": {
             "resolve_existing_median_ms": by_email["median_ms"],
             "http_single_p99_ms": measured_single["p99_ms"]["median"],

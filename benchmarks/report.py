@@ -123,7 +123,32 @@ def _identity(results: dict) -> list[str]:
             "",
             f"Ratio (naive median / ours): **{side['ratio_median']}x**.",
         ]
+    lines += _identity_growth(results.get("growth"))
     return [*lines, ""]
+
+
+def _identity_growth(growth: list[dict] | None) -> list[str]:
+    if not growth:
+        return []
+    return [
+        "",
+        "### Growth: per-request cost by data size",
+        "",
+        '`make bench BENCH_ARGS="--suite identity --ladder"` also measures tenants of 100k and '
+        "300k profiles (their own tenants, in the same database), each with its own server "
+        "and the same method; a run without `--ladder` has one row. The goal is a flat cost "
+        "per resolve.",
+        "",
+        "| profiles | in-process median ms | in-process p99 ms | HTTP 8 clients req/s "
+        "(median) | HTTP 8 clients p99 ms | load generator |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {rung['profiles']:,} | {rung['resolve_median_ms']} | {rung['resolve_p99_ms']} "
+            f"| {rung['http_8_clients_rps']} | {rung['http_8_clients_p99_ms']} "
+            f"| {rung['generator']} |"
+            for rung in growth
+        ),
+    ]
 
 
 def _before_after(results: dict) -> list[str]:

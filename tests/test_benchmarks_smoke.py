@@ -47,6 +47,7 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert identity["resolve_existing_by_email"]["queries_per_call"] == 1
     assert identity["http_8_clients"]["errors"] == 0
     assert identity["http_8_clients"]["requests"] > 0
+    assert [rung["profiles"] for rung in identity["growth"]] == [identity["data"]["profiles"]]
     events = raw["events"]["results"]
     assert events["end_to_end"]["events"] == events["data"]["events_end_to_end"]
     assert events["end_to_end"]["http_errors"] == 0
@@ -79,6 +80,7 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Identity resolution" in report
     assert "HTTP resolve, 8 clients, throughput" in report
+    assert "### Growth: per-request cost by data size" in report
     assert "## Event ingestion and the timeline" in report
     assert "## Segments" in report
     assert "## Campaign fan-out" in report
