@@ -11,7 +11,7 @@ and processes them in batches in this process, printing:
   the WAL written per event;
 * each statement of a batch: time per batch and calls per batch (round trips);
 * with ``--cprofile``, the functions by own and by cumulative time;
-* with ``--explain``, EXPLAIN (ANALYZE, BUFFERS) of every statement of one batch, nested
+* with ``--explain``, EXPLAIN (ANALYZE, BUFFERS, WAL) of every statement of one batch, nested
   ones (foreign-key checks) included, through auto_explain (needs a superuser).
 
 The before and after profiles of issue 18 in ``docs/profiles/`` come from this script.
@@ -118,6 +118,7 @@ def _explain(connection, work) -> None:
         "auto_explain.log_min_duration": "0",
         "auto_explain.log_analyze": "on",
         "auto_explain.log_buffers": "on",
+        "auto_explain.log_wal": "on",
         "auto_explain.log_nested_statements": "on",
         "auto_explain.log_level": "notice",
         "client_min_messages": "notice",

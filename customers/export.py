@@ -265,7 +265,11 @@ def _suggestion_rows(*, tenant, customer, people, viewer):
 
 def register_customer_export_sections() -> None:
     register_export_section(
-        "profile", title="Profile", rows=_profile_rows, covers=["customers.CustomerProfile"]
+        "profile",
+        title="Profile",
+        rows=_profile_rows,
+        # ProfileUpdate holds a copy of the profile's updated_at (exported here).
+        covers=["customers.CustomerProfile", "customers.ProfileUpdate"],
     )
     register_export_section(
         "identifiers",

@@ -183,7 +183,8 @@ class CustomerProfile(TenantOwnedModel):
             models.Index(
                 fields=["tenant", "-created_at", "-id"], name="profile_tenant_created_idx"
             ),
-            models.Index(fields=["tenant", "updated_at", "id"], name="profile_tenant_updated_idx"),
+            # No index on ``updated_at`` here (``ProfileUpdate`` is its index): with one, a
+            # change of profile data could never be a HOT update.
             models.Index(fields=["tenant", "email"], name="profile_tenant_email_idx"),
             models.Index(fields=["tenant", "phone"], name="profile_tenant_phone_idx"),
             models.Index(
@@ -209,6 +210,47 @@ class CustomerProfile(TenantOwnedModel):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class ProfileUpdate(models.Model):
+    """Each profile's ``updated_at``, indexed by time: what ``updated_since`` reads.
+
+    Kept by statement triggers on the profile table (migration 0009): every statement that
+    inserts profiles, or moves a profile's ``updated_at``, writes it here, whatever the writer
+    (the event pipeline's set-wise UPDATE, the ORM, COPY, raw SQL); deleted profiles are
+    removed. The profile table itself has no index on ``updated_at``, so a change of profile
+    data (a consent, a handicap, a payment) is a HOT update when the page has room: with the
+    index, each such change wrote a new entry into every one of the profile's indexes (four
+    of them GIN), the largest cost of the event worker's batches. No foreign-key constraints
+    (the triggers keep the rows in step; Django's deletes need not visit this table)."""
+
+    pk = models.CompositePrimaryKey("tenant", "customer")
+    tenant = models.ForeignKey(
+        "crm.Tenant",
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    customer = models.ForeignKey(
+        CustomerProfile,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    updated_at = models.DateTimeField()
+
+    objects = TenantManager()
+
+    class Meta:
+        ordering = ["tenant", "updated_at", "customer"]
+        indexes = [
+            models.Index(fields=["tenant", "updated_at", "customer"], name="profileupdate_time_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} updated at {self.updated_at:%Y-%m-%d %H:%M:%S}"
 
 
 class AliasKind(models.TextChoices):

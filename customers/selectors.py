@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet
 
 from crm.models import Tenant
 
-from .models import CustomerProfile, MergeSuggestion, ProfileStatus
+from .models import CustomerProfile, MergeSuggestion, ProfileStatus, ProfileUpdate
 
 HIDDEN_STATUSES = (ProfileStatus.MERGED, ProfileStatus.ERASED)
 
@@ -30,6 +32,17 @@ def customer_search(queryset: QuerySet[CustomerProfile], text: str) -> QuerySet[
             Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
         )
     return queryset
+
+
+def customers_updated_since(
+    queryset: QuerySet[CustomerProfile], *, tenant: Tenant, since: datetime
+) -> QuerySet[CustomerProfile]:
+    """Profiles whose data changed at or after ``since`` (their ``updated_at``), found
+    through ``ProfileUpdate``'s time index: the profile table has none on ``updated_at``
+    (so that a data change can be a HOT update). The profile's own column is compared too,
+    so the answer is the profile's ``updated_at`` whatever the index says."""
+    recent = ProfileUpdate.objects.filter(tenant=tenant, updated_at__gte=since)
+    return queryset.filter(pk__in=recent.values("customer_id"), updated_at__gte=since)
 
 
 def merge_suggestion_list(*, tenant: Tenant) -> QuerySet[MergeSuggestion]:

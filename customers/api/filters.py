@@ -6,7 +6,7 @@ from rest_framework.exceptions import ValidationError
 
 from customers.identity import normalize_email, normalize_phone
 from customers.models import CustomerProfile, LifecycleStage, ProfileStatus
-from customers.selectors import HIDDEN_STATUSES, customer_search
+from customers.selectors import HIDDEN_STATUSES, customer_search, customers_updated_since
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -16,7 +16,7 @@ class CustomerFilter(django_filters.FilterSet):
     lifecycle_stage = django_filters.ChoiceFilter(choices=LifecycleStage.choices)
     club = django_filters.UUIDFilter(field_name="home_club_id")
     q = django_filters.CharFilter(method="filter_q", max_length=100)
-    updated_since = django_filters.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gte")
+    updated_since = django_filters.IsoDateTimeFilter(method="filter_updated_since")
 
     class Meta:
         model = CustomerProfile
@@ -42,6 +42,9 @@ class CustomerFilter(django_filters.FilterSet):
             return queryset.filter(phone=normalize_phone(value, region=region))
         except DjangoValidationError as exc:
             raise ValidationError({"phone": exc.messages}) from exc
+
+    def filter_updated_since(self, queryset, name, value):
+        return customers_updated_since(queryset, tenant=self.request.user.tenant, since=value)
 
     def filter_q(self, queryset, name, value):
         return customer_search(queryset, value)

@@ -1,0 +1,128 @@
+"""`updated_since` through `ProfileUpdate`: the profile table has no index on `updated_at`
+(so a change of profile data can be a HOT update); statement triggers keep each profile's
+`updated_at` in `ProfileUpdate`, whatever the writer."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from customers.models import CustomerProfile, ProfileUpdate
+from tests.events.helpers import event, run
+
+from .helpers import person
+
+pytestmark = pytest.mark.django_db
+
+
+def _index_rows():
+    return set(ProfileUpdate.objects.values_list("tenant_id", "customer_id", "updated_at"))
+
+
+def _profile_rows():
+    return set(CustomerProfile.objects.values_list("tenant_id", "id", "updated_at"))
+
+
+def _ids(client, **params):
+    response = client.get("/api/v1/customers", params)
+    assert response.status_code == 200, response.json()
+    return {row["id"] for row in response.json()["results"]}
+
+
+def test_updated_since_lists_data_changes_not_metrics_only_updates(api_a, tenant_a):
+    jo, sam = person(tenant_a, email="jo@example.com"), person(tenant_a, email="sam@example.com")
+    long_ago = timezone.now() - timedelta(days=10)
+    CustomerProfile.objects.filter(pk__in=[jo.pk, sam.pk]).update(updated_at=long_ago)
+    since = timezone.now() - timedelta(hours=1)
+
+    run(
+        tenant_a,
+        event(
+            tenant_a, "contactPreference.updated", {"email": "jo@example.com"}, {"smsOptIn": True}
+        ),
+        event(tenant_a, "teetime.round.completed", {"email": "sam@example.com"}, {"roundId": "R1"}),
+    )
+
+    assert _ids(api_a, updated_since=since.isoformat()) == {str(jo.pk)}
+    assert _ids(api_a, updated_since=(long_ago - timedelta(seconds=1)).isoformat()) == {
+        str(jo.pk),
+        str(sam.pk),
+    }
+    assert _index_rows() == _profile_rows()
+
+
+def test_every_writer_keeps_the_index_in_step(tenant_a, tenant_b):
+    jo = person(tenant_a, email="jo@example.com")  # the ORM's INSERT
+    gone = person(tenant_a, email="gone@example.com")
+    person(tenant_b, email="jo@example.com")
+    run(
+        tenant_a,
+        event(tenant_a, "teetime.round.completed", {"email": "new@example.com"}, {"roundId": "R9"}),
+    )
+    jo.first_name = "Jo"
+    jo.save()  # the ORM's UPDATE
+    CustomerProfile.objects.filter(tenant=tenant_b).update(
+        updated_at=timezone.now() - timedelta(days=3)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE customers_customerprofile SET updated_at = updated_at - interval '1 day' "
+            "WHERE id = %s",
+            [jo.pk],
+        )
+    CustomerProfile.objects.filter(pk=gone.pk).delete()
+
+    assert CustomerProfile.objects.count() == 3  # jo, new (from the event), tenant B's jo
+    assert _index_rows() == _profile_rows()
+
+
+def test_no_index_of_the_profile_table_reads_updated_at():
+    """An index on ``updated_at`` would make every change of profile data a non-HOT update
+    (a new entry in each of the profile's indexes): ``ProfileUpdate`` is that index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.indexrelid::regclass::text FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attname = 'updated_at'
+            WHERE i.indrelid = 'customers_customerprofile'::regclass
+              AND (a.attnum = ANY(i.indkey)
+                   OR pg_get_expr(i.indexprs, i.indrelid) LIKE '%%updated_at%%'
+                   OR pg_get_expr(i.indpred, i.indrelid) LIKE '%%updated_at%%')
+            """
+        )
+        assert cursor.fetchall() == []
+
+
+def test_a_batch_that_changes_profile_data_updates_the_profile_in_place(tenant_a):
+    jo = person(tenant_a, email="jo@example.com")
+
+    def updates():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'customers_customerprofile'"
+            )
+            return cursor.fetchone()
+
+    before = updates()
+    run(
+        tenant_a,
+        event(
+            tenant_a, "contactPreference.updated", {"email": "jo@example.com"}, {"smsOptIn": True}
+        ),
+        event(
+            tenant_a,
+            "teetime.handicap.updated",
+            {"email": "jo@example.com"},
+            {"handicapIndex": "12.4"},
+        ),
+    )
+    after = updates()
+
+    jo.refresh_from_db()
+    assert jo.sms_opt_in is True and jo.updated_at > jo.created_at
+    assert after[0] - before[0] >= 1
+    assert after[0] - before[0] == after[1] - before[1]  # every one of them HOT
