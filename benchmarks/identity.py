@@ -196,6 +196,20 @@ def _http(server: Server, headers: dict, bodies: list[dict], quick: bool, log) -
     return {name: load_runs(measured) for name, measured in runs.items() if measured}
 
 
+def _http_served(
+    env: dict[str, str], key: str, emails: list[str], quick: bool, log
+) -> tuple[dict, dict]:
+    """The HTTP figures (``_http``) against a gunicorn of its own, resolving ``emails`` with
+    API key ``key``; also the server's configuration."""
+    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
+    server = Server(env, **API_SERVER)
+    try:
+        server.wait()
+        return _http(server, headers, [{"email": e} for e in emails], quick, log), server.config
+    finally:
+        server.stop()
+
+
 def _profile(tenant, key: str, emails: list[str], quick: bool, log) -> dict:
     """The two hot endpoints profiled in-process (benchmarks.http_profile)."""
     from django.test import Client
@@ -251,13 +265,7 @@ def _rung(size: int, env: dict[str, str], quick: bool, log) -> dict:
     _time_resolves(tenant, [IdentityHints(email=e) for e in emails[:50]])  # warm-up
     by_email = summary_ms(_time_resolves(tenant, [IdentityHints(email=e) for e in emails]))
     key = api_key_create(tenant=tenant, name="benchmark").raw_key
-    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
-    server = Server(env, **API_SERVER)
-    try:
-        server.wait()
-        http = _http(server, headers, [{"email": e} for e in emails], quick, log)
-    finally:
-        server.stop()
+    http, _ = _http_served(env, key, emails, quick, log)
     log(f"ladder {total:,} profiles: in-process {by_email}")
     return _growth_row(total, by_email, http)
 
@@ -293,13 +301,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
 
     key = api_key_create(tenant=tenant, name="benchmark").raw_key
     per_request = _queries_per_request(tenant, key, emails[0])
-    headers = {"Authorization": f"Api-Key {key}", "Content-Type": "application/json"}
-    server = Server(env, **API_SERVER)
-    try:
-        server.wait()
-        http = _http(server, headers, [{"email": e} for e in emails], quick, log)
-    finally:
-        server.stop()
+    http, server_config = _http_served(env, key, emails, quick, log)
     single, eight = http["single"], http["eight"]
     # The targets are read from wrk when it ran: the Python clients take several times its
     # CPU from the server on the same 2 cores (both are recorded, with CPU per request).
@@ -314,7 +316,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
             # Other work on the machine (the HTTP figures are CPU-bound on 2 cores).
             "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         },
-        "server": server.config,
+        "server": server_config,
         "resolve_existing_by_email": {**by_email, "queries_per_call": queries_per_call},
         "resolve_existing_by_phone": by_phone,
         "resolve_new": new,
