@@ -195,8 +195,11 @@ class SegmentChange(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # Ascending: a refresh appends its rows at the end of the segment's range (a
+            # descending index took each new row at the start of it, splitting pages in
+            # half); newest-first reads walk it backwards.
             models.Index(
-                fields=["tenant", "segment", "-created_at", "-id"], name="segmentchange_idx"
+                fields=["tenant", "segment", "created_at", "id"], name="segmentchange_idx"
             ),
             models.Index(fields=["tenant", "customer"], name="segmentchange_customer_idx"),
         ]

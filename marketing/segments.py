@@ -221,12 +221,17 @@ _LEFT_SQL = f"""
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
     SELECT %s, %s, customer_id, 'LEFT', %s, %s FROM gone
 """  # noqa: S608
-# Incremental: only the people checked (seg_dirty) can leave.
+# Incremental: only the people checked (seg_dirty) can leave. The members among them are
+# looked up in the (tenant, segment, customer) index by an array of ids, so the statement
+# reads as many index entries as people changed, whatever the segment's size (a join let
+# the planner hash the segment's every member).
 _LEFT_DIRTY_SQL = f"""
     WITH gone AS (
-        DELETE FROM "{M}" m USING seg_dirty d
-        WHERE m.tenant_id = %s AND m.segment_id = %s AND m.customer_id = d.id
-          AND NOT EXISTS (SELECT 1 FROM seg_match s WHERE s.id = m.customer_id)
+        DELETE FROM "{M}" m
+        WHERE m.tenant_id = %s AND m.segment_id = %s
+          AND m.customer_id = ANY(ARRAY(
+              SELECT d.id FROM seg_dirty d
+              WHERE NOT EXISTS (SELECT 1 FROM seg_match s WHERE s.id = d.id)))
         RETURNING m.customer_id
     )
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
@@ -241,6 +246,20 @@ _ENTERED_SQL = f"""
             WHERE m.tenant_id = %s AND m.segment_id = %s AND m.customer_id = s.id
         )
         ORDER BY s.id
+        RETURNING customer_id
+    )
+    INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
+    SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came
+"""  # noqa: S608
+# Incremental: who of the checked people matches enters unless already in. The unique index
+# decides (one probe per matching person, no write for a member who stays), so the cost
+# follows the people checked, not the segment's size.
+_ENTERED_DIRTY_SQL = f"""
+    WITH came AS (
+        INSERT INTO "{M}" (tenant_id, segment_id, customer_id, created_at, updated_at)
+        SELECT %s, %s, s.id, %s, %s FROM seg_match s
+        ORDER BY s.id
+        ON CONFLICT (tenant_id, segment_id, customer_id) DO NOTHING
         RETURNING customer_id
     )
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
@@ -376,10 +395,12 @@ def _incremental_refresh(
     cursor.execute("DROP TABLE IF EXISTS seg_dirty")
     cursor.execute("CREATE TEMP TABLE seg_dirty (id uuid PRIMARY KEY) ON COMMIT DROP")
     snapshot = base["snapshot"]
+    # Each INSERT counts the rows it added, so the two add up to the distinct people.
     cursor.execute(
         f"INSERT INTO seg_dirty (id) {_DIRTY_SQL} ON CONFLICT DO NOTHING",
         [tenant.pk, base["xmin"], snapshot, tenant.pk, base["xid"]],
     )
+    checked = cursor.rowcount
     band = _window_moves(
         group, rule_context(tenant, datetime.fromisoformat(base["now"])), rule_context(tenant, now)
     )
@@ -387,8 +408,7 @@ def _incremental_refresh(
         people = CustomerProfile.objects.for_tenant(tenant).filter(band).values("id")
         band_sql, band_params = people.query.sql_with_params()
         cursor.execute(f"INSERT INTO seg_dirty (id) {band_sql} ON CONFLICT DO NOTHING", band_params)
-    cursor.execute("SELECT count(*) FROM seg_dirty")
-    checked = cursor.fetchone()[0]
+        checked += cursor.rowcount
     if not checked:
         return 0, 0, 0
     cursor.execute("ANALYZE seg_dirty")
@@ -403,10 +423,9 @@ def _incremental_refresh(
     cursor.execute("DROP TABLE IF EXISTS seg_match")
     cursor.execute("CREATE TEMP TABLE seg_match (id uuid PRIMARY KEY) ON COMMIT DROP")
     cursor.execute(f"INSERT INTO seg_match (id) {sql}", params)
-    cursor.execute("ANALYZE seg_match")
     cursor.execute(_LEFT_DIRTY_SQL, [*ids, *ids, now, now])
     left = cursor.rowcount
-    cursor.execute(_ENTERED_SQL, [*ids, now, now, *ids, *ids, now, now])
+    cursor.execute(_ENTERED_DIRTY_SQL, [*ids, now, now, *ids, now, now])
     entered = cursor.rowcount
     return entered, left, checked
 
