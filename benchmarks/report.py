@@ -506,6 +506,18 @@ def _segments(results: dict) -> list[str]:
             "nothing changed (one run each, not under the bench lock).",
             "",
         ]
+        amd = before.get("main_amd_2026_12_06")
+        if amd:
+            lines += [
+                "Before the membership lookups by array, `ON CONFLICT` and the ascending "
+                "history index (main at 7086a58, this AMD EPYC VM, under the bench lock, load "
+                f"average {amd['load_average']}): first refresh {amd['first_refresh_s']} s, "
+                f"1% refresh {amd['one_percent_refresh_s']} s, nothing changed "
+                f"{amd['unchanged_refresh_s']} s, the naive design "
+                f"{amd['naive_one_percent_refresh_s']} s (medians of 3); see "
+                "[profiles/segments-refresh.md](profiles/segments-refresh.md).",
+                "",
+            ]
     if naive:
         lines += [
             "### Side by side with the naive design (same data, same run)",
