@@ -553,6 +553,14 @@ def _segments(results: dict) -> list[str]:
             f"{rung['first_us_per_member']} | {rung['profiles_changed']:,} | "
             f"{rung['one_percent_refresh_s']} | {rung['one_percent_us_per_changed']} |"
         )
+    lines += [
+        "",
+        "`python -m benchmarks.segments_profile` profiles a first and a 1% refresh on the "
+        "bench database: time and calls per statement, CPU time of the PostgreSQL backend "
+        "(steadier than wall time on a shared machine), WAL, what each membership and history "
+        "table and index grew by, and EXPLAIN (ANALYZE, BUFFERS, WAL) of every statement. "
+        "Before and after: [profiles/segments-refresh.md](profiles/segments-refresh.md).",
+    ]
     profile = results.get("profile")
     if profile:
         lines += ["", "### Profile of the first refresh (EXPLAIN ANALYZE)", ""]

@@ -71,9 +71,6 @@ def main() -> None:
                 connection, backend, relations, explain, "first refresh", segment_refresh, segment
             )
             print(f"  members {result.members:,}, entered {result.entered:,}")
-            # The change's own query joins the members: plan it on their real numbers.
-            with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {sg.MEMBERS}, {sg.CHANGES}")
             changed = sg._change_one_percent(tenant, segment, total)
             sg._prepare()
             result = _measure(
