@@ -242,9 +242,8 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     merged = _auto_merge(run)
     if merged:
         # People joined: their values and matches are computed again (for the merged
-        # groups only: every other person's row is a function of its own records), then the
-        # pairs are scored again over everyone.
-        _exec("DROP TABLE bf_pairs")
+        # groups only: every other person's row is a function of its own records), then
+        # their pairs are scored again (every other pair keeps its score).
         _groups_build(run, merged=True)
         progress("duplicates", 0, None)
         pairs = duplicates.pairs_find(run=run, merged=True)
