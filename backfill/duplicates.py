@@ -118,16 +118,20 @@ def _people_select(only: str = "") -> str:
     """  # noqa: S608
 
 
+def _with_sounds(select: str) -> str:
+    # Double Metaphone once per person (as the table is written), not once per compared pair.
+    return f"""
+        SELECT p.*, dmetaphone(p.fn) AS fn_dm, dmetaphone(p.kn) AS kn_dm,
+            dmetaphone(p.ln) AS ln_dm
+        FROM ({select}) p
+    """  # noqa: S608
+
+
 def _people_sql() -> str:
     return f"""
-        CREATE TEMP TABLE bf_people ON COMMIT DROP AS {_people_select()};
+        CREATE TEMP TABLE bf_people ON COMMIT DROP AS {_with_sounds(_people_select())};
         CREATE UNIQUE INDEX ON bf_people (grp);
-        -- Double Metaphone once per person, not once per compared pair.
-        ALTER TABLE bf_people ADD COLUMN fn_dm text, ADD COLUMN kn_dm text,
-            ADD COLUMN ln_dm text;
-        UPDATE bf_people SET fn_dm = dmetaphone(fn), kn_dm = dmetaphone(kn),
-            ln_dm = dmetaphone(ln);
-    """  # noqa: S608
+    """
 
 
 # After the automatic merges: the people of the merged groups (``bf_roots``) again, the
@@ -138,10 +142,8 @@ _MERGED = "g.grp IN (SELECT root FROM bf_roots)"
 def _people_merged_sql() -> str:
     return f"""
         DELETE FROM bf_people WHERE grp IN (SELECT grp FROM bf_roots);
-        INSERT INTO bf_people ({_PEOPLE_COLUMNS}) {_people_select("WHERE " + _MERGED)};
-        UPDATE bf_people g SET fn_dm = dmetaphone(fn), kn_dm = dmetaphone(kn),
-            ln_dm = dmetaphone(ln)
-        WHERE {_MERGED};
+        INSERT INTO bf_people ({_PEOPLE_COLUMNS}, fn_dm, kn_dm, ln_dm)
+            {_with_sounds(_people_select("WHERE " + _MERGED))};
         DELETE FROM bf_blocks WHERE grp IN (SELECT grp FROM bf_roots);
         INSERT INTO bf_blocks (grp, key) {_BLOCKS_SELECT.format(only="AND " + _MERGED)};
         ANALYZE bf_people;
@@ -299,7 +301,8 @@ def _known_sql() -> str:
     first = "lower(p.first_name)"
     return f"""
         CREATE TEMP TABLE bf_known ON COMMIT DROP AS
-        SELECT p.id AS profile_id, COALESCE(n.full_name, {first}) AS fn, ''::text AS kn,
+        SELECT k.*, dmetaphone(k.fn) AS fn_dm, ''::text AS kn_dm, dmetaphone(k.ln) AS ln_dm
+        FROM (SELECT p.id AS profile_id, COALESCE(n.full_name, {first}) AS fn, ''::text AS kn,
             lower(p.last_name) AS ln, p.date_of_birth AS dob, {_dob_keys("p.date_of_birth")},
             ''::text AS gender, ''::text AS postal, ''::text AS town,
             split_part(COALESCE(p.email, ''), '@', 1) AS email_local,
@@ -307,9 +310,7 @@ def _known_sql() -> str:
         FROM "{PROFILE}" p
         LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
         WHERE p.tenant_id = %s AND p.status IN ({LIVE}) AND p.deleted_at IS NULL
-          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> '';
-        ALTER TABLE bf_known ADD COLUMN fn_dm text, ADD COLUMN kn_dm text, ADD COLUMN ln_dm text;
-        UPDATE bf_known SET fn_dm = dmetaphone(fn), kn_dm = '', ln_dm = dmetaphone(ln);
+          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> '') k;
         CREATE UNIQUE INDEX ON bf_known (profile_id);
         CREATE TEMP TABLE bf_known_blocks ON COMMIT DROP AS
         SELECT profile_id, key FROM bf_known, LATERAL (VALUES
