@@ -5,16 +5,16 @@ mobile or national number. They are found in SQL in two steps, so the work stays
 linear in the number of people (never all pairs):
 
 1. **Blocking**: each person gets a few small block keys, and only people sharing one are
-   compared (never all pairs). A pair can reach the threshold only with the same date of
-   birth, give or take two transposed digits, or with one date unknown and the same e-mail
-   local part or phone digits (the weights leave it below otherwise: ``_BLOCKS_EXACT_ABOVE``),
-   so every key of a known date carries it: the year with the sorted digits of day and month
-   (``y:``), and day and month with the sorted digits of the year (``c:``), each with the
-   Double Metaphone of the first name, of the surname and of ``KnownAs`` (swapped names share
-   a key: the families mix the names), plus the date with the two initials in sorted order
-   (``i:``); and the e-mail local part (``e:``) and the last seven phone digits (``p:``). A
-   block holds a few people whatever the size of the file (a day, a sound), so the candidate
-   pairs grow in proportion to the people; blocks larger than ``MAX_BLOCK`` are skipped.
+   compared. A pair can reach the threshold only with the same date of birth, give or take
+   two transposed digits, or with one date unknown and the same e-mail local part or phone
+   digits (the weights leave it below otherwise: ``_BLOCKS_EXACT_ABOVE``), so every key
+   carries the date: the year with the digits of day and month in any order (``y:``), and
+   day and month with the digits of the year in any order (``c:``), each with the Double
+   Metaphone of the first name, of the surname and of ``KnownAs`` (swapped names share a
+   key: the families mix the names), and the date with the two initials in sorted order
+   (``i:``); a person whose date is unknown is compared with the people of the same e-mail
+   local part or last seven phone digits. A block holds a few days' people of one sound
+   whatever the size of the file; blocks larger than ``MAX_BLOCK`` are skipped.
 2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
    and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
    nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
@@ -82,17 +82,22 @@ NICKNAMES: dict[str, str] = {
 _PEOPLE_COLUMNS = "grp, fn, kn, ln, dob, dob_y, dob_d, gender, postal, town, email_local, phone7"
 
 
-def _sorted_digits(text: str) -> str:
-    return f"(SELECT string_agg(c, '' ORDER BY c) FROM unnest(string_to_array({text}, NULL)) c)"  # noqa: S608
+def _digits(text: str, width: int) -> str:
+    """The multiset of the digits of ``text`` (``width`` digits) as a number: the sum of
+    10 ** digit (no digit occurs ten times), so the same digits in any order give the same
+    number, without sorting anything."""
+    terms = " + ".join(f"(10::bigint ^ substr({text}, {i}, 1)::int)" for i in range(1, width + 1))
+    return f"({terms})::bigint"
 
 
 def _dob_keys(dob: str) -> str:
-    """``dob_y``: the year and the sorted digits of day and month; ``dob_d``: day and month
-    and the sorted digits of the year. Two digits transposed within the day and month (or
-    across them: 21/01 and 20/11) keep the first, within the year the second."""
+    """``dob_y``: the year and the digits of day and month in any order; ``dob_d``: day and
+    month and the digits of the year in any order. Two digits transposed within the day and
+    month (or across them: 21/01 and 20/11) keep the first, within the year the second."""
+    day_month, year = f"to_char({dob}, 'DDMM')", f"to_char({dob}, 'YYYY')"
     return (
-        f"to_char({dob}, 'YYYY') || {_sorted_digits(f"to_char({dob}, 'DDMM')")} AS dob_y, "
-        f"to_char({dob}, 'DDMM') || {_sorted_digits(f"to_char({dob}, 'YYYY')")} AS dob_d"
+        f"{year} || ':' || {_digits(day_month, 4)} AS dob_y, "
+        f"{day_month} || ':' || {_digits(year, 4)} AS dob_d"
     )
 
 
@@ -160,15 +165,12 @@ _BLOCKS_SELECT = """
         ('c:' || dob_d || ':' || NULLIF(ln_dm, '')),
         ('c:' || dob_d || ':' || NULLIF(kn_dm, '')),
         ('i:' || dob || ':' || NULLIF(least(left(fn, 1), left(ln, 1))
-                                      || greatest(left(fn, 1), left(ln, 1)), '')),
-        ('e:' || NULLIF(email_local, '')),
-        ('p:' || NULLIF(phone7, ''))
+                                      || greatest(left(fn, 1), left(ln, 1)), ''))
     ) AS b(key) WHERE key IS NOT NULL {only}
 """
 _BLOCKS_SQL = f"""
     CREATE TEMP TABLE bf_blocks ON COMMIT DROP AS {_BLOCKS_SELECT.format(only="")};
     CREATE INDEX ON bf_blocks (key);
-    CREATE INDEX ON bf_blocks (grp);
     ANALYZE bf_blocks;
 """
 
@@ -238,20 +240,41 @@ def _pairs_table(table: str, candidates: str, b_join: str) -> str:
     return f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {_pairs_select(candidates, b_join)}"
 
 
+def _contact_pairs(column: str, pair: str) -> str:
+    """Pairs with a date of birth unknown on one side (``u``) and the same ``column`` (the
+    e-mail local part or the phone digits): the only pairs without the date in a block that
+    can reach the threshold. A value held by more than ``MAX_BLOCK`` people says nothing."""
+    return f"""
+        SELECT least(u.grp, o.grp) AS grp_a, greatest(u.grp, o.grp) AS grp_b
+        FROM bf_people u JOIN bf_people o ON o.{column} = u.{column} AND o.grp <> u.grp
+        WHERE u.dob IS NULL AND u.{column} <> '' AND {pair.replace("x.", "u.").replace("y.", "o.")}
+          AND o.{column} IN (
+            SELECT {column} FROM bf_people WHERE {column} IN (
+                SELECT {column} FROM bf_people WHERE dob IS NULL AND {column} <> '')
+            GROUP BY {column} HAVING count(*) <= {MAX_BLOCK})
+    """  # noqa: S608
+
+
 def _within_run_candidates(only: str = "") -> str:
-    """Pairs of people sharing a block (each pair once, the smaller group first). ``only``: a
+    """Pairs of people sharing a block, or with one date of birth unknown and the same
+    e-mail local part or phone digits (each pair once, the smaller group first). ``only``: a
     query of group ids; then only the pairs of those people."""
     blocks, pair = "bf_blocks", "true"
     if only:
         blocks = f"bf_blocks WHERE key IN (SELECT key FROM bf_blocks WHERE grp IN ({only}))"  # noqa: S608
         pair = f"(x.grp IN ({only}) OR y.grp IN ({only}))"
     return f"""
-        SELECT DISTINCT x.grp AS grp_a, y.grp AS grp_b
-        FROM (SELECT key FROM {blocks}
-              GROUP BY key HAVING count(*) BETWEEN 2 AND {MAX_BLOCK}) k
-        JOIN bf_blocks x ON x.key = k.key JOIN bf_blocks y ON y.key = k.key
-        JOIN bf_people px ON px.grp = x.grp JOIN bf_people py ON py.grp = y.grp
-        WHERE x.grp < y.grp AND {_DOB_CAN_REACH} AND {pair}
+        SELECT DISTINCT c.grp_a, c.grp_b FROM (
+            SELECT x.grp AS grp_a, y.grp AS grp_b
+            FROM (SELECT key FROM {blocks}
+                  GROUP BY key HAVING count(*) BETWEEN 2 AND {MAX_BLOCK}) k
+            JOIN bf_blocks x ON x.key = k.key JOIN bf_blocks y ON y.key = k.key
+            WHERE x.grp < y.grp AND {pair}
+            UNION ALL {_contact_pairs("email_local", pair)}
+            UNION ALL {_contact_pairs("phone7", pair)}
+        ) c
+        JOIN bf_people px ON px.grp = c.grp_a JOIN bf_people py ON py.grp = c.grp_b
+        WHERE {_DOB_CAN_REACH}
     """  # noqa: S608
 
 
