@@ -4,22 +4,28 @@ Records of one person re-typed by another club, or after a re-join, often share 
 mobile or national number. They are found in SQL in two steps, so the work stays close to
 linear in the number of people (never all pairs):
 
-1. **Blocking**: each person gets a few block keys (date of birth with the initial of
-   one of the names, so a day's block stays small at a million records; the first three letters
-   of the surname and the first letter of the canonical first name; the two names in sorted
-   order, which catches swapped first and last names; the sorted digits of the date of birth
-   with the surname's initial, which catches transposed date digits). Only people sharing a
-   block are compared, and blocks larger than ``MAX_BLOCK`` are skipped (a key that
-   common says nothing).
+1. **Blocking**: each person gets a few small block keys, and only people sharing one are
+   compared. A pair can reach the threshold only with the same date of birth, give or take
+   two transposed digits, or with one date unknown and the same e-mail local part or phone
+   digits (the weights leave it below otherwise: ``_BLOCKS_EXACT_ABOVE``), so every key
+   carries the date: the year with the digits of day and month in any order (``y:``), and
+   day and month with the digits of the year in any order (``c:``), each with the Double
+   Metaphone of the first name, of the surname and of ``KnownAs`` (swapped names share a
+   key: the families mix the names), and the date with the two initials in sorted order
+   (``i:``); a person whose date is unknown is compared with the people of the same e-mail
+   local part or last seven phone digits. A block holds a few days' people of one sound
+   whatever the size of the file; blocks larger than ``MAX_BLOCK`` are skipped.
 2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
    and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
    nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
-   name; date of birth equal (1), with two digits transposed (0.8) or unknown
-   (0.5); and agreement on gender, town or postal code, e-mail local part, or the last
-   seven digits of a phone. A moved house only loses the small address weight.
+   name; date of birth equal (1), with two digits transposed within the day and month
+   or within the year (0.8) or unknown (0.5); and agreement on gender, town or postal
+   code, e-mail local part, or the last seven digits of a phone. A moved house only loses
+   the small address weight.
 
 Pairs at or above ``THRESHOLD`` become merge suggestions (``bf_pairs``, read by the load);
-at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded. The
+at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded, and
+only the pairs of the people merged are scored again. The
 run's people are also compared, the same way, with the tenant's profiles already in the CRM
 (``known_pairs_find``: from the API or an earlier import, no shared key): suggestions only.
 Measured on a generated labelled set: ``benchmarks/backfill_duplicates.py`` and
@@ -44,6 +50,11 @@ THRESHOLD = 0.80
 AUTO_MERGE_THRESHOLD = 0.92
 MAX_BLOCK = 50
 WEIGHTS = {"name": 0.55, "dob": 0.30, "other": 0.15}
+# The best score of a pair whose dates of birth are known and not the same digits (0 on the
+# date), or with one unknown (0.5) and no e-mail local part or phone digits in common (other
+# at most 0.25 + 0.35): the blocks find every pair above it that shares a name's sound or
+# initials. ``pairs_find`` refuses a threshold at or below it.
+_BLOCKS_EXACT_ABOVE = WEIGHTS["name"] + 0.5 * WEIGHTS["dob"] + 0.6 * WEIGHTS["other"]
 
 # Short forms -> the full first name (English and Afrikaans usage at the clubs).
 NICKNAMES: dict[str, str] = {
@@ -68,7 +79,26 @@ NICKNAMES: dict[str, str] = {
 }  # fmt: skip
 
 
-_PEOPLE_COLUMNS = "grp, fn, kn, ln, dob, dob_sig, gender, postal, town, email_local, phone7"
+_PEOPLE_COLUMNS = "grp, fn, kn, ln, dob, dob_y, dob_d, gender, postal, town, email_local, phone7"
+
+
+def _digits(text: str, width: int) -> str:
+    """The multiset of the digits of ``text`` (``width`` digits) as a number: the sum of
+    10 ** digit (no digit occurs ten times), so the same digits in any order give the same
+    number, without sorting anything."""
+    terms = " + ".join(f"(10::bigint ^ substr({text}, {i}, 1)::int)" for i in range(1, width + 1))
+    return f"({terms})::bigint"
+
+
+def _dob_keys(dob: str) -> str:
+    """``dob_y``: the year and the digits of day and month in any order; ``dob_d``: day and
+    month and the digits of the year in any order. Two digits transposed within the day and
+    month (or across them: 21/01 and 20/11) keep the first, within the year the second."""
+    day_month, year = f"to_char({dob}, 'DDMM')", f"to_char({dob}, 'YYYY')"
+    return (
+        f"{year} || ':' || {_digits(day_month, 4)} AS dob_y, "
+        f"{day_month} || ':' || {_digits(year, 4)} AS dob_d"
+    )
 
 
 def _people_select(only: str = "") -> str:
@@ -79,9 +109,7 @@ def _people_select(only: str = "") -> str:
             COALESCE(n.full_name, {first}) AS fn,
             COALESCE(nk.full_name, lower(COALESCE(g.rep->>'known_as', ''))) AS kn,
             lower(COALESCE(g.last_name, '')) AS ln,
-            g.dob,
-            (SELECT string_agg(c, '' ORDER BY c)
-             FROM regexp_split_to_table(to_char(g.dob, 'DDMMYYYY'), '') AS c) AS dob_sig,
+            g.dob, {_dob_keys("g.dob")},
             COALESCE(g.rep->>'gender', '') AS gender,
             lower(COALESCE(g.rep->>'postal', '')) AS postal,
             lower(COALESCE(g.rep->>'town', '')) AS town,
@@ -95,16 +123,20 @@ def _people_select(only: str = "") -> str:
     """  # noqa: S608
 
 
+def _with_sounds(select: str) -> str:
+    # Double Metaphone once per person (as the table is written), not once per compared pair.
+    return f"""
+        SELECT p.*, dmetaphone(p.fn) AS fn_dm, dmetaphone(p.kn) AS kn_dm,
+            dmetaphone(p.ln) AS ln_dm
+        FROM ({select}) p
+    """  # noqa: S608
+
+
 def _people_sql() -> str:
     return f"""
-        CREATE TEMP TABLE bf_people ON COMMIT DROP AS {_people_select()};
+        CREATE TEMP TABLE bf_people ON COMMIT DROP AS {_with_sounds(_people_select())};
         CREATE UNIQUE INDEX ON bf_people (grp);
-        -- Double Metaphone once per person, not once per compared pair.
-        ALTER TABLE bf_people ADD COLUMN fn_dm text, ADD COLUMN kn_dm text,
-            ADD COLUMN ln_dm text;
-        UPDATE bf_people SET fn_dm = dmetaphone(fn), kn_dm = dmetaphone(kn),
-            ln_dm = dmetaphone(ln);
-    """  # noqa: S608
+    """
 
 
 # After the automatic merges: the people of the merged groups (``bf_roots``) again, the
@@ -115,10 +147,8 @@ _MERGED = "g.grp IN (SELECT root FROM bf_roots)"
 def _people_merged_sql() -> str:
     return f"""
         DELETE FROM bf_people WHERE grp IN (SELECT grp FROM bf_roots);
-        INSERT INTO bf_people ({_PEOPLE_COLUMNS}) {_people_select("WHERE " + _MERGED)};
-        UPDATE bf_people g SET fn_dm = dmetaphone(fn), kn_dm = dmetaphone(kn),
-            ln_dm = dmetaphone(ln)
-        WHERE {_MERGED};
+        INSERT INTO bf_people ({_PEOPLE_COLUMNS}, fn_dm, kn_dm, ln_dm)
+            {_with_sounds(_people_select("WHERE " + _MERGED))};
         DELETE FROM bf_blocks WHERE grp IN (SELECT grp FROM bf_roots);
         INSERT INTO bf_blocks (grp, key) {_BLOCKS_SELECT.format(only="AND " + _MERGED)};
         ANALYZE bf_people;
@@ -128,15 +158,15 @@ def _people_merged_sql() -> str:
 
 _BLOCKS_SELECT = """
     SELECT grp, key FROM bf_people g, LATERAL (VALUES
-        ('d:' || dob || ':' || left(fn, 1)),
-        ('d:' || dob || ':' || left(ln, 1)),
-        ('d:' || dob || ':' || left(kn, 1)),
-        ('n:' || left(ln, 3) || ':' || left(fn, 1)),
-        ('s:' || least(fn, ln) || '|' || greatest(fn, ln)),
-        ('t:' || dob_sig || ':' || left(ln, 1)),
-        ('k:' || left(ln, 3) || ':' || left(kn, 1))
-    ) AS b(key) WHERE key IS NOT NULL AND key NOT IN ('n::', 'k::', 's:|')
-      AND key NOT LIKE 'd:%%:' {only}
+        ('y:' || dob_y || ':' || NULLIF(fn_dm, '')),
+        ('y:' || dob_y || ':' || NULLIF(ln_dm, '')),
+        ('y:' || dob_y || ':' || NULLIF(kn_dm, '')),
+        ('c:' || dob_d || ':' || NULLIF(fn_dm, '')),
+        ('c:' || dob_d || ':' || NULLIF(ln_dm, '')),
+        ('c:' || dob_d || ':' || NULLIF(kn_dm, '')),
+        ('i:' || dob || ':' || NULLIF(least(left(fn, 1), left(ln, 1))
+                                      || greatest(left(fn, 1), left(ln, 1)), ''))
+    ) AS b(key) WHERE key IS NOT NULL {only}
 """
 _BLOCKS_SQL = f"""
     CREATE TEMP TABLE bf_blocks ON COMMIT DROP AS {_BLOCKS_SELECT.format(only="")};
@@ -156,10 +186,11 @@ def _sim(x: str, y: str) -> str:
     )
 
 
-# Two known dates of birth that are neither equal nor the same digits score 0 on the date,
-# and then even equal names and everything else agreeing stay below any threshold above
-# name + other weights (0.70): such pairs are not scored at all (most pairs of a block).
-_DOB_CAN_REACH = "(px.dob IS NULL OR py.dob IS NULL OR px.dob_sig = py.dob_sig)"
+# Two known dates of birth that are neither equal nor transposed score 0 on the date, and
+# then even equal names and everything else agreeing stay below the threshold: such pairs
+# (from the e-mail and phone blocks) are not scored at all.
+_TRANSPOSED = "({x}.dob_y = {y}.dob_y OR {x}.dob_d = {y}.dob_d)"
+_DOB_CAN_REACH = f"(px.dob IS NULL OR py.dob IS NULL OR {_TRANSPOSED.format(x='px', y='py')})"
 
 
 def _score_sql() -> str:
@@ -171,7 +202,7 @@ def _score_sql() -> str:
     name_swapped = f"({_sim('a.fn', 'b.ln')} + {_sim('a.ln', 'b.fn')}) / 2"
     dob = (
         "CASE WHEN a.dob IS NULL OR b.dob IS NULL THEN 0.5 WHEN a.dob = b.dob THEN 1.0 "
-        "WHEN a.dob_sig = b.dob_sig THEN 0.8 ELSE 0.0 END"
+        f"WHEN {_TRANSPOSED.format(x='a', y='b')} THEN 0.8 ELSE 0.0 END"
     )
     other = (
         "least(1.0, 0.25 * (a.gender <> '' AND a.gender = b.gender)::int"
@@ -192,12 +223,11 @@ def _score_sql() -> str:
     """  # noqa: S608
 
 
-def _pairs_table(table: str, candidates: str, b_join: str) -> str:
-    """``table``: the candidate pairs (a run's person ``grp_a`` and ``b``) scored, those at
-    or above the threshold, with their evidence."""
+def _pairs_select(candidates: str, b_join: str) -> str:
+    """The candidate pairs (a run's person ``grp_a`` and ``b``) scored, those at or above
+    the threshold, with their evidence."""
     scored = _score_sql().format(candidates=candidates, b_join=b_join)
     return f"""
-        CREATE TEMP TABLE {table} ON COMMIT DROP AS
         SELECT scored.*, jsonb_build_object(
             'name', round(name::numeric, 2), 'date_of_birth', round(dob::numeric, 2),
             'other', round(other::numeric, 2), 'score', round(score::numeric, 3)) AS evidence
@@ -206,62 +236,114 @@ def _pairs_table(table: str, candidates: str, b_join: str) -> str:
     """  # noqa: S608
 
 
-def _within_run_sql(prune: bool) -> str:
-    candidates = f"""
-        SELECT DISTINCT x.grp AS grp_a, y.grp AS grp_b
-        FROM (SELECT key FROM bf_blocks GROUP BY key
-              HAVING count(*) BETWEEN 2 AND {MAX_BLOCK}) k
-        JOIN bf_blocks x ON x.key = k.key JOIN bf_blocks y ON y.key = k.key
-        JOIN bf_people px ON px.grp = x.grp JOIN bf_people py ON py.grp = y.grp
-        WHERE x.grp < y.grp AND {_DOB_CAN_REACH if prune else "true"}
+def _pairs_table(table: str, candidates: str, b_join: str) -> str:
+    return f"CREATE TEMP TABLE {table} ON COMMIT DROP AS {_pairs_select(candidates, b_join)}"
+
+
+def _contact_pairs(column: str, pair: str) -> str:
+    """Pairs with a date of birth unknown on one side (``u``) and the same ``column`` (the
+    e-mail local part or the phone digits): the only pairs without the date in a block that
+    can reach the threshold. A value held by more than ``MAX_BLOCK`` people says nothing."""
+    return f"""
+        SELECT least(u.grp, o.grp) AS grp_a, greatest(u.grp, o.grp) AS grp_b
+        FROM bf_people u JOIN bf_people o ON o.{column} = u.{column} AND o.grp <> u.grp
+        WHERE u.dob IS NULL AND u.{column} <> '' AND {pair.replace("x.", "u.").replace("y.", "o.")}
+          AND o.{column} IN (
+            SELECT {column} FROM bf_people WHERE {column} IN (
+                SELECT {column} FROM bf_people WHERE dob IS NULL AND {column} <> '')
+            GROUP BY {column} HAVING count(*) <= {MAX_BLOCK})
     """  # noqa: S608
-    return _pairs_table("bf_pairs", candidates, "bf_people b ON b.grp = c.grp_b")
+
+
+def _within_run_candidates(only: str = "") -> str:
+    """Pairs of people sharing a block, or with one date of birth unknown and the same
+    e-mail local part or phone digits (each pair once, the smaller group first). ``only``: a
+    query of group ids; then only the pairs of those people."""
+    blocks, pair = "bf_blocks", "true"
+    if only:
+        blocks = f"bf_blocks WHERE key IN (SELECT key FROM bf_blocks WHERE grp IN ({only}))"  # noqa: S608
+        pair = f"(x.grp IN ({only}) OR y.grp IN ({only}))"
+    return f"""
+        SELECT DISTINCT c.grp_a, c.grp_b FROM (
+            SELECT x.grp AS grp_a, y.grp AS grp_b
+            FROM (SELECT key FROM {blocks}
+                  GROUP BY key HAVING count(*) BETWEEN 2 AND {MAX_BLOCK}) k
+            JOIN bf_blocks x ON x.key = k.key JOIN bf_blocks y ON y.key = k.key
+            WHERE x.grp < y.grp AND {pair}
+            UNION ALL {_contact_pairs("email_local", pair)}
+            UNION ALL {_contact_pairs("phone7", pair)}
+        ) c
+        JOIN bf_people px ON px.grp = c.grp_a JOIN bf_people py ON py.grp = c.grp_b
+        WHERE {_DOB_CAN_REACH}
+    """  # noqa: S608
+
+
+# After the automatic merges, the pairs of the people merged (``bf_roots``: the groups that
+# took others, and those they took) are dropped and the merged people's pairs scored again;
+# every other pair keeps its score (a pair's score depends on its two people only).
+_MERGED_PAIRS_SQL = f"""
+    DELETE FROM bf_pairs WHERE grp_a IN (SELECT grp FROM bf_roots)
+        OR grp_b IN (SELECT grp FROM bf_roots);
+    INSERT INTO bf_pairs {
+    _pairs_select(
+        _within_run_candidates("SELECT root FROM bf_roots"),
+        "bf_people b ON b.grp = c.grp_b",
+    )
+};
+"""  # noqa: S608
 
 
 def pairs_find(*, run: ImportRun, threshold: float = THRESHOLD, merged: bool = False) -> int:
     """Build ``bf_pairs`` (grp_a < grp_b, score, evidence) from planning's ``bf_groups``, in
-    the caller's transaction; returns the number of pairs. ``merged``: again after the
-    automatic merges (``bf_people`` and ``bf_blocks`` kept, the merged groups' rows redone)."""
+    the caller's transaction; returns the number of pairs. ``merged``: after the automatic
+    merges (``bf_people``, ``bf_blocks`` and ``bf_pairs`` kept, the merged groups' rows and
+    pairs redone)."""
+    if threshold <= _BLOCKS_EXACT_ABOVE:
+        raise ValueError(f"the blocks find the pairs above {_BLOCKS_EXACT_ABOVE:.2f} only")
     shorts, fulls = list(NICKNAMES), list(NICKNAMES.values())
     with connection.cursor() as cursor:
         if merged:
             cursor.execute(_people_merged_sql(), [shorts, fulls, shorts, fulls])
-        else:
-            cursor.execute(_people_sql(), [shorts, fulls, shorts, fulls])
-            cursor.execute(_BLOCKS_SQL.replace("%%", "%"))
-        prune = threshold > WEIGHTS["name"] + WEIGHTS["other"]
-        cursor.execute(_within_run_sql(prune), [threshold])
+            cursor.execute(_MERGED_PAIRS_SQL, [threshold])
+            cursor.execute("SELECT count(*) FROM bf_pairs")
+            return cursor.fetchone()[0]
+        cursor.execute(_people_sql(), [shorts, fulls, shorts, fulls])
+        cursor.execute(_BLOCKS_SQL)
+        cursor.execute(
+            _pairs_table("bf_pairs", _within_run_candidates(), "bf_people b ON b.grp = c.grp_b"),
+            [threshold],
+        )
         return cursor.rowcount
 
 
 def _known_sql() -> str:
     """``bf_known``: the tenant's live profiles with a name and a date of birth, as people
     (the features a profile has: no gender, town or postcode), and their block keys. Only
-    the date-of-birth blocks: without both dates of birth no pair reaches the threshold."""
+    the date-of-birth blocks (``y:``, ``c:``, ``i:``): without both dates of birth no pair
+    reaches the threshold."""
     first = "lower(p.first_name)"
     return f"""
         CREATE TEMP TABLE bf_known ON COMMIT DROP AS
-        SELECT p.id AS profile_id, COALESCE(n.full_name, {first}) AS fn, ''::text AS kn,
-            lower(p.last_name) AS ln, p.date_of_birth AS dob,
-            (SELECT string_agg(c, '' ORDER BY c)
-             FROM regexp_split_to_table(to_char(p.date_of_birth, 'DDMMYYYY'), '') AS c)
-              AS dob_sig,
+        SELECT k.*, dmetaphone(k.fn) AS fn_dm, ''::text AS kn_dm, dmetaphone(k.ln) AS ln_dm
+        FROM (SELECT p.id AS profile_id, COALESCE(n.full_name, {first}) AS fn, ''::text AS kn,
+            lower(p.last_name) AS ln, p.date_of_birth AS dob, {_dob_keys("p.date_of_birth")},
             ''::text AS gender, ''::text AS postal, ''::text AS town,
             split_part(COALESCE(p.email, ''), '@', 1) AS email_local,
             right(COALESCE(p.phone, ''), 7) AS phone7
         FROM "{PROFILE}" p
         LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
         WHERE p.tenant_id = %s AND p.status IN ({LIVE}) AND p.deleted_at IS NULL
-          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> '';
-        ALTER TABLE bf_known ADD COLUMN fn_dm text, ADD COLUMN kn_dm text, ADD COLUMN ln_dm text;
-        UPDATE bf_known SET fn_dm = dmetaphone(fn), kn_dm = '', ln_dm = dmetaphone(ln);
+          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> '') k;
         CREATE UNIQUE INDEX ON bf_known (profile_id);
         CREATE TEMP TABLE bf_known_blocks ON COMMIT DROP AS
         SELECT profile_id, key FROM bf_known, LATERAL (VALUES
-            ('d:' || dob || ':' || left(fn, 1)),
-            ('d:' || dob || ':' || left(ln, 1)),
-            ('t:' || dob_sig || ':' || left(ln, 1))
-        ) AS b(key);
+            ('y:' || dob_y || ':' || NULLIF(fn_dm, '')),
+            ('y:' || dob_y || ':' || NULLIF(ln_dm, '')),
+            ('c:' || dob_d || ':' || NULLIF(fn_dm, '')),
+            ('c:' || dob_d || ':' || NULLIF(ln_dm, '')),
+            ('i:' || dob || ':' || least(left(fn, 1), left(ln, 1))
+                || greatest(left(fn, 1), left(ln, 1)))
+        ) AS b(key) WHERE key IS NOT NULL;
         CREATE INDEX ON bf_known_blocks (key);
         ANALYZE bf_known; ANALYZE bf_known_blocks;
     """  # noqa: S608

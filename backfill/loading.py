@@ -242,9 +242,8 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     merged = _auto_merge(run)
     if merged:
         # People joined: their values and matches are computed again (for the merged
-        # groups only: every other person's row is a function of its own records), then the
-        # pairs are scored again over everyone.
-        _exec("DROP TABLE bf_pairs")
+        # groups only: every other person's row is a function of its own records), then
+        # their pairs are scored again (every other pair keeps its score).
         _groups_build(run, merged=True)
         progress("duplicates", 0, None)
         pairs = duplicates.pairs_find(run=run, merged=True)
@@ -294,7 +293,12 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     merges, only the groups in ``bf_roots`` are computed again (the others are unchanged)."""
     rep = ", ".join(f"'{f}', b.{f}" for f in _REP_FIELDS)
     only = "WHERE grp IN (SELECT root FROM bf_roots)" if merged else ""
+    scope = "grp IN (SELECT root FROM bf_roots)" if merged else "true"
+    # Most people have one record: their values are that record's (what the aggregates give
+    # for one row), without the aggregates' sorts (each ordered aggregate sorts its group).
     people = f"""
+        WITH multi AS (
+            SELECT grp FROM bf_members WHERE {scope} GROUP BY grp HAVING count(*) > 1)
         SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
             NULL::uuid AS profile_id, false AS is_new, '{{}}'::jsonb AS ext
         FROM (
@@ -309,7 +313,11 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
                 bool_or(status IN ('A', 'S')) AS member,
                 {_consent_agg("email_opt_in")} AS email_opt,
                 {_consent_agg("sms_opt_in")} AS sms_opt
-            FROM bf_members {only} GROUP BY grp) a
+            FROM bf_members WHERE grp IN (SELECT grp FROM multi) GROUP BY grp
+            UNION ALL
+            SELECT grp, id, id, email, phone, first_name, last_name, dob, last_visit,
+                status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
+            FROM bf_members WHERE {scope} AND grp NOT IN (SELECT grp FROM multi)) a
         JOIN bf_members b ON b.id = a.rep_id
     """  # noqa: S608
     match = f"""
