@@ -35,6 +35,17 @@ def pytest_configure(config):
         time_machine.travel(datetime.fromisoformat(clock), tick=True).start()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The long tests first, so that under pytest-xdist they run side by side with the short
+    ones instead of queueing at the end: those that start a real worker or server process
+    (``worker``), then the rest in pytest-django's order. A transactional test empties the
+    database after itself, which is why Django runs them last; nothing here relies on data
+    the migrations or an earlier test left (no migration seeds rows), so the long
+    transactional ones may go first."""
+    items.sort(key=lambda item: item.get_closest_marker("worker") is None)  # stable
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     """Throttle counters and other cached state never leak between tests."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -160,14 +161,20 @@ def drop_test_database(database_url: str) -> None:
     server itself, not through PgBouncer. Through the pooler, pytest-django creates it (the
     wildcard entry reaches it) but cannot drop it at the end: PgBouncer still holds server
     connections to it. So the pooled run keeps it (``--reuse-db``) and this removes it before
-    the run (a fresh schema) and after it."""
+    the run (a fresh schema) and after it. Under pytest-xdist each worker has its own,
+    ``test_<name>_gw0``, ``test_<name>_gw1``, ...: those go too."""
     import psycopg
 
     parts = urlsplit(database_url)
     name = "test_" + unquote(parts.path.lstrip("/"))
     admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        workers = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ %s",
+            ["^" + re.escape(name) + "_gw[0-9]+$"],
+        ).fetchall()
+        for database in [name, *(row[0] for row in workers)]:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def command_exec(database_url: str, port: int, command: list[str], *, fresh_test_db: bool) -> int:
