@@ -84,8 +84,13 @@ def hot_cursor() -> Iterator[CursorWrapper]:
     adapters). Each execute is still one statement in autocommit or the caller's
     transaction: behind PgBouncer in transaction mode nothing is prepared unless the setting
     says PgBouncer keeps prepared statements (1.21+, ``max_prepared_statements``)."""
+    # As Django's connection.cursor() does: the health check of a connection idle for a
+    # while (CONN_HEALTH_CHECKS, crm.dbconn), then the connection, in this thread only.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = psycopg.Cursor(connection.connection)
     wrapper = _PreparedDebug if connection.queries_logged else _Prepared
     with wrapper(raw, connection) as cursor:
         yield cursor
