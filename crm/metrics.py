@@ -61,8 +61,18 @@ REQUEST_LATENCY = Histogram(
 )
 
 
+# The histogram's child per (route, method, status class): ``labels()`` validates and
+# looks its arguments up under a lock on every call. Routes are URL patterns, so few.
+_latency_children: dict[tuple[str, str, int], Any] = {}
+
+
 def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
-    REQUEST_LATENCY.labels(route=route, method=method, status=f"{status // 100}xx").observe(seconds)
+    key = (route, method, status // 100)
+    child = _latency_children.get(key)
+    if child is None:
+        child = REQUEST_LATENCY.labels(route=route, method=method, status=f"{status // 100}xx")
+        _latency_children[key] = child
+    child.observe(seconds)
 
 
 _redis: redis.Redis | None = None

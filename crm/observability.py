@@ -35,6 +35,7 @@ from .metrics import observe_request
 logger = logging.getLogger("crm.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # What a client-sent id may be: short and plain, so it cannot forge log fields or flood them.
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 # The Celery message headers this module adds.
@@ -116,7 +117,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        # From META: ``request.headers`` would build a dict of every header on each request.
+        request_id = request_id_from(request.META.get(REQUEST_ID_META))
         request.request_id = request_id  # type: ignore[attr-defined]
         # Cleared when the response is closed (``request_finished``), not on the way out of
         # this middleware: Django logs a 4xx/5xx ("django.request") after the middleware.

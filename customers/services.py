@@ -20,6 +20,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from crm.audit import AuditAction, audit_record
+from crm.db import hot_cursor
 from crm.models import Tenant
 from crm.registry import merge_hooks
 
@@ -120,7 +121,9 @@ def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, _Match]
     params: list[Any] = [tenant.pk]
     for _, kind, value in pairs:
         params += [kind, value]
-    with connection.cursor() as cursor:
+    # Prepared once per connection (crm.db.hot_cursor): planning it cost PostgreSQL several
+    # times its execution.
+    with hot_cursor() as cursor:
         cursor.execute(_alias_sql(len(pairs)), params)
         rows = cursor.fetchall()
     found: dict[tuple[str, str], _Match] = {}

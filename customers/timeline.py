@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from crm.db import hot_cursor
 from crm.models import Tenant
 
 from .events import Category
@@ -243,7 +244,8 @@ def timeline_rows_of_live_customer(
                 _TIMELINE_SQL.clear()
             _TIMELINE_SQL[shape] = sql if orm_params == params else None
         params = orm_params
-    with connection.cursor() as db:
+    # Prepared once per connection (crm.db.hot_cursor), as the statement is compiled once.
+    with hot_cursor() as db:
         db.execute(sql, params)
         fetched = db.fetchall()
     if not fetched:

@@ -68,6 +68,16 @@ if DATABASE_POOLER not in ("", "pgbouncer"):
 if DATABASE_POOLER == "pgbouncer":
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+# The API's hottest statements (crm.db.hot_cursor) are prepared once per connection, so
+# PostgreSQL does not plan them on every request. On by default straight to PostgreSQL; off
+# behind PgBouncer, whose transaction mode keeps prepared statements only from 1.21 on with
+# max_prepared_statements > 0 (then set it to 1). No other statement is prepared.
+DATABASE_PREPARED_STATEMENTS = env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=DATABASE_POOLER != "pgbouncer"
+)
+if DATABASE_PREPARED_STATEMENTS:
+    # crm.db.PREPARE_ONLY_WHEN_ASKED: psycopg prepares only what is run with prepare=True.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # The redis-py URL form of a Unix socket is unix://; kombu names it redis+socket://.

@@ -25,10 +25,14 @@ from customers.models import (
     ProfileStatus,
 )
 
+# Values given as they are (looked up by exact type first: the common case, without the
+# isinstance chain below).
+_AS_IS = (type(None), bool, int, str, list, dict)
+
 
 def _plain(value):
     """JSON-ready value, formatted as DRF's fields format them."""
-    if value is None or isinstance(value, bool | int | str | list | dict):
+    if type(value) in _AS_IS or isinstance(value, _AS_IS):
         return value
     if isinstance(value, datetime):
         text = value.isoformat()

@@ -151,3 +151,14 @@ def test_an_unknown_pooler_is_refused():
     )
     assert result.returncode != 0
     assert "DATABASE_POOLER must be pgbouncer or unset" in result.stderr
+
+
+def test_straight_to_postgresql_only_the_hot_statements_are_prepared():
+    # psycopg never prepares on its own count (the threshold is out of reach); crm.db's
+    # hot_cursor asks for each of its statements.
+    assert _database_settings() == f"False {2**31 - 1} True"
+    assert _database_settings(DATABASE_PREPARED_STATEMENTS="0") == "False unset True"
+    # PgBouncer 1.21+ with max_prepared_statements keeps them: only when the operator says so.
+    assert _database_settings(DATABASE_POOLER="pgbouncer", DATABASE_PREPARED_STATEMENTS="1") == (
+        f"True {2**31 - 1} True"
+    )

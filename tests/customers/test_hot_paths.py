@@ -372,3 +372,22 @@ def test_bad_hints_get_the_serializers_error_body(api_a, tenant_a, body, field):
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == _json(serializer.errors)
     assert field in response.json()["error"]["fields"]
+
+
+# ----------------------------------------------------------------------------- prepared
+
+
+def test_the_identity_lookup_is_prepared_once_on_the_connection(api_a, tenant_a, settings):
+    if not settings.DATABASE_PREPARED_STATEMENTS:
+        pytest.skip("behind PgBouncer nothing is prepared")
+    person(tenant_a, email="jo@example.com")
+    for _ in range(3):
+        assert api_a.post(RESOLVE, {"email": "jo@example.com"}, format="json").status_code == 200
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    lookups = [sql for sql in prepared if "customers_identityalias" in sql]
+    assert len(lookups) == 1, prepared
+    assert all("crm_apikey" not in sql for sql in prepared)  # nothing else is prepared

@@ -1,0 +1,49 @@
+"""The API's per-request Redis calls (crm.api.redis_fast): the cache's own keys and values,
+and a connection that Redis dropped is replaced without losing or doubling a count."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.core.cache import cache
+from redis.exceptions import ResponseError
+
+from crm.api import redis_fast
+
+
+@pytest.fixture
+def key():
+    name = f"test-redis-fast-{uuid.uuid4().hex}"
+    yield name
+    cache.delete(name)
+
+
+def test_counts_are_the_caches_own_values(key):
+    assert redis_fast.counter_get(key) == 0
+    assert redis_fast.counter_incr(key, timeout=60) == 1
+    assert redis_fast.counter_incr(key, timeout=60) == 2
+
+    assert cache.get(key) == 2
+    cache.set(key, 7)
+    assert redis_fast.counters_get([key, f"{key}-missing"]) == [7, 0]
+
+
+def test_a_connection_redis_closed_is_reopened_and_the_count_kept(key):
+    redis_fast.counter_incr(key, timeout=60)
+    (own_id,) = redis_fast.execute(redis_fast.pack("CLIENT", "ID"), 1)
+    cache._cache.get_client(write=True).client_kill_filter(_id=own_id)
+
+    assert redis_fast.counter_incr(key, timeout=60) == 2  # counted once, on a new connection
+    assert redis_fast.counter_get(key) == 2
+
+
+def test_an_error_reply_leaves_the_next_call_in_step(key):
+    cache.set(key, "not a number")
+
+    both = redis_fast.pack("INCR", cache.make_key(key)) + redis_fast.pack("PING")
+
+    with pytest.raises(ResponseError):
+        redis_fast.execute(both, 2)
+
+    assert redis_fast.counter_get(f"{key}-other") == 0
