@@ -57,13 +57,15 @@ wrk:  ## Debian's wrk for the benchmarks' HTTP figures (installed once, as root)
 
 # The tests run in parallel (pytest-xdist), each worker on a test database and a Redis
 # database of its own (crm/settings/test.py); much of a test's time is spent waiting on
-# PostgreSQL, a worker process or the browser, so more workers than cores pays.
-# TEST_WORKERS=0 runs them one by one in a single process.
+# PostgreSQL, a worker process or the browser, so more workers than cores pays. Tests are
+# handed out one at a time (the long ones come first: tests/conftest.py), so no worker
+# queues several long ones. TEST_WORKERS=0 runs them one by one in a single process.
 TEST_WORKERS ?= 3
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxschedchunk 1)
 
 test: venv lint typecheck browser  ## lint, types and every test, against real PostgreSQL and Redis
 	$(PY) -m crm.local exec -- $(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m crm.local exec -- $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m crm.local exec -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The whole suite once more through PgBouncer in transaction pooling, as production runs it
 # (docs/operations.md, "PgBouncer"). pytest-django creates the test database through the
@@ -71,7 +73,7 @@ test: venv lint typecheck browser  ## lint, types and every test, against real P
 # connections would refuse: the launcher drops it on the server before and after.
 test-pgbouncer: venv browser pgbouncer  ## every test through PgBouncer (transaction mode)
 	$(PY) -m crm.local exec -- $(PY) -m crm.devtools.pgbouncer exec --fresh-test-database -- \
-	  $(PY) -m pytest -n $(TEST_WORKERS) --reuse-db $(PYTEST_ARGS)
+	  $(PY) -m pytest $(XDIST) --reuse-db $(PYTEST_ARGS)
 
 # The date-dependent suites with Python's clock moved across a year (UK DST changes included);
 # browser and real-worker tests keep the real clock (their other processes do not move).

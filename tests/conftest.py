@@ -35,15 +35,32 @@ def pytest_configure(config):
         time_machine.travel(datetime.fromisoformat(clock), tick=True).start()
 
 
+def _without_test_database(item: pytest.Item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return not item.get_closest_marker("django_db") and not {
+        "db",
+        "transactional_db",
+        "live_server",
+    } & set(fixtures)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """The long tests first, so that under pytest-xdist they run side by side with the short
-    ones instead of queueing at the end: those that start a real worker or server process
-    (``worker``), then the rest in pytest-django's order. A transactional test empties the
-    database after itself, which is why Django runs them last; nothing here relies on data
-    the migrations or an earlier test left (no migration seeds rows), so the long
-    transactional ones may go first."""
-    items.sort(key=lambda item: item.get_closest_marker("worker") is None)  # stable
+    """The long tests first, so that under pytest-xdist (which hands tests out one at a time:
+    ``--maxschedchunk 1`` in the Makefile) they run side by side with the short ones
+    instead of queueing at the end: those that start a real worker or server process
+    (``worker``), the longest of them (the benchmark, load-test and ``make run`` smoke runs,
+    which have no test database) first; then the rest in pytest-django's order. A
+    transactional test empties the database after itself, which is why Django runs them
+    last; nothing here relies on data the migrations or an earlier test left (no migration
+    seeds rows), so the long transactional ones may go first."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("worker") is None:
+            return 2
+        return 0 if _without_test_database(item) else 1
+
+    items.sort(key=rank)  # stable: pytest-django's order within each rank
 
 
 @pytest.fixture(autouse=True)
