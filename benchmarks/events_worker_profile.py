@@ -54,16 +54,7 @@ def main() -> None:
         _explain(connection, lambda: ev._process_batches(tenant, ids[: ev.BATCH_SIZE]))
         return
 
-    statements: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
-
-    def timed(execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            entry = statements[" ".join(sql.split())[:110]]
-            entry[0] += 1
-            entry[1] += time.perf_counter() - started
+    statements, timed = statement_timer(110)
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid(), pg_current_wal_lsn()")
@@ -110,12 +101,37 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def statement_timer(width: int):
+    """A Django execute wrapper and what it counts: per statement (its first ``width``
+    characters, whitespace collapsed), the calls and the seconds spent."""
+    statements: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
+
+    def timed(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            entry = statements[" ".join(sql.split())[:width]]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
+    return statements, timed
+
+
 def _explain(connection, work) -> None:
     notices: list[str] = []
+    _auto_explain(connection, notices, on=True)
+    work()
+    _auto_explain(connection, notices, on=False)
+    print("\n------------------------------------------------------------\n".join(notices))
+
+
+def _auto_explain(connection, notices: list[str], *, on: bool) -> None:
     connection.ensure_connection()
-    connection.connection.add_notice_handler(lambda d: notices.append(d.message_primary))
+    if on:
+        connection.connection.add_notice_handler(lambda d: notices.append(d.message_primary))
     settings = {
-        "auto_explain.log_min_duration": "0",
+        "auto_explain.log_min_duration": "0" if on else "-1",
         "auto_explain.log_analyze": "on",
         "auto_explain.log_buffers": "on",
         "auto_explain.log_wal": "on",
@@ -124,13 +140,10 @@ def _explain(connection, work) -> None:
         "client_min_messages": "notice",
     }
     with connection.cursor() as cursor:
-        cursor.execute("LOAD 'auto_explain'")
+        if on:
+            cursor.execute("LOAD 'auto_explain'")
         for name, value in settings.items():
             cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
-    work()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('auto_explain.log_min_duration', '-1', false)")
-    print("\n------------------------------------------------------------\n".join(notices))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ The before and after profiles of docs/profiles/segments-refresh.md come from thi
 from __future__ import annotations
 
 import argparse
-import collections
 import time
 import uuid
 
-from .events_worker_profile import _cpu
+from .events_worker_profile import _auto_explain, _cpu, statement_timer
 
 
 def main() -> None:
@@ -104,16 +103,7 @@ def _sizes(connection, relations: list[str]) -> dict[str, int]:
 
 
 def _measure(connection, backend, relations, explain, label, refresh, segment):
-    statements: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
-
-    def timed(execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            entry = statements[" ".join(sql.split())[:120]]
-            entry[0] += 1
-            entry[1] += time.perf_counter() - started
+    statements, timed = statement_timer(120)
 
     notices: list[str] = []
     if explain:
@@ -149,26 +139,6 @@ def _measure(connection, backend, relations, explain, label, refresh, segment):
     if notices:
         print("\n------------------------------------------------------------\n".join(notices))
     return result
-
-
-def _auto_explain(connection, notices: list[str], *, on: bool) -> None:
-    connection.ensure_connection()
-    if on:
-        connection.connection.add_notice_handler(lambda d: notices.append(d.message_primary))
-    settings = {
-        "auto_explain.log_min_duration": "0" if on else "-1",
-        "auto_explain.log_analyze": "on",
-        "auto_explain.log_buffers": "on",
-        "auto_explain.log_wal": "on",
-        "auto_explain.log_nested_statements": "on",
-        "auto_explain.log_level": "notice",
-        "client_min_messages": "notice",
-    }
-    with connection.cursor() as cursor:
-        if on:
-            cursor.execute("LOAD 'auto_explain'")
-        for name, value in settings.items():
-            cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
 
 
 if __name__ == "__main__":
