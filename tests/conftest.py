@@ -70,6 +70,17 @@ def _clean_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _clean_log_context():
+    """No test inherits another's request id or tenant on its log lines or on the tasks it
+    queues (a test that drives the middleware by hand can leave them set in this process)."""
+    from crm.observability import request_id_var, tenant_var
+
+    request_id_var.set(None)
+    tenant_var.set(None)
+    yield
+
+
 @pytest.fixture
 def tenant_a(db):
     return TenantFactory(slug="links-a", name="Links A Golf")
