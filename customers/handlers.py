@@ -136,9 +136,7 @@ class ProfileChanges:
     touched: set[Any] = field(default_factory=set)
     value_added: dict[Any, int] = field(default_factory=lambda: defaultdict(int))
     counted: set[Any] = field(default_factory=set)
-    consents: list[tuple[Any, str, bool, str, datetime, dict[str, Any]]] = field(
-        default_factory=list
-    )
+    consents: list[tuple[Any, str, bool, str, datetime, Jsonb]] = field(default_factory=list)
 
     def current(self, profile_id: Any, column: str) -> Any:
         """The value the profile has now, this batch's changes included."""
