@@ -33,6 +33,7 @@ class MarketingConfig(AppConfig):
             export_segment_changes,
             move_memberships,
             move_messages,
+            profile_changes_retention,
         )
 
         register_marketing_fields()
@@ -42,6 +43,7 @@ class MarketingConfig(AppConfig):
         register_customer_panel("marketing", customer_marketing_panel)
         register_retention_step("message_addresses", message_retention)
         register_retention_step("interactions_rollup", interaction_retention)
+        register_retention_step("profile_changes", profile_changes_retention)
         register_export_section(
             "segment_memberships",
             title="Segments you are in",

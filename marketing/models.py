@@ -141,14 +141,22 @@ class SegmentMembership(TenantOwnedModel):
 
 
 class ProfileChange(models.Model):
-    """The last transaction that wrote each profile (``xid``: its 64-bit id,
-    ``pg_current_xact_id()``), kept by a statement trigger on the profile table (migration
-    0010), so every writer counts: the event pipeline's set-wise updates, merges, imports,
-    scores, the admin. An incremental segment refresh re-evaluates exactly the profiles whose
-    ``xid`` its previous snapshot could not see. One row per profile (an upsert), no FK
+    """Which transactions wrote which profiles: a log of ``(tenant, xid, customer)``
+    (``xid``: the writer's 64-bit transaction id, ``pg_current_xact_id()``), appended by a
+    statement trigger on the profile table (migrations 0010 and 0012), so every writer
+    counts: the event pipeline's set-wise updates, merges, imports, scores, the admin. An
+    incremental segment refresh re-evaluates exactly the profiles written by a transaction
+    its previous snapshot could not see.
+
+    Append-only, keyed by ``(tenant, xid, customer)``: a write appends at the right edge of
+    the one index (transaction ids grow), where an upsert of one row per profile rewrote a
+    row and two index entries on pages of their own for every profile of every batch (the
+    largest writer of the event pipeline after a checkpoint). The rows no refresh can need
+    any more (older than every segment's last snapshot) are deleted by
+    ``marketing.segments.profile_changes_prune`` after each refresh and nightly. No FK
     constraints (the trigger stays cheap, and deletes of profiles are not held up)."""
 
-    pk = models.CompositePrimaryKey("tenant", "customer")
+    pk = models.CompositePrimaryKey("tenant", "xid", "customer")
     tenant = models.ForeignKey(
         "crm.Tenant",
         on_delete=models.CASCADE,
@@ -156,6 +164,7 @@ class ProfileChange(models.Model):
         db_constraint=False,
         db_index=False,
     )
+    xid = models.BigIntegerField()
     customer = models.ForeignKey(
         "customers.CustomerProfile",
         on_delete=models.CASCADE,
@@ -163,12 +172,8 @@ class ProfileChange(models.Model):
         db_constraint=False,
         db_index=False,
     )
-    xid = models.BigIntegerField()
 
     objects = TenantManager()
-
-    class Meta:
-        indexes = [models.Index(fields=["tenant", "xid"], name="profilechange_xid_idx")]
 
     def __str__(self) -> str:
         return f"{self.customer_id} written by transaction {self.xid}"

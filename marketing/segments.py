@@ -22,7 +22,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -268,7 +268,8 @@ _ENTERED_DIRTY_SQL = f"""
 # The people whose profile a transaction wrote that the previous refresh's snapshot did
 # not see (committed after it was taken, or still running then), and those the previous
 # refresh's own transaction wrote (a snapshot counts its own transaction as seen, also for
-# writes made after it was taken).
+# writes made after it was taken). ProfileChange is a log (a person written by several
+# transactions is there several times; seg_dirty keeps them once).
 _DIRTY_SQL = f"""
     SELECT customer_id FROM "{P}"
     WHERE tenant_id = %s AND xid >= %s
@@ -511,7 +512,57 @@ def segment_refresh(
         )
         if entered or left:
             _queue_sync(tenant, locked.pk)
+    if locked.type == SegmentType.DYNAMIC:
+        profile_changes_prune(tenant=tenant)
     return RefreshResult(members, entered, left, ms, incremental, checked)
+
+
+_PRUNE_SQL = f'DELETE FROM "{P}" WHERE tenant_id = %s AND xid < %s'  # noqa: S608
+
+
+def profile_changes_prune(*, tenant: Tenant) -> int | None:
+    """Delete the rows of the ``ProfileChange`` log that no incremental refresh can need:
+    those written by transactions older than every dynamic segment's last snapshot (its
+    ``xmin``; an incremental refresh reads only ``xid >= xmin`` of its base) and older than
+    every transaction still running (a refresh that starts later takes a snapshot whose
+    ``xmin`` is at least that). The tenant's dynamic segments are locked (``NOWAIT``) while
+    the horizon is read, so no refresh is between taking its snapshot and saving it; when
+    one is, nothing is pruned (``None``): that refresh prunes after itself. Called after
+    each refresh of a dynamic segment and nightly (retention step ``profile_changes``)."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                states = list(
+                    Segment.objects.for_tenant(tenant)
+                    .filter(type=SegmentType.DYNAMIC)
+                    .select_for_update(nowait=True)
+                    .values_list("refresh_state", flat=True)
+                )
+        except OperationalError:  # a refresh of the tenant is running
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            horizon = min(
+                [cursor.fetchone()[0], *(s["xmin"] for s in states if s and s.get("xmin"))]
+            )
+    with connection.cursor() as cursor:
+        cursor.execute(_PRUNE_SQL, [tenant.pk, horizon])
+        return cursor.rowcount
+
+
+def profile_changes_retention(*, now: datetime, deadline: float) -> tuple[int, bool]:
+    """Nightly (``crm.retention``): prune every tenant's ``ProfileChange`` log, also of the
+    tenants whose segments are not refreshed (their log would otherwise only grow)."""
+    pruned, finished = 0, True
+    for tenant in Tenant.objects.order_by("pk"):
+        if time.monotonic() > deadline:
+            return pruned, False
+        deleted = profile_changes_prune(tenant=tenant)
+        if deleted is None:
+            finished = False
+        else:
+            pruned += deleted
+    return pruned, finished
 
 
 def segments_refresh_due(*, now: datetime | None = None, limit: int = 100) -> int:
@@ -826,7 +877,8 @@ def export_profile_changes(*, tenant: Tenant, customer, people, viewer):
     """Export section: bookkeeping for segment refreshes, the number of the last database
     transaction that changed the profile (no other data)."""
     rows = ProfileChange.objects.filter(tenant=tenant, customer_id__in=people)
-    return rows.order_by("customer_id").values("xid").iterator(chunk_size=EXPORT_CHUNK)
+    latest = rows.order_by("customer_id", "-xid").distinct("customer_id")
+    return latest.values("xid").iterator(chunk_size=EXPORT_CHUNK)
 
 
 def export_messages(*, tenant: Tenant, customer, people, viewer):
