@@ -222,9 +222,9 @@ _LEFT_SQL = f"""
     SELECT %s, %s, customer_id, 'LEFT', %s, %s FROM gone
 """  # noqa: S608
 # Incremental: only the people checked (seg_dirty) can leave. The members among them are
-# looked up in the (tenant, segment, customer) index by an array of ids, so the statement
-# reads as many index entries as people changed, whatever the segment's size (a join let
-# the planner hash the segment's every member).
+# looked up in the primary key (tenant, segment, customer) by an array of ids, so the
+# statement reads as many index entries as people changed, whatever the segment's size (a
+# join let the planner hash the segment's every member).
 _LEFT_DIRTY_SQL = f"""
     WITH gone AS (
         DELETE FROM "{M}" m
@@ -251,7 +251,7 @@ _ENTERED_SQL = f"""
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
     SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came
 """  # noqa: S608
-# Incremental: who of the checked people matches enters unless already in. The unique index
+# Incremental: who of the checked people matches enters unless already in. The primary key
 # decides (one probe per matching person, no write for a member who stays), so the cost
 # follows the people checked, not the segment's size.
 _ENTERED_DIRTY_SQL = f"""
