@@ -510,7 +510,7 @@ def _segments(results: dict) -> list[str]:
         if amd:
             lines += [
                 "Before the membership lookups by array, `ON CONFLICT` and the ascending "
-                "history index (main at 7086a58, this AMD EPYC VM, under the bench lock, load "
+                "history index (main at 7086a58, the AMD EPYC VM, under the bench lock, load "
                 f"average {amd['load_average']}): first refresh {amd['first_refresh_s']} s, "
                 f"1% refresh {amd['one_percent_refresh_s']} s, nothing changed "
                 f"{amd['unchanged_refresh_s']} s, the naive design "
@@ -518,6 +518,22 @@ def _segments(results: dict) -> list[str]:
                 "[profiles/segments-refresh.md](profiles/segments-refresh.md).",
                 "",
             ]
+    pair = (before or {}).get("membership_key_pair_intel_2026_12_06")
+    if pair:
+        main, key = pair["main"], pair["membership_key"]
+        lines += [
+            "Before the membership kept one index (its surrogate id and its `(tenant, "
+            "customer)` index gone), back to back in the profiler on the Intel Xeon VM, 3 runs "
+            f"each (load average {pair['load_average']}): first refresh "
+            f"{main['first_refresh_s']} s, backend CPU {main['first_refresh_backend_cpu_s']} "
+            f"s, WAL {main['first_refresh_wal_mb']} MB on main against {key['first_refresh_s']} "
+            f"s, {key['first_refresh_backend_cpu_s']} s, {key['first_refresh_wal_mb']} MB; 1% "
+            f"refresh {main['one_percent_refresh_s']} s ({main['one_percent_refresh_wal_mb']} "
+            f"MB of WAL) against {key['one_percent_refresh_s']} s "
+            f"({key['one_percent_refresh_wal_mb']} MB); see "
+            "[profiles/segments-refresh.md](profiles/segments-refresh.md).",
+            "",
+        ]
     if naive:
         lines += [
             "### Side by side with the naive design (same data, same run)",

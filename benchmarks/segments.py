@@ -108,6 +108,27 @@ BEFORE = {
         "naive_one_percent_refresh_s": 13.95,
         "load_average": [7.0, 10.1],
     },
+    # main at 7381348 (the membership's surrogate id and (tenant, customer) index) against
+    # the membership keyed by (tenant, segment, customer) alone, on the Intel Xeon VM: the
+    # profiler's back-to-back pair under the bench lock, 3 runs each, load average 4.1-2.4
+    # (docs/profiles/segments-refresh.md).
+    "membership_key_pair_intel_2026_12_06": {
+        "main": {
+            "first_refresh_s": [2.74, 2.36, 2.41],
+            "first_refresh_backend_cpu_s": [2.41, 2.23, 2.28],
+            "first_refresh_wal_mb": 256.3,
+            "one_percent_refresh_s": [0.26, 0.25, 0.3],
+            "one_percent_refresh_wal_mb": 42.9,
+        },
+        "membership_key": {
+            "first_refresh_s": [1.94, 1.89, 1.91],
+            "first_refresh_backend_cpu_s": [1.82, 1.78, 1.8],
+            "first_refresh_wal_mb": 203.3,
+            "one_percent_refresh_s": [0.25, 0.24, 0.26],
+            "one_percent_refresh_wal_mb": 30.3,
+        },
+        "load_average": [4.1, 2.4],
+    },
 }
 
 

@@ -364,11 +364,16 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
 
     def members_view(self, request, object_id):
         segment = self._segment(request, object_id)
+        # In the order of the membership's key (tenant, segment, customer): each page is a
+        # range of it, after the last customer of the previous page.
         rows = SegmentMembership.objects.filter(tenant=segment.tenant, segment=segment)
-        after = request.GET.get("after")
-        if after and after.isdigit():
-            rows = rows.filter(pk__lt=int(after))
-        page = list(rows.select_related("customer").order_by("-pk")[: MEMBERS_PAGE + 1])
+        try:
+            after = uuid.UUID(request.GET.get("after") or "")
+        except ValueError:
+            after = None
+        if after is not None:
+            rows = rows.filter(customer_id__gt=after)
+        page = list(rows.select_related("customer").order_by("customer_id")[: MEMBERS_PAGE + 1])
         more = len(page) > MEMBERS_PAGE
         page = page[:MEMBERS_PAGE]
         context = {
@@ -377,7 +382,7 @@ class SegmentAdmin(TenantScopedAdminMixin, ModelAdmin):
             "opts": self.model._meta,
             "segment": segment,
             "rows": page,
-            "next_after": page[-1].pk if more else None,
+            "next_after": page[-1].customer_id if more else None,
         }
         return TemplateResponse(request, "admin/marketing/segment/members.html", context)
 

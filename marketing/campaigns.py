@@ -48,6 +48,7 @@ from .models import (
     SkipReason,
     created_by_fields,
 )
+from .segments import memberships_of
 from .sending import run_queue_senders
 from .templating import render, sample_context, subject_validate
 
@@ -541,7 +542,7 @@ def customer_marketing_panel(*, tenant: Tenant, customer: CustomerProfile) -> di
     """The customer page's marketing panel: the segments the person is in, and the latest
     messages sent (or skipped) to them with what they did with each. Three queries."""
     segments = list(
-        SegmentMembership.objects.filter(tenant=tenant, customer=customer)
+        memberships_of(tenant, [customer.pk])
         .order_by("segment__name")
         .values("segment_id", "segment__name", "segment__type", "created_at")
     )

@@ -118,9 +118,14 @@ _DERIVED: dict = {"db_index": False, "db_constraint": False}
 
 
 class SegmentMembership(TenantOwnedModel):
-    """A customer in a segment (``created_at``: since when)."""
+    """A customer in a segment (``created_at``: since when).
 
-    id = models.BigAutoField(primary_key=True)
+    Its one index is the primary key ``(tenant, segment, customer)`` (migrations 0012 and
+    0013): a refresh writes one index entry per member. A customer's memberships are asked
+    segment by segment (``memberships_of``: one probe of the key per segment of the tenant),
+    not through an index keyed by customer."""
+
+    pk = models.CompositePrimaryKey("tenant", "segment", "customer")
     tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+", **_DERIVED)
     segment = models.ForeignKey(
         Segment, on_delete=models.CASCADE, related_name="memberships", **_DERIVED
@@ -128,16 +133,6 @@ class SegmentMembership(TenantOwnedModel):
     customer = models.ForeignKey(
         "customers.CustomerProfile", on_delete=models.CASCADE, related_name="+", **_DERIVED
     )
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["tenant", "segment", "customer"], name="membership_segment_customer_uniq"
-            ),
-        ]
-        indexes = [
-            models.Index(fields=["tenant", "customer"], name="membership_customer_idx"),
-        ]
 
 
 class ProfileChange(models.Model):

@@ -222,9 +222,9 @@ _LEFT_SQL = f"""
     SELECT %s, %s, customer_id, 'LEFT', %s, %s FROM gone
 """  # noqa: S608
 # Incremental: only the people checked (seg_dirty) can leave. The members among them are
-# looked up in the (tenant, segment, customer) index by an array of ids, so the statement
-# reads as many index entries as people changed, whatever the segment's size (a join let
-# the planner hash the segment's every member).
+# looked up in the primary key (tenant, segment, customer) by an array of ids, so the
+# statement reads as many index entries as people changed, whatever the segment's size (a
+# join let the planner hash the segment's every member).
 _LEFT_DIRTY_SQL = f"""
     WITH gone AS (
         DELETE FROM "{M}" m
@@ -251,7 +251,7 @@ _ENTERED_SQL = f"""
     INSERT INTO "{C}" (tenant_id, segment_id, customer_id, kind, created_at, updated_at)
     SELECT %s, %s, customer_id, 'ENTERED', %s, %s FROM came
 """  # noqa: S608
-# Incremental: who of the checked people matches enters unless already in. The unique index
+# Incremental: who of the checked people matches enters unless already in. The primary key
 # decides (one probe per matching person, no write for a member who stays), so the cost
 # follows the people checked, not the segment's size.
 _ENTERED_DIRTY_SQL = f"""
@@ -786,20 +786,30 @@ def _uncell(value: str) -> str:
     return value
 
 
+def memberships_of(tenant: Tenant, customer_ids: Iterable[Any]) -> QuerySet[SegmentMembership]:
+    """The memberships of these customers (merge, erasure, subject access, the customer
+    page). No index of the membership is keyed by customer (each would cost every refresh
+    one more index entry per member): they are looked up segment by segment, one probe of
+    the primary key ``(tenant, segment, customer)`` per segment of the tenant and customer
+    (a nested loop over the tenant's segments; a tenant has tens to hundreds)."""
+    return SegmentMembership.objects.filter(
+        tenant=tenant,
+        segment_id__in=Segment.objects.for_tenant(tenant).values("pk"),
+        customer_id__in=list(customer_ids),
+    )
+
+
 def move_memberships(*, tenant: Tenant, winner: CustomerProfile, loser: CustomerProfile) -> int:
     """Merge hook: the loser's segment memberships and history become the winner's (a
     segment both were in keeps the winner's row). Each segment the loser was in is pushed
     to Messaging again: its member list changed."""
-    touched = set(
-        SegmentMembership.objects.filter(tenant=tenant, customer=loser).values_list(
-            "segment_id", flat=True
-        )
-    )
+    losers = memberships_of(tenant, [loser.pk])
+    touched = set(losers.values_list("segment_id", flat=True))
     for segment_id in touched:
         _queue_sync(tenant, segment_id)
-    both = SegmentMembership.objects.filter(tenant=tenant, customer=winner).values("segment_id")
-    SegmentMembership.objects.filter(tenant=tenant, customer=loser, segment_id__in=both).delete()
-    moved = SegmentMembership.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
+    both = memberships_of(tenant, [winner.pk]).values("segment_id")
+    losers.filter(segment_id__in=both).delete()
+    moved = losers.update(customer=winner)
     SegmentChange.objects.filter(tenant=tenant, customer=loser).update(customer=winner)
     return moved
 
@@ -839,7 +849,7 @@ def erase_marketing(*, tenant: Tenant, customer: CustomerProfile, addresses: dic
         ],
         ignore_conflicts=True,
     )
-    touched = SegmentMembership.objects.filter(tenant=tenant, customer=customer).delete()[0]
+    touched = memberships_of(tenant, [customer.pk]).delete()[0]
     touched += SegmentChange.objects.filter(tenant=tenant, customer=customer).delete()[0]
     touched += Interaction.objects.filter(tenant=tenant, customer=customer).delete()[0]
     touched += Message.objects.filter(tenant=tenant, customer=customer).update(
@@ -855,9 +865,9 @@ EXPORT_CHUNK = 2000
 
 def export_memberships(*, tenant: Tenant, customer, people, viewer):
     """Export section: the segments the person is in, and since when."""
-    rows = SegmentMembership.objects.filter(tenant=tenant, customer_id__in=people)
+    rows = memberships_of(tenant, people)
     return (
-        rows.order_by("created_at", "id")
+        rows.order_by("created_at", "segment_id")
         .values("segment__name", "created_at")
         .iterator(chunk_size=EXPORT_CHUNK)
     )

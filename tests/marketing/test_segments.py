@@ -18,6 +18,7 @@ from django.utils import timezone
 from customers.models import CustomerProfile, ProfileStatus
 from marketing.models import ChangeKind, Segment, SegmentChange, SegmentMembership, SegmentType
 from marketing.segments import (
+    memberships_of,
     segment_create,
     segment_import_csv,
     segment_members_add,
@@ -394,6 +395,24 @@ def test_the_local_backend_makes_sync_a_no_op(tenant_a):
 def test_static_type_has_no_rules(tenant_a):
     static = segment_create(tenant=tenant_a, data={"name": "S", "type": SegmentType.STATIC})
     assert static.criteria == {} and static.next_refresh_at is None
+
+
+def test_a_customers_memberships_are_found_segment_by_segment(tenant_a, tenant_b):
+    ann, bob = person(tenant_a, email="ann@example.com"), person(tenant_a, email="b@example.com")
+    segments = [
+        segment_create(tenant=tenant_a, data={"name": f"S{i}", "type": "STATIC"}) for i in range(3)
+    ]
+    segment_members_add(segment=segments[0], customer_ids=[ann.pk, bob.pk])
+    segment_members_add(segment=segments[2], customer_ids=[ann.pk])
+    segment_members_add(segment=segments[1], customer_ids=[bob.pk])
+    theirs = segment_create(tenant=tenant_b, data={"name": "S0", "type": "STATIC"})
+    segment_members_add(segment=theirs, customer_ids=[person(tenant_b, email="c@example.com").pk])
+    found = memberships_of(tenant_a, [ann.pk]).values_list("segment_id", "customer_id")
+    assert set(found) == {(segments[0].pk, ann.pk), (segments[2].pk, ann.pk)}
+    assert set(memberships_of(tenant_a, [ann.pk, bob.pk]).values_list("segment_id", flat=True)) == {
+        s.pk for s in segments
+    }
+    assert not memberships_of(tenant_b, [ann.pk]).exists()
 
 
 def test_merge_moves_segment_memberships_without_doubles(tenant_a):
