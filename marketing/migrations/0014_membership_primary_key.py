@@ -33,7 +33,7 @@ BACKWARD = [
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("marketing", "0012_membership_key_index"),
+        ("marketing", "0013_membership_key_index"),
     ]
 
     operations = [

@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("marketing", "0011_history_index_ascending"),
+        ("marketing", "0012_profile_change_log"),
     ]
 
     operations = [
