@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC
 
 import psycopg
-from django.db import connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
@@ -85,12 +87,32 @@ def hot_cursor() -> Iterator[CursorWrapper]:
     transaction: behind PgBouncer in transaction mode nothing is prepared unless the setting
     says PgBouncer keeps prepared statements (1.21+, ``max_prepared_statements``)."""
     # As Django's connection.cursor() does: the health check of a connection idle for a
-    # while (CONN_HEALTH_CHECKS, crm.dbconn), then the connection, in this thread only.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
-        raw = psycopg.Cursor(connection.connection)
-    wrapper = _PreparedDebug if connection.queries_logged else _Prepared
-    with wrapper(raw, connection) as cursor:
+    # while (CONN_HEALTH_CHECKS, crm.dbconn), then the connection, in this thread only. (The
+    # connection itself, not the ``connection`` proxy: each attribute read through the proxy
+    # looks the thread's connection up again.)
+    db = connections[DEFAULT_DB_ALIAS]
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        raw = psycopg.Cursor(db.connection)
+    if _TIMESTAMPTZ_LOADER is not None and _utc_timestamps(db):
+        raw.adapters.register_loader("timestamptz", _TIMESTAMPTZ_LOADER)
+    wrapper = _PreparedDebug if db.queries_logged else _Prepared
+    with wrapper(raw, db) as cursor:
         yield cursor
+
+
+# psycopg's own text loader of timestamptz (in C, with the psycopg[binary] the project
+# installs). Django replaces it on its connections with a Python subclass that sets the
+# connection's time zone on each value, about 5 µs a value: 51 values on a timeline page.
+# Where that time zone is UTC the session's is too (Django sets the session's TimeZone to the
+# connection's), and psycopg's loader returns exactly Django's values (tzinfo
+# ``datetime.timezone.utc``); elsewhere Django's loader stays.
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(
+    psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+)
+
+
+def _utc_timestamps(db) -> bool:
+    return bool(settings.USE_TZ) and db.timezone is UTC and db.timezone_name == "UTC"

@@ -229,6 +229,30 @@ def _bump_credentials_generation() -> None:
         )
 
 
+@dataclass(frozen=True)
+class CachedKey:
+    """What this process knows of a key it verified: valid only under ``generation``."""
+
+    generation: int
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    scopes: tuple[str, ...]
+
+
+def api_key_cached(*, raw_key: str) -> CachedKey | None:
+    """The key as this process verified it less than ``API_KEY_CACHE_SECONDS`` ago (no
+    query, nothing touched), or None. It still holds only while the credentials generation is
+    ``generation``: the caller reads the generation (``crm.api.authentication`` counts the
+    request's rate limit in the same round trip, only under that generation) and then calls
+    ``api_key_verify`` with it."""
+    entry = _verified.get(_hash_secret(raw_key))
+    if entry is None or time.monotonic() - entry[1] >= API_KEY_CACHE_SECONDS:
+        return None
+    key_id, _key_hash, scopes, _last_used_at, tenant_id = entry[2]
+    scopes = json.loads(scopes) if isinstance(scopes, str) else scopes
+    return CachedKey(entry[0], key_id, tenant_id, tuple(scopes or ()))
+
+
 def api_key_verify(*, raw_key: str, generation: int | None = None) -> VerifiedKey | None:
     """The active key matching ``raw_key``, or None. Touches ``last_used_at`` (coarsely).
 

@@ -7,7 +7,7 @@ in ascending id order, so two merges of the same pair cannot deadlock.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -74,18 +74,58 @@ def profile_lock_live(*, tenant: Tenant, profile_id: Any) -> CustomerProfile:
     return profile
 
 
-@dataclass
 class Resolution:
-    profile: CustomerProfile | None
-    is_new: bool
-    matched_by: list[str] = field(default_factory=list)
-    confidence: int = 0
-    suggestions: list[str] = field(default_factory=list)
+    """What ``identity_resolve`` found or created.
+
+    A known person found by the lookup alone (the common case) comes with ``values``, the
+    profile's columns by attribute name exactly as loaded, and no model instance: the API
+    renders its answer from them (building the instance cost more than the rendering).
+    ``profile`` builds the instance from them on first use; a profile created or changed by
+    the resolve is the instance itself (``values`` None)."""
+
+    __slots__ = ("_profile", "confidence", "is_new", "matched_by", "suggestions", "values")
+
+    def __init__(
+        self,
+        profile: CustomerProfile | None,
+        is_new: bool,
+        matched_by: list[str] | None = None,
+        confidence: int = 0,
+        suggestions: list[str] | None = None,
+        *,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        self._profile = profile
+        self.is_new = is_new
+        self.matched_by = matched_by if matched_by is not None else []
+        self.confidence = confidence
+        self.suggestions = suggestions if suggestions is not None else []
+        self.values = values
+
+    @property
+    def profile(self) -> CustomerProfile | None:
+        if self._profile is None and self.values is not None:
+            self._profile = _profile_of(self.values)
+        return self._profile
+
+    def __repr__(self) -> str:
+        return (
+            f"Resolution(profile={self.profile!r}, is_new={self.is_new!r}, "
+            f"matched_by={self.matched_by!r}, confidence={self.confidence!r}, "
+            f"suggestions={self.suggestions!r})"
+        )
 
 
 _PROFILE_FIELDS = CustomerProfile._meta.concrete_fields
 _PROFILE_ATTNAMES = [f.attname for f in _PROFILE_FIELDS]
 _PROFILE_CONVERTERS = [(i, f) for i, f in enumerate(_PROFILE_FIELDS) if hasattr(f, "from_db_value")]
+
+
+def _profile_of(values: dict[str, Any]) -> CustomerProfile:
+    """The model instance of a profile's loaded columns (as ``Model.from_db`` builds it)."""
+    return CustomerProfile.from_db(
+        connection.alias, _PROFILE_ATTNAMES, [values[name] for name in _PROFILE_ATTNAMES]
+    )
 
 
 _LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE_STATUSES)
@@ -112,11 +152,11 @@ class _Match:
     kind: str
     value: str
     profile_id: Any
-    profile: CustomerProfile
+    values: dict[str, Any]  # the profile's columns by attribute name, converted
 
 
 def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, _Match]]:
-    """Every alias the hints name, with its profile, in one query."""
+    """Every alias the hints name, with its profile's columns, in one query."""
     pairs = hints.pairs()
     params: list[Any] = [tenant.pk]
     for _, kind, value in pairs:
@@ -127,36 +167,34 @@ def _alias_rows(tenant: Tenant, hints: IdentityHints) -> list[tuple[str, _Match]
         cursor.execute(_alias_sql(len(pairs)), params)
         rows = cursor.fetchall()
     found: dict[tuple[str, str], _Match] = {}
-    profiles: dict[Any, CustomerProfile] = {}
+    profiles: dict[Any, dict[str, Any]] = {}
     for kind, value, profile_id, *values in rows:
         if profile_id not in profiles:
+            # As Model.from_db gets them: each field's from_db_value applied.
             for index, field in _PROFILE_CONVERTERS:
                 values[index] = field.from_db_value(values[index], None, connection)
-            profiles[profile_id] = CustomerProfile.from_db(
-                connection.alias, _PROFILE_ATTNAMES, values
-            )
+            profiles[profile_id] = dict(zip(_PROFILE_ATTNAMES, values, strict=True))
         found[(kind, value)] = _Match(kind, value, profile_id, profiles[profile_id])
     return [(name, found[(kind, value)]) for name, kind, value in pairs if (kind, value) in found]
 
 
-def _choose(matches: list[tuple[str, _Match]]) -> tuple[CustomerProfile, list[str], int]:
+def _choose(matches: list[tuple[str, _Match]]) -> tuple[dict[str, Any], list[str], int]:
     """The profile with the strongest evidence: highest confidence, then most hints, then the
-    oldest profile."""
+    oldest profile. Returns its columns (``_Match.values``)."""
     by_profile: dict[Any, list[tuple[str, _Match]]] = {}
     for name, alias in matches:
         by_profile.setdefault(alias.profile_id, []).append((name, alias))
 
     def strength(items):
-        profile = items[0][1].profile
         return (
             max(CONFIDENCE[a.kind] for _, a in items),
             len(items),
-            -profile.created_at.timestamp(),
+            -items[0][1].values["created_at"].timestamp(),
         )
 
     best = max(by_profile.values(), key=strength)
     names = sorted({name for name, _ in best})
-    return best[0][1].profile, names, max(CONFIDENCE[a.kind] for _, a in best)
+    return best[0][1].values, names, max(CONFIDENCE[a.kind] for _, a in best)
 
 
 def profile_fields_from_hints(hints: IdentityHints) -> dict[str, Any]:
@@ -246,15 +284,18 @@ def identity_resolve(
     for _attempt in range(CREATE_ATTEMPTS):
         matches = _alias_rows(tenant, hints)
         if matches:
-            profile, matched_by, confidence = _choose(matches)
+            values, matched_by, confidence = _choose(matches)
+            chosen = values["id"]
             known = {(a.kind, a.value) for _, a in matches}
-            conflicting = any(alias.profile_id != profile.pk for _, alias in matches)
-            suggestions: list[str] = []
-            # The common case (a known person, nothing new) is one query and no transaction.
-            if conflicting or len(known) < len(hints.pairs()):
-                with transaction.atomic():
-                    _attach(tenant, profile, hints, known, source)
-                    suggestions = _suggest(tenant, profile, matches, hints, source)
+            conflicting = any(alias.profile_id != chosen for _, alias in matches)
+            # The common case (a known person, nothing new) is one query and no transaction,
+            # and no model instance (``Resolution.values``).
+            if not conflicting and len(known) == len(hints.pairs()):
+                return Resolution(None, False, matched_by, confidence, values=values)
+            profile = _profile_of(values)
+            with transaction.atomic():
+                _attach(tenant, profile, hints, known, source)
+                suggestions = _suggest(tenant, profile, matches, hints, source)
             return Resolution(profile, False, matched_by, confidence, suggestions)
         if not create:
             return Resolution(None, False)

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
-from .redis_fast import counter_incr, counters_get
+from .redis_fast import counter_incr, counters_get, read_and_count, redis_available
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,43 @@ def auth_failures_check(*, request, read: str | None = None) -> int | None:
     if limit is not None and values[-1] >= limit:
         raise Throttled(wait=window_ends, detail="Too many failed authentication attempts.")
     return values[0] if read else None
+
+
+def auth_failures_check_and_count(
+    *, request, read: str, expected: int, count_key: str, timeout: int
+) -> tuple[int | None, int | None]:
+    """``auth_failures_check`` that also counts the request against its rate limit, in the
+    same Redis round trip, when that can be decided before the credential is checked: the
+    caller already knows who is calling (a key this process verified under generation
+    ``expected``) and that the view permits it. The count (``count_key``, expiring after
+    ``timeout`` seconds) is taken only when the counter ``read`` (the credentials generation)
+    is still ``expected`` and the address is under the failure limit, so a request that is
+    then refused is not counted, as before.
+
+    Returns ``(value of read, count)``, the count None when nothing was counted, and
+    ``(None, None)`` when Redis could not be asked; raises ``Throttled`` as
+    ``auth_failures_check`` does (nothing counted)."""
+    limit, duration = _rate()
+    failures_key, window_ends = (
+        _key(request, duration) if limit is not None and duration is not None else (None, 0.0)
+    )
+    if not redis_available():
+        return auth_failures_check(request=request, read=read), None
+    try:
+        generation, failures, count = read_and_count(
+            generation_key=read,
+            failures_key=failures_key,
+            failure_limit=limit,
+            expected_generation=expected,
+            count_key=count_key,
+            timeout=timeout,
+        )
+    except CACHE_ERRORS:
+        logger.warning("auth failure limit unavailable (cache error); letting the request in")
+        return None, None
+    if limit is not None and failures >= limit:
+        raise Throttled(wait=window_ends, detail="Too many failed authentication attempts.")
+    return generation, count
 
 
 def auth_failures_record(*, request) -> None:

@@ -3,6 +3,7 @@ credential, never from the request."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,12 +13,15 @@ from rest_framework import authentication, exceptions
 
 from crm.observability import log_tenant_set
 from crm.selectors import tenant_by_reference
-from crm.services import CREDENTIALS_GENERATION_KEY, api_key_verify
+from crm.services import CREDENTIALS_GENERATION_KEY, api_key_cached, api_key_verify
 
-from .auth_failures import auth_failures_check, auth_failures_record
+from .auth_failures import auth_failures_check, auth_failures_check_and_count, auth_failures_record
+from .redis_fast import REDIS_ERRORS, counter_uncount
 
 if TYPE_CHECKING:
     from crm.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 JWT_LEEWAY_SECONDS = 30
 
@@ -66,6 +70,9 @@ class _LimitedAuthentication(authentication.BaseAuthentication):
         if header.partition(" ")[0].lower() != self.keyword.lower():
             return None  # another scheme's credential, or none
         generation = auth_failures_check(request=request, read=self.reads_counter)
+        return self._verified(request, generation)
+
+    def _verified(self, request, generation: int | None):
         try:
             result = self.authenticate_credential(request, generation)
         except exceptions.AuthenticationFailed:
@@ -90,6 +97,65 @@ class ApiKeyAuthentication(_LimitedAuthentication):
     # under the generation it was verified in (crm.services.api_key_verify).
     reads_counter = CREDENTIALS_GENERATION_KEY
 
+    def authenticate(self, request):
+        """As every credential, with one more step for a key this process has verified:
+        the request's rate limit is counted in the same Redis round trip as the failure limit
+        and the credentials generation (``_count_plan``), not in a second one after the
+        permission check. It is counted only when it would be today: the key is still valid
+        (the generation it was verified under is current), the address is under the failure
+        limit, and the view's permissions grant the key's scopes. The throttle then reads
+        that count (``CredentialRateThrottle.counted``)."""
+        plan = self._count_plan(request)
+        if plan is None:
+            return super().authenticate(request)
+        cached, throttle, (key, timeout, at) = plan
+        generation, count = auth_failures_check_and_count(
+            request=request,
+            read=CREDENTIALS_GENERATION_KEY,
+            expected=cached.generation,
+            count_key=key,
+            timeout=timeout,
+        )
+        try:
+            result = self._verified(request, generation)
+        except exceptions.AuthenticationFailed:
+            if count is not None:
+                _uncount(key)  # the cache entry went in between: refused, so not counted
+            raise
+        if count is not None:
+            if result is not None and result[0].credential_id == f"key:{cached.id}":
+                throttle.counted(request, key, count, at)
+            else:  # pragma: no cover - the verified key is the cached one under its generation
+                _uncount(key)
+        return result
+
+    def _count_plan(self, request):
+        """``(cached key, throttle, throttle.count_key(...))`` when this request can be
+        counted with its authentication, else None: an ``Api-Key`` this process verified
+        (``api_key_cached``), a view whose one throttle can count ahead (``count_key``) and
+        whose permissions all say, from the key's scopes alone, that they will grant it."""
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if view is None:
+            return None
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        scheme, _, raw_key = header.partition(" ")
+        if scheme.lower() != self.keyword.lower() or not raw_key or " " in raw_key.strip():
+            return None
+        cached = api_key_cached(raw_key=raw_key.strip())
+        if cached is None:
+            return None
+        throttles = view.get_throttles()
+        if len(throttles) != 1 or not hasattr(throttles[0], "count_key"):
+            return None
+        for permission in view.get_permissions():
+            grants = getattr(permission, "grants", None)
+            if grants is None or not grants(cached.scopes, view, request.method):
+                return None
+        key = throttles[0].count_key(f"key:{cached.id}")
+        if key is None:
+            return None
+        return cached, throttles[0], key
+
     def authenticate_credential(self, request, counter: int | None):
         raw_key = _credential(request, self.keyword)
         if raw_key is None:
@@ -105,6 +171,13 @@ class ApiKeyAuthentication(_LimitedAuthentication):
             scopes=tuple(api_key.scopes or ()),
         )
         return principal, api_key
+
+
+def _uncount(key: str) -> None:
+    try:
+        counter_uncount(key)
+    except REDIS_ERRORS:
+        logger.warning("rate limit: a refused request stays counted (Redis unreachable)")
 
 
 class PlatformJWTAuthentication(_LimitedAuthentication):

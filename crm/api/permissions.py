@@ -16,6 +16,11 @@ class IsTenantPrincipal(BasePermission):
     def has_permission(self, request, view) -> bool:
         return isinstance(request.user, ApiPrincipal)
 
+    def grants(self, scopes: tuple[str, ...], view, method: str) -> bool:
+        """Whether a tenant credential holding ``scopes`` passes ``has_permission`` (asked
+        before the principal exists, crm.api.authentication; never raises)."""
+        return True
+
 
 class HasRequiredScope(IsTenantPrincipal):
     """A tenant credential that holds the scope the view declares for this method or action
@@ -32,3 +37,10 @@ class HasRequiredScope(IsTenantPrincipal):
         if needed is None or needed in request.user.scopes:
             return True
         raise PermissionDenied(f"This credential lacks the {needed!r} scope.")
+
+    def grants(self, scopes: tuple[str, ...], view, method: str) -> bool:
+        try:
+            needed = required_scope(view, method)
+        except UndeclaredScope:
+            return False
+        return needed is None or needed in scopes

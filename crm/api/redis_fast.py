@@ -130,3 +130,72 @@ def counter_incr(key: str, *, timeout: int) -> int:
         return int(cache.incr(key))
     full = cache.make_key(key)
     return int(execute(pack("SET", full, 0, "EX", timeout, "NX") + pack("INCR", full), 2)[1])
+
+
+# Reads the credentials generation and the caller's failed-authentication count and, only
+# when the generation is the one the caller expects and the failures are under the limit,
+# counts the request against its rate limit (``SET NX EX`` + ``INCR``, as ``counter_incr``):
+# atomically, in one round trip. KEYS: generation, failures, rate counter; ARGV: the expected
+# generation, the failure limit ("" for none), the rate counter's expiry in seconds. Returns
+# ``{generation, failures, count}``, the count -1 when nothing was counted.
+_READ_AND_COUNT = b"""
+local generation = tonumber(redis.call('GET', KEYS[1])) or 0
+local failures = 0
+if ARGV[2] ~= '' then failures = tonumber(redis.call('GET', KEYS[2])) or 0 end
+local count = -1
+if generation == tonumber(ARGV[1]) and (ARGV[2] == '' or failures < tonumber(ARGV[2])) then
+  redis.call('SET', KEYS[3], 0, 'EX', ARGV[3], 'NX')
+  count = redis.call('INCR', KEYS[3])
+end
+return {generation, failures, count}
+""".decode()
+
+
+def read_and_count(
+    *,
+    generation_key: str,
+    failures_key: str | None,
+    failure_limit: int | None,
+    expected_generation: int,
+    count_key: str,
+    timeout: int,
+) -> tuple[int, int, int | None]:
+    """``(generation, failures, count)``: the counters at ``generation_key`` and
+    ``failures_key`` (0 when missing) and, only when the generation is
+    ``expected_generation`` and the failures are under ``failure_limit`` (None: no limit), the
+    counter at ``count_key`` after adding one (created with an expiry of ``timeout`` seconds),
+    else None. One ``EVAL``, so the condition and the count are one atomic step in one round
+    trip. Raises one of ``REDIS_ERRORS``; needs ``redis_available()``."""
+    generation = cache.make_key(generation_key)
+    failures = cache.make_key(failures_key) if failures_key is not None else generation
+    command = pack(
+        "EVAL",
+        _READ_AND_COUNT,
+        3,
+        generation,
+        failures,
+        cache.make_key(count_key),
+        expected_generation,
+        "" if failure_limit is None else failure_limit,
+        timeout,
+    )
+    values = execute(command, 1)[0]
+    count = int(values[2])
+    return int(values[0]), int(values[1]), (None if count < 0 else count)
+
+
+# Takes back one count of ``counter_incr``/``read_and_count`` (never creating the key: a
+# window that has expired stays gone).
+_UNCOUNT = b"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+""".decode()
+
+
+def counter_uncount(key: str) -> None:
+    """Take one back from the counter at ``key`` if it still exists. One round trip."""
+    if not redis_available():
+        if cache.has_key(key):
+            cache.decr(key)
+        return
+    execute(pack("EVAL", _UNCOUNT, 1, cache.make_key(key)), 1)

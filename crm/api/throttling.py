@@ -37,14 +37,42 @@ class CredentialRateThrottle(SimpleRateThrottle):
         ident = user.credential_id if isinstance(user, ApiPrincipal) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
+    def count_key(self, credential_id: str) -> tuple[str, int, float] | None:
+        """``(counter, expiry in seconds, now)``: the counter a request of credential
+        ``credential_id`` counts against at ``now``, for counting it before this throttle runs
+        (the API key's authentication does, in its own Redis round trip, and hands the count
+        over with ``counted``); None when this throttle would count nothing (no rate, or
+        Redis paused)."""
+        if self.rate is None or time.monotonic() < _redis_down_until:
+            return None
+        now = time.time()
+        ident = self.cache_format % {"scope": self.scope, "ident": credential_id}
+        return f"{ident}:{int(now // self.duration)}", self.duration + 1, now
+
+    @staticmethod
+    def counted(request, key: str, count: int, now: float) -> None:
+        """Record that this request was counted at ``key`` (``count_key`` at ``now``): its
+        throttle then reads ``count`` instead of counting again."""
+        request._rate_counted = (key, count, now)
+
     def allow_request(self, request, view) -> bool:
         """Fails open: while Redis is unreachable every request is allowed (with a warning
         logged), because a lost rate limit is a smaller harm than an API that refuses every
         call, events included."""
         global _redis_down_until
-        if self.rate is None or time.monotonic() < _redis_down_until:
+        if self.rate is None:
             return True
         now = time.time()
+        counted = getattr(request, "_rate_counted", None)
+        if counted is not None:
+            # Counted with the authentication (``count_key``), in the window of that moment.
+            counted_key, count, at = counted
+            window = int(at // self.duration)
+            if counted_key == f"{self.get_cache_key(request, view)}:{window}":
+                self.window_ends = max((window + 1) * self.duration - now, 0.0)
+                return count <= self.num_requests
+        if time.monotonic() < _redis_down_until:
+            return True
         window = int(now // self.duration)
         self.window_ends = (window + 1) * self.duration - now
         key = f"{self.get_cache_key(request, view)}:{window}"

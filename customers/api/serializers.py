@@ -68,6 +68,18 @@ def customer_json(instance: CustomerProfile) -> dict:
     return {name: _plain(getattr(instance, name)) for name in CUSTOMER_OUTPUT_FIELDS}
 
 
+# Every output field is a column's attribute, so the output can be read from a profile's
+# loaded columns (customers.services.Resolution.values) as well as from an instance.
+if not set(CUSTOMER_OUTPUT_FIELDS) <= {f.attname for f in CustomerProfile._meta.concrete_fields}:
+    raise RuntimeError("CUSTOMER_OUTPUT_FIELDS names something that is not a profile column")
+
+
+def customer_values_json(values: dict) -> dict:
+    """``customer_json`` of the profile whose loaded columns (by attribute name) are
+    ``values``, without building the model instance (the resolve hot path)."""
+    return {name: _plain(values[name]) for name in CUSTOMER_OUTPUT_FIELDS}
+
+
 class CustomerOutputSerializer(serializers.ModelSerializer):
     """A profile as the API shows it. Rendering is a plain loop over the fields: DRF's
     per-instance field building cost more than the database on the resolve hot path."""

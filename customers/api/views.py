@@ -65,6 +65,7 @@ from .serializers import (
     TimelineQuerySerializer,
     activity_rows_json,
     customer_json,
+    customer_values_json,
     plain_hints,
 )
 
@@ -155,8 +156,14 @@ class CustomerViewSet(
 
     def _resolution_response(self, resolution, status_code: int) -> Response:
         # ResolveOutputSerializer's output, built directly (the resolve hot path).
+        # A known person comes as loaded columns, without a model instance.
+        values = resolution.values
         body = {
-            "profile": customer_json(resolution.profile),
+            "profile": (
+                customer_values_json(values)
+                if values is not None
+                else customer_json(resolution.profile)
+            ),
             "is_new": bool(resolution.is_new),
             "matched_by": [str(name) for name in resolution.matched_by],
             "confidence": int(resolution.confidence),

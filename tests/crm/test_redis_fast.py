@@ -47,3 +47,61 @@ def test_an_error_reply_leaves_the_next_call_in_step(key):
         redis_fast.execute(both, 2)
 
     assert redis_fast.counter_get(f"{key}-other") == 0
+
+
+def test_read_and_count_counts_only_under_the_expected_generation(key):
+    generation, failures, counted = f"{key}-gen", f"{key}-fail", f"{key}-count"
+    try:
+        cache.set(generation, 4)
+        cache.set(failures, 1)
+        assert redis_fast.read_and_count(
+            generation_key=generation,
+            failures_key=failures,
+            failure_limit=3,
+            expected_generation=4,
+            count_key=counted,
+            timeout=60,
+        ) == (4, 1, 1)
+        # Another generation: read, nothing counted.
+        assert redis_fast.read_and_count(
+            generation_key=generation,
+            failures_key=failures,
+            failure_limit=3,
+            expected_generation=3,
+            count_key=counted,
+            timeout=60,
+        ) == (4, 1, None)
+        # At the failure limit: nothing counted.
+        cache.set(failures, 3)
+        assert redis_fast.read_and_count(
+            generation_key=generation,
+            failures_key=failures,
+            failure_limit=3,
+            expected_generation=4,
+            count_key=counted,
+            timeout=60,
+        ) == (4, 3, None)
+        # No failure limit, and a generation never set (0).
+        assert redis_fast.read_and_count(
+            generation_key=f"{key}-none",
+            failures_key=None,
+            failure_limit=None,
+            expected_generation=0,
+            count_key=counted,
+            timeout=60,
+        ) == (0, 0, 2)
+        assert cache.get(counted) == 2  # the cache's own value
+        assert 0 < cache._cache.get_client().ttl(cache.make_key(counted)) <= 60
+    finally:
+        cache.delete_many([generation, failures, counted])
+
+
+def test_uncount_takes_one_back_and_never_creates_the_counter(key):
+    redis_fast.counter_incr(key, timeout=60)
+    redis_fast.counter_incr(key, timeout=60)
+
+    redis_fast.counter_uncount(key)
+    redis_fast.counter_uncount(f"{key}-gone")
+
+    assert redis_fast.counter_get(key) == 1
+    assert cache.get(f"{key}-gone") is None

@@ -192,6 +192,47 @@ def test_resolve_answers_what_the_output_serializer_gives(api_a, tenant_a):
     assert response.json()["merge_suggested_with"]  # the phone belongs to someone else
 
 
+def test_a_known_person_is_answered_from_the_loaded_columns_as_the_serializer_would(
+    api_a, tenant_a
+):
+    known = person(tenant_a, email="jo@example.com", scl_member_id="S1")
+    CustomerProfile.objects.filter(pk=known.pk).update(
+        first_name="Jo",
+        last_name="Ndlovu",
+        tags=["vip", "junior"],
+        external_ids={"pos": "P-9"},
+        date_of_birth=datetime(1990, 2, 3).date(),
+        email_opt_in=True,
+        email_consent_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        handicap_index="12.4",
+    )
+    body = {"email": "Jo@Example.com ", "scl_member_id": "S1"}
+
+    resolution = resolve(tenant_a, **body)
+    response = api_a.post(RESOLVE, body, format="json")
+
+    assert resolution.values is not None  # the fast path: no model instance was built
+    stored = CustomerProfile.objects.get(pk=known.pk)
+    expected = ResolveOutputSerializer(
+        {
+            "profile": stored,
+            "is_new": False,
+            "matched_by": ["email", "scl_member_id"],
+            "confidence": resolution.confidence,
+            "merge_suggested_with": [],
+        }
+    ).data
+    assert response.status_code == 200
+    assert response.json() == _json(expected)
+    # The instance built on demand from the same columns is the stored profile.
+    built = resolution.profile
+    assert built is not None
+    assert {
+        f.attname: getattr(built, f.attname) for f in CustomerProfile._meta.concrete_fields
+    } == {f.attname: getattr(stored, f.attname) for f in CustomerProfile._meta.concrete_fields}
+    assert built._state.adding is False and built._state.db == "default"
+
+
 def test_the_timeline_answers_what_the_activity_serializer_gives(api_a, tenant_a):
     golfer = person(tenant_a, email="jo@example.com")
     _activities(tenant_a, golfer, 30)
