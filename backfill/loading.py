@@ -158,8 +158,8 @@ _REP_FIELDS = ("status", "category", "join_date", "handicap", "club", "known_as"
 
 
 def _first(expr: str) -> str:
-    """The first non-null value of ``expr`` in the group, best row first (``ord``)."""
-    return f"(array_agg({expr} ORDER BY ord) FILTER (WHERE {expr} IS NOT NULL))[1]"
+    """The first non-null value of ``expr`` in the group, best row first."""
+    return f"(array_agg({expr} ORDER BY {_REP_ORDER}) FILTER (WHERE {expr} IS NOT NULL))[1]"
 
 
 def _consent_agg(column: str) -> str:
@@ -187,9 +187,7 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
         f"""
         CREATE TEMP TABLE bf_members ON COMMIT DROP AS
         SELECT r.id, r.id AS grp, r.line, r.club_code, r.member_no, r.reason,
-            ''::text AS merge_note, NULL::uuid AS profile_id, ''::text AS outcome, d.*,
-            row_number() OVER (ORDER BY (d.status IN ('A', 'S')) DESC,
-                d.join_date DESC NULLS LAST, r.id DESC) AS ord
+            ''::text AS merge_note, NULL::uuid AS profile_id, ''::text AS outcome, d.*
         FROM "{ROWS}" r, jsonb_to_record(r.data) AS d({_MEMBER_FIELDS})
         WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected;
         UPDATE bf_members SET first_name = NULLIF(first_name, ''),
@@ -290,19 +288,25 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
 def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     """``bf_groups`` (one row per person: their best values, profile, new or not) and
     ``bf_match`` (the existing profiles their keys found). ``merged``: after the automatic
-    merges, only the groups in ``bf_roots`` are computed again (the others are unchanged)."""
+    merges, only the groups in ``bf_roots`` are computed again (the others are unchanged).
+
+    ``bf_match`` is built first, so each person's row is written once, complete (external
+    ids, profile found or a new one): no UPDATE of every person afterwards (each rewrote the
+    whole table: three passes over the people)."""
     rep = ", ".join(f"'{f}', b.{f}" for f in _REP_FIELDS)
     only = "WHERE grp IN (SELECT root FROM bf_roots)" if merged else ""
     scope = "grp IN (SELECT root FROM bf_roots)" if merged else "true"
     # Most people have one record: their values are that record's (what the aggregates give
     # for one row), without the aggregates' sorts (each ordered aggregate sorts its group).
+    # The profile: the one their keys found (surest key first), else a new one.
     people = f"""
         WITH multi AS (
             SELECT grp FROM bf_members WHERE {scope} GROUP BY grp HAVING count(*) > 1)
         SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
-            NULL::uuid AS profile_id, false AS is_new, '{{}}'::jsonb AS ext
+            COALESCE(c.profile_id, gen_random_uuid()) AS profile_id,
+            c.profile_id IS NULL AS is_new, COALESCE(e.ext, '{{}}'::jsonb) AS ext
         FROM (
-            SELECT grp, min(id) AS first_row, (array_agg(id ORDER BY ord))[1] AS rep_id,
+            SELECT grp, min(id) AS first_row, (array_agg(id ORDER BY {_REP_ORDER}))[1] AS rep_id,
                 {_first("email")} AS email,
                 {_first("phone")} AS phone,
                 {_first("first_name")} AS first_name,
@@ -319,6 +323,16 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
                 status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
             FROM bf_members WHERE {scope} AND grp NOT IN (SELECT grp FROM multi)) a
         JOIN bf_members b ON b.id = a.rep_id
+        LEFT JOIN (
+            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
+                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
+            FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
+            WHERE k.kind = 'external' {only.replace("WHERE", "AND")} GROUP BY r.grp) e
+          ON e.grp = a.grp
+        LEFT JOIN (
+            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match {only}
+            ORDER BY grp, confidence DESC, keys DESC, created, profile_id) c
+          ON c.grp = a.grp
     """  # noqa: S608
     match = f"""
         SELECT r.grp, a.profile_id, max({KEY_CONFIDENCE_SQL}) AS confidence, count(*) AS keys,
@@ -332,36 +346,18 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     """  # noqa: S608
     if merged:
         tables = f"""
-        DELETE FROM bf_groups WHERE grp IN (SELECT grp FROM bf_roots);
-        INSERT INTO bf_groups {people};
         DELETE FROM bf_match WHERE grp IN (SELECT grp FROM bf_roots);
         INSERT INTO bf_match {match};
+        DELETE FROM bf_groups WHERE grp IN (SELECT grp FROM bf_roots);
+        INSERT INTO bf_groups {people};
         """  # noqa: S608
     else:
         tables = f"""
+        CREATE TEMP TABLE bf_match ON COMMIT DROP AS {match};
         CREATE TEMP TABLE bf_groups ON COMMIT DROP AS {people};
         CREATE UNIQUE INDEX ON bf_groups (grp);
-        CREATE TEMP TABLE bf_match ON COMMIT DROP AS {match};
         """
-    _exec(
-        f"""
-        {tables}
-        UPDATE bf_groups g SET ext = e.ext FROM (
-            SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
-                substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
-            FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
-            WHERE k.kind = 'external' {only.replace("WHERE", "AND")} GROUP BY r.grp) e
-        WHERE g.grp = e.grp;
-        UPDATE bf_groups g SET profile_id = c.profile_id FROM (
-            SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match {only}
-            ORDER BY grp, confidence DESC, keys DESC, created, profile_id) c
-        WHERE g.grp = c.grp;
-        UPDATE bf_groups SET profile_id = gen_random_uuid(), is_new = true
-        WHERE profile_id IS NULL;
-        ANALYZE bf_groups;
-        """,  # noqa: S608
-        [run.tenant_id],
-    )
+    _exec(f"{tables} ANALYZE bf_groups;", [run.tenant_id])
 
 
 def _auto_merge(run: ImportRun) -> int:
@@ -524,7 +520,6 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             {values["handicap_index"]},
             CASE WHEN g.rep->>'handicap' IS NOT NULL THEN %(exported)s END
         FROM bf_groups g WHERE g.is_new
-        ON CONFLICT (id) DO NOTHING
         """,  # noqa: S608
         params,
     )
@@ -564,10 +559,15 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
     stats["aliases"] = _exec(
         f"""
         INSERT INTO "{ALIAS}" (tenant_id, kind, value, profile_id, source, created_at, updated_at)
-        SELECT DISTINCT ON (k.kind, k.value) %(tenant)s, k.kind, k.value, g.profile_id,
-            %(source)s, %(now)s, %(now)s
-        FROM bf_keys k JOIN bf_members r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
-        ORDER BY k.kind, k.value, r.id
+        SELECT %(tenant)s, k.kind, k.value, g.profile_id, %(source)s, %(now)s, %(now)s
+        FROM (
+            SELECT k.kind, k.value, k.row_id FROM bf_keys k
+            WHERE NOT EXISTS (SELECT 1 FROM bf_shared s
+                              WHERE s.kind = k.kind AND s.value = k.value)
+            UNION ALL
+            SELECT DISTINCT ON (kind, value) kind, value, row_id FROM bf_shared
+            ORDER BY kind, value, row_id) k
+        JOIN bf_members r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
         ON CONFLICT DO NOTHING
         """,  # noqa: S608
         params,

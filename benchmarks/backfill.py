@@ -88,6 +88,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
     from .backfill_duplicates import measure
     from .backfill_export import za_export
 
+    load_before = os.getloadavg()[0]
     members = min(profiles, 20_000) if quick else profiles
     small = max(members // 4, 1000)
     log(f"exports of {small:,} and {members:,} member records (generated once, then cached)")
@@ -139,6 +140,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         "second_import": again,
         "dry_run_small": {**dry, "members": dry["rows"]["members"]},
         "quality": quality,
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
 
 

@@ -892,7 +892,8 @@ def _backfill(results: dict) -> list[str]:
         f"Data: a generated {data['region']} export of {data['members']:,} member records, "
         f"{data['rounds']:,} rounds and {data['transactions']:,} transactions "
         "(`benchmarks/backfill_export.py`: same person at two clubs, re-joins, re-typed copies "
-        "without a shared key, the format's faults), imported into an empty tenant.",
+        "without a shared key, the format's faults), imported into an empty tenant."
+        + _load_note(results.get("load_average")),
         "",
         *_checks_table(
             results,

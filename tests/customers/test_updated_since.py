@@ -126,3 +126,25 @@ def test_a_batch_that_changes_profile_data_updates_the_profile_in_place(tenant_a
     assert jo.sms_opt_in is True and jo.updated_at > jo.created_at
     assert after[0] - before[0] >= 1
     assert after[0] - before[0] == after[1] - before[1]  # every one of them HOT
+
+
+def test_a_large_update_after_an_empty_one_stays_linear(tenant_a):
+    """The update trigger's join of its transition tables is planned once per session: after
+    an UPDATE of no profile, an UPDATE of many must not compare every new row with every old
+    one (a nested loop: 20,000 profiles took minutes; a hash join takes well under a second)."""
+    now = timezone.now()
+    CustomerProfile.objects.bulk_create(
+        [CustomerProfile(tenant=tenant_a, first_name=f"P{i}") for i in range(20_000)],
+        batch_size=5000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE customers_customerprofile SET updated_at = %s WHERE false", [now])
+        cursor.execute("UPDATE customers_customerprofile SET updated_at = %s WHERE false", [now])
+        cursor.execute("SET LOCAL statement_timeout = '15s'")
+        cursor.execute(
+            "UPDATE customers_customerprofile SET updated_at = %s WHERE tenant_id = %s",
+            [now, tenant_a.pk],
+        )
+        assert cursor.rowcount == 20_000
+        cursor.execute("SET LOCAL statement_timeout = 0")
+    assert ProfileUpdate.objects.filter(tenant=tenant_a, updated_at=now).count() == 20_000
