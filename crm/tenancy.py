@@ -43,7 +43,9 @@ class TimestampedModel(models.Model):
 
 class TenantOwnedModel(TimestampedModel):
     """Base of every row that belongs to a tenant. Unique keys and lookup indexes start with
-    ``tenant`` so the data can later be distributed by tenant (Citus)."""
+    ``tenant`` so the data can later be distributed by tenant (Citus). A lookup by a row's
+    own globally unique id (a profile's aliases by ``profile_id``) needs no tenant prefix:
+    under Citus indexes live per shard, only unique keys must hold the tenant."""
 
     tenant = models.ForeignKey("crm.Tenant", on_delete=models.CASCADE, related_name="+")
 
