@@ -21,7 +21,7 @@ class CustomersConfig(AppConfig):
         from . import tasks  # noqa: F401  (registers the tasks services queue by name)
         from .export import register_customer_export_sections
         from .metrics import ingest_metrics
-        from .retention import sync_log_retention
+        from .retention import profile_updates_retention, sync_log_retention
         from .rules import register_customer_fields
         from .timeline import move_activities, move_consent_records, move_notes
 
@@ -29,6 +29,7 @@ class CustomersConfig(AppConfig):
         register_customer_export_sections()
         register_metrics_source("events", ingest_metrics)
         register_retention_step("sync_log_payloads", sync_log_retention)
+        register_retention_step("profile_updates", profile_updates_retention)
 
         register_merge_hook("activities", move_activities)
         register_merge_hook("notes", move_notes)

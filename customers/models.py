@@ -213,18 +213,22 @@ class CustomerProfile(TenantOwnedModel):
 
 
 class ProfileUpdate(models.Model):
-    """Each profile's ``updated_at``, indexed by time: what ``updated_since`` reads.
+    """When profiles' data changed, indexed by time: what ``updated_since`` reads.
 
-    Kept by statement triggers on the profile table (migration 0009): every statement that
-    inserts profiles, or moves a profile's ``updated_at``, writes it here, whatever the writer
-    (the event pipeline's set-wise UPDATE, the ORM, COPY, raw SQL); deleted profiles are
-    removed. The profile table itself has no index on ``updated_at``, so a change of profile
-    data (a consent, a handicap, a payment) is a HOT update when the page has room: with the
-    index, each such change wrote a new entry into every one of the profile's indexes (four
-    of them GIN), the largest cost of the event worker's batches. No foreign-key constraints
-    (the triggers keep the rows in step; Django's deletes need not visit this table)."""
+    A log kept by statement triggers on the profile table (migrations 0009, 0012): every
+    statement that inserts profiles, or moves a profile's ``updated_at``, appends
+    ``(tenant, updated_at, profile)`` here, whatever the writer (the event pipeline's
+    set-wise UPDATE, the ORM, COPY, raw SQL). The profile table itself has no index on
+    ``updated_at``, so a change of profile data (a consent, a handicap, a payment) is a HOT
+    update when the page has room; and an append here lands at the right edge of the key
+    (the upsert of one row per profile it replaced was a non-HOT update on a page of its
+    own). A profile's older rows are superseded: readers compare the profile's own
+    ``updated_at``, and the nightly retention step ``profile_updates`` deletes them
+    (``customers.retention.profile_updates_prune``); a deleted profile's current row goes
+    with it. No foreign-key constraints (the triggers keep the rows in step; Django's
+    deletes need not visit this table)."""
 
-    pk = models.CompositePrimaryKey("tenant", "customer")
+    pk = models.CompositePrimaryKey("tenant", "updated_at", "customer")
     tenant = models.ForeignKey(
         "crm.Tenant",
         on_delete=models.DO_NOTHING,
@@ -244,10 +248,8 @@ class ProfileUpdate(models.Model):
     objects = TenantManager()
 
     class Meta:
+        # The key is the time index: (tenant, updated_at, customer).
         ordering = ["tenant", "updated_at", "customer"]
-        indexes = [
-            models.Index(fields=["tenant", "updated_at", "customer"], name="profileupdate_time_idx")
-        ]
 
     def __str__(self) -> str:
         return f"{self.customer_id} updated at {self.updated_at:%Y-%m-%d %H:%M:%S}"

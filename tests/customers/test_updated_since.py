@@ -1,16 +1,20 @@
 """`updated_since` through `ProfileUpdate`: the profile table has no index on `updated_at`
-(so a change of profile data can be a HOT update); statement triggers keep each profile's
-`updated_at` in `ProfileUpdate`, whatever the writer."""
+(so a change of profile data can be a HOT update); statement triggers append each profile's
+new `updated_at` to the `ProfileUpdate` log, whatever the writer, and the nightly prune
+leaves exactly each profile's current one."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from crm.models import Tenant
 from customers.models import CustomerProfile, ProfileUpdate
+from customers.retention import profile_updates_prune, profile_updates_retention
 from tests.events.helpers import event, run
 
 from .helpers import person
@@ -18,8 +22,16 @@ from .helpers import person
 pytestmark = pytest.mark.django_db
 
 
-def _index_rows():
+def _log_rows():
     return set(ProfileUpdate.objects.values_list("tenant_id", "customer_id", "updated_at"))
+
+
+def _index_rows():
+    """The log once pruned: one row per profile, if every writer appended its current time
+    (the prune only deletes rows, so a writer that appended nothing leaves a profile out)."""
+    for tenant in Tenant.objects.all():
+        profile_updates_prune(tenant=tenant)
+    return _log_rows()
 
 
 def _profile_rows():
@@ -148,3 +160,39 @@ def test_a_large_update_after_an_empty_one_stays_linear(tenant_a):
         assert cursor.rowcount == 20_000
         cursor.execute("SET LOCAL statement_timeout = 0")
     assert ProfileUpdate.objects.filter(tenant=tenant_a, updated_at=now).count() == 20_000
+
+
+def test_the_log_appends_and_superseded_rows_never_show_a_profile(api_a, tenant_a):
+    """Each change appends a row; until the prune a profile has several, and a superseded
+    row (even one later than the profile's time, when ``updated_at`` moved back) does not
+    make ``updated_since`` list a profile whose own ``updated_at`` is earlier."""
+    jo = person(tenant_a, email="jo@example.com")
+    gone = person(tenant_a, email="gone@example.com")
+    now = timezone.now()
+    earlier, later = now - timedelta(days=5), now - timedelta(days=1)
+    CustomerProfile.objects.filter(pk=jo.pk).update(updated_at=later)
+    CustomerProfile.objects.filter(pk=jo.pk).update(updated_at=earlier)  # moved back
+    CustomerProfile.objects.filter(pk=gone.pk).update(updated_at=later)
+    CustomerProfile.objects.filter(pk=gone.pk).delete()
+
+    logged = {at for _, pk, at in _log_rows() if pk == jo.pk}
+    assert {later, earlier} <= logged and len(logged) == 3  # created, later, earlier
+    assert _ids(api_a, updated_since=(later - timedelta(seconds=1)).isoformat()) == set()
+    assert _ids(api_a, updated_since=(earlier - timedelta(seconds=1)).isoformat()) == {str(jo.pk)}
+
+    assert profile_updates_prune(tenant=tenant_a) >= 3  # jo's two old rows, gone's created
+    assert _log_rows() == {(tenant_a.pk, jo.pk, earlier)} == _profile_rows()
+    assert profile_updates_prune(tenant=tenant_a) == 0
+
+
+def test_the_nightly_step_prunes_every_tenant(tenant_a, tenant_b):
+    jo, sam = person(tenant_a, email="jo@example.com"), person(tenant_b, email="sam@example.com")
+    for profile in (jo, sam):
+        profile.first_name = "Changed"
+        profile.save()
+
+    assert len(_log_rows()) == 4
+    pruned, finished = profile_updates_retention(now=timezone.now(), deadline=time.monotonic() + 60)
+
+    assert (pruned, finished) == (2, True)
+    assert _log_rows() == _profile_rows()
