@@ -268,7 +268,8 @@ def register_customer_export_sections() -> None:
         "profile",
         title="Profile",
         rows=_profile_rows,
-        # ProfileUpdate holds a copy of the profile's updated_at (exported here).
+        # ProfileUpdate holds copies of the profile's updated_at (exported here): the current
+        # one, and until the nightly prune the times it replaced (ids and times only).
         covers=["customers.CustomerProfile", "customers.ProfileUpdate"],
     )
     register_export_section(
