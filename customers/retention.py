@@ -16,7 +16,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from crm.models import Tenant
 from crm.retention import days_before, sql_step
@@ -54,9 +54,14 @@ _PRUNE_SQL = f"""
 
 def profile_updates_prune(*, tenant: Tenant) -> int:
     """Delete the tenant's superseded rows of the ``ProfileUpdate`` log, leaving one row per
-    profile (its current ``updated_at``); one set-wise statement (an anti-join with the
-    profiles: about a second per million profiles). Returns the rows deleted."""
-    with connection.cursor() as cursor:
+    profile (its current ``updated_at``); one set-wise statement, a hash anti-join with the
+    profiles (3.7 s at a million profiles on the shared 2-core bench machine). Returns the
+    rows deleted.
+
+    Nested loops are off for it: with statistics taken before the log grew (the bench's
+    autovacuum is off), the planner probed the profile key once per log row (6.5 s)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_nestloop = off")
         cursor.execute(_PRUNE_SQL, [tenant.pk])
         return cursor.rowcount
 
