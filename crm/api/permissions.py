@@ -30,13 +30,9 @@ class HasRequiredScope(IsTenantPrincipal):
     def has_permission(self, request, view) -> bool:
         if not super().has_permission(request, view):
             return False
-        try:
-            needed = required_scope(view, request.method)
-        except UndeclaredScope as exc:
-            raise PermissionDenied("This route declares no scope.") from exc
-        if needed is None or needed in request.user.scopes:
+        if self.grants(request.user.scopes, view, request.method):
             return True
-        raise PermissionDenied(f"This credential lacks the {needed!r} scope.")
+        raise PermissionDenied(_refusal(view, request.method))
 
     def grants(self, scopes: tuple[str, ...], view, method: str) -> bool:
         try:
@@ -44,3 +40,12 @@ class HasRequiredScope(IsTenantPrincipal):
         except UndeclaredScope:
             return False
         return needed is None or needed in scopes
+
+
+def _refusal(view, method: str) -> str:
+    """Why ``HasRequiredScope`` refuses a tenant credential (only asked once it has)."""
+    try:
+        needed = required_scope(view, method)
+    except UndeclaredScope:
+        return "This route declares no scope."
+    return f"This credential lacks the {needed!r} scope."
