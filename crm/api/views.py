@@ -18,7 +18,29 @@ if TYPE_CHECKING:
     from crm.models import Tenant
 
 
-class TenantScopedAPIMixin:
+class PolicyOncePerRequestMixin:
+    """The view's permission and throttle objects, built once per request.
+
+    DRF builds them anew each time it asks (``get_permissions``, ``get_throttles``), and an
+    API key's authentication asks before DRF's own checks do (it plans its one Redis round
+    trip from them: ``crm.api.authentication``). A view instance serves one request, so
+    the objects are kept on it; DRF's checks then use the very objects the plan looked at.
+    """
+
+    def get_permissions(self):
+        built = self.__dict__.get("_permissions_built")
+        if built is None:
+            built = self._permissions_built = super().get_permissions()  # type: ignore[misc]
+        return built
+
+    def get_throttles(self):
+        built = self.__dict__.get("_throttles_built")
+        if built is None:
+            built = self._throttles_built = super().get_throttles()  # type: ignore[misc]
+        return built
+
+
+class TenantScopedAPIMixin(PolicyOncePerRequestMixin):
     """Scopes ``queryset`` to the caller's tenant; every tenant-owned API view uses it.
 
     Another tenant's object is simply not in the queryset, so it answers 404 exactly like a
@@ -69,7 +91,7 @@ def _club_fields(serializer) -> dict:
     return {"name": data.get("name"), "timezone_name": data.get("timezone")}
 
 
-class CurrentTenantView(GenericAPIView):
+class CurrentTenantView(PolicyOncePerRequestMixin, GenericAPIView):
     """The tenant the credential belongs to."""
 
     serializer_class = TenantSerializer
