@@ -46,8 +46,16 @@ class ApiPrincipal:
         return f"{self.kind}:{self.subject}"
 
 
+def _authorization(request) -> str:
+    """The ``Authorization`` header, as DRF's ``get_authorization_header`` reads it (decoded
+    as latin-1), from ``META``: ``request.headers`` would build a dict of every header of
+    the request for this one."""
+    value = request.META.get("HTTP_AUTHORIZATION", "")
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
 def _credential(request, keyword: str) -> str | None:
-    header = authentication.get_authorization_header(request).decode("latin-1")
+    header = _authorization(request)
     scheme, _, value = header.partition(" ")
     if scheme.lower() != keyword.lower():
         return None
@@ -66,7 +74,7 @@ class _LimitedAuthentication(authentication.BaseAuthentication):
     reads_counter: str | None = None
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1")
+        header = _authorization(request)
         if header.partition(" ")[0].lower() != self.keyword.lower():
             return None  # another scheme's credential, or none
         generation = auth_failures_check(request=request, read=self.reads_counter)
@@ -137,7 +145,7 @@ class ApiKeyAuthentication(_LimitedAuthentication):
         view = (getattr(request, "parser_context", None) or {}).get("view")
         if view is None:
             return None
-        header = authentication.get_authorization_header(request).decode("latin-1")
+        header = _authorization(request)
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != self.keyword.lower() or not raw_key or " " in raw_key.strip():
             return None
