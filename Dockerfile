@@ -19,6 +19,7 @@ WORKDIR /app
 COPY --from=build --chown=crm:crm /app /app
 USER crm
 EXPOSE 8000
-# Threads (gthread) keep connections alive between a service's calls and cover the waits on
-# PostgreSQL and Redis; processes use the cores (docs/operations.md, "Processes").
-CMD ["gunicorn", "crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--keep-alive", "5", "--access-logfile", "-"]
+# Threads (gthread, as crm.web_worker tunes it) keep connections alive between a service's
+# calls and cover the waits on PostgreSQL and Redis; processes use the cores
+# (docs/operations.md, "Processes").
+CMD ["gunicorn", "crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "crm.web_worker.KeepAliveThreadWorker", "--threads", "4", "--keep-alive", "5", "--access-logfile", "-"]

@@ -136,8 +136,15 @@ def load_runs(measured: list[dict]) -> dict:
 # PostgreSQL and Redis and to hold keep-alive connections. A sync worker closes the
 # connection after every response, so each request paid a TCP connect and accept (and the
 # load client a new socket); with 8 clients on 4 sync workers, half the clients waited for a
-# worker while the others' requests were in flight.
-API_SERVER = {"workers": 2, "worker_class": "gthread", "threads": 4, "keep_alive": 5}
+# worker while the others' requests were in flight. The worker class is production's
+# (crm/web_worker.py: gthread that spreads connections over the workers and answers a
+# kept-alive connection's next request on the thread that answered the last one).
+API_SERVER = {
+    "workers": 2,
+    "worker_class": "crm.web_worker.KeepAliveThreadWorker",
+    "threads": 4,
+    "keep_alive": 5,
+}
 
 
 def machine() -> dict[str, str]:
@@ -197,6 +204,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# How long after the first worker answers the others are given to finish loading.
+WORKERS_BOOT_SECONDS = 2.0
 
 
 class Server:
@@ -275,6 +286,10 @@ class Server:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
+                    # One worker answers; the others load the application in the same
+                    # moments. A load started before they are up puts every connection
+                    # on the first (one process: one CPU under its GIL).
+                    time.sleep(WORKERS_BOOT_SECONDS)
                     return
             except OSError:
                 time.sleep(0.2)

@@ -1,11 +1,14 @@
 """The HTTP hot paths of several code trees back to back, for a before/after pair:
 
-    python -m benchmarks.http_ab --database NAME [--seconds 10] LABEL=TREE[:WORKERS,THREADS] ...
+    python -m benchmarks.http_ab --database NAME [--seconds 10] \
+        LABEL=TREE[:WORKERS,THREADS[,CLASS]] ...
 
 For each tree in turn (a checkout or ``git archive`` of a version, e.g. main and a branch), a
-gunicorn (gthread) of that tree's code on the bench database, a 2 s warm-up, then wrk for
-``--seconds``: ``POST /api/v1/customers/resolve`` from 8 connections and the timeline's first
-page from 1, with the CPU per request of the server, its PostgreSQL backends and wrk
+gunicorn of that tree's code (``API_SERVER``'s worker class unless the spec names one: a
+tree from before crm/web_worker.py needs ``:2,4,gthread``) on the bench database, a 2 s
+warm-up, then wrk for ``--seconds``: ``POST /api/v1/customers/resolve`` from 8 connections
+and the timeline's first page from 1, with the CPU per request of the server, its PostgreSQL
+backends and wrk
 (``benchmarks.harness.wrk_load``). Run it under the bench lock; give each tree twice
 (``main=... branch=... main=... branch=...``) to see the spread. Used in
 docs/profiles/README.md ("The HTTP hot paths, third pass").
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http_ab")
     parser.add_argument("--database", required=True)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("trees", nargs="+", help="LABEL=TREE[:WORKERS,THREADS]")
+    parser.add_argument("trees", nargs="+", help="LABEL=TREE[:WORKERS,THREADS[,CLASS]]")
     args = parser.parse_args(argv)
     env = harness.bench_setup(args.database)
     from crm.models import Region
@@ -47,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.trees:
         label, _, rest = spec.partition("=")
         tree, _, shape = rest.partition(":")
-        workers, threads = (int(n) for n in shape.split(",")) if shape else (2, 4)
-        server = _server_of(Path(tree), env, workers, threads)
+        workers, threads, worker_class = _shape(shape)
+        server = _server_of(Path(tree), env, workers, threads, worker_class)
         try:
             server.wait()
             harness.wrk_load(port=server.port, **resolve, clients=8, seconds=2)
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
         print(
-            f"{label} {workers}x{threads} load {os.getloadavg()[0]:.1f}: resolve "
+            f"{label} {workers}x{threads} {worker_class} load {os.getloadavg()[0]:.1f}: resolve "
             f"{r['requests_per_s']}/s median {r['median_ms']} p99 {r['p99_ms']} ms errors "
             f"{r['errors']} cpu {r.get('cpu_us_per_request')} busy {r.get('cpu_busy_of_2')} | "
             f"timeline {t['requests_per_s']}/s median {t['median_ms']} p99 {t['p99_ms']} ms "
@@ -78,13 +81,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _server_of(tree: Path, env: dict[str, str], workers: int, threads: int) -> harness.Server:
+def _shape(shape: str) -> tuple[int, int, str]:
+    """``WORKERS,THREADS[,CLASS]`` (default: the benchmarks' ``API_SERVER``). A tree from
+    before crm/web_worker.py needs ``CLASS`` ``gthread``."""
+    parts = shape.split(",") if shape else []
+    server = harness.API_SERVER
+    workers = int(parts[0] if parts else server["workers"])
+    threads = int(parts[1] if len(parts) > 1 else server["threads"])
+    worker_class = str(parts[2] if len(parts) > 2 else server["worker_class"])
+    return workers, threads, worker_class
+
+
+def _server_of(
+    tree: Path, env: dict[str, str], workers: int, threads: int, worker_class: str
+) -> harness.Server:
     """The API's gunicorn, started in ``tree`` (so that tree's code serves)."""
     root = harness.ROOT
     harness.ROOT = tree  # Server starts gunicorn in harness.ROOT
     try:
         return harness.Server(
-            env, workers=workers, worker_class="gthread", threads=threads, keep_alive=5
+            env, workers=workers, worker_class=worker_class, threads=threads, keep_alive=5
         )
     finally:
         harness.ROOT = root
