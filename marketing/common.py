@@ -83,11 +83,28 @@ def _derived_key(salt: str, secret: str) -> bytes:
     return hashlib.sha256((salt + secret).encode()).digest()
 
 
+@functools.lru_cache(maxsize=32)
+def _mac_states(salt: str, secret: str) -> tuple[Any, Any]:
+    # HMAC-SHA256 (RFC 2104) under the derived key: the inner and outer hashes after their
+    # first block (the key padded to 64 bytes, XOR 0x36 and 0x5C), computed once. Each MAC
+    # copies them (never updates these), 1.3 us instead of ``hmac.digest``'s 4 us, which sets
+    # up OpenSSL's HMAC for every call: a sender makes two MACs for every message.
+    block = _derived_key(salt, secret).ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(byte ^ 0x36 for byte in block)),
+        hashlib.sha256(bytes(byte ^ 0x5C for byte in block)),
+    )
+
+
 def keyed_mac(salt: str, value: str, *, secret: str | None = None) -> str:
     """HMAC-SHA256 of ``value`` keyed by ``SECRET_KEY`` (or ``secret``) under ``salt``, in
     hex: the same digest as ``salted_hmac(salt, value, secret, algorithm="sha256")``."""
-    key = _derived_key(salt, settings.SECRET_KEY if secret is None else secret)
-    return hmac.digest(key, value.encode(), "sha256").hex()
+    inner_state, outer_state = _mac_states(salt, settings.SECRET_KEY if secret is None else secret)
+    inner = inner_state.copy()
+    inner.update(value.encode())
+    outer = outer_state.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def message_identity(message: Message | ClaimedMessage, *, secret: str | None = None) -> str:
