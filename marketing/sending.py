@@ -291,9 +291,12 @@ def run_prepare(*, run: CampaignRun, now: datetime | None = None) -> Snapshot | 
             if name in others:
                 # e.g. social posts: made in this transaction, so once per run.
                 others[name].run(campaign=campaign, run=locked, now=now)
-        counts = Message.objects.filter(run=run)
-        targeted = counts.count()
-        queued = counts.filter(status=MessageStatus.QUEUED).count()
+        # One pass over the run's rows through the unique key (tenant, run, ...): by run alone
+        # the count read the whole message table.
+        counts = Message.objects.filter(tenant=tenant, run=run).aggregate(
+            targeted=Count("id"), queued=Count("id", filter=Q(status=MessageStatus.QUEUED))
+        )
+        targeted, queued = counts["targeted"], counts["queued"]
         locked.targeted = targeted
         if ab_test:
             locked.status = RunStatus.TESTING
