@@ -1,7 +1,7 @@
 """cProfile of one campaign sender (``marketing.sending.run_send``) over a bench run, in
-process: ``python -m benchmarks.campaigns_profile [PROFILES]`` with ``DATABASE_URL`` set
-(the bench database ``crm_bench_profile``). Prints the cumulative and own-time tables
-(docs/profiles/campaigns-sender.md keeps the before and after)."""
+process: ``python -m benchmarks.campaigns_profile [PROFILES] [DATABASE]`` with
+``DATABASE_URL`` set (the bench database, ``crm_bench_profile`` unless named). Prints the
+cumulative and own-time tables (docs/profiles/campaigns-sender.md keeps the before and after)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class _InProcess:
 
 def main() -> None:
     profiles = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    bench_setup("crm_bench_profile")
+    bench_setup(sys.argv[2] if len(sys.argv) > 2 else "crm_bench_profile")
     import django
 
     django.setup()

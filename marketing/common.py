@@ -3,6 +3,7 @@ every other marketing module can import it at module level (campaigns, sending, 
 interactions and the admin all build on these, never on each other's private parts).
 
 - the channels and the profile column that addresses each of them;
+- a claimed message row as the sender reads it (``ClaimedMessage``);
 - a message's stable identity (Message-ID / idempotency key) and its unsubscribe token;
 - the send attempt limit;
 - why a profile cannot be reached on a channel (SQL shared by the snapshot and the
@@ -16,8 +17,10 @@ import functools
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
@@ -35,6 +38,7 @@ __all__ = [
     "MESSAGE_IDENTITY_MAC_LENGTH",
     "MESSAGE_IDENTITY_SALT",
     "UNSUBSCRIBE_SALT",
+    "ClaimedMessage",
     "campaign_tz",
     "message_identity",
     "next_occurrence",
@@ -55,6 +59,23 @@ MESSAGE_IDENTITY_SALT = "crm.marketing.message-identity"
 MESSAGE_IDENTITY_MAC_LENGTH = 32
 
 
+@dataclass(slots=True)
+class ClaimedMessage:
+    """A campaign message row claimed for sending, as the sender reads it: what rendering,
+    the consent check, the identity and the marks need, not a model instance (a claim takes
+    500 rows, and a model instance with its timestamps parsed cost more than rendering)."""
+
+    pk: int
+    tenant_id: UUID
+    customer_id: UUID
+    channel: str
+    address: str
+    variant: str
+    attempts: int
+    # Journey messages carry their own template; a campaign's rows never do.
+    template: Any = None
+
+
 @functools.lru_cache(maxsize=32)
 def _derived_key(salt: str, secret: str) -> bytes:
     # Derived as ``django.utils.crypto.salted_hmac`` derives its key (SHA-256 of salt and
@@ -62,14 +83,32 @@ def _derived_key(salt: str, secret: str) -> bytes:
     return hashlib.sha256((salt + secret).encode()).digest()
 
 
+@functools.lru_cache(maxsize=32)
+def _mac_states(salt: str, secret: str) -> tuple[Any, Any]:
+    # HMAC-SHA256 (RFC 2104) under the derived key: the inner and outer hashes after their
+    # first block (the key padded to 64 bytes, XOR 0x36 and 0x5C), computed once. Each MAC
+    # copies them (never updates these): 1.1-2.1 us a MAC against 2.6-5.4 us for
+    # ``hmac.digest``, which sets OpenSSL's HMAC up on every call, timed back to back on the
+    # shared machine; a sender makes two MACs for every message.
+    block = _derived_key(salt, secret).ljust(64, b"\0")
+    return (
+        hashlib.sha256(bytes(byte ^ 0x36 for byte in block)),
+        hashlib.sha256(bytes(byte ^ 0x5C for byte in block)),
+    )
+
+
 def keyed_mac(salt: str, value: str, *, secret: str | None = None) -> str:
     """HMAC-SHA256 of ``value`` keyed by ``SECRET_KEY`` (or ``secret``) under ``salt``, in
     hex: the same digest as ``salted_hmac(salt, value, secret, algorithm="sha256")``."""
-    key = _derived_key(salt, settings.SECRET_KEY if secret is None else secret)
-    return hmac.digest(key, value.encode(), "sha256").hex()
+    inner_state, outer_state = _mac_states(salt, settings.SECRET_KEY if secret is None else secret)
+    inner = inner_state.copy()
+    inner.update(value.encode())
+    outer = outer_state.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
-def message_identity(message: Message, *, secret: str | None = None) -> str:
+def message_identity(message: Message | ClaimedMessage, *, secret: str | None = None) -> str:
     """The stable Message-ID / idempotency key of a message row: ``crm-<pk>-<mac>``, where the
     MAC is an HMAC-SHA256 of the tenant and row id keyed by ``SECRET_KEY`` (under its own
     salt), so nobody without the key can make up the id of a message (webhook events name

@@ -25,6 +25,7 @@ from customers.models import Activity, ConsentRecord, CustomerProfile
 from .common import (
     MESSAGE_IDENTITY_MAC_LENGTH,
     UNSUBSCRIBE_SALT,
+    ClaimedMessage,
     message_identity,
     unsubscribe_token_message_id,
 )
@@ -198,12 +199,12 @@ def message_from_token(token: str, salt: str) -> tuple[Message, dict] | None:
     return (message, data) if message else None
 
 
-def open_url(message: Message) -> str:
+def open_url(message: Message | ClaimedMessage) -> str:
     token = signing.dumps({"m": message.pk}, salt=TRACK_SALT, compress=True)
     return f"{settings.PUBLIC_BASE_URL}/t/o/{token}.gif"
 
 
-def click_url(message: Message, url: str) -> str:
+def click_url(message: Message | ClaimedMessage, url: str) -> str:
     token = signing.dumps({"m": message.pk, "u": url}, salt=TRACK_SALT, compress=True)
     return f"{settings.PUBLIC_BASE_URL}/t/c/{token}"
 
@@ -211,7 +212,7 @@ def click_url(message: Message, url: str) -> str:
 _HREF = re.compile(r'href="(https?://[^"]+)"')
 
 
-def track_html(html: str, message: Message, unsubscribe: str) -> str:
+def track_html(html: str, message: Message | ClaimedMessage, unsubscribe: str) -> str:
     """Links through the click redirect, and an open pixel at the end."""
 
     def swap(match: re.Match) -> str:
