@@ -12,6 +12,8 @@ both apply it), resolves every person of the batch with one alias query, creates
 nobody knows in bulk, inserts the activities in one statement, runs each type's handler
 set-wise (``customers.handlers``), moves the profile metrics, and marks the rows processed.
 Then, after commit, the processed events go to the subscribers registered in ``crm``.
+A batch does not wait for another worker's transaction over the same person: it defers
+those events (``_NEW_PERSON_LOCK_SQL``, ``_BUSY_PROFILES_SQL``) and queues them again.
 
 A batch that fails on bad data is retried event by event, each in its own transaction: the
 poison event gets its error and a later attempt (``MAX_ATTEMPTS`` in all, then ``FAILED``),
@@ -476,14 +478,18 @@ def _apply(
     ]
     people = [item for item in items if item.hints is not None]
     deferred = _resolve(tenant, people, now, defer=defer)
+    if defer:
+        waiting = {id(item) for item in deferred}
+        deferred += _busy_profiles(tenant, [item for item in people if id(item) not in waiting])
     if deferred:
         held = {item.entry.pk for item in deferred}
         items = [item for item in items if item.entry.pk not in held]
         people = [item for item in people if item.entry.pk not in held]
     _insert_activities(tenant, people, now)
     _mark_processed(tenant, items, now)
-    # Profile updates last: their row locks are held only until the commit that follows.
-    # One UPDATE writes what the handlers and the metrics decided (one row version each).
+    # Profile updates last: their row locks are held only until the commit that follows
+    # (a deferring batch took them already, above, without waiting). One UPDATE writes what
+    # the handlers and the metrics decided (one row version each).
     fresh = [item for item in people if item.activity_new]
     if fresh:
         with profile_changes(tenant, fresh, now):
@@ -502,6 +508,33 @@ def _apply(
         for item in items
     ]
     return published, sorted(item.entry.pk for item in deferred)
+
+
+# A deferring batch locks the known people's profiles right after resolving them, without
+# waiting (``SKIP LOCKED``): a profile locked by another batch (until its commit) defers its
+# events, as for the new people above, instead of waiting at the batch's end. The lock is the
+# one ``customers.handlers`` takes before the profile UPDATE (``NO KEY UPDATE``, which the
+# activity inserts' foreign-key checks do not conflict with), taken earlier: held from here
+# to the commit. A profile that is gone is not returned either: its events are deferred once,
+# then go as before.
+_BUSY_PROFILES_SQL = f"""
+    SELECT id FROM "{CustomerProfile._meta.db_table}"
+    WHERE tenant_id = %s AND id = ANY(%s::uuid[])
+    ORDER BY id
+    FOR NO KEY UPDATE SKIP LOCKED
+"""  # noqa: S608
+
+
+def _busy_profiles(tenant: Tenant, items: list[Item]) -> list[Item]:
+    """Lock the profiles of ``items`` not created by this batch that no one else holds;
+    returns the items whose profile another transaction holds."""
+    known = sorted({item.profile_id for item in items if not item.is_new_profile}, key=str)
+    if not known:
+        return []
+    with batch_cursor() as cursor:
+        cursor.execute(_BUSY_PROFILES_SQL, [tenant.pk, known])
+        locked = {row[0] for row in cursor.fetchall()}
+    return [item for item in items if not item.is_new_profile and item.profile_id not in locked]
 
 
 # ----------------------------------------------------------------------------- identity

@@ -11,6 +11,7 @@ from django.db import connection
 from customers import ingest as ingest_module
 from customers.ingest import NEW_PERSON_LOCK_CLASS, events_process
 from customers.models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
+from tests.customers.helpers import person
 
 from .helpers import event, ingest
 
@@ -113,3 +114,33 @@ def test_a_lock_in_another_tenant_defers_nothing(tenant_a, tenant_b, monkeypatch
         outcome = events_process(tenant=tenant_a, entry_ids=result.entry_ids)
         other.rollback()
     assert (outcome.processed, outcome.deferred) == (1, 0)
+
+
+def test_a_known_person_whose_profile_another_batch_holds_is_deferred(tenant_a, monkeypatch):
+    queued: list[list[int]] = []
+    monkeypatch.setattr(ingest_module, "_queue_deferred", lambda tenant, ids: queued.append(ids))
+    busy, free = person(tenant_a, email="busy@example.com"), person(tenant_a, email="f@example.com")
+    result = ingest(
+        tenant_a,
+        _round(tenant_a, {"email": "busy@example.com"}, "busy-1"),
+        _round(tenant_a, {"email": "f@example.com"}, "free-1"),
+    )
+    with _other_transaction() as other:  # another batch between its profile lock and commit
+        other.execute(
+            f'SELECT 1 FROM "{CustomerProfile._meta.db_table}" WHERE id = %s FOR NO KEY UPDATE',  # noqa: S608
+            [busy.pk],
+        )
+        first = events_process(tenant=tenant_a, entry_ids=result.entry_ids)
+        other.rollback()
+    assert (first.processed, first.deferred) == (1, 1)
+    rows = _entries(tenant_a)
+    assert (rows["free-1"].status, rows["free-1"].profile_id) == (SyncStatus.PROCESSED, free.pk)
+    assert (rows["busy-1"].status, rows["busy-1"].attempts) == (SyncStatus.PENDING, 0)
+    assert queued == [[rows["busy-1"].pk]]
+    assert not Activity.objects.filter(customer=busy).exists()
+
+    second = events_process(tenant=tenant_a, entry_ids=queued[0], defer=False)
+    assert (second.processed, second.deferred) == (1, 0)
+    assert Activity.objects.filter(customer=busy).count() == 1
+    busy.refresh_from_db()
+    assert busy.last_activity_type == "teetime.round.completed"
