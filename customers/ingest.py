@@ -12,6 +12,8 @@ both apply it), resolves every person of the batch with one alias query, creates
 nobody knows in bulk, inserts the activities in one statement, runs each type's handler
 set-wise (``customers.handlers``), moves the profile metrics, and marks the rows processed.
 Then, after commit, the processed events go to the subscribers registered in ``crm``.
+A batch does not wait for another worker's transaction over the same person: it defers
+those events (``_NEW_PERSON_LOCK_SQL``, ``_BUSY_PROFILES_SQL``) and queues them again.
 
 A batch that fails on bad data is retried event by event, each in its own transaction: the
 poison event gets its error and a later attempt (``MAX_ATTEMPTS`` in all, then ``FAILED``),
@@ -227,6 +229,7 @@ class ProcessResult:
     retrying: int = 0
     failed: int = 0
     skipped: int = 0
+    deferred: int = 0
 
 
 @dataclass(slots=True)
@@ -320,10 +323,18 @@ def _give_up(tenant: Tenant, entry_ids: Sequence[int]) -> int:
 
 
 def events_process(
-    *, tenant: Tenant, entry_ids: Sequence[int], now: datetime | None = None
+    *,
+    tenant: Tenant,
+    entry_ids: Sequence[int],
+    now: datetime | None = None,
+    defer: bool = True,
 ) -> ProcessResult:
     """Process pending sync-log rows (see the module docstring). Safe to call again with the
     same ids: rows already processed, or being processed elsewhere, are skipped.
+
+    With ``defer``, a batch does not wait for another worker's transaction that is creating
+    the same new person: those events are handed back (pending, their attempt uncounted)
+    and queued again after the commit, with ``defer`` off (``_NEW_PERSON_LOCK_SQL``).
 
     Attempts are counted before the work, in their own commit. Rows never tried are
     counted in one statement and go as one batch; rows tried before (they failed, or a
@@ -343,20 +354,21 @@ def events_process(
             result.failed += _give_up(tenant, spent)
         tried = [pk for pk in tried if pk in attempts and attempts[pk] < MAX_ATTEMPTS]
     if fresh:
-        _process_batch(tenant, sorted(fresh), result, now)
+        _process_batch(tenant, sorted(fresh), result, now, defer=defer)
     for entry_id in tried:
         _process_alone(tenant, entry_id, result, now, count=True)
     return result
 
 
 def _process_batch(
-    tenant: Tenant, entry_ids: list[int], result: ProcessResult, now: datetime
+    tenant: Tenant, entry_ids: list[int], result: ProcessResult, now: datetime, *, defer: bool
 ) -> None:
     """Rows whose attempt is counted, as one batch; on bad data, one by one."""
     try:
-        processed = _apply_claimed(tenant, entry_ids, now)
+        processed, deferred = _apply_claimed(tenant, entry_ids, now, defer=defer)
         result.processed += processed
-        result.skipped += len(entry_ids) - processed
+        result.deferred += deferred
+        result.skipped += len(entry_ids) - processed - deferred
         return
     except DATABASE_ERRORS:
         raise
@@ -366,14 +378,48 @@ def _process_batch(
         _process_alone(tenant, entry_id, result, now, count=False)
 
 
-def _apply_claimed(tenant: Tenant, entry_ids: Sequence[int], now: datetime) -> int:
+def _apply_claimed(
+    tenant: Tenant, entry_ids: Sequence[int], now: datetime, *, defer: bool = False
+) -> tuple[int, int]:
     """In one transaction: lock the rows still pending, apply them, hand them to the
-    subscribers once committed. Returns how many were applied."""
+    subscribers once committed. Returns how many were applied and how many deferred (handed
+    back pending and queued again after the commit: see ``_NEW_PERSON_LOCK_SQL``)."""
     with transaction.atomic():
         entries = _claim(tenant, entry_ids)
-        published = _apply(tenant, entries, now)
+        published, deferred = _apply(tenant, entries, now, defer=defer)
+        if deferred:
+            _hand_back(tenant, deferred, now)
+            transaction.on_commit(lambda: _queue_deferred(tenant, deferred))
         transaction.on_commit(lambda: publish_events(tenant=tenant, events=published))
-    return len(entries)
+    return len(entries) - len(deferred), len(deferred)
+
+
+_HAND_BACK_SQL = f"""
+    UPDATE "{SyncLogEntry._meta.db_table}" SET attempts = attempts - 1, queued_at = %s
+    WHERE tenant_id = %s AND id = ANY(%s) AND {IS_PENDING} AND attempts > 0
+"""  # noqa: S608
+
+
+def _hand_back(tenant: Tenant, entry_ids: list[int], now: datetime) -> None:
+    """Deferred rows (locked by this transaction's claim) stay pending, their attempt
+    uncounted (they were not tried), queued now: should their message be lost, the sweep
+    queues them again once stale."""
+    with batch_cursor() as cursor:
+        cursor.execute(_HAND_BACK_SQL, [now, tenant.pk, entry_ids])
+
+
+def _queue_deferred(tenant: Tenant, entry_ids: Sequence[int]) -> None:
+    """Queue deferred rows again, at the end of the queue, with ``defer`` off: the second
+    time they wait for the other transaction like any row, so a row is deferred at most
+    once and nothing can be handed back and forth."""
+    try:
+        tenant_task("customers.process_events").delay(str(tenant.pk), list(entry_ids), defer=False)
+    except Exception:
+        logger.exception(
+            "broker unavailable: %s deferred events of %s wait for the sweep",
+            len(entry_ids),
+            tenant.slug,
+        )
 
 
 def _process_alone(
@@ -382,7 +428,7 @@ def _process_alone(
     if count:
         _count_attempt(tenant, [entry_id])
     try:
-        if _apply_claimed(tenant, [entry_id], now):
+        if _apply_claimed(tenant, [entry_id], now)[0]:
             result.processed += 1
         else:
             result.skipped += 1
@@ -420,25 +466,36 @@ def _record_failure(tenant: Tenant, entry_id: int, exc: Exception, now: datetime
         return entry.status
 
 
-def _apply(tenant: Tenant, entries: list[Entry], now: datetime) -> list[ProcessedEvent]:
+def _apply(
+    tenant: Tenant, entries: list[Entry], now: datetime, *, defer: bool = False
+) -> tuple[list[ProcessedEvent], list[int]]:
+    """Apply the claimed rows; returns what to publish and the ids of the rows deferred."""
     if not entries:
-        return []
+        return [], []
     items = [
         Item(entry, IdentityHints(**entry.identity) if entry.identity else None)
         for entry in entries
     ]
     people = [item for item in items if item.hints is not None]
-    _resolve(tenant, people, now)
+    deferred = _resolve(tenant, people, now, defer=defer)
+    if defer:
+        waiting = {id(item) for item in deferred}
+        deferred += _busy_profiles(tenant, [item for item in people if id(item) not in waiting])
+    if deferred:
+        held = {item.entry.pk for item in deferred}
+        items = [item for item in items if item.entry.pk not in held]
+        people = [item for item in people if item.entry.pk not in held]
     _insert_activities(tenant, people, now)
     _mark_processed(tenant, items, now)
-    # Profile updates last: their row locks are held only until the commit that follows.
-    # One UPDATE writes what the handlers and the metrics decided (one row version each).
+    # Profile updates last: their row locks are held only until the commit that follows
+    # (a deferring batch took them already, above, without waiting). One UPDATE writes what
+    # the handlers and the metrics decided (one row version each).
     fresh = [item for item in people if item.activity_new]
     if fresh:
         with profile_changes(tenant, fresh, now):
             apply_handlers(tenant, fresh, now)
             update_activity_metrics(tenant, fresh, now)
-    return [
+    published = [
         ProcessedEvent(
             event_id=item.entry.event_id,
             type=item.entry.type,
@@ -450,6 +507,34 @@ def _apply(tenant: Tenant, entries: list[Entry], now: datetime) -> list[Processe
         )
         for item in items
     ]
+    return published, sorted(item.entry.pk for item in deferred)
+
+
+# A deferring batch locks the known people's profiles right after resolving them, without
+# waiting (``SKIP LOCKED``): a profile locked by another batch (until its commit) defers its
+# events, as for the new people above, instead of waiting at the batch's end. The lock is the
+# one ``customers.handlers`` takes before the profile UPDATE (``NO KEY UPDATE``, which the
+# activity inserts' foreign-key checks do not conflict with), taken earlier: held from here
+# to the commit. A profile that is gone is not returned either: its events are deferred once,
+# then go as before.
+_BUSY_PROFILES_SQL = f"""
+    SELECT id FROM "{CustomerProfile._meta.db_table}"
+    WHERE tenant_id = %s AND id = ANY(%s::uuid[])
+    ORDER BY id
+    FOR NO KEY UPDATE SKIP LOCKED
+"""  # noqa: S608
+
+
+def _busy_profiles(tenant: Tenant, items: list[Item]) -> list[Item]:
+    """Lock the profiles of ``items`` not created by this batch that no one else holds;
+    returns the items whose profile another transaction holds."""
+    known = sorted({item.profile_id for item in items if not item.is_new_profile}, key=str)
+    if not known:
+        return []
+    with batch_cursor() as cursor:
+        cursor.execute(_BUSY_PROFILES_SQL, [tenant.pk, known])
+        locked = {row[0] for row in cursor.fetchall()}
+    return [item for item in items if not item.is_new_profile and item.profile_id not in locked]
 
 
 # ----------------------------------------------------------------------------- identity
@@ -479,12 +564,14 @@ def _pairs(hints: IdentityHints) -> list[tuple[str, str]]:
     return [(kind, value) for _, kind, value in hints.pairs()]
 
 
-def _resolve(tenant: Tenant, items: list[Item], now: datetime) -> None:
+def _resolve(tenant: Tenant, items: list[Item], now: datetime, *, defer: bool) -> list[Item]:
     """Set ``profile_id`` on every item: one alias query for the batch; people nobody knows
     are created in bulk; anything unusual (a new identifier for a known person, hints that
-    point at two people) goes through ``identity_resolve`` one by one."""
+    point at two people) goes through ``identity_resolve`` one by one. With ``defer``, the
+    new people another transaction is creating at this moment are left out: their items are
+    returned, unresolved."""
     if not items:
-        return
+        return []
     known = _known_aliases(tenant, (pair for item in items for pair in _pairs(item.hints)))
     unknown: list[Item] = []
     unusual: list[Item] = []
@@ -497,14 +584,17 @@ def _resolve(tenant: Tenant, items: list[Item], now: datetime) -> None:
             item.profile_id = owners.pop()
         else:
             unusual.append(item)
+    deferred: list[Item] = []
     if unknown:
-        unusual += _create_people(tenant, unknown, now)
+        retry, deferred = _create_people(tenant, unknown, now, defer=defer)
+        unusual += retry
     for item in sorted(unusual, key=lambda i: i.entry.pk):
         resolution = identity_resolve(
             tenant=tenant, hints=item.hints, source=f"event:{item.entry.source}"
         )
         item.profile_id = resolution.profile.pk
         item.is_new_profile = resolution.is_new
+    return deferred
 
 
 def _groups(items: list[Item]) -> list[list[Item]]:
@@ -567,15 +657,63 @@ def _copy_profiles(profiles: list[CustomerProfile], now: datetime) -> None:
             )
 
 
-def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Item]:
+# A batch creating a new person first takes a transaction-level advisory lock per identifier
+# of that person (tenant, kind, value), without waiting (``pg_try_advisory_xact_lock``). When
+# another transaction holds one, it is creating the same person right now (two workers
+# given the same person's events in two batches at once): waiting on the alias's unique key
+# for its commit left a worker idle for most of a batch, the largest wait of the events end
+# to end at 1M profiles. With ``defer``, the group's events are handed back and queued again
+# instead, and the batch goes on without them; by their next try the other transaction has
+# committed and they resolve to its person. Without ``defer`` the lock is still taken, but
+# the batch does not look at the answer: the unique key decides, as before. The lock never
+# decides who owns an identifier (the unique key does; ``identity_resolve`` and the imports
+# do not take it): it only tells a batch that waiting would be long. Two keys (class, hash):
+# a space apart from the one-key advisory locks the project takes elsewhere; a hash
+# collision only defers a group once more than needed.
+NEW_PERSON_LOCK_CLASS = 0x4E455750  # "NEWP"
+_NEW_PERSON_LOCK_SQL = """
+    SELECT h.kind, h.value
+    FROM unnest(%s::text[], %s::text[]) AS h(kind, value)
+    WHERE NOT pg_try_advisory_xact_lock(
+        %s::int4, hashtext(%s::text || '/' || h.kind || '/' || h.value)
+    )
+"""
+
+
+def _contended_pairs(tenant: Tenant, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Take the new-person lock of each identifier that is free; returns those another
+    transaction holds."""
+    pairs = sorted(set(pairs))
+    with batch_cursor() as cursor:
+        cursor.execute(
+            _NEW_PERSON_LOCK_SQL,
+            [[k for k, _ in pairs], [v for _, v in pairs], NEW_PERSON_LOCK_CLASS, str(tenant.pk)],
+        )
+        return {(kind, value) for kind, value in cursor.fetchall()}
+
+
+def _create_people(
+    tenant: Tenant, items: list[Item], now: datetime, *, defer: bool = False
+) -> tuple[list[Item], list[Item]]:
     """One profile per group of new people, with their aliases, in bulk. A group one of
     whose identifiers another transaction claimed meanwhile is undone; its items are
-    returned for ``identity_resolve`` (which finds the other transaction's person)."""
+    returned first, for ``identity_resolve`` (which finds the other transaction's person).
+    With ``defer``, the groups another transaction is creating at this moment are left
+    out; their items are returned second (see ``_NEW_PERSON_LOCK_SQL``)."""
     profiles: list[CustomerProfile] = []
     aliases: list[tuple[str, str, Any, str]] = []
     expected: dict[Any, int] = {}
     members: dict[Any, list[Item]] = {}
-    for group in _groups(items):
+    groups = _groups(items)
+    contended = _contended_pairs(tenant, [p for item in items for p in _pairs(item.hints)])
+    deferred: list[Item] = []
+    if defer and contended:
+        held = [g for g in groups if any(p in contended for i in g for p in _pairs(i.hints))]
+        deferred = [item for group in held for item in group]
+        groups = [g for g in groups if not any(g is h for h in held)]
+        if not groups:
+            return [], deferred
+    for group in groups:
         group.sort(key=lambda i: (i.entry.occurred_at, i.entry.pk))
         values: dict[str, Any] = {}
         external: dict[str, str] = {}
@@ -633,7 +771,7 @@ def _create_people(tenant: Tenant, items: list[Item], now: datetime) -> list[Ite
                 item.profile_id, item.is_new_profile = profile_id, True
             else:
                 retry.append(item)
-    return retry
+    return retry, deferred
 
 
 # ----------------------------------------------------------------------------- activities

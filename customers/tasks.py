@@ -44,10 +44,11 @@ logger = logging.getLogger(__name__)
     retry_jitter=True,
     max_retries=12,
 )
-def process_events(tenant: Tenant, entry_ids: list[int]) -> dict[str, int]:
+def process_events(tenant: Tenant, entry_ids: list[int], defer: bool = True) -> dict[str, int]:
     """Process a batch of sync-log rows. A database outage retries the task with backoff
-    (and the sweep re-queues whatever is still pending after that)."""
-    result = events_process(tenant=tenant, entry_ids=entry_ids)
+    (and the sweep re-queues whatever is still pending after that). ``defer`` is off for
+    rows a batch deferred once (``customers.ingest._NEW_PERSON_LOCK_SQL``)."""
+    result = events_process(tenant=tenant, entry_ids=entry_ids, defer=defer)
     return vars(result)
 
 
