@@ -482,9 +482,14 @@ def metrics_touch(tenant: Tenant, rows: list[tuple[Any, Any, str]], *, now: date
 def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
     """The true rolling 30-day count of every profile of the tenant at ``now``, set-wise
     (nightly): people whose activities aged out go down, nobody is touched whose count is
-    right. Counts engagement only, like ``metrics_touch``."""
+    right. Counts engagement only, like ``metrics_touch``.
+
+    ``counts`` is MATERIALIZED: computed once, then joined. Inlined, the planner could rescan
+    it once per profile when the profile table's statistics are stale (the import's new
+    tenant: estimated 57 profiles, 58,789 in the transaction): 14.3 s at 62,500 imported
+    members, 10M buffer hits, for 21 profiles with recent activities."""
     sql = f"""
-        WITH counts AS (
+        WITH counts AS MATERIALIZED (
             SELECT customer_id, count(*) AS n FROM "{ACTIVITY}"
             WHERE tenant_id = %s AND occurred_at > %s::timestamptz - interval '{ROLLING_WINDOW}'
               AND occurred_at <= %s::timestamptz AND type <> ALL(%s::text[])
