@@ -25,7 +25,7 @@ from datetime import UTC
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
@@ -35,6 +35,22 @@ class _BinaryParameters(CursorWrapper):
 
     def execute(self, sql, params=None):
         return super().execute(sql.replace("%s", "%b"), params)
+
+
+@contextmanager
+def planner_off(setting: str) -> Iterator[CursorWrapper]:
+    """A cursor, in a transaction (or savepoint), with the planner setting ``setting``
+    (``enable_nestloop``, ``jit``) off for what runs in the block, then set back to what it
+    was. ``set_config(..., true)`` is ``SET LOCAL`` (safe behind PgBouncer): when the block
+    is nested in a larger transaction (an import), the setting is restored at its end, not
+    left on for the rest of that transaction; a failure's savepoint rollback reverts it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting(%s), set_config(%s, 'off', true)", [setting, setting]
+        )
+        previous = cursor.fetchone()[0]
+        yield cursor
+        cursor.execute("SELECT set_config(%s, %s, true)", [setting, previous])
 
 
 @contextmanager

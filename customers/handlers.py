@@ -27,10 +27,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import connection, transaction
+from django.db import connection
 from psycopg.types.json import Jsonb
 
-from crm.db import batch_cursor
+from crm.db import batch_cursor, planner_off
 
 from .events import CONSENT_CHANNELS
 from .models import Activity, ConsentRecord, CustomerProfile, LifecycleStage
@@ -507,14 +507,6 @@ def activity_count_recompute(*, tenant: Tenant, now: datetime) -> int:
         UPDATE "{PROFILE}" p SET activity_count_30d = fixed.n
         FROM fixed WHERE p.id = fixed.id AND p.tenant_id = %s
     """  # noqa: S608
-    # ``set_config(..., true)`` lasts until the transaction (or savepoint) ends: set back at
-    # once, and reverted by the savepoint's rollback when the statement fails.
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)"
-        )
-        previous = cursor.fetchone()[0]
+    with planner_off("enable_nestloop") as cursor:
         cursor.execute(sql, [tenant.pk, now, now, list(NOT_ENGAGEMENT_TYPES), tenant.pk, tenant.pk])
-        changed = cursor.rowcount
-        cursor.execute("SELECT set_config('enable_nestloop', %s, true)", [previous])
-        return changed
+        return cursor.rowcount

@@ -16,8 +16,8 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
 
+from crm.db import planner_off
 from crm.models import Tenant
 from crm.retention import days_before, sql_step
 
@@ -60,8 +60,7 @@ def profile_updates_prune(*, tenant: Tenant) -> int:
 
     Nested loops are off for it: with statistics taken before the log grew (the bench's
     autovacuum is off), the planner probed the profile key once per log row (6.5 s)."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_nestloop = off")
+    with planner_off("enable_nestloop") as cursor:
         cursor.execute(_PRUNE_SQL, [tenant.pk])
         return cursor.rowcount
 
