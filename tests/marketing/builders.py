@@ -59,13 +59,19 @@ def make_campaign(tenant, **extra) -> Campaign:
     )
 
 
-def run_to_completion(campaign, now=NOON_JHB) -> CampaignRun:
-    """Schedules a draft, starts it, prepares and sends its run in this process."""
+def prepare_run(campaign, now=NOON_JHB) -> CampaignRun:
+    """Schedules a draft, starts it and prepares its run (the snapshot) in this process."""
     campaign_schedule(campaign=campaign) if campaign.status == CampaignStatus.DRAFT else None
     campaigns_start_due(now=now + timedelta(minutes=1))
     run = CampaignRun.objects.get(campaign=campaign)
     run_prepare(run=run, now=now)
     run.refresh_from_db()
+    return run
+
+
+def run_to_completion(campaign, now=NOON_JHB) -> CampaignRun:
+    """Schedules a draft, starts it, prepares and sends its run in this process."""
+    run = prepare_run(campaign, now)
     run_send(run=run, now_fn=lambda: now)
     run.refresh_from_db()
     return run

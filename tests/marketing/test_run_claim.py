@@ -9,11 +9,10 @@ from datetime import timedelta
 
 import pytest
 
-from marketing.campaigns import campaign_schedule
 from marketing.models import CampaignRun, Message, MessageStatus
-from marketing.sending import campaigns_start_due, run_messages_claim, run_prepare
+from marketing.sending import run_messages_claim
 from tests.factories import TenantFactory
-from tests.marketing.builders import NOON_JHB, make_campaign, make_member
+from tests.marketing.builders import NOON_JHB, make_campaign, make_member, prepare_run
 
 pytestmark = [
     pytest.mark.django_db,
@@ -24,12 +23,7 @@ pytestmark = [
 def _prepared_run(tenant, people: int) -> CampaignRun:
     for i in range(people):
         make_member(tenant, f"c{i}@example.com", email_opt_in=True)
-    campaign = make_campaign(tenant)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
-    return run
+    return prepare_run(make_campaign(tenant))
 
 
 def test_a_claim_marks_the_runs_next_queued_rows_sending_and_never_takes_one_twice(tenant_a):
