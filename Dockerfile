@@ -19,7 +19,6 @@ WORKDIR /app
 COPY --from=build --chown=crm:crm /app /app
 USER crm
 EXPOSE 8000
-# Threads (gthread, as crm.web_worker tunes it) keep connections alive between a service's
-# calls and cover the waits on PostgreSQL and Redis; processes use the cores
-# (docs/operations.md, "Processes").
-CMD ["gunicorn", "crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "crm.web_worker.KeepAliveThreadWorker", "--threads", "4", "--keep-alive", "5", "--access-logfile", "-"]
+# gunicorn.conf.py (read from /app) sets the worker class, threads, keep-alive and the
+# metrics hook; WEB_CONCURRENCY sets the processes (docs/operations.md, "Processes").
+CMD ["gunicorn", "crm.wsgi"]

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import runpy
 import shutil
 import socket
 import statistics
@@ -137,11 +138,12 @@ def load_runs(measured: list[dict]) -> dict:
 # connection after every response, so each request paid a TCP connect and accept (and the
 # load client a new socket); with 8 clients on 4 sync workers, half the clients waited for a
 # worker while the others' requests were in flight. The worker class is production's
-# (crm/web_worker.py: gthread that spreads connections over the workers and answers a
-# kept-alive connection's next request on the thread that answered the last one).
+# (gunicorn.conf.py; crm/web_worker.py: gthread that spreads connections over the workers
+# and answers a kept-alive connection's next request on the thread that answered the last).
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 API_SERVER = {
     "workers": 2,
-    "worker_class": "crm.web_worker.KeepAliveThreadWorker",
+    "worker_class": runpy.run_path(str(GUNICORN_CONF))["worker_class"],
     "threads": 4,
     "keep_alive": 5,
 }
@@ -238,6 +240,8 @@ class Server:
             "DEBUG": "0",
             "API_THROTTLE_RATE": "100000000/min",
             "LOG_LEVEL": "WARNING",
+            # gunicorn.conf.py (read from ROOT) logs every request by default; not here.
+            "GUNICORN_ACCESS_LOG": "",
             **(extra or {}),
         }
         self.process = subprocess.Popen(

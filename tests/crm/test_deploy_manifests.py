@@ -237,3 +237,37 @@ def test_k8s_writes_no_secret(k8s):
                     assert isinstance(value, dict) and "secretKeyRef" in value, key
                 if isinstance(value, str) and "://" in value:
                     assert ":$(DATABASE_PASSWORD)@" in value, key
+
+
+# --- the web tier's gunicorn settings -------------------------------------------------------
+
+
+def _dockerfile_cmd() -> list[str]:
+    line = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD")
+    )
+    return yaml.safe_load(line.removeprefix("CMD"))
+
+
+def test_every_web_command_leaves_gunicorns_settings_to_its_config_file(compose, k8s):
+    # gunicorn.conf.py is the one place the worker class, threads and keep-alive are
+    # written: a flag in one manifest would make that deployment differ from the others.
+    commands = {
+        "image": _dockerfile_cmd(),
+        "compose": _command(compose["services"]["web"]["command"]),
+        "k8s": _containers(_kind(k8s, "Deployment")["web"])[0]["command"],
+    }
+    assert commands == {where: ["gunicorn", "crm.wsgi"] for where in commands}
+
+
+def test_web_pods_share_a_writable_metrics_folder_between_workers(compose, k8s):
+    web = compose["services"]["web"]
+    folder = web["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert any(mount.split(":")[0] == folder for mount in web["tmpfs"])
+    container = _containers(_kind(k8s, "Deployment")["web"])[0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {
+        v["name"]: v for v in _kind(k8s, "Deployment")["web"]["spec"]["template"]["spec"]["volumes"]
+    }
+    assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
