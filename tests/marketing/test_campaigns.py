@@ -42,6 +42,7 @@ from tests.marketing.builders import (
     NOON_JHB,
     make_campaign,
     make_member,
+    prepare_run,
     run_to_completion,
 )
 
@@ -273,10 +274,7 @@ def test_quiet_hours_hold_messages_until_the_window_opens(tenant_a):
     night = datetime(2026, 11, 24, 20, 30, tzinfo=UTC)  # 22:30 in Johannesburg
     assert in_quiet_hours(tenant_a, night)
     campaign = make_campaign(tenant_a, scheduled_at=night)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=night)
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=night)
+    run = prepare_run(campaign, night)
     assert run_send(run=run, now_fn=lambda: night) == 0
     assert Message.objects.get(run=run).status == MessageStatus.QUEUED
     assert not mail.outbox
@@ -298,10 +296,7 @@ def test_an_unsubscribe_mid_send_excludes_the_contact_from_the_rest(tenant_a, mo
     for i in range(4):
         make_member(tenant_a, f"p{i}@example.com", email_opt_in=True)
     campaign = make_campaign(tenant_a)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
+    run = prepare_run(campaign)
     monkeypatch.setattr(sending, "CLAIM_SIZE", 2)
     original = sending._claim
     calls = []
@@ -332,10 +327,7 @@ def test_a_paused_campaign_stops_and_resumes_where_it_was(tenant_a):
     for i in range(3):
         make_member(tenant_a, f"p{i}@example.com", email_opt_in=True)
     campaign = make_campaign(tenant_a)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
+    run = prepare_run(campaign)
     campaign_pause(campaign=campaign)
     assert run_send(run=run, now_fn=lambda: NOON_JHB) == 0
     campaign_resume(campaign=campaign)
@@ -347,10 +339,7 @@ def test_a_paused_campaign_stops_and_resumes_where_it_was(tenant_a):
 def test_rows_in_doubt_are_sent_again_with_the_same_message_id(tenant_a):
     make_member(tenant_a, "doubt@example.com", email_opt_in=True)
     campaign = make_campaign(tenant_a)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
+    run = prepare_run(campaign)
     # A worker claimed the row, then died before it could mark it sent.
     Message.objects.filter(run=run).update(
         status=MessageStatus.SENDING, send_after=timezone.now() - timedelta(minutes=10)
@@ -383,10 +372,7 @@ def test_ab_split_is_deterministic_and_the_winner_gets_the_rest(tenant_a):
             "metric": "open",
         },
     )
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
+    run = prepare_run(campaign)
     assert run_status(run) == RunStatus.TESTING
     variants = dict(Message.objects.filter(run=run).values_list("customer_id", "variant"))
     held = Message.objects.filter(run=run, status=MessageStatus.HELD).count()
@@ -434,9 +420,7 @@ def test_staff_can_choose_the_winner(api_a, tenant_a):
             "wait_minutes": 60,
         },
     )
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run_prepare(run=CampaignRun.objects.get(campaign=campaign), now=NOON_JHB)
+    prepare_run(campaign)
     url = f"/api/v1/campaigns/{campaign.pk}/ab-winner"
     assert api_a.post(url, {"variant": "D"}, format="json").status_code == 400
     assert api_a.post(url, {"variant": "C"}, format="json").json() == {"winner": "C"}
@@ -515,10 +499,7 @@ def test_the_http_backend_sends_batches_with_idempotency_keys(tenant_a, settings
     for i in range(3):
         make_member(tenant_a, f"h{i}@example.com", email_opt_in=True)
     campaign = make_campaign(tenant_a)
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=NOON_JHB + timedelta(minutes=1))
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=NOON_JHB)
+    run = prepare_run(campaign)
 
     def answer(request):
         sent = json.loads(request.body)["messages"]
@@ -595,10 +576,7 @@ def test_ab_test_variants_held_by_quiet_hours_are_sent_when_the_window_opens(ten
             "wait_minutes": 600,
         },
     )
-    campaign_schedule(campaign=campaign)
-    campaigns_start_due(now=night)
-    run = CampaignRun.objects.get(campaign=campaign)
-    run_prepare(run=run, now=night)
+    run = prepare_run(campaign, night)
     assert run_send(run=run, now_fn=lambda: night) == 0  # quiet hours
     kicked = []
     monkeypatch.setattr(
