@@ -743,7 +743,12 @@ def _identity_errors(errors: dict) -> bool:
     return any(path.startswith("identity") for path in errors)
 
 
+_JSON_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _JSON_SCALARS:  # most values: nothing to convert
+        return value
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
