@@ -104,8 +104,7 @@ def events_validate(
 # The batch travels as one JSON document (an array of ``[source, id, type, occurred at,
 # identity, payload]``) that PostgreSQL parses once: built by ``json.dumps`` in C, bound as one
 # string. Six arrays of 1,000 elements, quoted element by element by psycopg's Python
-# dumpers, were the REST side's largest cost after the validation (docs/profiles/README.md,
-# "The events end to end, sixth pass").
+# dumpers, were 11% of the REST side's CPU (docs/profiles/events-end-to-end.md).
 _INSERT_SQL = f"""
     INSERT INTO "{SyncLogEntry._meta.db_table}"
         (tenant_id, source, event_id, type, occurred_at, identity, payload, via, status,
