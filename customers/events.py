@@ -32,6 +32,7 @@ import pycountry
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.fields import SkipField, empty, get_error_detail
 
 from .identity import IdentityHints
 from .models import CHANNELS
@@ -88,12 +89,59 @@ class EventInvalid(ValidationError):
 
 class Payload(serializers.Serializer):
     """Base of the payload schemas: camelCase fields, unknown fields kept as they are
-    (producers may add fields before the CRM learns them)."""
+    (producers may add fields before the CRM learns them).
+
+    Validated on the hot path of ingestion (every event of every request), by one instance
+    per schema (``payload_schema``). ``to_internal_value`` is DRF's loop over the fields with
+    what it looks up per call worked out once per instance (``_plan``), and an optional field
+    that is absent skipped without the calls DRF makes to find that out; the values and the
+    errors are DRF's (``tests/events/test_payload_validation.py`` compares them)."""
+
+    @functools.cached_property
+    def _plan(self) -> tuple[tuple[str, serializers.Field, Any, bool], ...] | None:
+        """``(name, field, validate_<name> method, skip when absent)`` per field; None when a
+        field is not a plain writable one (DRF's own loop then runs)."""
+        plan = []
+        for name, field in self.fields.items():
+            plain = type(field).get_value is serializers.Field.get_value
+            if field.read_only or field.source_attrs != [name] or not plain:
+                return None
+            skip = not field.required and field.default is empty
+            plan.append((name, field, getattr(self, f"validate_{name}", None), skip))
+        return tuple(plan)
 
     def to_internal_value(self, data):
-        validated = super().to_internal_value(data)
+        plan = self._plan
+        if plan is None or type(data) is not dict:
+            validated = super().to_internal_value(data)
+        else:
+            validated, errors = {}, {}
+            for name, field, check, skip in plan:
+                value = data.get(name, empty)
+                if value is empty and skip:
+                    continue  # DRF: not required, no default, so SkipField
+                try:
+                    value = field.run_validation(value)
+                    if check is not None:
+                        value = check(value)
+                except serializers.ValidationError as exc:
+                    errors[name] = exc.detail
+                except ValidationError as exc:
+                    errors[name] = get_error_detail(exc)
+                except SkipField:
+                    pass
+                else:
+                    validated[name] = value
+            if errors:
+                raise serializers.ValidationError(errors)
         extra = {k: v for k, v in data.items() if k not in self.fields}
         return {**extra, **validated}
+
+    def run_validators(self, value):
+        # DRF's first collects the read-only fields' defaults (a walk over the fields) even
+        # when there is no validator to give them to; the payloads declare none.
+        if self.validators:
+            super().run_validators(value)
 
 
 class AnyPayload(Payload):
@@ -462,6 +510,8 @@ def _unstorable_strings(raw: Any, errors: dict) -> None:
     recursive steps after this one could not walk. Checked first, iteratively, so such an
     event is rejected on its own instead of failing the batch's INSERT. Paths are escaped:
     the error is safe to render."""
+    if _plainly_storable(raw):
+        return
     stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
     while stack:
         value, path, depth = stack.pop()
@@ -483,6 +533,51 @@ def _unstorable_strings(raw: Any, errors: dict) -> None:
             stack.extend((item, path, depth + 1) for item in value)
         elif isinstance(value, float) and not math.isfinite(value):
             _error(errors, path, "NaN and Infinity are not JSON numbers.")
+
+
+_PLAIN_SCALARS = frozenset({int, bool, type(None)})
+
+
+def _plainly_storable(raw: Any) -> bool:
+    """True when ``_unstorable_strings`` would find nothing; False when it might (it then
+    walks the event again to name the paths). The common case of ingestion, checked level by
+    level without building a path per value, with every string and key of the event joined
+    and checked at once (a lone surrogate fails the UTF-8 encoding of the whole)."""
+    strings: list[str] = []
+    level = [raw]
+    for _ in range(MAX_DEPTH + 1):
+        below: list[Any] = []
+        for value in level:
+            kind = type(value)
+            if kind is str:
+                strings.append(value)
+            elif kind is dict:
+                strings.extend(value)  # the keys (a key that is not a string: see below)
+                below.extend(value.values())
+            elif kind is list:
+                below.extend(value)
+            elif kind is float:
+                if not math.isfinite(value):
+                    return False
+            elif kind not in _PLAIN_SCALARS:
+                return False
+        if not below:
+            break
+        level = below
+    else:
+        return False  # deeper than MAX_DEPTH
+    try:
+        text = "".join(strings)
+    except TypeError:
+        return False
+    if "\x00" in text:
+        return False
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def storable_text(text: str) -> bool:
@@ -648,7 +743,12 @@ def _identity_errors(errors: dict) -> bool:
     return any(path.startswith("identity") for path in errors)
 
 
+_JSON_SCALARS = frozenset({str, int, bool, float, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _JSON_SCALARS:  # most values: nothing to convert
+        return value
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):

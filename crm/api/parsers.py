@@ -30,18 +30,16 @@ class JSONParser(parsers.JSONParser):
 
 
 def json_depth(value: Any) -> int:
-    """How deeply ``value`` nests objects and lists (a scalar is 0), without recursion."""
+    """How deeply ``value`` nests objects and lists (a scalar is 0), without recursion: level
+    by level, carrying only the containers down (a body of 1,000 events has some 20,000
+    scalars and a few thousand containers)."""
     deepest = 0
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > MAX_JSON_DEPTH:
-            break
+    level = [value] if isinstance(value, dict | list) else []
+    while level and deepest <= MAX_JSON_DEPTH:
+        deepest += 1
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below += [child for child in children if isinstance(child, dict | list)]
+        level = below
     return deepest
