@@ -103,7 +103,7 @@ def _reject_repeats(run: ImportRun, file: str, key: tuple[str, ...], reason: str
     match = " AND ".join(f"r.{c} = d.{c}" for c in key)
     _exec(
         f"""
-        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s, profile_id = NULL,
             reason = %s || ' (first on line ' || d.first_line || ')'
         FROM (SELECT {cols}, min(line) AS first_line FROM "{ROWS}"
               WHERE run_id = %s AND file = %s AND NOT rejected
@@ -127,7 +127,7 @@ def stage_checks(*, run: ImportRun) -> None:
         WITH m AS (
             SELECT club_code, member_no, bool_or(NOT rejected) AS loaded FROM "{ROWS}"
             WHERE run_id = %s AND file = %s GROUP BY club_code, member_no)
-        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s, profile_id = NULL,
             reason = CASE WHEN x.known THEN 'the member row was rejected'
               ELSE 'unknown member: ' || r.club_code || ' ' || r.member_no
                    || ' is not in members.csv' END
@@ -193,7 +193,8 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
         f"""
         CREATE TEMP TABLE bf_members ON COMMIT DROP AS
         SELECT r.id, r.id AS grp, r.line, r.club_code, r.member_no, r.reason,
-            ''::text AS merge_note, d.*
+            ''::text AS merge_note, r.grp AS staged_grp, r.profile_id AS staged_profile,
+            r.outcome AS staged_outcome, d.*
         FROM "{ROWS}" r, jsonb_to_record(r.data) AS d({_MEMBER_FIELDS})
         WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected;
         UPDATE bf_members SET first_name = NULLIF(first_name, ''),
@@ -257,26 +258,38 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     _exec("CREATE INDEX ON bf_pairs (grp_b); CREATE INDEX ON bf_known_pairs (grp_a)")
     _changed_table(run)
     _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
-    # The staged rows, written once: group, profile, outcome, and the auto-merge's note. The
-    # outcome is computed here, from the person (``bf_groups``), not first written to
-    # ``bf_members`` and copied (a second pass over every member row: 0.2-0.3 s at 62,500).
+    # The staged rows' plan, written only where it differs from what staging wrote (a new
+    # person of one record: ``created``, its own profile id, no group): group, profile,
+    # outcome and the auto-merge's note, for the ~7% of rows that joined another record or a
+    # profile, or were merged or suggested. Every member row was rewritten before (a non-HOT
+    # update of the wide staged rows, 160 MB of WAL at 62,500). ``grp`` is kept for the rows
+    # whose person's first record is another row. The outcome is computed here, from the
+    # person (``bf_groups``), and compared with the staged values carried in ``bf_members``,
+    # so only the rows to change are looked up in the staging table.
     _exec(
         f"""
-        UPDATE "{ROWS}" r SET grp = m.grp, profile_id = g.profile_id, outcome = CASE
-            WHEN g.is_new AND m.id = g.first_row AND (
-                EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
-                OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
-            WHEN g.is_new AND m.id = g.first_row THEN %s
-            WHEN g.is_new THEN %s
-            WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
-                AND a.kind = 'external' AND a.profile_id = g.profile_id
-                AND a.value = 'mca_v1_' || %s || '_' || lower(m.club_code) || ':' || m.member_no)
-                THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
-            ELSE %s END,
-            reason = CASE WHEN m.merge_note = '' THEN m.reason
-                ELSE concat_ws('; ', NULLIF(m.reason, ''), m.merge_note) END
-        FROM bf_members m JOIN bf_groups g ON g.grp = m.grp
-        WHERE r.id = m.id AND r.run_id = %s
+        UPDATE "{ROWS}" r SET grp = x.grp, profile_id = x.profile_id, outcome = x.outcome,
+            reason = x.reason
+        FROM (
+            SELECT m.id, m.staged_grp, m.staged_profile, m.staged_outcome,
+                m.reason AS staged_reason, NULLIF(m.grp, m.id) AS grp, g.profile_id, CASE
+                WHEN g.is_new AND m.id = g.first_row AND (
+                    EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
+                    OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
+                WHEN g.is_new AND m.id = g.first_row THEN %s
+                WHEN g.is_new THEN %s
+                WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
+                    AND a.kind = 'external' AND a.profile_id = g.profile_id
+                    AND a.value = 'mca_v1_' || %s || '_' || lower(m.club_code) || ':'
+                        || m.member_no)
+                    THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
+                ELSE %s END AS outcome,
+                CASE WHEN m.merge_note = '' THEN m.reason
+                    ELSE concat_ws('; ', NULLIF(m.reason, ''), m.merge_note) END AS reason
+            FROM bf_members m JOIN bf_groups g ON g.grp = m.grp) x
+        WHERE (x.grp, x.profile_id, x.outcome, x.reason)
+              IS DISTINCT FROM (x.staged_grp, x.staged_profile, x.staged_outcome, x.staged_reason)
+          AND r.id = x.id AND r.run_id = %s
         """,  # noqa: S608
         [
             RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
@@ -304,10 +317,11 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
         WITH multi AS (
             SELECT grp FROM bf_members WHERE {scope} GROUP BY grp HAVING count(*) > 1)
         SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
-            COALESCE(c.profile_id, gen_random_uuid()) AS profile_id,
+            COALESCE(c.profile_id, a.new_id, gen_random_uuid()) AS profile_id,
             c.profile_id IS NULL AS is_new, COALESCE(e.ext, '{{}}'::jsonb) AS ext
         FROM (
             SELECT grp, min(id) AS first_row, (array_agg(id ORDER BY {_REP_ORDER}))[1] AS rep_id,
+                (array_agg(staged_profile ORDER BY id))[1] AS new_id,
                 {_first("email")} AS email,
                 {_first("phone")} AS phone,
                 {_first("first_name")} AS first_name,
@@ -320,8 +334,8 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
                 {_consent_agg("sms_opt_in")} AS sms_opt
             FROM bf_members WHERE grp IN (SELECT grp FROM multi) GROUP BY grp
             UNION ALL
-            SELECT grp, id, id, email, phone, first_name, last_name, dob, last_visit,
-                status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
+            SELECT grp, id, id, staged_profile, email, phone, first_name, last_name, dob,
+                last_visit, status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
             FROM bf_members WHERE {scope} AND grp NOT IN (SELECT grp FROM multi)) a
         JOIN bf_members b ON b.id = a.rep_id
         LEFT JOIN (
