@@ -582,6 +582,10 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         """,  # noqa: S608
         params,
     )
+    # Keys held by one record are inserted as they are; a key several records share once (the
+    # records sharing a key are one person: any of them gives the same profile). The shared
+    # keys' ORDER BY is in parentheses: unparenthesised, it ordered the whole UNION ALL, a
+    # sort of every alias of the run (0.55 s of the 5 s INSERT at 62,500).
     stats["aliases"] = _exec(
         f"""
         INSERT INTO "{ALIAS}" (tenant_id, kind, value, profile_id, source, created_at, updated_at)
@@ -591,8 +595,8 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             WHERE NOT EXISTS (SELECT 1 FROM bf_shared s
                               WHERE s.kind = k.kind AND s.value = k.value)
             UNION ALL
-            SELECT DISTINCT ON (kind, value) kind, value, row_id FROM bf_shared
-            ORDER BY kind, value, row_id) k
+            (SELECT DISTINCT ON (kind, value) kind, value, row_id FROM bf_shared
+             ORDER BY kind, value, row_id)) k
         JOIN bf_members r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
         ON CONFLICT DO NOTHING
         """,  # noqa: S608
