@@ -107,18 +107,18 @@ def _people_select(only: str = "") -> str:
     return f"""
         SELECT g.grp,
             COALESCE(n.full_name, {first}) AS fn,
-            COALESCE(nk.full_name, lower(COALESCE(g.rep->>'known_as', ''))) AS kn,
+            COALESCE(nk.full_name, lower(COALESCE(g.rep_known_as, ''))) AS kn,
             lower(COALESCE(g.last_name, '')) AS ln,
             g.dob, {_dob_keys("g.dob")},
-            COALESCE(g.rep->>'gender', '') AS gender,
-            lower(COALESCE(g.rep->>'postal', '')) AS postal,
-            lower(COALESCE(g.rep->>'town', '')) AS town,
+            COALESCE(g.rep_gender, '') AS gender,
+            lower(COALESCE(g.rep_postal, '')) AS postal,
+            lower(COALESCE(g.rep_town, '')) AS town,
             split_part(COALESCE(g.email, ''), '@', 1) AS email_local,
             right(COALESCE(g.phone, ''), 7) AS phone7
         FROM bf_groups g
         LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
         LEFT JOIN unnest(%s::text[], %s::text[]) AS nk(short, full_name)
-             ON nk.short = lower(COALESCE(g.rep->>'known_as', ''))
+             ON nk.short = lower(COALESCE(g.rep_known_as, ''))
         {only}
     """  # noqa: S608
 

@@ -103,7 +103,7 @@ def _reject_repeats(run: ImportRun, file: str, key: tuple[str, ...], reason: str
     match = " AND ".join(f"r.{c} = d.{c}" for c in key)
     _exec(
         f"""
-        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s, profile_id = NULL,
             reason = %s || ' (first on line ' || d.first_line || ')'
         FROM (SELECT {cols}, min(line) AS first_line FROM "{ROWS}"
               WHERE run_id = %s AND file = %s AND NOT rejected
@@ -127,7 +127,7 @@ def stage_checks(*, run: ImportRun) -> None:
         WITH m AS (
             SELECT club_code, member_no, bool_or(NOT rejected) AS loaded FROM "{ROWS}"
             WHERE run_id = %s AND file = %s GROUP BY club_code, member_no)
-        UPDATE "{ROWS}" r SET rejected = true, outcome = %s,
+        UPDATE "{ROWS}" r SET rejected = true, outcome = %s, profile_id = NULL,
             reason = CASE WHEN x.known THEN 'the member row was rejected'
               ELSE 'unknown member: ' || r.club_code || ' ' || r.member_no
                    || ' is not in members.csv' END
@@ -152,7 +152,8 @@ _MEMBER_FIELDS = (
     "sms_opt_in boolean, club text, category text, handicap text, known_as text, "
     "gender text, postal text, town text"
 )
-# What the best record gives the person (``bf_groups.rep``, read as ``g.rep->>'x'``).
+# What the best record gives the person: ``bf_groups.rep_<field>``, typed columns (not one
+# jsonb object built for every person and parsed again by each reader).
 _REP_FIELDS = ("status", "category", "join_date", "handicap", "club", "known_as", "gender",
                "postal", "town")  # fmt: skip
 
@@ -193,7 +194,8 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
         f"""
         CREATE TEMP TABLE bf_members ON COMMIT DROP AS
         SELECT r.id, r.id AS grp, r.line, r.club_code, r.member_no, r.reason,
-            ''::text AS merge_note, d.*
+            ''::text AS merge_note, r.grp AS staged_grp, r.profile_id AS staged_profile,
+            r.outcome AS staged_outcome, d.*
         FROM "{ROWS}" r, jsonb_to_record(r.data) AS d({_MEMBER_FIELDS})
         WHERE r.run_id = %s AND r.file = %s AND NOT r.rejected;
         UPDATE bf_members SET first_name = NULLIF(first_name, ''),
@@ -257,26 +259,38 @@ def plan(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dict
     _exec("CREATE INDEX ON bf_pairs (grp_b); CREATE INDEX ON bf_known_pairs (grp_a)")
     _changed_table(run)
     _exec("CREATE UNIQUE INDEX ON bf_changed (grp); ANALYZE bf_changed")
-    # The staged rows, written once: group, profile, outcome, and the auto-merge's note. The
-    # outcome is computed here, from the person (``bf_groups``), not first written to
-    # ``bf_members`` and copied (a second pass over every member row: 0.2-0.3 s at 62,500).
+    # The staged rows' plan, written only where it differs from what staging wrote (a new
+    # person of one record: ``created``, its own profile id, no group): group, profile,
+    # outcome and the auto-merge's note, for the ~7% of rows that joined another record or a
+    # profile, or were merged or suggested. Every member row was rewritten before (a non-HOT
+    # update of the wide staged rows, 160 MB of WAL at 62,500). ``grp`` is kept for the rows
+    # whose person's first record is another row. The outcome is computed here, from the
+    # person (``bf_groups``), and compared with the staged values carried in ``bf_members``,
+    # so only the rows to change are looked up in the staging table.
     _exec(
         f"""
-        UPDATE "{ROWS}" r SET grp = m.grp, profile_id = g.profile_id, outcome = CASE
-            WHEN g.is_new AND m.id = g.first_row AND (
-                EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
-                OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
-            WHEN g.is_new AND m.id = g.first_row THEN %s
-            WHEN g.is_new THEN %s
-            WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
-                AND a.kind = 'external' AND a.profile_id = g.profile_id
-                AND a.value = 'mca_v1_' || %s || '_' || lower(m.club_code) || ':' || m.member_no)
-                THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
-            ELSE %s END,
-            reason = CASE WHEN m.merge_note = '' THEN m.reason
-                ELSE concat_ws('; ', NULLIF(m.reason, ''), m.merge_note) END
-        FROM bf_members m JOIN bf_groups g ON g.grp = m.grp
-        WHERE r.id = m.id AND r.run_id = %s
+        UPDATE "{ROWS}" r SET grp = x.grp, profile_id = x.profile_id, outcome = x.outcome,
+            reason = x.reason
+        FROM (
+            SELECT m.id, m.staged_grp, m.staged_profile, m.staged_outcome,
+                m.reason AS staged_reason, NULLIF(m.grp, m.id) AS grp, g.profile_id, CASE
+                WHEN g.is_new AND m.id = g.first_row AND (
+                    EXISTS (SELECT 1 FROM bf_pairs d WHERE d.grp_b = g.grp)
+                    OR EXISTS (SELECT 1 FROM bf_known_pairs k WHERE k.grp_a = g.grp)) THEN %s
+                WHEN g.is_new AND m.id = g.first_row THEN %s
+                WHEN g.is_new THEN %s
+                WHEN EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %s
+                    AND a.kind = 'external' AND a.profile_id = g.profile_id
+                    AND a.value = 'mca_v1_' || %s || '_' || lower(m.club_code) || ':'
+                        || m.member_no)
+                    THEN CASE WHEN g.grp IN (SELECT grp FROM bf_changed) THEN %s ELSE %s END
+                ELSE %s END AS outcome,
+                CASE WHEN m.merge_note = '' THEN m.reason
+                    ELSE concat_ws('; ', NULLIF(m.reason, ''), m.merge_note) END AS reason
+            FROM bf_members m JOIN bf_groups g ON g.grp = m.grp) x
+        WHERE (x.grp, x.profile_id, x.outcome, x.reason)
+              IS DISTINCT FROM (x.staged_grp, x.staged_profile, x.staged_outcome, x.staged_reason)
+          AND r.id = x.id AND r.run_id = %s
         """,  # noqa: S608
         [
             RowOutcome.SUGGESTED, RowOutcome.CREATED, RowOutcome.JOINED, run.tenant_id,
@@ -294,20 +308,31 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
     ``bf_match`` is built first, so each person's row is written once, complete (external
     ids, profile found or a new one): no UPDATE of every person afterwards (each rewrote the
     whole table: three passes over the people)."""
-    rep = ", ".join(f"'{f}', b.{f}" for f in _REP_FIELDS)
+    rep = ", ".join(f"b.{f} AS rep_{f}" for f in _REP_FIELDS)
     only = "WHERE grp IN (SELECT root FROM bf_roots)" if merged else ""
     scope = "grp IN (SELECT root FROM bf_roots)" if merged else "true"
     # Most people have one record: their values are that record's (what the aggregates give
     # for one row), without the aggregates' sorts (each ordered aggregate sorts its group).
+    # Their external ids too: the object the aggregate of their ``bf_keys`` would give (the
+    # same key strings, split at the first colon), built from the row itself, not by a join,
+    # sort and aggregate of every external key (0.3 s at 62,500 rows).
     # The profile: the one their keys found (surest key first), else a new one.
+    legacy = f"('mca_v1_{run.region.lower()}_' || lower(club_code) || ':' || member_no)"
+    own_ext = (
+        f"jsonb_build_object(split_part({legacy}, ':', 1),"
+        f" substr({legacy}, strpos({legacy}, ':') + 1))"
+        f" || CASE WHEN national_id IS NULL THEN '{{}}'::jsonb"
+        f" ELSE jsonb_build_object('{NATIONAL_SYSTEM[run.region]}', national_id) END"
+    )
     people = f"""
         WITH multi AS (
             SELECT grp FROM bf_members WHERE {scope} GROUP BY grp HAVING count(*) > 1)
-        SELECT a.*, jsonb_strip_nulls(jsonb_build_object({rep})) AS rep,
-            COALESCE(c.profile_id, gen_random_uuid()) AS profile_id,
-            c.profile_id IS NULL AS is_new, COALESCE(e.ext, '{{}}'::jsonb) AS ext
+        SELECT a.*, {rep},
+            COALESCE(c.profile_id, a.new_id, gen_random_uuid()) AS profile_id,
+            c.profile_id IS NULL AS is_new, COALESCE(e.ext, a.own_ext, '{{}}'::jsonb) AS ext
         FROM (
             SELECT grp, min(id) AS first_row, (array_agg(id ORDER BY {_REP_ORDER}))[1] AS rep_id,
+                (array_agg(staged_profile ORDER BY id))[1] AS new_id, NULL::jsonb AS own_ext,
                 {_first("email")} AS email,
                 {_first("phone")} AS phone,
                 {_first("first_name")} AS first_name,
@@ -320,15 +345,15 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
                 {_consent_agg("sms_opt_in")} AS sms_opt
             FROM bf_members WHERE grp IN (SELECT grp FROM multi) GROUP BY grp
             UNION ALL
-            SELECT grp, id, id, email, phone, first_name, last_name, dob, last_visit,
-                status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
+            SELECT grp, id, id, staged_profile, {own_ext}, email, phone, first_name, last_name,
+                dob, last_visit, status = 'D', status IN ('A', 'S'), email_opt_in, sms_opt_in
             FROM bf_members WHERE {scope} AND grp NOT IN (SELECT grp FROM multi)) a
         JOIN bf_members b ON b.id = a.rep_id
         LEFT JOIN (
             SELECT r.grp, jsonb_object_agg(split_part(k.value, ':', 1),
                 substr(k.value, strpos(k.value, ':') + 1) ORDER BY r.id) AS ext
             FROM bf_keys k JOIN bf_members r ON r.id = k.row_id
-            WHERE k.kind = 'external' {only.replace("WHERE", "AND")} GROUP BY r.grp) e
+            WHERE k.kind = 'external' AND r.grp IN (SELECT grp FROM multi) GROUP BY r.grp) e
           ON e.grp = a.grp
         LEFT JOIN (
             SELECT DISTINCT ON (grp) grp, profile_id FROM bf_match {only}
@@ -405,19 +430,19 @@ def _guards(exported: str) -> dict[str, str]:
 
 
 def _person_values() -> dict[str, str]:
-    """SQL of the CRM's values of a person (``g``), from the best record (``g.rep``)."""
+    """SQL of the CRM's values of a person (``g``), from the best record (``g.rep_x``)."""
     return {
         "lifecycle_stage": (
             "CASE WHEN g.deceased THEN 'CHURNED' WHEN g.member THEN 'MEMBER' ELSE 'LAPSED' END"
         ),
         "membership_status": (
-            "CASE WHEN g.deceased THEN 'DECEASED' ELSE CASE g.rep->>'status' "
+            "CASE WHEN g.deceased THEN 'DECEASED' ELSE CASE g.rep_status "
             "WHEN 'A' THEN 'ACTIVE' WHEN 'S' THEN 'SUSPENDED' WHEN 'R' THEN 'RESIGNED' "
             "ELSE 'LAPSED' END END"
         ),
-        "membership_type": "left(COALESCE(g.rep->>'category', ''), 64)",
-        "membership_joined_on": "(g.rep->>'join_date')::date",
-        "handicap_index": "(g.rep->>'handicap')::numeric(4, 1)",
+        "membership_type": "left(COALESCE(g.rep_category, ''), 64)",
+        "membership_joined_on": "g.rep_join_date",
+        "handicap_index": "g.rep_handicap::numeric(4, 1)",
     }
 
 
@@ -511,7 +536,7 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
                 AND a.kind = 'phone' AND a.value = g.phone) THEN g.phone END,
             g.ext, left(COALESCE(g.first_name, ''), 100), left(COALESCE(g.last_name, ''), 100),
-            g.dob, (%(clubs)s::jsonb ->> (g.rep->>'club'))::uuid,
+            g.dob, (%(clubs)s::jsonb ->> g.rep_club)::uuid,
             CASE WHEN g.deceased THEN 'INACTIVE' ELSE 'ACTIVE' END,
             {values["lifecycle_stage"]},
             CASE WHEN g.deceased THEN ARRAY['deceased'] ELSE ARRAY[]::varchar[] END,
@@ -519,7 +544,7 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             {values["membership_type"]}, {values["membership_status"]},
             {values["membership_joined_on"]}, %(exported)s,
             {values["handicap_index"]},
-            CASE WHEN g.rep->>'handicap' IS NOT NULL THEN %(exported)s END
+            CASE WHEN g.rep_handicap IS NOT NULL THEN %(exported)s END
         FROM bf_groups g WHERE g.is_new
         """,  # noqa: S608
         params,
@@ -538,14 +563,14 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             date_of_birth = COALESCE(p.date_of_birth, g.dob),
             email = COALESCE(p.email, CASE WHEN {_email_free("email")} THEN g.email END),
             phone = COALESCE(p.phone, CASE WHEN {_email_free("phone")} THEN g.phone END),
-            home_club_id = COALESCE(p.home_club_id, (%(clubs)s::jsonb ->> (g.rep->>'club'))::uuid),
+            home_club_id = COALESCE(p.home_club_id, (%(clubs)s::jsonb ->> g.rep_club)::uuid),
             external_ids = g.ext || p.external_ids,
             {membership_sets},
             membership_updated_at = CASE WHEN {guards["membership"]} THEN %(exported)s
                 ELSE p.membership_updated_at END,
             handicap_index = CASE WHEN {guards["handicap"]} THEN {values["handicap_index"]}
                 ELSE p.handicap_index END,
-            handicap_updated_at = CASE WHEN {guards["handicap"]} AND g.rep->>'handicap' IS NOT NULL
+            handicap_updated_at = CASE WHEN {guards["handicap"]} AND g.rep_handicap IS NOT NULL
                 THEN %(exported)s ELSE p.handicap_updated_at END,
             status = CASE WHEN g.deceased THEN 'INACTIVE' ELSE p.status END,
             tags = CASE WHEN g.deceased AND NOT 'deceased' = ANY(p.tags)
@@ -557,6 +582,10 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         """,  # noqa: S608
         params,
     )
+    # Keys held by one record are inserted as they are; a key several records share once (the
+    # records sharing a key are one person: any of them gives the same profile). The shared
+    # keys' ORDER BY is in parentheses: unparenthesised, it ordered the whole UNION ALL, a
+    # sort of every alias of the run (0.55 s of the 5 s INSERT at 62,500).
     stats["aliases"] = _exec(
         f"""
         INSERT INTO "{ALIAS}" (tenant_id, kind, value, profile_id, source, created_at, updated_at)
@@ -566,8 +595,8 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
             WHERE NOT EXISTS (SELECT 1 FROM bf_shared s
                               WHERE s.kind = k.kind AND s.value = k.value)
             UNION ALL
-            SELECT DISTINCT ON (kind, value) kind, value, row_id FROM bf_shared
-            ORDER BY kind, value, row_id) k
+            (SELECT DISTINCT ON (kind, value) kind, value, row_id FROM bf_shared
+             ORDER BY kind, value, row_id)) k
         JOIN bf_members r ON r.id = k.row_id JOIN bf_groups g ON g.grp = r.grp
         ON CONFLICT DO NOTHING
         """,  # noqa: S608
