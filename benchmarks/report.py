@@ -956,11 +956,15 @@ RENDERERS = {
 }
 
 
-def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
+def write(
+    output_dir: Path, suite: str, results: dict, meta: dict, notes: list[str] | None = None
+) -> Path:
+    """Store a suite's run in benchmarks.json (a new run's entry has no notes: they were
+    about the run it replaces) and render benchmarks.md from every stored suite."""
     output_dir.mkdir(parents=True, exist_ok=True)
     raw_path = output_dir / "benchmarks.json"
     raw = json.loads(raw_path.read_text()) if raw_path.exists() else {}
-    raw[suite] = {"meta": meta, "results": results}
+    raw[suite] = {"meta": meta, "results": results, **({"notes": notes} if notes else {})}
     raw_path.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
     lines = [
         "# Benchmarks",
@@ -987,10 +991,20 @@ def write(output_dir: Path, suite: str, results: dict, meta: dict) -> Path:
             f"{meta_['memory_gib']} GiB, Python {meta_['python']}, {meta_['postgres']}._",
             "",
             *RENDERERS[name](entry["results"]),
+            *_notes(entry),
         ]
     markdown = output_dir / "benchmarks.md"
     markdown.write_text("\n".join(lines))
     return markdown
+
+
+def _notes(entry: dict) -> list[str]:
+    """What the person recording a run wrote about it (``"notes"`` beside ``"meta"`` in
+    benchmarks.json: the machine's other work, the code each step ran), after the figures."""
+    lines: list[str] = []
+    for note in entry.get("notes") or []:
+        lines += [">", f"> {note}"] if lines else [f"> {note}"]
+    return [*lines, ""] if lines else []
 
 
 def rerender(output_dir: Path) -> Path:
@@ -998,5 +1012,5 @@ def rerender(output_dir: Path) -> Path:
     raw = json.loads((output_dir / "benchmarks.json").read_text())
     path = output_dir / "benchmarks.md"
     for suite, entry in raw.items():
-        path = write(output_dir, suite, entry["results"], entry["meta"])
+        path = write(output_dir, suite, entry["results"], entry["meta"], entry.get("notes"))
     return path
