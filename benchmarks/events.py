@@ -1,6 +1,13 @@
 """Event ingestion and the timeline at scale.
 
-* The worker's own rate: events already in the sync log, processed in-process in batches.
+* The worker alone, as deployed: events already in the sync log (ingested in-process, their
+  processing not queued), then every batch queued at once to the real Celery worker
+  (prefork, concurrency 2, started and warmed up beforehand, on a queue of its own). The
+  rate is events / (first task queued .. last row processed); the REST side is excluded.
+  Besides it, the CPU time per event of the worker processes and of their PostgreSQL
+  backends.
+* The rate of one process: the same batches processed in-process, one after the other, no
+  broker (the cost per event of one process; the deployed worker runs two of them).
 * End to end: load clients POST batches of 1,000 events to gunicorn, which writes the sync
   log and queues tasks on Redis; a Celery worker processes them into PostgreSQL. The rate is
   events / (first POST .. last event processed).
@@ -27,11 +34,14 @@ import statistics
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from crm.celery import set_queue_override
+from crm.devtools.worker import CeleryWorker
 from crm.models import Region
 from crm.registry import ProcessedEvent, publish_events
 from crm.services import api_key_create, tenant_create
@@ -50,6 +60,8 @@ from .harness import (
     Server,
     http_load,
     load_runs,
+    postgres_backends,
+    process_cpu_seconds,
     start_worker,
     wrk_available,
     wrk_load,
@@ -66,6 +78,10 @@ REPEATS = 3
 PROFILE_BEFORE = ROOT / "benchmarks" / "events_profile_before.json"
 LADDER = (100_000, 300_000, 1_000_000)
 END_TO_END_EVENTS = 50_000  # per repetition; the worker alone gets a fifth of it
+WORKER_CONCURRENCY = 2  # the deployed worker's processes (one per core), as end to end
+# How often the deployed worker's measurement looks at the sync log: a pass takes about a
+# second, so the poll must be fine-grained, and cheap (a few rows by primary key each time).
+POLL_SECONDS = 0.01
 NAIVE_SAMPLE = 10_000  # events per naive measurement (extrapolated to the full count)
 # The tables the pipeline writes; vacuumed and analysed before each timed repetition.
 TABLES = (
@@ -222,9 +238,167 @@ def _worker_rates(tenant, known, count: int, seed: int, log) -> dict:
     return {
         "events": count,
         "batch_size": BATCH_SIZE,
+        "processes": 1,
         "events_per_s": spread(rates),
         "seconds": spread(seconds_),
         "us_per_event": round(1e6 / statistics.median(rates), 1),
+    }
+
+
+_PENDING_SQL = f"""
+    SELECT id FROM "{SyncLogEntry._meta.db_table}"
+    WHERE tenant_id = %s AND id = ANY(%s) AND {ingest.IS_PENDING}
+"""  # noqa: S608  (by primary key, as the worker's own statements: see ``IS_PENDING``)
+
+
+def _pending(tenant, ids: list[int]) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_PENDING_SQL, [tenant.pk, ids])
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+def _wait_batches(tenant, batches: list[list[int]], timeout: float = 900) -> None:
+    """Until no row of ``batches`` is pending, looking at few rows each time: a batch
+    commits all its rows at once (those it defers stay pending and come back in a batch of
+    their own), so only a batch whose first pending row is done is looked at in full."""
+    remaining = [list(batch) for batch in batches if batch]
+    deadline = time.monotonic() + timeout
+    while remaining:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{sum(map(len, remaining)):,} events still pending")
+        pending = _pending(tenant, [batch[0] for batch in remaining])
+        moved = [batch for batch in remaining if batch[0] not in pending]
+        if moved:
+            still = _pending(tenant, [pk for batch in moved for pk in batch])
+            remaining = [batch for batch in remaining if batch[0] in pending] + [
+                left for batch in moved if (left := [pk for pk in batch if pk in still])
+            ]
+        if remaining:
+            time.sleep(POLL_SECONDS)
+
+
+class _WorkerCpu:
+    """CPU time of a Celery worker (its main process and pool children) and of the
+    PostgreSQL backends of ``database`` other than this process's own, from now on. A
+    backend that connects during the pass counts from zero; one that exits during the pass
+    is counted through the postmaster's reaped children (``postgres_exited``: any
+    database's, so on a shared machine other work's exiting backends land there too)."""
+
+    def __init__(self, worker: CeleryWorker, database: str) -> None:
+        self.worker, self.database = worker, database
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.own_backend = cursor.fetchone()[0]
+        try:  # the postmaster is the parent of every backend (PostgreSQL on this machine)
+            stat = Path(f"/proc/{self.own_backend}/stat").read_text()
+            self.postmaster: int | None = int(stat.rsplit(")", 1)[1].split()[1])
+        except OSError:
+            self.postmaster = None
+        self.start = self._read()
+
+    def _worker_pids(self) -> list[int]:
+        pid = self.worker.process.pid  # type: ignore[union-attr]
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *map(int, children)]
+
+    def _reaped(self) -> float:
+        """CPU seconds of the postmaster's children that have exited (cutime + cstime)."""
+        try:
+            fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            return 0.0
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> dict[tuple[str, int], float]:
+        backends = [p for p in postgres_backends(self.database) if p != self.own_backend]
+        return {
+            **{("worker", pid): process_cpu_seconds(pid) for pid in self._worker_pids()},
+            **{("postgres", pid): process_cpu_seconds(pid) for pid in backends},
+            ("postgres_exited", self.postmaster or 0): self._reaped(),
+        }
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds used since the start, by the worker and by PostgreSQL."""
+        end = self._read()
+        used = {"worker": 0.0, "postgres": 0.0, "postgres_exited": 0.0}
+        for (kind, pid), seconds in end.items():
+            used[kind] += max(0.0, seconds - self.start.get((kind, pid), 0.0))
+        return used
+
+
+def _worker_pass(tenant, ids: list[int], worker: CeleryWorker, database: str) -> dict:
+    """One timed pass of the deployed worker: every batch of ``ids`` (already in the sync
+    log, pending) queued at once on the worker's queue, from the first task queued until no
+    row is pending; the CPU time of the worker and of its PostgreSQL backends meanwhile."""
+    batches = [ids[start : start + BATCH_SIZE] for start in range(0, len(ids), BATCH_SIZE)]
+    task = tenant_task("customers.process_events")
+    cpu = _WorkerCpu(worker, database)
+    load = os.getloadavg()[0]
+    set_queue_override(worker.queue)
+    try:
+        started = time.perf_counter()
+        for batch in batches:
+            task.delay(str(tenant.pk), batch)
+        _wait_batches(tenant, batches)
+        seconds = time.perf_counter() - started
+    finally:
+        set_queue_override(None)
+    used = cpu.used()
+    processed = SyncLogEntry.objects.filter(
+        tenant=tenant, pk__in=ids, status=SyncStatus.PROCESSED
+    ).count()
+    return {
+        "events": processed,
+        "batches": len(batches),
+        "seconds": seconds,
+        "cpu_us_per_event": {kind: round(1e6 * used[kind] / max(processed, 1), 1) for kind in used},
+        "load_average": round(load, 2),
+    }
+
+
+def _deployed_worker_rates(tenant, known, count: int, seed: int, env: dict[str, str], log):
+    """The worker alone as deployed: the real Celery worker (prefork, concurrency
+    ``WORKER_CONCURRENCY``, on a queue of its own, started and warmed up with 2,000 events
+    first), given ``count`` fresh events' batches at once, ``REPEATS`` times (see
+    ``_worker_pass``). The events are in the sync log before the clock starts: the REST side
+    (validation, the sync-log insert) is not in this figure; it is in the end to end one."""
+    queue = f"bench-worker-{uuid.uuid4().hex[:8]}"
+    database = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
+    worker = start_worker(env, queue, concurrency=WORKER_CONCURRENCY)
+    runs = []
+    try:
+        worker.wait_ready()
+        warm = _ingest_quietly(tenant, make_events(tenant, 2_000, known, seed))
+        _worker_pass(tenant, warm, worker, database)
+        for run in range(REPEATS):
+            ids = _ingest_quietly(tenant, make_events(tenant, count, known, seed + 1 + run))
+            _prepare()
+            result = _worker_pass(tenant, ids, worker, database)
+            runs.append(result)
+            log(
+                f"worker as deployed, run {run + 1}: {result['events']:,} events in "
+                f"{result['seconds']:.2f}s; CPU per event {result['cpu_us_per_event']} us"
+            )
+    finally:
+        worker.stop()
+    rates = [r["events"] / r["seconds"] for r in runs]
+    return {
+        "events": count,
+        "batch_size": BATCH_SIZE,
+        "batches": runs[0]["batches"],
+        "processes": WORKER_CONCURRENCY,
+        "events_per_s": spread(rates),
+        "seconds": spread([r["seconds"] for r in runs]),
+        "us_per_event": round(1e6 / statistics.median(rates), 1),
+        "cpu_us_per_event": {
+            kind: round(statistics.median(r["cpu_us_per_event"][kind] for r in runs), 1)
+            for kind in ("worker", "postgres", "postgres_exited")
+        },
+        "load_average": [r["load_average"] for r in runs],
     }
 
 
@@ -569,7 +743,8 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
     count = 10_000 if quick else END_TO_END_EVENTS
     sample = 1_000 if quick else NAIVE_SAMPLE
     log(f"rung at {total:,} profiles")
-    worker = _worker_rates(tenant, known, count // 5, seed=100, log=log)
+    worker = _deployed_worker_rates(tenant, known, count // 5, 150, env, log)
+    one_process = _worker_rates(tenant, known, count // 5, seed=100, log=log)
     naive_worker = (
         _naive_worker_rate(tenant, known, sample, count // 5, seed=200, log=log) if naive else None
     )
@@ -579,7 +754,8 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
     return {
         "profiles": total,
         "aliases": IdentityAlias.objects.for_tenant(tenant).count(),
-        "worker_in_process": worker,
+        "worker": worker,
+        "worker_in_process": one_process,
         "naive_worker_in_process": naive_worker,
         "end_to_end": end_to_end,
         "naive_one_task_per_event": naive_queued,
@@ -598,7 +774,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
     profile = _profile(tenant, known, 1_000 if quick else 5_000, seed=400)
     top = rungs[-1]
     timeline = _timeline(tenant, env, key, quick, log)
-    worker, e2e = top["worker_in_process"], top["end_to_end"]
+    worker, one_process, e2e = top["worker"], top["worker_in_process"], top["end_to_end"]
     naive_worker, naive_queued = top["naive_worker_in_process"], top["naive_one_task_per_event"]
     return {
         "data": {
@@ -612,14 +788,22 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
             # Other work on the machine (the figures are CPU-bound on 2 cores).
             "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         },
-        "worker_in_process": worker,
+        "worker": worker,
+        "worker_in_process": one_process,
         "end_to_end": e2e,
         "naive": {
             "worker_in_process": naive_worker,
             "one_task_per_event": naive_queued,
+            # Like for like: one process in-process, batched vs naive.
             "worker_ratio": round(
-                worker["events_per_s"]["median"] / naive_worker["events_per_s"], 1
+                one_process["events_per_s"]["median"] / naive_worker["events_per_s"], 1
             ),
+            # Like for like: queue and worker only (the events already in the sync log), the
+            # real worker at concurrency 2, batches vs one task per event.
+            "queued_worker_ratio": round(
+                worker["events_per_s"]["median"] / naive_queued["events_per_s"], 1
+            ),
+            # End to end (the REST side included) against the naive queue and worker only.
             "end_to_end_ratio": round(
                 e2e["events_per_s"]["median"] / naive_queued["events_per_s"], 1
             ),
@@ -627,8 +811,11 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
         "growth": [
             {
                 "profiles": rung["profiles"],
-                "worker_events_per_s": rung["worker_in_process"]["events_per_s"]["median"],
-                "worker_us_per_event": rung["worker_in_process"]["us_per_event"],
+                "worker_events_per_s": rung["worker"]["events_per_s"]["median"],
+                "worker_us_per_event": rung["worker"]["us_per_event"],
+                "worker_cpu_us_per_event": rung["worker"]["cpu_us_per_event"],
+                "one_process_events_per_s": rung["worker_in_process"]["events_per_s"]["median"],
+                "one_process_us_per_event": rung["worker_in_process"]["us_per_event"],
                 "end_to_end_events_per_s": rung["end_to_end"]["events_per_s"]["median"],
                 "end_to_end_us_per_event": rung["end_to_end"]["us_per_event"],
             }

@@ -19,8 +19,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from celery.signals import task_postrun, task_prerun
 from django.core.signals import request_finished, request_started
-from django.db import connections
+from django.db import close_old_connections, connections
 
 HEALTH_CHECK_AFTER_IDLE = 5.0
 _LAST_USED = "_crm_request_finished_at"
@@ -47,7 +48,29 @@ def note_connection_use(**kwargs: Any) -> None:
         setattr(conn, _LAST_USED, now if conn.connection is not None else None)
 
 
+def _eager(task: Any) -> bool:
+    """A task run in the caller's process (``apply``, eager mode): its connection, maybe in
+    the caller's transaction, is the caller's to manage (Celery's fixup skips them too)."""
+    return task is None or bool(getattr(task.request, "is_eager", False))
+
+
+def task_started(task: Any = None, **kwargs: Any) -> None:
+    """``task_prerun``: as at the start of a request."""
+    if not _eager(task):
+        close_old_connections()
+        skip_health_check_when_recently_used()
+
+
+def task_finished(task: Any = None, **kwargs: Any) -> None:
+    """``task_postrun``: as at the end of a request."""
+    if not _eager(task):
+        close_old_connections()
+        note_connection_use()
+
+
 def connect() -> None:
     # Django connects close_old_connections when django.db is imported, so these run after.
     request_started.connect(skip_health_check_when_recently_used, dispatch_uid="crm-conn-reuse")
     request_finished.connect(note_connection_use, dispatch_uid="crm-conn-used")
+    task_prerun.connect(task_started, dispatch_uid="crm-task-conn-reuse")
+    task_postrun.connect(task_finished, dispatch_uid="crm-task-conn-used")

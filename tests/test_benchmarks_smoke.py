@@ -53,6 +53,10 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     events = raw["events"]["results"]
     assert events["end_to_end"]["events"] == events["data"]["events_end_to_end"]
     assert events["end_to_end"]["http_errors"] == 0
+    assert events["worker"]["events"] == events["data"]["events_worker"]
+    assert events["worker"]["processes"] == 2
+    assert events["worker"]["cpu_us_per_event"]["worker"] > 0
+    assert events["checks"]["worker_events_per_s"] == events["worker"]["events_per_s"]["median"]
     assert events["worker_in_process"]["events"] > 0
     assert events["timeline"]["activities"] >= 10_000
     assert events["timeline"]["first_page"]["errors"] == 0
@@ -91,3 +95,34 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
     assert "## Scoring" in report
     assert "Nightly scoring of every profile" in report
     assert "### Growth: per-profile cost by data size" in report
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_events_worker_alone_is_timed_on_the_real_worker_until_every_batch_is_done():
+    """The events suite's worker-alone pass: events already in the sync log, every batch
+    queued at once to a real Celery worker (concurrency 2); it returns once no row is
+    pending, with every event processed exactly once."""
+    from django.db import connection
+
+    from benchmarks import events as bench_events
+    from customers.models import Activity, SyncLogEntry, SyncStatus
+    from tests.factories import TenantFactory
+    from tests.worker import celery_worker
+
+    tenant = TenantFactory()
+    known = [("email", "known-member@example.com")]
+    ids = bench_events._ingest_quietly(
+        tenant, bench_events.make_events(tenant, 1_200, known, seed=7)
+    )
+    assert SyncLogEntry.objects.filter(pk__in=ids, status=SyncStatus.PENDING).count() == 1_200
+
+    with celery_worker(concurrency=2) as worker:
+        result = bench_events._worker_pass(tenant, ids, worker, connection.settings_dict["NAME"])
+
+    assert result["events"] == 1_200
+    assert result["batches"] == -(-1_200 // bench_events.BATCH_SIZE)  # queued at once
+    assert result["seconds"] > 0
+    assert result["cpu_us_per_event"]["worker"] > 0
+    assert not SyncLogEntry.objects.filter(pk__in=ids).exclude(status=SyncStatus.PROCESSED)
+    assert Activity.objects.filter(tenant=tenant).count() == 1_200

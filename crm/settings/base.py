@@ -345,6 +345,12 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers keep their database connection between tasks, as the web workers do between
+# requests (CONN_MAX_AGE, health checks: crm/dbconn.py closes old or broken ones around each
+# task). Without this Celery's Django fixup closed it before and after every task: a new
+# PostgreSQL connection and backend for each batch of events. Celery still closes it after
+# this many tasks.
+CELERY_DB_REUSE_MAX = 1_000
 # An unacked message comes back after the visibility timeout: it must exceed the longest
 # task (hard limit below) and we never schedule ETAs near it (due work lives in the DB).
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)

@@ -67,3 +67,61 @@ def test_an_idle_connection_is_checked_before_its_first_query(health_checks, mon
     _request()
 
     assert len(health_checks) == before + 1
+
+
+def test_the_task_receivers_are_connected():
+    from celery.signals import task_postrun, task_prerun
+
+    assert dbconn.task_started in [r[1]() for r in task_prerun.receivers]
+    assert dbconn.task_finished in [r[1]() for r in task_postrun.receivers]
+
+
+def _worker_backends() -> set[int]:
+    """The test database's client backends other than this process's own."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_keeps_its_database_connection_from_one_task_to_the_next():
+    """Celery's Django fixup closed the connection around every task (a new PostgreSQL
+    backend for each batch of events); the worker now keeps it, as a web worker does."""
+    from django.utils import timezone
+
+    from customers.ingest import events_ingest
+    from customers.models import SyncLogEntry, SyncStatus
+    from tests.factories import TenantFactory
+    from tests.worker import celery_worker
+
+    tenant = TenantFactory()
+    backends = []
+    with celery_worker(concurrency=1):
+        for n in range(3):
+            events_ingest(
+                tenant=tenant,
+                raw_events=[
+                    {
+                        "id": f"reuse-{n}",
+                        "type": "teetime.round.completed",
+                        "tenantId": tenant.slug,
+                        "timestamp": timezone.now().isoformat(),
+                        "identity": {"email": f"player{n}@example.com"},
+                        "payload": {"roundId": f"R{n}"},
+                    }
+                ],
+            )
+            deadline = time.monotonic() + 60
+            while (
+                SyncLogEntry.objects.filter(tenant=tenant, status=SyncStatus.PROCESSED).count() <= n
+            ):
+                assert time.monotonic() < deadline, "the worker did not process the event"
+                time.sleep(0.05)
+            backends.append(_worker_backends())
+
+    assert backends[0]  # the pool process's connection, open after its task
+    assert backends[0] == backends[1] == backends[2]
