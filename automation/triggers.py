@@ -142,9 +142,14 @@ def journeys_on_events(*, tenant: Tenant, events: Sequence[ProcessedEvent]) -> N
     query reads the ACTIVE journeys (with their entry steps and awaited events), the events
     are matched against their triggers in memory, one statement enrolls everyone matched in
     every journey (``enrollments_insert``), one makes the enrollments waiting for these
-    events due now; then one kick of the sweep."""
+    events due now; then one kick of the sweep. A tenant with no ACTIVE journey costs one
+    ``EXISTS``."""
     people = [e for e in events if e.profile_id is not None]
     if not people:
+        return
+    # Most batches are of tenants with no ACTIVE journey: a plain EXISTS answers them (about
+    # 1.5 ms a batch) before the annotated read (about 7 ms, most of it Django building it).
+    if not Journey.objects.for_tenant(tenant).filter(status=JourneyStatus.ACTIVE).exists():
         return
     now = timezone.now()
     types = {e.type for e in people}
