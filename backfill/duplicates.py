@@ -17,7 +17,7 @@ linear in the number of people (never all pairs):
    same e-mail local part or last seven phone digits. A block holds a few days' people of
    one sound and one initial; blocks larger than ``MAX_BLOCK`` are skipped. The blocks'
    sizes still grow with the file (fixed keys), so the pairs grow faster than the people,
-   but 0.05 a person at 250,000 and 0.2 at 1M (docs/profiles/backfill-duplicates.md).
+   but 0.05 a person at 250,000 and 0.18 at 1M (docs/profiles/backfill-duplicates.md).
 2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
    and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
    nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
