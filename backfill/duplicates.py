@@ -10,11 +10,14 @@ linear in the number of people (never all pairs):
    digits (the weights leave it below otherwise: ``_BLOCKS_EXACT_ABOVE``), so every key
    carries the date: the year with the digits of day and month in any order (``y:``), and
    day and month with the digits of the year in any order (``c:``), each with the Double
-   Metaphone of the first name, of the surname and of ``KnownAs`` (swapped names share a
-   key: the families mix the names), and the date with the two initials in sorted order
-   (``i:``); a person whose date is unknown is compared with the people of the same e-mail
-   local part or last seven phone digits. A block holds a few days' people of one sound
-   whatever the size of the file; blocks larger than ``MAX_BLOCK`` are skipped.
+   Metaphone of one name and the first letter of the other (first name and surname's
+   initial, surname and first name's initial, ``KnownAs`` and surname's initial: swapped
+   names share a key, the families mix the names), and the date with the two initials in
+   sorted order (``i:``); a person whose date is unknown is compared with the people of the
+   same e-mail local part or last seven phone digits. A block holds a few days' people of
+   one sound and one initial; blocks larger than ``MAX_BLOCK`` are skipped. The blocks'
+   sizes still grow with the file (fixed keys), so the pairs grow faster than the people,
+   but 0.05 a person at 250,000 and 0.18 at 1M (docs/profiles/backfill-duplicates.md).
 2. **Scoring** (0..1): names by the best of trigram similarity (``pg_trgm``), edit distance
    and Double Metaphone (``fuzzystrmatch``), the better of straight and swapped, with
    nicknames mapped to their full name (``NICKNAMES``) and ``KnownAs`` counted as a first
@@ -158,12 +161,12 @@ def _people_merged_sql() -> str:
 
 _BLOCKS_SELECT = """
     SELECT grp, key FROM bf_people g, LATERAL (VALUES
-        ('y:' || dob_y || ':' || NULLIF(fn_dm, '')),
-        ('y:' || dob_y || ':' || NULLIF(ln_dm, '')),
-        ('y:' || dob_y || ':' || NULLIF(kn_dm, '')),
-        ('c:' || dob_d || ':' || NULLIF(fn_dm, '')),
-        ('c:' || dob_d || ':' || NULLIF(ln_dm, '')),
-        ('c:' || dob_d || ':' || NULLIF(kn_dm, '')),
+        ('y:' || dob_y || ':' || NULLIF(fn_dm, '') || ':' || left(ln, 1)),
+        ('y:' || dob_y || ':' || NULLIF(ln_dm, '') || ':' || left(fn, 1)),
+        ('y:' || dob_y || ':' || NULLIF(kn_dm, '') || ':' || left(ln, 1)),
+        ('c:' || dob_d || ':' || NULLIF(fn_dm, '') || ':' || left(ln, 1)),
+        ('c:' || dob_d || ':' || NULLIF(ln_dm, '') || ':' || left(fn, 1)),
+        ('c:' || dob_d || ':' || NULLIF(kn_dm, '') || ':' || left(ln, 1)),
         ('i:' || dob || ':' || NULLIF(least(left(fn, 1), left(ln, 1))
                                       || greatest(left(fn, 1), left(ln, 1)), ''))
     ) AS b(key) WHERE key IS NOT NULL {only}
@@ -337,10 +340,10 @@ def _known_sql() -> str:
         CREATE UNIQUE INDEX ON bf_known (profile_id);
         CREATE TEMP TABLE bf_known_blocks ON COMMIT DROP AS
         SELECT profile_id, key FROM bf_known, LATERAL (VALUES
-            ('y:' || dob_y || ':' || NULLIF(fn_dm, '')),
-            ('y:' || dob_y || ':' || NULLIF(ln_dm, '')),
-            ('c:' || dob_d || ':' || NULLIF(fn_dm, '')),
-            ('c:' || dob_d || ':' || NULLIF(ln_dm, '')),
+            ('y:' || dob_y || ':' || NULLIF(fn_dm, '') || ':' || left(ln, 1)),
+            ('y:' || dob_y || ':' || NULLIF(ln_dm, '') || ':' || left(fn, 1)),
+            ('c:' || dob_d || ':' || NULLIF(fn_dm, '') || ':' || left(ln, 1)),
+            ('c:' || dob_d || ':' || NULLIF(ln_dm, '') || ':' || left(fn, 1)),
             ('i:' || dob || ':' || least(left(fn, 1), left(ln, 1))
                 || greatest(left(fn, 1), left(ln, 1)))
         ) AS b(key) WHERE key IS NOT NULL;
