@@ -66,8 +66,21 @@ def bench_setup(database: str, fresh: bool = False) -> dict[str, str]:
     return env
 
 
+# The server settings the figures depend on most, recorded with each run (docs/operations.md,
+# "PostgreSQL settings", says what production uses).
+POSTGRES_SETTINGS = (
+    "shared_buffers",
+    "max_wal_size",
+    "synchronous_commit",
+    "wal_compression",
+    "jit",
+    "autovacuum",
+)
+
+
 def run_meta() -> dict[str, str]:
-    """Where and when a suite ran: the machine, PostgreSQL's version, the time."""
+    """Where and when a suite ran: the machine, PostgreSQL's version and main settings, the
+    time."""
     from datetime import UTC, datetime
 
     from django.db import connection
@@ -75,6 +88,11 @@ def run_meta() -> dict[str, str]:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+        cursor.execute(
+            "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name ORDER BY name",
+            [list(POSTGRES_SETTINGS)],
+        )
+        postgres += " (" + ", ".join(f"{name} {value}" for name, value in cursor.fetchall()) + ")"
     return {
         **machine(),
         "postgres": postgres,
