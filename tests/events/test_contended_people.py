@@ -144,3 +144,42 @@ def test_a_known_person_whose_profile_another_batch_holds_is_deferred(tenant_a, 
     assert Activity.objects.filter(customer=busy).count() == 1
     busy.refresh_from_db()
     assert busy.last_activity_type == "teetime.round.completed"
+
+
+def test_a_person_another_batch_created_meanwhile_is_joined_without_a_profile_of_its_own(
+    tenant_a, monkeypatch
+):
+    """The batch read the aliases before another batch's commit gave the email to a person:
+    its alias insert finds the email taken, so that group gets no profile and its event
+    resolves to the other batch's person; the other new person of the batch is created.
+    No profile is inserted and deleted again (a delete costs a search of every table that
+    refers to profiles)."""
+    existing = person(tenant_a, email="taken@example.com")
+    result = ingest(
+        tenant_a,
+        _round(tenant_a, {"email": "taken@example.com"}, "taken-1"),
+        _round(tenant_a, {"email": "fresh@example.com"}, "fresh-1"),
+    )
+    monkeypatch.setattr(ingest_module, "_known_aliases", lambda tenant, pairs: {})
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        outcome = events_process(tenant=tenant_a, entry_ids=result.entry_ids)
+    assert (outcome.processed, outcome.deferred) == (2, 0)
+    rows = _entries(tenant_a)
+    assert rows["taken-1"].profile_id == existing.pk
+    fresh = IdentityAlias.objects.get(tenant=tenant_a, value="fresh@example.com").profile_id
+    assert rows["fresh-1"].profile_id == fresh != existing.pk
+    assert CustomerProfile.objects.filter(tenant=tenant_a).count() == 2
+    assert Activity.objects.filter(tenant=tenant_a, customer_id=existing.pk).count() == 1
+    assert any("INSERT INTO" in sql and IdentityAlias._meta.db_table in sql for sql in statements)
+    profile_deletes = [
+        sql
+        for sql in statements
+        if sql.lstrip().upper().startswith("DELETE") and CustomerProfile._meta.db_table in sql
+    ]
+    assert profile_deletes == []
