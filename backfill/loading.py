@@ -382,6 +382,7 @@ def _groups_build(run: ImportRun, *, merged: bool = False) -> None:
         CREATE TEMP TABLE bf_match ON COMMIT DROP AS {match};
         CREATE TEMP TABLE bf_groups ON COMMIT DROP AS {people};
         CREATE UNIQUE INDEX ON bf_groups (grp);
+        CREATE INDEX ON bf_groups (profile_id);
         """
     _exec(f"{tables} ANALYZE bf_groups;", [run.tenant_id])
 
