@@ -61,7 +61,9 @@ from .harness import (
     http_load,
     load_runs,
     postgres_backends,
+    proc_stat,
     process_cpu_seconds,
+    reaped_children_cpu_seconds,
     start_worker,
     wrk_available,
     wrk_load,
@@ -290,11 +292,9 @@ class _WorkerCpu:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             self.own_backend = cursor.fetchone()[0]
-        try:  # the postmaster is the parent of every backend (PostgreSQL on this machine)
-            stat = Path(f"/proc/{self.own_backend}/stat").read_text()
-            self.postmaster: int | None = int(stat.rsplit(")", 1)[1].split()[1])
-        except OSError:
-            self.postmaster = None
+        # The postmaster is the parent of every backend (PostgreSQL on this machine).
+        fields = proc_stat(self.own_backend)
+        self.postmaster = int(fields[1]) if fields else None
         self.start = self._read()
 
     def _worker_pids(self) -> list[int]:
@@ -305,20 +305,14 @@ class _WorkerCpu:
             children = []
         return [pid, *map(int, children)]
 
-    def _reaped(self) -> float:
-        """CPU seconds of the postmaster's children that have exited (cutime + cstime)."""
-        try:
-            fields = Path(f"/proc/{self.postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, TypeError):
-            return 0.0
-        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-
     def _read(self) -> dict[tuple[str, int], float]:
         backends = [p for p in postgres_backends(self.database) if p != self.own_backend]
         return {
             **{("worker", pid): process_cpu_seconds(pid) for pid in self._worker_pids()},
             **{("postgres", pid): process_cpu_seconds(pid) for pid in backends},
-            ("postgres_exited", self.postmaster or 0): self._reaped(),
+            ("postgres_exited", self.postmaster or 0): (
+                reaped_children_cpu_seconds(self.postmaster) if self.postmaster else 0.0
+            ),
         }
 
     def used(self) -> dict[str, float]:

@@ -23,7 +23,6 @@ import argparse
 import collections
 import cProfile
 import io
-import os
 import pstats
 import time
 
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true")
     args = parser.parse_args()
 
-    from .harness import bench_setup
+    from .harness import bench_setup, process_cpu_seconds
 
     bench_setup(args.database)
     from django.db import connection
@@ -60,7 +59,7 @@ def main() -> None:
         cursor.execute("SELECT pg_backend_pid(), pg_current_wal_lsn()")
         backend, wal_start = cursor.fetchone()
     profile = cProfile.Profile() if args.cprofile else None
-    backend_start, own_start = _cpu(backend), time.process_time()
+    backend_start, own_start = process_cpu_seconds(backend), time.process_time()
     with connection.execute_wrapper(timed):
         started = time.perf_counter()
         if profile:
@@ -69,7 +68,8 @@ def main() -> None:
         if profile:
             profile.disable()
         seconds = time.perf_counter() - started
-    backend_cpu, own_cpu = _cpu(backend) - backend_start, time.process_time() - own_start
+    backend_cpu = process_cpu_seconds(backend) - backend_start
+    own_cpu = time.process_time() - own_start
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", [wal_start])
         wal = float(cursor.fetchone()[0])
@@ -92,13 +92,6 @@ def main() -> None:
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats(order).print_stats(25)
             print(out.getvalue())
-
-
-def _cpu(pid: int) -> float:
-    """User and system CPU seconds of a local process (the PostgreSQL backend)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def statement_timer(width: int):

@@ -194,14 +194,27 @@ def machine() -> dict[str, str]:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (0 when it is gone)."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after "pid (comm)" (state is field 0, the parent's
+    pid field 1), or None when the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 0
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (0 when it is gone)."""
+    fields = proc_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS if fields else 0.0
+
+
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's children that have exited and been waited for
+    (cutime + cstime; 0 when the process is gone)."""
+    fields = proc_stat(pid)
+    return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS if fields else 0.0
 
 
 def postgres_backends(database: str) -> list[int]:
