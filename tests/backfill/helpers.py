@@ -11,11 +11,11 @@ from backfill.mca import Export
 from backfill.runs import run_import
 from tests.factories import ClubFactory, TenantFactory
 
-# The sample exports live in the steering repo's shared/ folder, beside this checkout (CI
-# lays a copy there); MCA_SAMPLES_DIR points elsewhere.
+# The sample exports (ZA and UK, with their faults, and truth.json): a byte-for-byte copy of
+# shared/data/mca-v1 (the format's owners keep the original), in the repository so that a
+# clean clone anywhere runs these tests; MCA_SAMPLES_DIR points elsewhere.
 DATA = Path(
-    os.environ.get("MCA_SAMPLES_DIR")
-    or Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mca-v1"
+    os.environ.get("MCA_SAMPLES_DIR") or Path(__file__).resolve().parent / "samples" / "mca-v1"
 )
 TRUTH = json.loads((DATA / "truth.json").read_text())
 EXPORTED_AT = datetime(2024, 8, 1, 6, 0, tzinfo=UTC)
