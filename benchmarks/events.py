@@ -34,7 +34,6 @@ import statistics
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.db import connection, transaction
@@ -57,12 +56,13 @@ from customers.services import identity_resolve
 from .harness import (
     API_SERVER,
     ROOT,
+    ProcessCpu,
     Server,
     http_load,
     load_runs,
     postgres_backends,
     proc_stat,
-    process_cpu_seconds,
+    process_and_children,
     reaped_children_cpu_seconds,
     start_worker,
     wrk_available,
@@ -287,40 +287,28 @@ class _WorkerCpu:
     database's, so on a shared machine other work's exiting backends land there too)."""
 
     def __init__(self, worker: CeleryWorker, database: str) -> None:
-        self.worker, self.database = worker, database
         connection.ensure_connection()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
-            self.own_backend = cursor.fetchone()[0]
+            own_backend = cursor.fetchone()[0]
         # The postmaster is the parent of every backend (PostgreSQL on this machine).
-        fields = proc_stat(self.own_backend)
+        fields = proc_stat(own_backend)
         self.postmaster = int(fields[1]) if fields else None
-        self.start = self._read()
+        self.exited_before = self._exited()
+        self.processes = ProcessCpu(
+            {
+                "worker": lambda: process_and_children(worker.process.pid),  # type: ignore[union-attr]
+                "postgres": lambda: [p for p in postgres_backends(database) if p != own_backend],
+            }
+        )
 
-    def _worker_pids(self) -> list[int]:
-        pid = self.worker.process.pid  # type: ignore[union-attr]
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return [pid, *map(int, children)]
-
-    def _read(self) -> dict[tuple[str, int], float]:
-        backends = [p for p in postgres_backends(self.database) if p != self.own_backend]
-        return {
-            **{("worker", pid): process_cpu_seconds(pid) for pid in self._worker_pids()},
-            **{("postgres", pid): process_cpu_seconds(pid) for pid in backends},
-            ("postgres_exited", self.postmaster or 0): (
-                reaped_children_cpu_seconds(self.postmaster) if self.postmaster else 0.0
-            ),
-        }
+    def _exited(self) -> float:
+        return reaped_children_cpu_seconds(self.postmaster) if self.postmaster else 0.0
 
     def used(self) -> dict[str, float]:
         """CPU seconds used since the start, by the worker and by PostgreSQL."""
-        end = self._read()
-        used = {"worker": 0.0, "postgres": 0.0, "postgres_exited": 0.0}
-        for (kind, pid), seconds in end.items():
-            used[kind] += max(0.0, seconds - self.start.get((kind, pid), 0.0))
+        used = self.processes.used()
+        used["postgres_exited"] = max(0.0, self._exited() - self.exited_before)
         return used
 
 

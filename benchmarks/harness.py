@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -217,6 +218,15 @@ def reaped_children_cpu_seconds(pid: int) -> float:
     return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS if fields else 0.0
 
 
+def process_and_children(pid: int) -> list[int]:
+    """A process and its children (a server's master and workers, a worker's pool)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *map(int, children)]
+
+
 def postgres_backends(database: str) -> list[int]:
     """The PostgreSQL backends connected to ``database`` (by their process titles)."""
     pids = []
@@ -302,12 +312,7 @@ class Server:
 
     def processes(self) -> list[int]:
         """The master and its workers."""
-        pid = self.process.pid
-        try:
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:
-            children = []
-        return [pid, *(int(child) for child in children)]
+        return process_and_children(self.process.pid)
 
     def backends(self) -> list[int]:
         """The PostgreSQL backends connected to the bench database (its workers'
@@ -418,16 +423,50 @@ def http_load(
     }
 
 
+class ProcessCpu:
+    """CPU seconds used by named groups of processes from now on. ``groups`` maps a name to
+    a callable listing the group's live pids (a server's workers, a database's backends). A
+    process counts from its first reading (from zero when it first appears after the start:
+    it started meanwhile) to its last; one that has gone keeps its last reading, so what it
+    used after that reading is missed unless the caller reads often (``read``) or counts
+    exited processes another way (their parent's reaped children)."""
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+        self.groups = groups
+        self.first: dict[tuple[str, int], float] = {}
+        self.last: dict[tuple[str, int], float] = {}
+        self.read(initial=True)
+
+    def read(self, *, initial: bool = False, rescan: bool = True) -> None:
+        """One reading of every process; without ``rescan``, only the ones already known
+        (listing a database's backends walks /proc)."""
+        for name, pids_of in self.groups.items():
+            pids = pids_of() if rescan else [pid for kind, pid in self.last if kind == name]
+            for pid in pids:
+                cpu = process_cpu_seconds(pid)
+                if not cpu and (name, pid) in self.last:
+                    continue  # gone: keep its last reading
+                self.first.setdefault((name, pid), cpu if initial else 0.0)
+                self.last[(name, pid)] = cpu
+
+    def used(self) -> dict[str, float]:
+        """CPU seconds each group used since the start (a last reading first)."""
+        self.read()
+        used = dict.fromkeys(self.groups, 0.0)
+        for (name, pid), cpu in self.last.items():
+            used[name] += max(0.0, cpu - self.first[(name, pid)])
+        return used
+
+
 class _CpuMeter:
     """CPU time spent during a load: gunicorn (master and workers), its PostgreSQL backends
     and the load clients (this process and its children: ``resource.RUSAGE_CHILDREN`` counts
     children once they have been waited for). Redis, shared with other work, is left out.
 
     Workers recycle their database connections (``CONN_MAX_AGE``), so backends come and go
-    during a run: a thread reads each one's CPU time every 0.2 s (and looks for new ones
-    every second), and a process counts from its first reading (from zero when it started
-    during the run) to its last. What a backend used in its last 0.2 s is missed; the
-    thread's own CPU is taken off the clients' figure."""
+    during a run: a thread takes a reading every 0.2 s (and looks for new backends every
+    second). What a backend used in its last 0.2 s is missed; the thread's own CPU is taken
+    off the clients' figure."""
 
     POLL_SECONDS = 0.2
     RESCAN_EVERY = 5
@@ -436,32 +475,20 @@ class _CpuMeter:
         self.server = server
         self.started = time.perf_counter()
         self.children_before = self._children()
-        self.first: dict[tuple[str, int], float] = {}
-        self.last: dict[tuple[str, int], float] = {}
         self.poller_cpu = 0.0
         self.stopping = threading.Event()
+        self.processes: ProcessCpu | None = None
         self.thread: threading.Thread | None = None
         if server is not None:
-            self._read(server, initial=True)
-            self.thread = threading.Thread(target=self._poll, args=(server,), daemon=True)
+            self.processes = ProcessCpu({"server": server.processes, "postgres": server.backends})
+            self.thread = threading.Thread(target=self._poll, args=(self.processes,), daemon=True)
             self.thread.start()
 
-    def _read(self, server: Server, *, initial: bool = False, rescan: bool = True) -> None:
-        known = {pid for kind, pid in self.last if kind == "postgres"}
-        backends = server.backends() if rescan else known
-        for kind, pids in (("server", server.processes()), ("postgres", backends)):
-            for pid in pids:
-                cpu = process_cpu_seconds(pid)
-                if not cpu and (kind, pid) in self.last:
-                    continue  # gone: keep its last reading
-                self.first.setdefault((kind, pid), cpu if initial else 0.0)
-                self.last[(kind, pid)] = cpu
-
-    def _poll(self, server: Server) -> None:
+    def _poll(self, processes: ProcessCpu) -> None:
         rounds = 0
         while not self.stopping.wait(self.POLL_SECONDS):
             rounds += 1
-            self._read(server, rescan=rounds % self.RESCAN_EVERY == 0)
+            processes.read(rescan=rounds % self.RESCAN_EVERY == 0)
         self.poller_cpu = time.thread_time()
 
     @staticmethod
@@ -479,15 +506,12 @@ class _CpuMeter:
         return time.perf_counter() - self.started
 
     def per_request(self, requests: int) -> dict:
-        if self.server is None or self.thread is None or not requests:
+        if self.processes is None or self.thread is None or not requests:
             return {}
         wall = self.wall()
         self.stopping.set()
         self.thread.join()
-        self._read(self.server)
-        used = {"server": 0.0, "postgres": 0.0}
-        for key, cpu in self.last.items():
-            used[key[0]] += cpu - self.first[key]
+        used = self.processes.used()
         used["clients"] = self._children() - self.children_before - self.poller_cpu
         return {
             "cpu_us_per_request": {

@@ -1,0 +1,72 @@
+"""The benchmark harness's CPU meter (the figures' "CPU per event / request" columns)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from benchmarks.harness import ProcessCpu, process_and_children
+
+BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def _busy(seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", BUSY.format(seconds=seconds)])
+
+
+def test_a_process_counts_only_what_it_used_after_the_meter_started():
+    busy = _busy(0.6)
+    try:
+        time.sleep(0.05)
+        while _cpu(busy.pid) < 0.25:  # a quarter of a second used before the meter
+            time.sleep(0.01)
+        meter = ProcessCpu({"busy": lambda: [busy.pid] if busy.poll() is None else []})
+        before = meter.first[("busy", busy.pid)]
+        while _cpu(busy.pid) < before + 0.2:
+            time.sleep(0.01)
+        used = meter.used()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert before >= 0.25
+    assert 0.2 <= used["busy"] < 0.6
+
+
+def test_a_process_started_after_the_meter_counts_from_zero_and_a_gone_one_keeps_its_reading():
+    pids: list[int] = []
+    meter = ProcessCpu({"group": lambda: pids})
+    assert meter.used() == {"group": 0.0}
+    busy = _busy(0.5)
+    pids.append(busy.pid)
+    while _cpu(busy.pid) < 0.15:
+        time.sleep(0.01)
+    meter.read()  # its first reading: all it used counts (it started after the meter)
+    busy.wait()  # it used the rest of its 0.5 s and exited, unread: that part is missed
+    used = meter.used()
+    assert 0.15 <= used["group"] < 0.45
+    assert used["group"] == meter.last[("group", busy.pid)]
+
+
+def test_a_process_and_its_children_are_listed():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run(['sleep', '5'])"]
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while len(process_and_children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        listed = process_and_children(parent.pid)
+    finally:
+        for pid in process_and_children(parent.pid)[1:]:
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+    assert listed[0] == parent.pid
+    assert len(listed) == 2
+
+
+def _cpu(pid: int) -> float:
+    from benchmarks.harness import process_cpu_seconds
+
+    return process_cpu_seconds(pid)
