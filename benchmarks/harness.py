@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from crm.devtools.worker import CeleryWorker
@@ -79,7 +80,7 @@ POSTGRES_SETTINGS = (
 )
 
 
-def run_meta() -> dict[str, str]:
+def run_meta() -> dict[str, Any]:
     """Where and when a suite ran: the machine, PostgreSQL's version and main settings, the
     time."""
     from datetime import UTC, datetime
@@ -98,7 +99,44 @@ def run_meta() -> dict[str, str]:
         **machine(),
         "postgres": postgres,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "reference": reference_work(),
     }
+
+
+# A fixed piece of work on each side, timed when a run starts: VMs of the same type have run
+# the same code 1.4-2x apart (docs/benchmarks.md, "Comparing runs"), and these two figures tell
+# a slower machine from a slower commit. Best of 5, so a moment's other work does not count.
+REFERENCE_SQL = "SELECT sum(length(md5(i::text))) FROM generate_series(1, 100000) AS i"
+REFERENCE_ROUNDS = 5
+
+
+def _reference_python() -> None:
+    rows = [{"id": i, "email": f"member{i}@example.com", "tags": ["a", "b"]} for i in range(20_000)]
+    json.loads(json.dumps(rows))
+    sorted(row["email"].upper() for row in rows)
+
+
+def reference_work() -> dict[str, float]:
+    """Milliseconds of the reference work in this process (Python: building, encoding,
+    decoding and sorting 20,000 small records) and in its PostgreSQL backend (``REFERENCE_SQL``,
+    JIT off); lower is faster."""
+    from django.db import connection
+
+    def best(work: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(REFERENCE_ROUNDS):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        return round(min(times) * 1000, 1)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+        try:
+            postgres = best(lambda: cursor.execute(REFERENCE_SQL))
+        finally:
+            cursor.execute("RESET jit")
+    return {"python_ms": best(_reference_python), "postgres_ms": postgres}
 
 
 def percentile(values: list[float], pct: float) -> float:

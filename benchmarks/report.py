@@ -1057,25 +1057,34 @@ def write(
         "# Benchmarks",
         "",
         "Measured by `make bench` (`python -m benchmarks`) on generated data in a separate",
-        "database (`crm_bench`; the scoring suite in its own, `crm_bench_scoring`, so other",
-        "suites' leftovers do not bloat its whole-table passes; `--database` overrides both),",
-        "on the machine below. Figures are recorded here, never",
-        "asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures come",
-        "from load clients on the same machine as the server (gunicorn; each suite names its",
-        "workers), PostgreSQL and Redis, so clients and server share the CPUs: Python client",
-        "processes, and for the resolve and timeline figures also wrk (`make wrk` installs",
-        "Debian's), a C load generator that takes far less of the CPUs from the server.",
-        "The journeys",
-        "suite runs on a database of its own (`crm_bench_journeys`, in a process of its own)",
-        "unless `--database` names one: it writes some 1.4M rows a run, which would slow the",
-        "other suites; it drops the previous run's journeys first.",
+        "database (`crm_bench`), on the machine each suite's line names. Three suites run in a",
+        "process and a database of their own unless `--database` names one, because their",
+        "writes would slow the others or theirs: journeys (`crm_bench_journeys`: some 1.4M",
+        "rows a run; it drops the previous run's journeys first), scoring (`crm_bench_scoring`:",
+        "its whole-table passes would read other suites' dead rows) and backfill",
+        "(`crm_bench_backfill`: it imports into an empty tenant). Figures are recorded here,",
+        "never asserted in timed unit tests. Raw results: `docs/benchmarks.json`. HTTP figures",
+        "come from load clients on the same machine as the server (gunicorn; each suite names",
+        "its workers), PostgreSQL and Redis, so clients and server share the CPUs: Python",
+        "client processes, and for the resolve and timeline figures also wrk (`make wrk`",
+        "installs Debian's), a C load generator that takes far less of the CPUs from the",
+        "server.",
+        "",
+        "Comparing runs: VMs sold as the same type have run the same commit 1.4 to 2 times",
+        "apart. Each run therefore times a fixed piece of work when it starts (best of 5;",
+        "`benchmarks.harness.reference_work`): in Python, building, encoding, decoding and",
+        "sorting 20,000 small records; in PostgreSQL, the md5 of 100,000 numbers, JIT off. The",
+        "suite's line shows both (lower is faster). Two runs whose reference figures differ",
+        "ran on machines of different speed; a change in a figure with the same reference",
+        "figures is the code's.",
         "",
     ]
     for name, entry in raw.items():
         meta_ = entry["meta"]
         lines += [
             f"_Suite `{name}`: run {meta_['date']} on {meta_['cpus']} CPUs ({meta_['cpu']}), "
-            f"{meta_['memory_gib']} GiB, Python {meta_['python']}, {meta_['postgres']}._",
+            f"{meta_['memory_gib']} GiB, Python {meta_['python']}, {meta_['postgres']}"
+            f"{_reference(meta_)}._",
             "",
             *RENDERERS[name](entry["results"]),
             *_notes(entry),
@@ -1083,6 +1092,18 @@ def write(
     markdown = output_dir / "benchmarks.md"
     markdown.write_text("\n".join(lines))
     return markdown
+
+
+def _reference(meta: dict) -> str:
+    """The machine's speed on the reference work (``harness.reference_work``), when the run
+    measured it."""
+    reference = meta.get("reference")
+    if not reference:
+        return ""
+    return (
+        f"; reference work (lower is faster): Python {reference['python_ms']} ms, "
+        f"PostgreSQL {reference['postgres_ms']} ms"
+    )
 
 
 def _notes(entry: dict) -> list[str]:

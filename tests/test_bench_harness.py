@@ -6,7 +6,10 @@ import subprocess
 import sys
 import time
 
-from benchmarks.harness import ProcessCpu, process_and_children
+import pytest
+from django.db import connection
+
+from benchmarks.harness import ProcessCpu, process_and_children, reference_work
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -70,3 +73,17 @@ def _cpu(pid: int) -> float:
     from benchmarks.harness import process_cpu_seconds
 
     return process_cpu_seconds(pid)
+
+
+@pytest.mark.django_db
+def test_the_reference_work_is_timed_on_both_sides_and_leaves_the_connection_as_it_was():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        jit = cursor.fetchone()[0]
+    reference = reference_work()
+    assert set(reference) == {"python_ms", "postgres_ms"}
+    assert 0 < reference["python_ms"] < 5000
+    assert 0 < reference["postgres_ms"] < 5000
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == jit
