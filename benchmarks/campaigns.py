@@ -9,13 +9,13 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import time as clock
 
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from crm.models import Region
-from crm.services import tenant_create
 from customers.models import CustomerProfile
 from marketing import delivery, sending
 from marketing.common import message_identity
@@ -35,7 +35,7 @@ from marketing.segments import segment_create
 from marketing.templating import recipient_context, render
 
 from .events import spread
-from .identity import _ensure_profiles
+from .identity import _ensure_profiles, ladder_tenant
 
 TARGETS = {"fan_out_messages_per_s": 15000.0, "snapshot_s": 5.0}
 RECIPIENTS = 100_000
@@ -173,6 +173,20 @@ def _naive(tenant, campaign, sample: int, log) -> dict:
     return {"messages": sent, "seconds": round(seconds, 2), "messages_per_s": sent / seconds}
 
 
+@contextmanager
+def _unthrottled(tenant) -> Iterator[None]:
+    """Measure sending, not the clock: no quiet hours and no frequency cap while it runs."""
+    saved = (tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days)
+    tenant.quiet_hours_start = tenant.quiet_hours_end = clock(0, 0)
+    tenant.frequency_window_days = 0
+    tenant.save()
+    try:
+        yield
+    finally:
+        tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days = saved
+        tenant.save()
+
+
 def _rung(tenant, size: int, quick: bool, *, naive: bool, log) -> dict:
     """The tenant grown to ``size`` profiles; a tenth of them (every tenth by id, at most
     ``RECIPIENTS``) in a static segment; the campaign sent ``REPEATS`` times; the naive
@@ -245,21 +259,17 @@ def _rung(tenant, size: int, quick: bool, *, naive: bool, log) -> dict:
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
-    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
-    saved = (tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days)
-    # Measure sending, not the clock: no quiet hours, no frequency cap during the run.
-    tenant.quiet_hours_start = tenant.quiet_hours_end = clock(0, 0)
-    tenant.frequency_window_days = 0
-    tenant.save()
     queue_run = sending.run_queue_senders
     sending.run_queue_senders = lambda run, senders=2: None  # the benchmark runs the senders itself
     try:
-        rungs = [_rung(tenant, size, quick, naive=size == sizes[-1], log=log) for size in sizes]
+        rungs = []
+        for size in sizes:
+            tenant = ladder_tenant(size, profiles)
+            with _unthrottled(tenant):
+                rungs.append(_rung(tenant, size, quick, naive=size == profiles, log=log))
     finally:
         sending.run_queue_senders = queue_run
-        tenant.quiet_hours_start, tenant.quiet_hours_end, tenant.frequency_window_days = saved
-        tenant.save()
     top = rungs[-1]
     middle, fan_out, hand_off, naive = top["middle"], top["fan_out"], top["hand_off"], top["naive"]
     return {

@@ -41,9 +41,8 @@ from django.utils import timezone
 
 from crm.celery import set_queue_override
 from crm.devtools.worker import CeleryWorker
-from crm.models import Region
 from crm.registry import ProcessedEvent, publish_events
-from crm.services import api_key_create, tenant_create
+from crm.services import api_key_create
 from crm.tasks import tenant_task
 from customers import ingest
 from customers.events import event_type
@@ -68,7 +67,7 @@ from .harness import (
     wrk_available,
     wrk_load,
 )
-from .identity import _ensure_profiles, _sample
+from .identity import _ensure_profiles, _sample, ladder_tenant
 
 TARGETS = {
     "end_to_end_events_per_s": 8000.0,
@@ -746,12 +745,12 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
-    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
-    key = api_key_create(tenant=tenant, name="benchmark events").raw_key
-    rungs = [
-        _rung(tenant, size, key, env, quick, naive=size == sizes[-1], log=log) for size in sizes
-    ]
+    rungs = []
+    for size in sizes:
+        tenant = ladder_tenant(size, profiles)
+        key = api_key_create(tenant=tenant, name="benchmark events").raw_key
+        rungs.append(_rung(tenant, size, key, env, quick, naive=size == profiles, log=log))
     known = _known(tenant, 2_000 if quick else 30_000)
     profile = _profile(tenant, known, 1_000 if quick else 5_000, seed=400)
     top = rungs[-1]

@@ -53,6 +53,16 @@ LADDER = (100_000, 300_000, 1_000_000)
 NAIVE_FIELDS = ("auth_user_id", "scl_member_id", "email", "teetime_player_id", "phone")
 
 
+def ladder_tenant(size: int, top: int):
+    """The tenant a suite measures at ``size`` profiles: ``bench`` at the run's full size
+    (``top``), ``bench-100k`` and the like below it. The suites share them, each grown to its
+    size once: a suite that grew one tenant through the sizes measured its smaller rungs at
+    whatever size an earlier suite of the run had left that tenant (1M)."""
+    slug = "bench" if size == top else f"bench-{size // 1000}k"
+    name = "Bench Golf Club" if size == top else f"Bench Golf Club {slug}"
+    return tenant_create(slug=slug, name=name, region=Region.ZA)[0]
+
+
 def _ensure_profiles(tenant, count: int, log) -> int:
     have = CustomerProfile.objects.for_tenant(tenant).count()
     if have < count:
@@ -254,10 +264,9 @@ def _growth_row(total: int, by_email: dict, http: dict) -> dict:
     }
 
 
-def _rung(size: int, env: dict[str, str], quick: bool, log) -> dict:
+def _rung(size: int, top: int, env: dict[str, str], quick: bool, log) -> dict:
     """A smaller tenant of the ladder: the in-process resolve and the HTTP figures only."""
-    slug = f"bench-{size // 1000}k"
-    tenant, _ = tenant_create(slug=slug, name=f"Bench Golf Club {slug}", region=Region.ZA)
+    tenant = ladder_tenant(size, top)
     total = _ensure_profiles(tenant, size, log)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE customers_customerprofile, customers_identityalias")
@@ -273,8 +282,8 @@ def _rung(size: int, env: dict[str, str], quick: bool, log) -> dict:
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
     smaller = [size for size in LADDER if size < profiles] if ladder else []
-    growth = [_rung(size, env, quick, log) for size in smaller]
-    tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
+    growth = [_rung(size, profiles, env, quick, log) for size in smaller]
+    tenant = ladder_tenant(profiles, profiles)
     total = _ensure_profiles(tenant, profiles, log)
     aliases = IdentityAlias.objects.for_tenant(tenant).count()
     with connection.cursor() as cursor:

@@ -28,8 +28,6 @@ import uuid
 from django.db import connection, transaction
 from django.utils import timezone
 
-from crm.models import Region
-from crm.services import tenant_create
 from customers.models import CustomerProfile
 from marketing.models import ProfileChange, Segment, SegmentChange, SegmentMembership
 from marketing.segments import (
@@ -41,7 +39,7 @@ from marketing.segments import (
     segment_refresh,
 )
 
-from .identity import _ensure_profiles
+from .identity import _ensure_profiles, ladder_tenant
 
 TARGETS = {
     "first_refresh_s": 2.5,
@@ -388,8 +386,7 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = 
     sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
     rungs = []
     for size in sizes:
-        slug = "bench" if size == profiles else f"bench-{size // 1000}k"
-        tenant, _ = tenant_create(slug=slug, name=f"Bench Golf Club {slug}", region=Region.ZA)
+        tenant = ladder_tenant(size, profiles)
         rungs.append(_rung(tenant, size, quick, naive=size == profiles, log=log))
     top = rungs[-1]
     _prepare()

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from benchmarks.harness import ProcessCpu, process_and_children, reference_work
+from benchmarks.identity import ladder_tenant
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -87,3 +88,15 @@ def test_the_reference_work_is_timed_on_both_sides_and_leaves_the_connection_as_
     with connection.cursor() as cursor:
         cursor.execute("SHOW jit")
         assert cursor.fetchone()[0] == jit
+
+
+@pytest.mark.django_db
+def test_each_rung_of_a_ladder_has_a_tenant_of_its_own_shared_by_the_suites():
+    top = ladder_tenant(1_000_000, 1_000_000)
+    assert top.slug == "bench"
+    smaller = ladder_tenant(100_000, 1_000_000)
+    assert smaller.slug == "bench-100k" and smaller.pk != top.pk
+    assert ladder_tenant(100_000, 1_000_000).pk == smaller.pk  # the next suite's rung: the same
+    assert ladder_tenant(300_000, 1_000_000).slug == "bench-300k"
+    # A run whose full size is 300k measures it on the main tenant.
+    assert ladder_tenant(300_000, 300_000).pk == top.pk

@@ -44,6 +44,8 @@ def test_bench_runs_end_to_end_and_writes_the_report(tmp_path):
 
     assert result.returncode == 0, result.stdout + result.stderr
     raw = json.loads((tmp_path / "benchmarks.json").read_text())
+    reference = raw["identity"]["meta"]["reference"]
+    assert reference["python_ms"] > 0 and reference["postgres_ms"] > 0
     identity = raw["identity"]["results"]
     assert identity["data"]["profiles"] >= 2000
     assert identity["resolve_existing_by_email"]["queries_per_call"] == 1
