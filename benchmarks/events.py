@@ -20,7 +20,8 @@ Reproducible figures: before each timed repetition the tables the pipeline write
 vacuumed and analysed (autovacuum may be off, and earlier runs leave dead rows), a warm-up
 pass runs first (connections, caches, worker processes), and each figure is measured
 ``REPEATS`` times and reported as the median with its spread (min, max). ``--ladder`` runs
-the suite at 100k, 300k and 1M profiles, growing one tenant, for the per-item cost table.
+the suite at 100k, 300k and 1M profiles (a tenant each, ``identity.ladder_tenant``), for
+the per-item cost table.
 """
 
 from __future__ import annotations

@@ -470,10 +470,12 @@ def _events(results: dict) -> list[str]:
         "",
         "### Growth: per-item cost by data size",
         "",
-        '`make bench BENCH_ARGS="--suite events --ladder"` grows one tenant through 100k, '
-        "300k and 1M profiles and measures at each size (a run without `--ladder` has one "
-        "row); the goal is a flat cost per event. The worker columns are the check's figure "
-        "(as deployed, when measured); µs/event is wall time per event (1 / rate).",
+        '`make bench BENCH_ARGS="--suite events --ladder"` measures on tenants of 100k, '
+        "300k and 1M profiles (one each, shared by the suites: `bench-100k`, `bench-300k`, "
+        "`bench`; the events add a few percent of new people to each), and a run without "
+        "`--ladder` has one row; the goal is a flat cost per event. The worker columns are "
+        "the check's figure (as deployed, when measured); µs/event is wall time per event "
+        "(1 / rate).",
         "",
     ]
     if deployed:
@@ -747,10 +749,10 @@ def _campaigns(results: dict) -> list[str]:
             "",
             "### Growth: per-message cost by data size",
             "",
-            '`make bench BENCH_ARGS="--suite campaigns --ladder"` grows the tenant through '
-            "100k, 300k and 1M profiles and sends to every tenth person (at most 100,000) at "
-            "each size (a run without `--ladder` has one row); the goal is a flat cost per "
-            "message.",
+            '`make bench BENCH_ARGS="--suite campaigns --ladder"` sends to every tenth '
+            "person (at most 100,000) of tenants of 100k, 300k and 1M profiles (one each, "
+            "shared by the suites; a run without `--ladder` has one row); the goal is a flat "
+            "cost per message.",
             "",
             "| profiles | recipients | fan-out messages/s (median) | µs per message |",
             "|---|---|---|---|",
