@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmarks are measured straight against PostgreSQL: `make test-pgbouncer` leaves them out.
+pytestmark = pytest.mark.unpooled
 
 
 @pytest.mark.worker

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The load test is measured straight against PostgreSQL: `make test-pgbouncer` leaves it out.
+pytestmark = pytest.mark.unpooled
 OPERATIONS = {
     "events: POST batch of 100",
     "customers: POST resolve",

@@ -108,6 +108,7 @@ def _processes_using(data_dir: Path) -> list[str]:
 
 
 @pytest.mark.worker
+@pytest.mark.unpooled  # an embedded PostgreSQL: nothing here goes through PgBouncer
 def test_make_run_serves_the_admin_on_embedded_servers_and_stops_on_ctrl_c(tmp_path):
     data_dir = tmp_path / "var"
     runner = Runner(data_dir)
