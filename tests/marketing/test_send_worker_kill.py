@@ -5,6 +5,7 @@ nobody else received anything."""
 from __future__ import annotations
 
 import email
+import logging
 import socket
 import threading
 import time
@@ -40,6 +41,9 @@ class Mailbox:
     def __init__(self) -> None:
         self.deliveries: list[tuple[str, str]] = []
         self.lock = threading.Lock()
+        # aiosmtpd logs every SMTP command at INFO: records by the thousand, each through
+        # the JSON formatter, in this process, which shares the CPUs with the workers.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
     async def handle_DATA(self, server, session, envelope):
         message_id = email.message_from_bytes(envelope.content)["Message-ID"]
