@@ -279,15 +279,22 @@ _SENT_SQL = f"""
 # keeps it from being sent again. (A row given without its attempt never matches QUEUED.)
 
 
+_STILL_CLAIMED_SQL = f"""
+    SELECT EXISTS (
+        SELECT 1 FROM "{Message._meta.db_table}"
+        WHERE id = %s AND status IN ('SENDING', 'CANCELLED') AND attempts = %s
+    )
+"""  # noqa: S608
+
+
 def _still_claimed(message: Message | ClaimedMessage) -> bool:
     """Nobody has put the row back in the queue since this worker claimed it. A row of a
     campaign cancelled meanwhile still counts (it is sent and marked SENT, as a row the
-    backend took just before the cancel would be)."""
-    return Message.objects.filter(
-        pk=message.pk,
-        status__in=[MessageStatus.SENDING, MessageStatus.CANCELLED],
-        attempts=message.attempts,
-    ).exists()
+    backend took just before the cancel would be). Asked before every email: in SQL, as
+    building the ORM's query took about a quarter of an SMTP sender's CPU."""
+    with batch_cursor() as cursor:
+        cursor.execute(_STILL_CLAIMED_SQL, [message.pk, message.attempts])
+        return cursor.fetchone()[0]
 
 
 def _mark(
