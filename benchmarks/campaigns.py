@@ -35,14 +35,13 @@ from marketing.segments import segment_create
 from marketing.templating import recipient_context, render
 
 from .events import spread
-from .identity import _ensure_profiles, ladder_tenant
+from .identity import _ensure_profiles, ladder_sizes, ladder_tenant
 
 TARGETS = {"fan_out_messages_per_s": 15000.0, "snapshot_s": 5.0}
 RECIPIENTS = 100_000
 REPEATS = 3
 SENDERS = 2
 NAIVE_SAMPLE = 2_000
-LADDER = (100_000, 300_000, 1_000_000)
 
 
 class DiscardBackend:
@@ -259,7 +258,7 @@ def _rung(tenant, size: int, quick: bool, *, naive: bool, log) -> dict:
 
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
-    sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
+    sizes = ladder_sizes(profiles, ladder)
     queue_run = sending.run_queue_senders
     sending.run_queue_senders = lambda run, senders=2: None  # the benchmark runs the senders itself
     try:

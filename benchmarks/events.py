@@ -68,7 +68,7 @@ from .harness import (
     wrk_available,
     wrk_load,
 )
-from .identity import _ensure_profiles, _sample, ladder_tenant
+from .identity import _ensure_profiles, _sample, ladder_sizes, ladder_tenant
 
 TARGETS = {
     "end_to_end_events_per_s": 8000.0,
@@ -78,7 +78,6 @@ TARGETS = {
 REPEATS = 3
 # The profile of the pipeline before the batch and validation work of issue 18, for the docs.
 PROFILE_BEFORE = ROOT / "benchmarks" / "events_profile_before.json"
-LADDER = (100_000, 300_000, 1_000_000)
 END_TO_END_EVENTS = 50_000  # per repetition; the worker alone gets a fifth of it
 WORKER_CONCURRENCY = 2  # the deployed worker's processes (one per core), as end to end
 # How often the deployed worker's measurement looks at the sync log: a pass takes about a
@@ -746,7 +745,7 @@ def _rung(tenant, profiles: int, key: str, env, quick: bool, naive: bool, log) -
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
-    sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
+    sizes = ladder_sizes(profiles, ladder)
     rungs = []
     for size in sizes:
         tenant = ladder_tenant(size, profiles)

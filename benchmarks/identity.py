@@ -53,6 +53,12 @@ LADDER = (100_000, 300_000, 1_000_000)
 NAIVE_FIELDS = ("auth_user_id", "scl_member_id", "email", "teetime_player_id", "phone")
 
 
+def ladder_sizes(profiles: int, ladder: bool) -> list[int]:
+    """The sizes a suite measures, smallest first: ``profiles`` alone, or with ``--ladder``
+    the sizes of ``LADDER`` below it as well (``profiles`` is always the last)."""
+    return [*(size for size in LADDER if size < profiles), profiles] if ladder else [profiles]
+
+
 def ladder_tenant(size: int, top: int):
     """The tenant a suite measures at ``size`` profiles: ``bench`` at the run's full size
     (``top``), ``bench-100k`` and the like below it. The suites share them, each grown to its
@@ -281,7 +287,7 @@ def _rung(size: int, top: int, env: dict[str, str], quick: bool, log) -> dict:
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
-    smaller = [size for size in LADDER if size < profiles] if ladder else []
+    smaller = ladder_sizes(profiles, ladder)[:-1]
     growth = [_rung(size, profiles, env, quick, log) for size in smaller]
     tenant = ladder_tenant(profiles, profiles)
     total = _ensure_profiles(tenant, profiles, log)

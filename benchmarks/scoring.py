@@ -48,7 +48,7 @@ from scoring.engagement import (
 from scoring.models import RunKind, Score
 
 from .harness import summary_ms
-from .identity import _ensure_profiles
+from .identity import _ensure_profiles, ladder_sizes
 
 TARGETS = {
     "nightly_s": 60.0,
@@ -57,7 +57,6 @@ TARGETS = {
 STRETCH_NIGHTLY_S = 10.0
 NIGHTS = 3
 NAIVE_SAMPLE = 5_000
-LADDER = (100_000, 300_000, 1_000_000)
 ACTIVITIES_PER_PROFILE = 5
 P = CustomerProfile._meta.db_table
 A = Activity._meta.db_table
@@ -320,7 +319,7 @@ def _growth_row(total: int, nightly_result: dict) -> dict:
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
-    smaller = [size for size in LADDER if size < profiles] if ladder else []
+    smaller = ladder_sizes(profiles, ladder)[:-1]
     growth = [_rung(size, log) for size in smaller]
     tenant, _ = tenant_create(slug="bench", name="Bench Golf Club", region=Region.ZA)
     total = _ensure_profiles(tenant, profiles, log)

@@ -39,7 +39,7 @@ from marketing.segments import (
     segment_refresh,
 )
 
-from .identity import _ensure_profiles, ladder_tenant
+from .identity import _ensure_profiles, ladder_sizes, ladder_tenant
 
 TARGETS = {
     "first_refresh_s": 2.5,
@@ -47,7 +47,6 @@ TARGETS = {
     "preview_count_s": 1.0,
 }
 REPEATS = 3
-LADDER = (100_000, 300_000, 1_000_000)
 CRITERIA = {
     "combinator": "AND",
     "rules": [
@@ -383,7 +382,7 @@ def spread_s(values: list[float]) -> dict:
 
 def run(*, profiles: int, quick: bool, env: dict[str, str], log, ladder: bool = False) -> dict:
     load_before = os.getloadavg()[0]
-    sizes = sorted({*(s for s in LADDER if s < profiles), profiles}) if ladder else [profiles]
+    sizes = ladder_sizes(profiles, ladder)
     rungs = []
     for size in sizes:
         tenant = ladder_tenant(size, profiles)

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from benchmarks.harness import ProcessCpu, process_and_children, reference_work
-from benchmarks.identity import ladder_tenant
+from benchmarks.identity import ladder_sizes, ladder_tenant
 
 BUSY = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 
@@ -100,3 +100,9 @@ def test_each_rung_of_a_ladder_has_a_tenant_of_its_own_shared_by_the_suites():
     assert ladder_tenant(300_000, 1_000_000).slug == "bench-300k"
     # A run whose full size is 300k measures it on the main tenant.
     assert ladder_tenant(300_000, 300_000).pk == top.pk
+
+
+def test_a_ladder_measures_the_smaller_sizes_first_and_the_full_size_last():
+    assert ladder_sizes(1_000_000, ladder=True) == [100_000, 300_000, 1_000_000]
+    assert ladder_sizes(250_000, ladder=True) == [100_000, 250_000]
+    assert ladder_sizes(1_000_000, ladder=False) == [1_000_000]
