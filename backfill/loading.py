@@ -28,7 +28,7 @@ from typing import Any
 from django.db import connection
 
 from crm.models import Tenant
-from customers.handlers import NOT_ENGAGEMENT_TYPES, activity_count_recompute
+from customers.handlers import ROLLING_WINDOW, activity_count_recompute
 from customers.models import (
     LIVE_STATUSES,
     Activity,
@@ -61,7 +61,7 @@ KEY_CONFIDENCE_SQL = (
 )
 TEMP_TABLES = ("bf_keys", "bf_shared", "bf_groups", "bf_match", "bf_changed", "bf_pairs",
                "bf_people", "bf_blocks", "bf_auto", "bf_roots", "bf_known", "bf_known_blocks",
-               "bf_known_pairs")  # fmt: skip
+               "bf_known_pairs", "bf_history")  # fmt: skip
 # Consent columns the export decides (blank = never asked = no decision).
 CONSENT_DECISIONS = {
     "email": "CASE WHEN g.deceased THEN false ELSE g.email_opt END",
@@ -518,38 +518,6 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
     values = _person_values()
     stats: dict[str, int] = {}
     guards = _guards("%(exported)s")
-    stats["profiles_created"] = _exec(
-        f"""
-        INSERT INTO "{PROFILE}" (
-            id, tenant_id, created_at, updated_at, email, phone, external_ids, first_name,
-            last_name, date_of_birth, home_club_id, status, lifecycle_stage, tags,
-            {
-            ", ".join(
-                f"{ch}_opt_in, {ch}_consent_at, {ch}_consent_source" for ch in CONSENT_DECISIONS
-            )
-        },
-            last_activity_type, activity_count_30d, lifetime_value_minor, currency,
-            membership_type, membership_status, membership_joined_on, membership_updated_at,
-            handicap_index, handicap_updated_at)
-        SELECT g.profile_id, %(tenant)s, %(now)s, %(now)s,
-            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
-                AND a.kind = 'email' AND a.value = g.email) THEN g.email END,
-            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
-                AND a.kind = 'phone' AND a.value = g.phone) THEN g.phone END,
-            g.ext, left(COALESCE(g.first_name, ''), 100), left(COALESCE(g.last_name, ''), 100),
-            g.dob, (%(clubs)s::jsonb ->> g.rep_club)::uuid,
-            CASE WHEN g.deceased THEN 'INACTIVE' ELSE 'ACTIVE' END,
-            {values["lifecycle_stage"]},
-            CASE WHEN g.deceased THEN ARRAY['deceased'] ELSE ARRAY[]::varchar[] END,
-            {_new_consent_sql()}, '', 0, 0, %(currency)s,
-            {values["membership_type"]}, {values["membership_status"]},
-            {values["membership_joined_on"]}, %(exported)s,
-            {values["handicap_index"]},
-            CASE WHEN g.rep_handicap IS NOT NULL THEN %(exported)s END
-        FROM bf_groups g WHERE g.is_new
-        """,  # noqa: S608
-        params,
-    )
     membership_sets = ", ".join(
         f"{c} = CASE WHEN {guards['membership']} THEN {values[c]} ELSE p.{c} END"
         for c in _MEMBERSHIP_COLUMNS
@@ -583,6 +551,10 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         """,  # noqa: S608
         params,
     )
+    # The run's activities first: the new profiles are inserted with what they sum up to.
+    stats.update(_activities(params, progress))
+    progress("loading", 0, None)
+    stats["profiles_created"] = _insert_new_profiles(params)
     # Keys held by one record are inserted as they are; a key several records share once (the
     # records sharing a key are one person: any of them gives the same profile). The shared
     # keys' ORDER BY is in parentheses: unparenthesised, it ordered the whole UNION ALL, a
@@ -642,11 +614,63 @@ def apply(*, run: ImportRun, now: datetime, progress: Progress = _silent) -> dic
         """,  # noqa: S608
         params,
     )
-    stats.update(_activities(params, progress))
     progress("loading metrics", 0, None)
     _metrics(run=run, now=now)
     stats["suggestions"] = _suggestions(params)
     return stats
+
+
+def _insert_new_profiles(params: dict[str, Any]) -> int:
+    """The new people's profiles, written once and complete: after their activities (the
+    foreign keys are checked at commit), so last activity, the 30-day count and lifetime
+    value come from ``bf_history`` instead of two more writes of every new profile (an
+    UPDATE of a row just inserted is a new version in all of the table's indexes); before
+    the run's aliases, so an e-mail or phone already held as an alias is one of another
+    profile."""
+    values = _person_values()
+    return _exec(
+        f"""
+        INSERT INTO "{PROFILE}" (
+            id, tenant_id, created_at, updated_at, email, phone, external_ids, first_name,
+            last_name, date_of_birth, home_club_id, status, lifecycle_stage, tags,
+            {
+            ", ".join(
+                f"{ch}_opt_in, {ch}_consent_at, {ch}_consent_source" for ch in CONSENT_DECISIONS
+            )
+        },
+            last_activity_at, last_activity_type, activity_count_30d, lifetime_value_minor,
+            currency,
+            membership_type, membership_status, membership_joined_on, membership_updated_at,
+            handicap_index, handicap_updated_at)
+        SELECT g.profile_id, %(tenant)s, %(now)s, %(now)s,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
+                AND a.kind = 'email' AND a.value = g.email) THEN g.email END,
+            CASE WHEN NOT EXISTS (SELECT 1 FROM "{ALIAS}" a WHERE a.tenant_id = %(tenant)s
+                AND a.kind = 'phone' AND a.value = g.phone) THEN g.phone END,
+            g.ext, left(COALESCE(g.first_name, ''), 100), left(COALESCE(g.last_name, ''), 100),
+            g.dob, (%(clubs)s::jsonb ->> g.rep_club)::uuid,
+            CASE WHEN g.deceased THEN 'INACTIVE' ELSE 'ACTIVE' END,
+            {values["lifecycle_stage"]},
+            CASE WHEN g.deceased THEN ARRAY['deceased'] ELSE ARRAY[]::varchar[] END,
+            {_new_consent_sql()},
+            CASE WHEN h.at >= g.last_visit OR g.last_visit IS NULL THEN h.at
+                ELSE g.last_visit END,
+            CASE WHEN h.at >= g.last_visit OR g.last_visit IS NULL THEN COALESCE(h.type, '')
+                ELSE 'mca_v1.visit' END,
+            COALESCE(h.recent, 0), COALESCE(h.amount, 0), %(currency)s,
+            {values["membership_type"]}, {values["membership_status"]},
+            {values["membership_joined_on"]}, %(exported)s,
+            {values["handicap_index"]},
+            CASE WHEN g.rep_handicap IS NOT NULL THEN %(exported)s END
+        FROM bf_groups g LEFT JOIN (
+            SELECT customer_id, max(at) AS at, (array_agg(type ORDER BY at DESC))[1] AS type,
+                sum(amount) AS amount, sum(recent) AS recent
+            FROM bf_history GROUP BY customer_id
+        ) h ON h.customer_id = g.profile_id
+        WHERE g.is_new
+        """,  # noqa: S608
+        params,
+    )
 
 
 _ACTIVITY_INSERT = f"""
@@ -660,12 +684,34 @@ _MEMBER_JOIN = f"""JOIN "{ROWS}" m ON m.run_id = r.run_id AND m.file = 'members'
     AND NOT m.rejected AND m.club_code = r.club_code AND m.member_no = r.member_no"""
 
 
+# A person's lifetime value counts the transactions in the tenant's currency (refunds negative).
+_TENANT_CURRENCY_SUM = "COALESCE(sum(amount) FILTER (WHERE currency = %(currency)s), 0)"
+
+
+def _history(activity_type: str, amount: str) -> str:
+    """A CTE (``h``) adding to ``bf_history``, per person, what an activity INSERT (``ins``,
+    returning ``customer_id`` and ``occurred_at``) wrote: the latest, the number in the
+    rolling 30-day window at ``now`` and ``amount`` (SQL over ``ins``). Only rows really
+    inserted are returned (ON CONFLICT DO NOTHING), so a second import adds nothing."""
+    return f"""h AS (
+        INSERT INTO bf_history (customer_id, at, type, amount, recent)
+        SELECT customer_id, max(occurred_at), '{activity_type}', {amount},
+            count(*) FILTER (WHERE occurred_at > %(now)s::timestamptz - interval '{ROLLING_WINDOW}'
+                             AND occurred_at <= %(now)s::timestamptz)
+        FROM ins GROUP BY customer_id
+    )"""  # noqa: S608
+
+
 def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
     """Rounds, transactions (and lifetime value: refunds subtract) and membership ends, each
     with its source event id, so a row is never on the timeline twice."""
+    _exec(
+        "CREATE TEMP TABLE bf_history (customer_id uuid, at timestamptz, type text, "
+        "amount bigint, recent bigint) ON COMMIT DROP"
+    )
     progress("loading rounds", 0, None)
-    rounds = _exec(
-        f"""{_ACTIVITY_INSERT}
+    rounds = _fetch(
+        f"""WITH ins AS ({_ACTIVITY_INSERT}
         SELECT %(tenant)s, m.profile_id, 'mca_v1.round', 'golf',
             'Played ' || (r.data->>'holes') || ' holes at ' || (r.data->>'course')
               || COALESCE(', ' || (r.data->>'stableford') || ' points', '')
@@ -676,9 +722,11 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
         FROM "{ROWS}" r {_MEMBER_JOIN}
         WHERE r.run_id = %(run)s AND r.file = %(rounds)s AND r.outcome = 'loaded'
         ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+        RETURNING customer_id, occurred_at), {_history("mca_v1.round", "0")}
+        SELECT count(*) FROM ins
         """,  # noqa: S608
         params,
-    )
+    )[0][0]
     progress("loading transactions", 0, None)
     transactions = _fetch(
         f"""
@@ -694,12 +742,15 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
             FROM "{ROWS}" r {_MEMBER_JOIN}
             WHERE r.run_id = %(run)s AND r.file = %(transactions)s AND r.outcome = 'loaded'
             ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
-            RETURNING customer_id, (metadata->>'amount_minor')::bigint AS amount,
+            RETURNING customer_id, occurred_at, (metadata->>'amount_minor')::bigint AS amount,
                 metadata->>'currency' AS currency
-        ), totals AS (
+        ), {_history("mca_v1.transaction", _TENANT_CURRENCY_SUM)},
+        totals AS (
             SELECT customer_id, sum(amount) AS amount, count(*) AS n FROM ins
             WHERE currency = %(currency)s GROUP BY customer_id
         ), upd AS (
+            -- The people the run creates are not in the table yet: their lifetime value
+            -- comes from bf_history as they are inserted.
             UPDATE "{PROFILE}" p SET lifetime_value_minor = p.lifetime_value_minor + t.amount
             FROM totals t WHERE p.id = t.customer_id AND p.tenant_id = %(tenant)s
             RETURNING p.id
@@ -709,8 +760,8 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
         params,
     )[0]
     progress("loading membership ends", 0, None)
-    left = _exec(
-        f"""{_ACTIVITY_INSERT}
+    left = _fetch(
+        f"""WITH ins AS ({_ACTIVITY_INSERT}
         SELECT %(tenant)s, r.profile_id, 'mca_v1.membership.left', 'membership',
             CASE r.data->>'status' WHEN 'R' THEN 'Resigned' ELSE 'Membership lapsed' END
               || ' at ' || r.club_code,
@@ -722,9 +773,12 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
         FROM "{ROWS}" r WHERE r.run_id = %(run)s AND r.file = %(members)s AND NOT r.rejected
           AND r.data->>'status' IN ('R', 'L') AND r.data->>'left_date' IS NOT NULL
         ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
+        RETURNING customer_id, occurred_at), {_history("mca_v1.membership.left", "0")}
+        SELECT count(*) FROM ins
         """,  # noqa: S608
         params,
-    )
+    )[0][0]
+    _exec("ANALYZE bf_history")
     return {
         "round_activities": rounds,
         "transaction_activities": transactions[0],
@@ -734,25 +788,27 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
 
 
 def _metrics(*, run: ImportRun, now: datetime) -> None:
-    """Last activity (forward only) of the run's people, from their activities and the
-    export's LastVisit; then the tenant's rolling 30-day counts at ``now``."""
+    """Last activity (forward only) of the run's existing people, from what the run wrote
+    (``bf_history``) and the export's LastVisit (the new people were inserted with theirs);
+    then the tenant's rolling 30-day counts at ``now``. On a tie an activity wins over the
+    visit date, as for a new person."""
     _exec(
         f"""
         WITH latest AS (
             SELECT DISTINCT ON (customer_id) customer_id, at, type FROM (
-                SELECT a.customer_id, a.occurred_at AS at, a.type FROM "{ACTIVITY}" a
-                WHERE a.tenant_id = %s AND a.type <> ALL(%s::text[])
-                  AND a.customer_id IN (SELECT profile_id FROM bf_groups)
+                SELECT h.customer_id, h.at, h.type FROM bf_history h
+                WHERE NOT EXISTS (SELECT 1 FROM bf_groups g
+                                  WHERE g.profile_id = h.customer_id AND g.is_new)
                 UNION ALL
                 SELECT g.profile_id, g.last_visit, 'mca_v1.visit' FROM bf_groups g
-                WHERE g.last_visit IS NOT NULL
-            ) x ORDER BY customer_id, at DESC
+                WHERE g.last_visit IS NOT NULL AND NOT g.is_new
+            ) x ORDER BY customer_id, at DESC, type = 'mca_v1.visit'
         )
         UPDATE "{PROFILE}" p SET last_activity_at = l.at, last_activity_type = l.type
         FROM latest l WHERE p.id = l.customer_id AND p.tenant_id = %s
           AND (p.last_activity_at IS NULL OR p.last_activity_at < l.at)
         """,  # noqa: S608
-        [run.tenant_id, list(NOT_ENGAGEMENT_TYPES), run.tenant_id],
+        [run.tenant_id],
     )
     activity_count_recompute(tenant=run.tenant, now=now)
 

@@ -4,12 +4,13 @@ consent and lifecycle, the CRM's newer data, resuming, tenants."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 
 from backfill import loading
+from backfill.mca import DIALECTS, Export, read_raw
 from backfill.models import ImportRow, ImportRun, RowOutcome, RunStatus
 from backfill.runs import ImportRefused
 from crm.models import AuditEvent
@@ -24,7 +25,7 @@ from customers.models import (
 from marketing.models import Suppression
 from tests.customers.helpers import person
 
-from .helpers import DATA, EXPORTED_AT, TRUTH, do_import, region_tenant
+from .helpers import DATA, EXPORTED_AT, REGIONS, TRUTH, do_import, region_tenant
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -358,3 +359,84 @@ def test_a_later_export_updates_what_changed(tmp_path):
         .filter(customer=amelia, type="mca_v1.membership.left")
         .exists()
     )
+
+
+def _expected_metrics(tenant, now) -> dict:
+    """Each profile's last activity, 30-day count and lifetime value, recomputed here from
+    its activities and the LastVisit of its member records."""
+    expected: dict = {}
+    for a in Activity.objects.for_tenant(tenant):
+        last, recent, value = expected.get(a.customer_id, (None, 0, 0))
+        if last is None or a.occurred_at > last:
+            last = a.occurred_at
+        if now - timedelta(days=30) < a.occurred_at <= now:
+            recent += 1
+        if a.type == "mca_v1.transaction" and a.metadata["currency"] == tenant.currency:
+            value += a.metadata["amount_minor"]
+        expected[a.customer_id] = (last, recent, value)
+    for row in ImportRow.objects.filter(run__tenant=tenant, file="members", rejected=False):
+        visit = row.data.get("last_visit")
+        if visit:
+            last, recent, value = expected.get(row.profile_id, (None, 0, 0))
+            visit = datetime.fromisoformat(visit)
+            expected[row.profile_id] = (visit if last is None or visit > last else last,
+                                        recent, value)  # fmt: skip
+    return expected
+
+
+def _days_after_the_last_round(region: str, days: int) -> datetime:
+    folder = DATA / REGIONS[region][0]
+    export = Export(folder)
+    played = []
+    for _, raw in read_raw(export, "rounds", DIALECTS[region]):
+        try:
+            played.append(datetime.strptime(raw[2], "%d/%m/%Y").replace(tzinfo=UTC))
+        except (IndexError, ValueError):
+            pass  # the export's faulty dates
+    export.close()
+    return max(played) + timedelta(days=days)
+
+
+@pytest.mark.parametrize("region", ["ZA", "UK"])
+def test_every_profile_gets_its_last_activity_recent_count_and_lifetime_value(region):
+    # ``now`` a week after the latest round: some activities fall in the 30-day window.
+    now = _days_after_the_last_round(region, 7)
+    tenant = region_tenant(region)
+    existing = person(tenant, email="existing.before.import@example.org")
+    run = do_import(tenant, region, now=now)
+    expected = _expected_metrics(tenant, now)
+    assert sum(recent for _, recent, _ in expected.values()) > 0
+    profiles = CustomerProfile.objects.for_tenant(tenant).exclude(pk=existing.pk)
+    assert profiles.count() == run.counters["member_outcomes"]["created"]
+    for p in profiles:
+        last, recent, value = expected.get(p.id, (None, 0, 0))
+        assert (p.last_activity_at, p.activity_count_30d, p.lifetime_value_minor) == (
+            last, recent, value,
+        ), p.email  # fmt: skip
+        assert p.last_activity_type.startswith("mca_v1.") or p.last_activity_at is None
+
+
+def test_an_existing_persons_last_activity_moves_forward_only():
+    tenant = region_tenant("ZA")
+    # RGC 1022 joins the CRM's profile of this email; SVG 1045 another one.
+    behind = person(tenant, email="zanele.mahlangu37@example.org")
+    ahead = person(tenant, email="tshepo.steyn97@gmail.com")
+    later = EXPORTED_AT + timedelta(days=10)
+    CustomerProfile.objects.filter(pk=behind.pk).update(
+        last_activity_at=EXPORTED_AT - timedelta(days=3000), last_activity_type="booking"
+    )
+    CustomerProfile.objects.filter(pk=ahead.pk).update(
+        last_activity_at=later, last_activity_type="booking"
+    )
+    run = do_import(tenant, "ZA", now=later)
+    rows = _rows(run)
+    assert rows[("RGC", "1022")].profile_id == behind.pk
+    assert rows[("SVG", "1045")].profile_id == ahead.pk
+    expected = _expected_metrics(tenant, later)
+    behind.refresh_from_db()
+    ahead.refresh_from_db()
+    assert behind.last_activity_at == expected[behind.pk][0] > EXPORTED_AT - timedelta(days=3000)
+    assert behind.last_activity_type != "booking"
+    assert behind.lifetime_value_minor == expected[behind.pk][2]
+    assert (ahead.last_activity_at, ahead.last_activity_type) == (later, "booking")
+    assert ahead.lifetime_value_minor == expected[ahead.pk][2]
