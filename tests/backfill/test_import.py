@@ -3,6 +3,7 @@ consent and lifecycle, the CRM's newer data, resuming, tenants."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -389,10 +390,8 @@ def _days_after_the_last_round(region: str, days: int) -> datetime:
     export = Export(folder)
     played = []
     for _, raw in read_raw(export, "rounds", DIALECTS[region]):
-        try:
+        with contextlib.suppress(IndexError, ValueError):  # the export's faulty dates
             played.append(datetime.strptime(raw[2], "%d/%m/%Y").replace(tzinfo=UTC))
-        except (IndexError, ValueError):
-            pass  # the export's faulty dates
     export.close()
     return max(played) + timedelta(days=days)
 
