@@ -691,14 +691,16 @@ _TENANT_CURRENCY_SUM = "COALESCE(sum(amount) FILTER (WHERE currency = %(currency
 def _history(activity_type: str, amount: str) -> str:
     """A CTE (``h``) adding to ``bf_history``, per person, what an activity INSERT (``ins``,
     returning ``customer_id`` and ``occurred_at``) wrote: the latest, the number in the
-    rolling 30-day window at ``now`` and ``amount`` (SQL over ``ins``). Only rows really
-    inserted are returned (ON CONFLICT DO NOTHING), so a second import adds nothing."""
+    rolling 30-day window at ``now`` and ``amount`` (SQL over ``ins``), returning each
+    person's ``amount``. Only rows really inserted are returned (ON CONFLICT DO NOTHING), so a
+    second import adds nothing."""
     return f"""h AS (
         INSERT INTO bf_history (customer_id, at, type, amount, recent)
         SELECT customer_id, max(occurred_at), '{activity_type}', {amount},
             count(*) FILTER (WHERE occurred_at > %(now)s::timestamptz - interval '{ROLLING_WINDOW}'
                              AND occurred_at <= %(now)s::timestamptz)
         FROM ins GROUP BY customer_id
+        RETURNING customer_id, amount
     )"""  # noqa: S608
 
 
@@ -744,15 +746,12 @@ def _activities(params: dict[str, Any], progress: Progress) -> dict[str, int]:
             ON CONFLICT (tenant_id, source_service, source_event_id) DO NOTHING
             RETURNING customer_id, occurred_at, (metadata->>'amount_minor')::bigint AS amount,
                 metadata->>'currency' AS currency
-        ), {_history("mca_v1.transaction", _TENANT_CURRENCY_SUM)},
-        totals AS (
-            SELECT customer_id, sum(amount) AS amount, count(*) AS n FROM ins
-            WHERE currency = %(currency)s GROUP BY customer_id
-        ), upd AS (
-            -- The people the run creates are not in the table yet: their lifetime value
-            -- comes from bf_history as they are inserted.
+        ), {_history("mca_v1.transaction", _TENANT_CURRENCY_SUM)}, upd AS (
+            -- Per person, the sums ``h`` wrote to bf_history. The people the run creates are
+            -- not in the table yet: their lifetime value is read from bf_history as they are
+            -- inserted.
             UPDATE "{PROFILE}" p SET lifetime_value_minor = p.lifetime_value_minor + t.amount
-            FROM totals t WHERE p.id = t.customer_id AND p.tenant_id = %(tenant)s
+            FROM h t WHERE p.id = t.customer_id AND p.tenant_id = %(tenant)s AND t.amount <> 0
             RETURNING p.id
         )
         SELECT (SELECT count(*) FROM ins), (SELECT COALESCE(sum(amount), 0) FROM ins)
