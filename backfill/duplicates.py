@@ -30,7 +30,8 @@ Pairs at or above ``THRESHOLD`` become merge suggestions (``bf_pairs``, read by 
 at or above ``AUTO_MERGE_THRESHOLD`` the two are one person before anything is loaded, and
 only the pairs of the people merged are scored again. The
 run's people are also compared, the same way, with the tenant's profiles already in the CRM
-(``known_pairs_find``: from the API or an earlier import, no shared key): suggestions only.
+that none of them is (``known_pairs_find``: from the API or an earlier import, no shared key
+with the run): suggestions only.
 Measured on a generated labelled set: ``benchmarks/backfill_duplicates.py`` and
 tests/backfill/test_duplicates.py.
 """
@@ -323,7 +324,14 @@ def _known_sql() -> str:
     """``bf_known``: the tenant's live profiles with a name and a date of birth, as people
     (the features a profile has: no gender, town or postcode), and their block keys. Only
     the date-of-birth blocks (``y:``, ``c:``, ``i:``): without both dates of birth no pair
-    reaches the threshold."""
+    reaches the threshold.
+
+    A profile a person of the run already is (found by a key: an earlier import's, or one
+    the API created with the same e-mail) is left out: that person is in ``bf_people``, and
+    the pairs with them were scored within the run, from the export's fuller features (and
+    with more blocks). Importing an export again would otherwise compare every person with
+    their own and every other profile of the earlier import a second time (1M against 1M);
+    now only with the profiles that came from elsewhere."""
     first = "lower(p.first_name)"
     return f"""
         CREATE TEMP TABLE bf_known ON COMMIT DROP AS
@@ -336,7 +344,8 @@ def _known_sql() -> str:
         FROM "{PROFILE}" p
         LEFT JOIN unnest(%s::text[], %s::text[]) AS n(short, full_name) ON n.short = {first}
         WHERE p.tenant_id = %s AND p.status IN ({LIVE}) AND p.deleted_at IS NULL
-          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> '') k;
+          AND p.date_of_birth IS NOT NULL AND p.first_name <> '' AND p.last_name <> ''
+          AND NOT EXISTS (SELECT 1 FROM bf_groups g WHERE g.profile_id = p.id)) k;
         CREATE UNIQUE INDEX ON bf_known (profile_id);
         CREATE TEMP TABLE bf_known_blocks ON COMMIT DROP AS
         SELECT profile_id, key FROM bf_known, LATERAL (VALUES

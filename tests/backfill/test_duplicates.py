@@ -96,6 +96,15 @@ def _members_csv(folder, rows: list[dict]) -> None:
             writer.writerow([row.get(column, "") for column in HEADER])
 
 
+# Two members, no key in common with anyone else.
+_AMELIA_AND_CALLUM = [
+    {"ClubCode": "SAN", "MemberNo": "501", "FirstName": "AMELIA", "Surname": "Fraser",
+     "Gender": "F", "DOB": "04/03/1971", "Email": "a.fraser@example.org", "Status": "A"},
+    {"ClubCode": "HGT", "MemberNo": "502", "FirstName": "Callum", "Surname": "Reid",
+     "Gender": "M", "DOB": "09/09/1980", "Status": "A"},
+]  # fmt: skip
+
+
 def _profile(tenant, **fields):
     return CustomerProfile.objects.create(tenant=tenant, currency="GBP", **fields)
 
@@ -111,12 +120,7 @@ def test_a_record_like_an_existing_profile_without_a_shared_key_is_suggested(tmp
                         date_of_birth=date(1958, 11, 20))  # fmt: skip
     elsewhere = _profile(region_tenant("UK", slug="bf-other"), first_name="Amelia",
                          last_name="Fraser", date_of_birth=born)  # fmt: skip
-    _members_csv(tmp_path, [
-        {"ClubCode": "SAN", "MemberNo": "501", "FirstName": "AMELIA", "Surname": "Fraser",
-         "Gender": "F", "DOB": "04/03/1971", "Email": "a.fraser@example.org", "Status": "A"},
-        {"ClubCode": "HGT", "MemberNo": "502", "FirstName": "Callum", "Surname": "Reid",
-         "Gender": "M", "DOB": "09/09/1980", "Status": "A"},
-    ])  # fmt: skip
+    _members_csv(tmp_path, _AMELIA_AND_CALLUM)
 
     run = do_import(tenant, "UK", tmp_path)
 
@@ -135,3 +139,24 @@ def test_a_record_like_an_existing_profile_without_a_shared_key_is_suggested(tmp
 
     again = do_import(tenant, "UK", tmp_path)  # a completed export again: nothing new
     assert again.pk != run.pk and MergeSuggestion.objects.for_tenant(tenant).count() == 1
+
+
+def test_a_profile_created_after_an_import_is_compared_when_the_export_comes_again(tmp_path):
+    """On a second import the run's people are not compared with the profiles they already
+    are, but a profile created since (the API, no shared key) still is."""
+    tenant = region_tenant("UK")
+    _members_csv(tmp_path, _AMELIA_AND_CALLUM)
+    first = do_import(tenant, "UK", tmp_path)
+    assert not MergeSuggestion.objects.for_tenant(tenant).exists()
+    since = _profile(tenant, first_name="Callum", last_name="Reid", date_of_birth=date(1980, 9, 9),
+                     email="callum.reid@elsewhere.test")  # fmt: skip
+
+    again = do_import(tenant, "UK", tmp_path)
+
+    rows = {r.member_no: r for r in ImportRow.objects.filter(run=again, file="members")}
+    assert {r.outcome for r in rows.values()} == {RowOutcome.UNCHANGED}
+    callum = ImportRow.objects.get(run=first, member_no="502").profile_id
+    assert rows["502"].profile_id == callum
+    suggestions = list(MergeSuggestion.objects.for_tenant(tenant))
+    assert [{s.profile_id, s.candidate_id} for s in suggestions] == [{callum, since.pk}]
+    assert suggestions[0].evidence["existing_profile"] == str(since.pk)
