@@ -106,3 +106,22 @@ def test_a_ladder_measures_the_smaller_sizes_first_and_the_full_size_last():
     assert ladder_sizes(1_000_000, ladder=True) == [100_000, 300_000, 1_000_000]
     assert ladder_sizes(250_000, ladder=True) == [100_000, 250_000]
     assert ladder_sizes(1_000_000, ladder=False) == [1_000_000]
+
+
+def test_an_import_process_reports_its_own_peak_memory_not_its_parents():
+    """The backfill suite starts each import from the benchmark process, whose size fork and
+    exec pass on to ``ru_maxrss``: the import's figure must be its own."""
+    script = (
+        "import resource; from benchmarks.backfill import _own_peak_kib; "
+        "print(_own_peak_kib(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    ballast = bytearray(200 * 1024 * 1024)  # resident: every page written
+    for offset in range(0, len(ballast), 4096):
+        ballast[offset] = 1
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    del ballast
+    own_kib, inherited_kib = map(int, out.split())
+    assert inherited_kib > 200 * 1024  # what the figure used to be: the parent's size
+    assert 0 < own_kib < 150 * 1024
