@@ -1,9 +1,9 @@
 """The member path of one import, phase by phase, with the CPU of each side.
 
 ``python -m benchmarks.backfill_phases PATH SLUG [--dry-run] [--stmts]`` (Django settings and
-``DATABASE_URL`` from the environment): creates the tenant ``SLUG`` (with the export's clubs),
-imports the export at ``PATH`` with the phase timer and prints, as JSON, member rows/s with
-exact keys (``benchmarks.backfill.MEMBER_PHASES``), and for every phase its wall time, its
+``DATABASE_URL`` from the environment): creates the tenant ``SLUG`` (with the export's clubs)
+unless it exists, imports the export at ``PATH`` with the phase timer and prints, as JSON,
+member rows/s with exact keys (``benchmarks.backfill.MEMBER_PHASES``), and for every phase its wall time, its
 PostgreSQL backend's CPU (``/proc/<pid>/stat``) and this process's and its staging
 processes' CPU. ``--stmts`` also prints every statement over 0.08 s with its backend CPU (a
 multi-statement string counts as one). Used for the back-to-back pairs of
@@ -39,11 +39,13 @@ def _main(argv: list[str]) -> int:
 
     from backfill.mca import Export
     from backfill.runs import run_import
+    from crm.models import Tenant
 
     from .backfill import MEMBER_PHASES, _tenant
 
     path, slug = Path(argv[0]), argv[1]
-    tenant = _tenant(slug)
+    # An existing tenant is imported into again (the second import of a pair).
+    tenant = Tenant.objects.filter(slug=slug).first() or _tenant(slug)
     connection.ensure_connection()
     backend = connection.connection.info.backend_pid
     state: dict[str, Any] = {"phase": "start", "t": time.monotonic(), "b": _cpu(backend),
