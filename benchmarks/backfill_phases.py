@@ -3,10 +3,10 @@
 ``python -m benchmarks.backfill_phases PATH SLUG [--dry-run] [--stmts]`` (Django settings and
 ``DATABASE_URL`` from the environment): creates the tenant ``SLUG`` (with the export's clubs)
 unless it exists, imports the export at ``PATH`` with the phase timer and prints, as JSON,
-member rows/s with exact keys (``benchmarks.backfill.MEMBER_PHASES``), and for every phase its wall time, its
-PostgreSQL backend's CPU (``/proc/<pid>/stat``) and this process's and its staging
-processes' CPU. ``--stmts`` also prints every statement over 0.08 s with its backend CPU (a
-multi-statement string counts as one). Used for the back-to-back pairs of
+member rows/s with exact keys (``benchmarks.backfill.MEMBER_PHASES``), and for every phase
+its wall time, its PostgreSQL backend's CPU (``/proc/<pid>/stat``) and this process's and
+its staging processes' CPU. ``--stmts`` also prints every statement over 0.08 s with its
+backend CPU (a multi-statement string counts as one). Used for the back-to-back pairs of
 docs/profiles/backfill-import.md (main's tree and a branch, each on its own database).
 """
 

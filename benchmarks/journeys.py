@@ -6,7 +6,8 @@
   (``automation.triggers.journeys_on_events``) enrolls people in every batch; in
   alternating chunks of a quarter of the events each.
 * The wait sweep: 100,000 enrollments at a WAIT step that ended a minute ago (written
-  set-wise), advanced by ``automation.engine.journeys_advance`` to the next WAIT.
+  set-wise), advanced by ``automation.engine.journeys_advance`` to the next WAIT;
+  ``SWEEP_REPEATS`` times (a new journey each), reported as the median and spread.
 * Analytics: ``automation.analytics.journey_analytics`` of a journey with 1M history rows
   (written set-wise with INSERT ... SELECT generate_series), repeated calls.
 
@@ -41,7 +42,7 @@ from crm.services import tenant_create
 from customers.models import CustomerProfile
 
 from .events import _known, _worker_rate, make_events
-from .harness import summary_ms
+from .harness import spread, summary_ms
 from .identity import _ensure_profiles
 
 TARGETS = {
@@ -50,6 +51,8 @@ TARGETS = {
     "analytics_p99_ms": 200.0,
 }
 INGESTION_CHUNKS = 4
+# One sweep of 100,000 takes about 10 s; two runs of the same commit have differed by 8%.
+SWEEP_REPEATS = 3
 TRIGGER_TYPES = (
     "teetime.round.completed",
     "teetime.booking.created",
@@ -231,6 +234,15 @@ def _wait_sweep(tenant, count: int, log) -> dict:
     }
 
 
+def _wait_sweeps(tenant, count: int, repeats: int, log) -> dict:
+    """The wait sweep ``repeats`` times: the median run's figures, every run's rate and
+    their spread."""
+    runs = [_wait_sweep(tenant, count, log) for _ in range(repeats)]
+    rates = spread([run["transitions_per_s"] for run in runs])
+    median = min(runs, key=lambda run: abs(run["transitions_per_s"] - rates["median"]))
+    return {**median, "transitions_per_s": rates["median"], "rates": rates}
+
+
 _HISTORY_SQL = f"""
     WITH people AS (
         SELECT id, row_number() OVER () AS n FROM "{P}"
@@ -325,7 +337,9 @@ def run(*, profiles: int, quick: bool, env: dict[str, str], log) -> dict:
         )
     known = _known(tenant, 2_000 if quick else 30_000)
     ingestion = _ingestion(tenant, known, 2_000 if quick else 20_000, log)
-    sweep = _wait_sweep(tenant, min(total, 1_000 if quick else 100_000), log)
+    sweep = _wait_sweeps(
+        tenant, min(total, 1_000 if quick else 100_000), 1 if quick else SWEEP_REPEATS, log
+    )
     analytics = _analytics(
         tenant, min(total * 2, 4_000 if quick else 1_000_000), 20 if quick else 200, log
     )

@@ -765,6 +765,17 @@ def _campaigns(results: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _sweep_runs(sweep: dict) -> str:
+    rates = sweep.get("rates")  # recorded before 2026-12-07: one run
+    if not rates or len(rates["runs"]) < 2:
+        return "; one run"
+    runs = ", ".join(f"{rate:,}" for rate in rates["runs"])
+    return (
+        f"; the median of {len(rates['runs'])} runs of {runs} transitions/s "
+        f"(spread {rates['spread_pct']}%)"
+    )
+
+
 def _journeys(results: dict) -> list[str]:
     ingestion, sweep, analytics = results["ingestion"], results["wait_sweep"], results["analytics"]
     without, with_ = ingestion["without_journeys"], ingestion["with_journeys"]
@@ -810,7 +821,7 @@ def _journeys(results: dict) -> list[str]:
         f"= **{with_['events_per_s']:,} events/s**; {ingestion['enrolled']:,} people enrolled |",
         f"| wait sweep (`journeys_advance`, batches claimed with SKIP LOCKED) | "
         f"{sweep['advanced']:,} advanced in {sweep['seconds']} s "
-        f"({sweep['at_next_step']:,} at the next step) |",
+        f"({sweep['at_next_step']:,} at the next step){_sweep_runs(sweep)} |",
         f"| journey analytics (`journey_analytics`, {analytics['entered']:,} enrollments) | "
         f"n {analytics['n']}, median {analytics['median_ms']} ms, p99 {analytics['p99_ms']} ms |",
         "",
