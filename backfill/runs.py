@@ -409,6 +409,7 @@ class _PhaseTimer:
 def run_load(*, run: ImportRun, now: datetime | None = None, progress: Progress = _no_progress):
     """Plan and (unless a dry run) load, in one transaction that ends the run COMPLETED."""
     now = now or timezone.now()
+    loading.stats_refresh()  # outside the transaction: its lock is released at once
     with transaction.atomic():
         locked = ImportRun.objects.select_for_update().get(pk=run.pk)
         if locked.status == RunStatus.COMPLETED:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from backfill import loading
 from backfill.mca import DIALECTS, Export, read_raw
@@ -171,6 +172,18 @@ def test_second_import_of_the_same_export_changes_nothing():
         stamps
     )
     assert ImportRun.objects.for_tenant(tenant).count() == 2
+
+
+def test_the_load_analyzes_a_table_it_plans_over_when_its_statistics_are_missing():
+    """A second import right after a first ran its planning on no statistics (minutes on
+    one statement): tables never analyzed, or with a tenth of their rows changed since, are
+    analyzed first; fresh ones are left alone."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE stats_probe AS SELECT n FROM generate_series(1, 1000) n")
+        assert loading.stats_refresh(("stats_probe",)) == ["stats_probe"]
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'stats_probe'")
+        assert cursor.fetchone()[0] == 1000
+        assert loading.stats_refresh(("stats_probe",)) == []
 
 
 def test_dry_run_reports_everything_and_writes_nothing_else():
