@@ -96,33 +96,6 @@ def _fetch(sql: str, params: Any = ()) -> list[tuple]:
 # ----------------------------------------------------------------------------- staging
 
 
-# The CRM's tables the plan joins with the run's: their statistics decide its join orders.
-PLANNED_TABLES = (ALIAS, PROFILE, ACTIVITY)
-
-
-def stats_refresh(tables: tuple[str, ...] = PLANNED_TABLES) -> list[str]:
-    """ANALYZE those of ``tables`` whose statistics are missing or stale (more than a tenth
-    of their rows changed since, autovacuum's default rule), and return them. Run before the
-    load's transaction: an export imported again right after the first import, before
-    autovacuum had analyzed what it wrote, was planned from no statistics at all, and one
-    statement of the planning ran for more than 13 minutes at 250,000 records instead of
-    about a second (the whole planning 18.6 s once analyzed; the ANALYZE 1.4 s, a sample of
-    each table whatever its size)."""
-    stale = [
-        name
-        for (name,) in _fetch(
-            """SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
-            WHERE c.relname = ANY(%s)
-              AND (c.reltuples < 0 OR s.n_mod_since_analyze > 50 + 0.1 * c.reltuples)
-            ORDER BY c.relname""",
-            [list(tables)],
-        )
-    ]
-    if stale:
-        _exec("ANALYZE " + ", ".join(f'"{name}"' for name in stale))
-    return stale
-
-
 def _reject_repeats(run: ImportRun, file: str, key: tuple[str, ...], reason: str) -> None:
     """Every row of a key but its first is rejected. One hash aggregate finds the keys seen
     twice (no sort of the whole file), and only their rows are updated."""
@@ -169,6 +142,33 @@ def stage_checks(*, run: ImportRun) -> None:
 
 
 # ----------------------------------------------------------------------------- plan
+
+# The CRM's tables the plan joins with the run's: their statistics decide its join orders.
+PLANNED_TABLES = (ALIAS, PROFILE, ACTIVITY)
+
+
+def stats_refresh(tables: tuple[str, ...] = PLANNED_TABLES) -> list[str]:
+    """ANALYZE those of ``tables`` whose statistics are missing or stale (more than a tenth
+    of their rows changed since, autovacuum's default rule), and return them. Run before the
+    load's transaction: an export imported again right after the first import, before
+    autovacuum had analyzed what it wrote, was planned from no statistics at all, and one
+    statement of the planning ran for more than 13 minutes at 250,000 records instead of
+    about a second (the whole planning 18.6 s once analyzed; the ANALYZE 1.4 s, a sample of
+    each table whatever its size)."""
+    stale = [
+        name
+        for (name,) in _fetch(
+            """SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+            WHERE c.relname = ANY(%s)
+              AND (c.reltuples < 0 OR s.n_mod_since_analyze > 50 + 0.1 * c.reltuples)
+            ORDER BY c.relname""",
+            [list(tables)],
+        )
+    ]
+    if stale:
+        _exec("ANALYZE " + ", ".join(f'"{name}"' for name in stale))
+    return stale
+
 
 _REP_ORDER = "(status IN ('A', 'S')) DESC, join_date DESC NULLS LAST, id DESC"
 
@@ -728,7 +728,7 @@ def _not_loaded(event_id: str, earlier: bool) -> str:
     skips the rows already written before their titles and metadata are built: 1.25M rounds
     imported again took 17.2 s with the conflict checks alone, 3.7 s with it. A first import
     goes without it: there it would hash, for the transactions and membership ends, the
-    rounds the run has just written (+10 s at 250,000 records)."""
+    rounds the run has just written (+25 s at 250,000 records)."""
     if not earlier:
         return ""
     return f"""AND NOT EXISTS (SELECT 1 FROM "{ACTIVITY}" a WHERE a.tenant_id = %(tenant)s
