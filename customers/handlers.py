@@ -19,7 +19,7 @@ update stays a HOT update. A handler called outside a batch opens its own.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -152,32 +152,57 @@ class ProfileChanges:
 _batch: ContextVar[ProfileChanges | None] = ContextVar("profile_changes", default=None)
 
 
-def _lock_profiles(tenant: Tenant, profile_ids: list[Any]) -> dict[Any, dict[str, Any]]:
+def profiles_lock(
+    tenant: Tenant, profile_ids: Iterable[Any], *, skip_locked: bool = False
+) -> dict[Any, dict[str, Any]]:
     """Lock the batch's profiles in id order, so two batches touching the same people wait
     for each other instead of deadlocking, and read the facts the guards compare with (no
     one else can change them until the commit). ``NO KEY UPDATE`` is the lock an UPDATE
     takes anyway; unlike ``FOR UPDATE`` it does not block other batches' activity inserts
-    (their foreign-key checks take ``KEY SHARE``). A profile that is gone is not returned."""
+    (their foreign-key checks take ``KEY SHARE``). A profile that is gone is not returned;
+    with ``skip_locked``, neither is one another transaction holds (it is not waited for)."""
+    ids = sorted(set(profile_ids), key=str)
+    if not ids:
+        return {}
     with batch_cursor() as cursor:
         cursor.execute(
             f'SELECT id, {", ".join(_GUARD_COLUMNS)} FROM "{PROFILE}" '  # noqa: S608
-            "WHERE tenant_id = %s AND id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
-            [tenant.pk, sorted(set(profile_ids), key=str)],
+            "WHERE tenant_id = %s AND id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE"
+            + (" SKIP LOCKED" if skip_locked else ""),
+            [tenant.pk, ids],
         )
         return {row[0]: dict(zip(_GUARD_COLUMNS, row[1:], strict=True)) for row in cursor}
 
 
+def profile_guards(profile: CustomerProfile) -> dict[str, Any]:
+    """The guard facts of a profile as written by this transaction (one it has just created,
+    which no other transaction sees until the commit), in the form ``profiles_lock`` reads."""
+    return {column: getattr(profile, column) for column in _GUARD_COLUMNS}
+
+
 @contextmanager
-def profile_changes(tenant: Tenant, items: list[Item], now: datetime) -> Iterator[ProfileChanges]:
+def profile_changes(
+    tenant: Tenant,
+    items: list[Item],
+    now: datetime,
+    *,
+    locked: dict[Any, dict[str, Any]] | None = None,
+) -> Iterator[ProfileChanges]:
     """The handlers and metrics run inside collect their changes; when the block ends
     without an error, they are written: one UPDATE for the profiles, one INSERT for the
     consent history. Nested: the outer batch collects (a handler called on its own opens
-    its batch, writes it, closes it)."""
+    its batch, writes it, closes it). ``locked``: profiles this transaction has locked
+    already, with their guard facts (``profiles_lock``): they are not read again."""
     outer = _batch.get()
     if outer is not None:
         yield outer
         return
-    batch = ProfileChanges(_lock_profiles(tenant, [item.profile_id for item in items]))
+    locked = locked or {}
+    wanted = {item.profile_id for item in items}
+    stored = {pid: locked[pid] for pid in wanted if pid in locked}
+    if rest := wanted - stored.keys():
+        stored.update(profiles_lock(tenant, rest))
+    batch = ProfileChanges(stored)
     token = _batch.set(batch)
     try:
         yield batch

@@ -13,7 +13,7 @@ nobody knows in bulk, inserts the activities in one statement, runs each type's 
 set-wise (``customers.handlers``), moves the profile metrics, and marks the rows processed.
 Then, after commit, the processed events go to the subscribers registered in ``crm``.
 A batch does not wait for another worker's transaction over the same person: it defers
-those events (``_NEW_PERSON_LOCK_SQL``, ``_BUSY_PROFILES_SQL``) and queues them again.
+those events (``_NEW_PERSON_LOCK_SQL``, ``_busy_profiles``) and queues them again.
 
 A batch that fails on bad data is retried event by event, each in its own transaction: the
 poison event gets its error and a later attempt (``MAX_ATTEMPTS`` in all, then ``FAILED``),
@@ -42,7 +42,13 @@ from crm.registry import ProcessedEvent, publish_events
 from crm.tasks import tenant_task
 
 from .events import Envelope, EventInvalid, event_type, parse_envelope, safe_text
-from .handlers import apply_handlers, profile_changes, update_activity_metrics
+from .handlers import (
+    apply_handlers,
+    profile_changes,
+    profile_guards,
+    profiles_lock,
+    update_activity_metrics,
+)
 from .identity import IdentityHints
 from .models import Activity, CustomerProfile, IdentityAlias, SyncLogEntry, SyncStatus
 from .services import identity_resolve, profile_fields_from_hints
@@ -226,6 +232,8 @@ class Item:
     profile_id: Any = None
     is_new_profile: bool = False
     activity_new: bool = False
+    # The profile this batch created for the item's person, as written (``_create_people``).
+    created: CustomerProfile | None = None
 
 
 @dataclass
@@ -483,9 +491,16 @@ def _apply(
     ]
     people = [item for item in items if item.hints is not None]
     deferred = _resolve(tenant, people, now, defer=defer)
+    locked: dict[Any, dict[str, Any]] = {}
     if defer:
         waiting = {id(item) for item in deferred}
-        deferred += _busy_profiles(tenant, [item for item in people if id(item) not in waiting])
+        busy, locked = _busy_profiles(tenant, [item for item in people if id(item) not in waiting])
+        deferred += busy
+    # The people this batch created are unseen by other transactions until the commit: there
+    # is nothing to lock, and their guard facts are the values just written.
+    locked |= {
+        item.profile_id: profile_guards(item.created) for item in people if item.created is not None
+    }
     if deferred:
         held = {item.entry.pk for item in deferred}
         items = [item for item in items if item.entry.pk not in held]
@@ -497,7 +512,7 @@ def _apply(
     # the handlers and the metrics decided (one row version each).
     fresh = [item for item in people if item.activity_new]
     if fresh:
-        with profile_changes(tenant, fresh, now):
+        with profile_changes(tenant, fresh, now, locked=locked):
             apply_handlers(tenant, fresh, now)
             update_activity_metrics(tenant, fresh, now)
     published = [
@@ -520,26 +535,20 @@ def _apply(
 # events, as for the new people above, instead of waiting at the batch's end. The lock is the
 # one ``customers.handlers`` takes before the profile UPDATE (``NO KEY UPDATE``, which the
 # activity inserts' foreign-key checks do not conflict with), taken earlier: held from here
-# to the commit. A profile that is gone is not returned either: its events are deferred once,
-# then go as before.
-_BUSY_PROFILES_SQL = f"""
-    SELECT id FROM "{CustomerProfile._meta.db_table}"
-    WHERE tenant_id = %s AND id = ANY(%s::uuid[])
-    ORDER BY id
-    FOR NO KEY UPDATE SKIP LOCKED
-"""  # noqa: S608
-
-
-def _busy_profiles(tenant: Tenant, items: list[Item]) -> list[Item]:
+# to the commit, and the guard facts it reads are handed to the profile update, which then
+# reads and locks only the profiles neither locked here nor created by the batch (people
+# resolved one by one, and every profile of a batch that does not defer). A profile that is
+# gone is not returned either: its events are deferred once, then go as before.
+def _busy_profiles(
+    tenant: Tenant, items: list[Item]
+) -> tuple[list[Item], dict[Any, dict[str, Any]]]:
     """Lock the profiles of ``items`` not created by this batch that no one else holds;
-    returns the items whose profile another transaction holds."""
-    known = sorted({item.profile_id for item in items if not item.is_new_profile}, key=str)
-    if not known:
-        return []
-    with batch_cursor() as cursor:
-        cursor.execute(_BUSY_PROFILES_SQL, [tenant.pk, known])
-        locked = {row[0] for row in cursor.fetchall()}
-    return [item for item in items if not item.is_new_profile and item.profile_id not in locked]
+    returns the items whose profile another transaction holds, and the profiles locked
+    (with their guard facts: ``customers.handlers.profiles_lock``)."""
+    known = {item.profile_id for item in items if not item.is_new_profile}
+    locked = profiles_lock(tenant, known, skip_locked=True)
+    busy = [item for item in items if not item.is_new_profile and item.profile_id not in locked]
+    return busy, locked
 
 
 # ----------------------------------------------------------------------------- identity
@@ -767,13 +776,14 @@ def _create_people(
                 "WHERE tenant_id = %s AND profile_id = ANY(%s)",
                 [tenant.pk, beaten],
             )
-    created = set(expected) - set(beaten)
-    _copy_profiles([profile for profile in profiles if profile.pk in created], now)
+    created = {profile.pk: profile for profile in profiles if profile.pk not in beaten}
+    _copy_profiles(list(created.values()), now)
     retry: list[Item] = []
     for profile_id, group in members.items():
         for item in group:
             if profile_id in created:
                 item.profile_id, item.is_new_profile = profile_id, True
+                item.created = created[profile_id]
             else:
                 retry.append(item)
     return retry, deferred

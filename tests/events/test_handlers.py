@@ -10,6 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.registry import register_event_subscriber, unregister_event_subscriber
+from customers import handlers
+from customers import ingest as ingest_module
 from customers.handlers import activity_count_recompute
 from customers.models import (
     Activity,
@@ -105,6 +107,50 @@ def test_an_older_member_update_does_not_overwrite_a_newer_one(tenant_a):
     )
     member.refresh_from_db()
     assert member.membership_type == "Senior"
+
+
+def test_a_batch_locks_its_known_profiles_once_and_its_new_people_not_at_all(tenant_a, monkeypatch):
+    """The guard facts come from the one lock a batch takes on its known people (or, for
+    the people it creates, from what it wrote): the guards still hold, in one read."""
+    member = person(tenant_a, scl_member_id="SCL9")
+    run(
+        tenant_a,
+        event(
+            tenant_a, "scl.member.updated", {"sclMemberId": "SCL9"}, {"membershipType": "Senior"}
+        ),
+    )
+    calls: list[tuple[set, bool]] = []
+    real = handlers.profiles_lock
+
+    def spy(tenant, profile_ids, *, skip_locked=False):
+        calls.append((set(profile_ids), skip_locked))
+        return real(tenant, profile_ids, skip_locked=skip_locked)
+
+    monkeypatch.setattr(handlers, "profiles_lock", spy)
+    monkeypatch.setattr(ingest_module, "profiles_lock", spy)
+    result = run(
+        tenant_a,
+        event(
+            tenant_a,
+            "scl.member.updated",
+            {"sclMemberId": "SCL9"},
+            {"membershipType": "Full"},
+            timestamp=at(5),
+        ),
+        event(
+            tenant_a,
+            "scl.member.updated",
+            {"sclMemberId": "SCL10"},
+            {"membershipType": "Junior"},
+            timestamp=at(2),
+        ),
+    )
+    assert len(result.entry_ids) == 2
+    assert calls == [({member.pk}, True)]
+    member.refresh_from_db()
+    assert member.membership_type == "Senior"  # the older update did not overwrite it
+    newcomer = CustomerProfile.objects.get(tenant=tenant_a, scl_member_id="SCL10")
+    assert newcomer.membership_type == "Junior"
 
 
 def test_handicap_follows_the_newest_event(tenant_a):
