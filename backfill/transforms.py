@@ -120,36 +120,13 @@ def parse_handicap(value: str, dialect: Dialect) -> Decimal | None:
     return -number if plus else number
 
 
-# The regular spellings of each region's numbers, and their E.164 (``\\1`` is the national
-# significant number). Each gives exactly what ``phonenumbers`` gives (a number of the
-# region's mobile length is accepted by the API's rule), checked by
-# tests/backfill/test_mca_transforms.py; anything else goes to ``phonenumbers``.
-_PHONE_SEPARATORS = re.compile(r"[\s\-().]")
-_REGULAR_PHONES: dict[str, tuple[re.Pattern[str], str]] = {
-    "ZA": (re.compile(r"^(?:0|\+27|0027|27)([1-8]\d{8})$"), "+27"),
-    "GB": (re.compile(r"^(?:0|\+44|0044|44)([1-37]\d{9})$"), "+44"),
-}
-
-
-@lru_cache(maxsize=65536)
-def _phonenumbers_e164(value: str, region: str) -> str:
-    """The irregular spellings (distinct values repeat: switchboards, placeholders)."""
-    return normalize_phone(value, region=region)
-
-
 def parse_phone(value: str, dialect: Dialect, *, field: str) -> str | None:
-    """E.164 by ``phonenumbers`` in the region, the same rule as the API's hints; the
-    regular spellings by a regular expression (``phonenumbers.parse`` costs ~250 µs a call,
-    most of the staging time of a member row)."""
+    """E.164 in the region, by the API's rule and code (``customers.identity.normalize_phone``:
+    the regular spellings by a regular expression, the rest by ``phonenumbers``)."""
     if not value.strip():
         return None
-    regular, code = _REGULAR_PHONES.get(dialect.phone_region, (None, ""))
-    if regular is not None:
-        match = regular.match(_PHONE_SEPARATORS.sub("", value))
-        if match:
-            return code + match.group(1)
     try:
-        return _phonenumbers_e164(value.strip(), dialect.phone_region)
+        return normalize_phone(value, region=dialect.phone_region)
     except ValidationError as exc:
         digits = re.sub(r"\D", "", value)
         reason = "phone too short" if len(digits) < 9 else "invalid phone"

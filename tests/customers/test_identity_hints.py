@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import random
 
-from customers.identity import HintError, IdentityHints
+import pytest
+from django.core.exceptions import ValidationError
+
+from customers.identity import HintError, IdentityHints, normalize_phone, phone_by_phonenumbers
 
 
 @pytest.mark.parametrize(
@@ -30,6 +33,44 @@ def test_invalid_phones_are_refused(raw):
     with pytest.raises(HintError) as caught:
         IdentityHints.parse({"phone": raw}, phone_region="ZA")
     assert "phone" in caught.value.message_dict
+
+
+def _or_fault(normalize, value: str, region: str) -> str:
+    try:
+        return normalize(value, region=region)
+    except ValidationError:
+        return "fault"
+
+
+@pytest.mark.parametrize(("region", "code"), [("ZA", "27"), ("GB", "44")])
+def test_the_regular_spellings_read_without_phonenumbers_give_what_it_gives(region, code):
+    """The regular expression of each region's usual spellings (the fast path) against the
+    rule by ``phonenumbers`` alone, on thousands of spellings of random numbers, valid or not,
+    and of digits that are not ASCII (which ``phonenumbers`` reads as digits)."""
+    rng = random.Random(region)
+    differ = []
+    for _ in range(4000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.choice((8, 9, 10, 11))))
+        if rng.random() < 0.05:  # from some position on
+            cut = rng.randrange(len(digits))
+            digits = digits[:cut] + digits[cut:].translate(
+                str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+            )
+        value = rng.choice([
+            "0" + digits, f"+{code}{digits}", f"{code}{digits}", f"00{code}{digits}",
+            f"0{digits[:3]} {digits[3:]}", f"({digits[:3]}) {digits[3:6]}-{digits[6:]}",
+            f"+{code} {digits[:2]} {digits[2:5]} {digits[5:]}", f" 0{digits}\t",
+        ])  # fmt: skip
+        if _or_fault(normalize_phone, value, region) != _or_fault(
+            phone_by_phonenumbers, value, region
+        ):
+            differ.append(value)
+    assert differ == []
+
+
+def test_a_number_in_digits_that_are_not_ascii_becomes_ascii_e164():
+    assert normalize_phone("082 1٢٣ ٤٥٦٧", region="ZA") == "+27821234567"
+    assert normalize_phone("+44 7700 ٩٠٠١٢٣", region="GB") == "+447700900123"
 
 
 def test_emails_are_trimmed_and_lowercased():
