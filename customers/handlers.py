@@ -174,10 +174,11 @@ def profiles_lock(
         return {row[0]: dict(zip(_GUARD_COLUMNS, row[1:], strict=True)) for row in cursor}
 
 
-def profile_guards(profile: CustomerProfile) -> dict[str, Any]:
+def profile_guards(row: dict[str, Any]) -> dict[str, Any]:
     """The guard facts of a profile as written by this transaction (one it has just created,
-    which no other transaction sees until the commit), in the form ``profiles_lock`` reads."""
-    return {column: getattr(profile, column) for column in _GUARD_COLUMNS}
+    which no other transaction sees until the commit; ``row``: its columns by attribute
+    name), in the form ``profiles_lock`` reads."""
+    return {column: row[column] for column in _GUARD_COLUMNS}
 
 
 @contextmanager
