@@ -545,6 +545,37 @@ def test_new_people_in_one_batch_are_created_once_each(tenant_a):
     assert all(e.profile_id for e in entries)
 
 
+def test_a_person_created_by_an_event_has_the_defaults_of_one_created_by_hand(tenant_a):
+    """The batch writes new people's rows itself (COPY, from the model's defaults): every
+    column but the ids, times and what the event says is what the model gives."""
+    run(
+        tenant_a,
+        event(
+            tenant_a,
+            "teetime.round.completed",
+            {"email": "fresh@example.com", "teetimePlayerId": "TT-77"},
+            {"roundId": "F1"},
+        ),
+    )
+    created = profile_of(tenant_a, email="fresh@example.com")
+    by_hand = CustomerProfile.objects.create(
+        tenant=tenant_a,
+        currency=tenant_a.currency,
+        email="fresh@example.com",
+        teetime_player_id="TT-77",
+        external_ids={},
+    )
+    by_hand.refresh_from_db()
+    moved_by_the_event = {"last_activity_at", "last_activity_type", "activity_count_30d"}
+    differ = {
+        f.attname
+        for f in CustomerProfile._meta.concrete_fields
+        if getattr(created, f.attname) != getattr(by_hand, f.attname)
+    }
+    assert differ == {"id", "created_at", "updated_at", *moved_by_the_event}
+    assert created.tags == [] and created.status == "ACTIVE" and created.currency == "ZAR"
+
+
 def test_a_new_identifier_for_a_known_person_is_attached(tenant_a):
     known = person(tenant_a, email="links@example.com")
     run(
