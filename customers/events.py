@@ -600,7 +600,7 @@ def safe_text(text: str) -> str:
     )
 
 
-def _timestamp(raw: dict, errors: dict) -> datetime | None:
+def _timestamp(raw: dict, errors: dict, now: datetime) -> datetime | None:
     value = raw.get("timestamp")
     if not isinstance(value, str) or not value:
         _error(errors, "timestamp", "Expected an ISO 8601 date-time with a UTC offset.")
@@ -624,7 +624,7 @@ def _timestamp(raw: dict, errors: dict) -> datetime | None:
     except OverflowError:
         _error(errors, "timestamp", "This date-time is out of range.")
         return None
-    if parsed > timezone.now() + MAX_FUTURE_SKEW:
+    if parsed > now + MAX_FUTURE_SKEW:
         _error(errors, "timestamp", "This event is dated in the future.")
         return None
     return parsed
@@ -673,8 +673,11 @@ def _flatten(prefix: str, detail: Any, errors: dict) -> None:
         _error(errors, prefix, str(detail))
 
 
-def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: str) -> Envelope:
-    """Validate one raw event for the given tenant; raises ``EventInvalid``."""
+def parse_envelope(
+    raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: str, now: datetime | None = None
+) -> Envelope:
+    """Validate one raw event for the given tenant; raises ``EventInvalid``. ``now``: the
+    caller's clock, which an event may not be dated more than ``MAX_FUTURE_SKEW`` after."""
     if not isinstance(raw, dict):
         raise EventInvalid({"event": ["Expected an event object."]})
     errors: dict[str, list[str]] = {}
@@ -701,7 +704,7 @@ def parse_envelope(raw: Any, *, tenant_slug: str, tenant_id: str, phone_region: 
         _error(errors, "tenantId", "This field is required.")
     elif not _same_tenant(tenant_ref, tenant_slug, tenant_id):
         _error(errors, "tenantId", "This event belongs to another tenant than your credential.")
-    occurred_at = _timestamp(raw, errors)
+    occurred_at = _timestamp(raw, errors, now or timezone.now())
     identity = _identity(raw.get("identity"), errors, phone_region)
     payload_raw = raw.get("payload", {})
     payload: dict[str, Any] = {}

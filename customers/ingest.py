@@ -88,8 +88,9 @@ def _raw_id(raw: Any) -> str | None:
 
 
 def events_validate(
-    *, tenant: Tenant, raw_events: Sequence[Any]
+    *, tenant: Tenant, raw_events: Sequence[Any], now: datetime
 ) -> tuple[list[tuple[int, Envelope]], list[Rejection]]:
+    """Each event judged on its own, against one clock (``now``) for the whole batch."""
     valid: list[tuple[int, Envelope]] = []
     rejected: list[Rejection] = []
     for index, raw in enumerate(raw_events):
@@ -99,6 +100,7 @@ def events_validate(
                 tenant_slug=tenant.slug,
                 tenant_id=str(tenant.pk),
                 phone_region=tenant.default_phone_region,
+                now=now,
             )
         except EventInvalid as exc:
             rejected.append(Rejection(index, _raw_id(raw), exc.message_dict))
@@ -155,10 +157,15 @@ def _insert_entries(
         return {(source, event_id): pk for pk, source, event_id in cursor.fetchall()}
 
 
-def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api") -> IngestResult:
+def events_ingest(
+    *, tenant: Tenant, raw_events: Sequence[Any], via: str = "api", now: datetime | None = None
+) -> IngestResult:
     """Validate events and write the valid ones to the sync log; their processing is queued
-    once the caller's transaction commits. Idempotent: a replayed event is a duplicate."""
-    valid, rejected = events_validate(tenant=tenant, raw_events=raw_events)
+    once the caller's transaction commits. Idempotent: a replayed event is a duplicate.
+    ``now`` (default: the current time) is the one clock of the batch: what an event may not
+    be dated after (plus ``MAX_FUTURE_SKEW``) and the rows' times."""
+    now = now or timezone.now()
+    valid, rejected = events_validate(tenant=tenant, raw_events=raw_events, now=now)
     result = IngestResult(rejected=rejected)
     # The same event twice in one request: the second is a duplicate.
     unique: dict[tuple[str, str], Envelope] = {}
@@ -168,7 +175,7 @@ def events_ingest(*, tenant: Tenant, raw_events: Sequence[Any], via: str = "api"
         order.append((index, key, key in unique))
         unique.setdefault(key, envelope)
     with transaction.atomic():
-        inserted, refused = _insert_or_isolate(tenant, list(unique.values()), via, timezone.now())
+        inserted, refused = _insert_or_isolate(tenant, list(unique.values()), via, now)
         for index, key, repeated in order:
             if key in refused:
                 result.rejected.append(Rejection(index, key[1], {"event": [refused[key]]}))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from customers.ingest import MAX_EVENTS_PER_REQUEST
+from customers.events import MAX_FUTURE_SKEW
+from customers.ingest import MAX_EVENTS_PER_REQUEST, events_ingest
 from customers.models import SyncLogEntry, SyncStatus
 
 from .helpers import at, event
@@ -234,3 +237,28 @@ def test_a_payment_in_a_currency_iso_4217_does_not_have_is_rejected(api_a, tenan
         "p-xts": {"payload.currency": [f"XTS {advice}"]},
     }
     assert list(SyncLogEntry.objects.values_list("event_id", flat=True)) == ["p-gbp"]
+
+
+ROUND, WHO = "teetime.round.completed", {"email": "clock@example.com"}
+
+
+def test_a_batch_is_judged_against_one_clock_the_callers(tenant_a):
+    """The future-dating limit and the rows' times come from the ``now`` the caller gives,
+    the same for every event of the batch, whatever the wall clock says."""
+    now = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+    within = (now + MAX_FUTURE_SKEW - timedelta(minutes=1)).isoformat()
+    beyond = (now + MAX_FUTURE_SKEW + timedelta(minutes=1)).isoformat()
+    result = events_ingest(
+        tenant=tenant_a,
+        raw_events=[
+            event(tenant_a, ROUND, WHO, {"roundId": "R1"}, id="soon", timestamp=within),
+            event(tenant_a, ROUND, WHO, {"roundId": "R2"}, id="later", timestamp=beyond),
+        ],
+        now=now,
+    )
+    assert result.accepted == ["soon"]
+    assert [(r.index, r.errors) for r in result.rejected] == [
+        (1, {"timestamp": ["This event is dated in the future."]})
+    ]
+    row = SyncLogEntry.objects.get(tenant=tenant_a, event_id="soon")
+    assert (row.created_at, row.queued_at) == (now, now)
