@@ -9,7 +9,6 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from backfill.mca import DIALECTS, MEMBERS, ROUNDS, Export, ExportError, read_rows, write_rows
 from backfill.transforms import (
@@ -184,10 +183,3 @@ def test_member_without_key_or_status_is_rejected():
         member_transform(_member(MemberNo=" "), ZA)
     with pytest.raises(RowRejected, match="status"):
         member_transform(_member(Status="X"), ZA)
-
-
-def _or_fault(parse, *args, **kwargs):
-    try:
-        return parse(*args, **kwargs)
-    except (FieldFault, ValidationError):
-        return "fault"
