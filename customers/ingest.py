@@ -806,12 +806,12 @@ def _create_people(
         inserted: dict[Any, int] = defaultdict(int)
         for (profile_id,) in cursor.fetchall():
             inserted[profile_id] += 1
-        beaten = [pk for pk, count in expected.items() if inserted[pk] != count]
+        beaten = {pk for pk, count in expected.items() if inserted[pk] != count}
         if beaten:
             cursor.execute(
                 f'DELETE FROM "{IdentityAlias._meta.db_table}" '  # noqa: S608
                 "WHERE tenant_id = %s AND profile_id = ANY(%s)",
-                [tenant.pk, beaten],
+                [tenant.pk, sorted(beaten, key=str)],
             )
     created = {row["id"]: row for row in profiles if row["id"] not in beaten}
     _copy_profiles(list(created.values()), now)
