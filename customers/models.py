@@ -99,8 +99,18 @@ MEMBERSHIP_FIELDS: tuple[str, ...] = (
 
 
 class CustomerProfile(TenantOwnedModel):
-    """One person known to a tenant: identity links, consent, metrics, membership, golf."""
+    """One person known to a tenant: identity links, consent, metrics, membership, golf.
 
+    Every index costs each new profile an entry (the events' new people, the MCA v1 import's
+    hundreds of thousands), so each has readers no other index serves: the tenant's own
+    foreign key has no index (every lookup index leads with the tenant); a home club's
+    profiles are found by the club's id alone (unique across tenants, so a tenant prefix
+    would add nothing, and club deletion's ``SET NULL`` needs it); ``merged_into`` is indexed
+    only where set (merged profiles are few; ``merged_into = x`` implies it is set)."""
+
+    tenant = models.ForeignKey(
+        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
 
     # Identity links (current values; every value ever held is an IdentityAlias).
@@ -166,7 +176,7 @@ class CustomerProfile(TenantOwnedModel):
     handicap_updated_at = models.DateTimeField(null=True, blank=True)
 
     merged_into = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
 
@@ -190,7 +200,11 @@ class CustomerProfile(TenantOwnedModel):
             models.Index(
                 fields=["tenant", "status", "lifecycle_stage"], name="profile_tenant_status_idx"
             ),
-            models.Index(fields=["tenant", "home_club"], name="profile_tenant_club_idx"),
+            models.Index(
+                fields=["merged_into"],
+                condition=models.Q(merged_into__isnull=False),
+                name="profile_merged_into_idx",
+            ),
             # Name / email search (`q`) with pg_trgm, fast on a million rows.
             GinIndex(OpClass(Upper("email"), name="gin_trgm_ops"), name="profile_email_trgm_idx"),
             GinIndex(
