@@ -29,8 +29,9 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -206,10 +207,11 @@ def _event_id(region: str, kind: str, parts: list[Any]) -> str:
 
 
 def _staged_row(
-    head: tuple[str, str, str], kind: str, dialect: Dialect, line: int, raw: list[str]
+    head: tuple[str, str, str, date], kind: str, dialect: Dialect, line: int, raw: list[str]
 ) -> tuple:
     """One input row's staged values: transformed, or rejected with its reason."""
     region = dialect.region
+    tenant_id, run_id, now, as_of = head
     expected = columns(kind, dialect)
     club = raw[0].strip().upper() if raw else ""
     number = raw[1].strip() if len(raw) > 1 else ""
@@ -222,7 +224,7 @@ def _staged_row(
     else:
         try:
             if kind == MEMBERS:
-                data, flags = member_transform(fields, dialect)
+                data, flags = member_transform(fields, dialect, as_of=as_of)
                 reason = "; ".join(flags)
             elif kind == ROUNDS:
                 data = round_transform(fields, dialect)
@@ -236,7 +238,6 @@ def _staged_row(
     if kind == TRANSACTIONS and amount is None and fields is not None:
         # Money in is every amount read, loaded or not (reconciliation).
         amount = _amount_or_none(fields["Amount"], dialect)
-    tenant_id, run_id, now = head
     # A loadable member row is staged with the commonest plan (see ``outcome_staged``): a new
     # person of its own, with the id that person's profile will have (random, as any other
     # profile id). Planning rewrites only the rows whose plan differs.
@@ -355,7 +356,10 @@ def run_stage(*, run: ImportRun, export: Export, progress: Progress = _no_progre
     ImportRun.objects.filter(pk=run.pk).update(status=RunStatus.STAGING)
     with transaction.atomic():
         ImportRow.objects.filter(run=run).delete()
-        head = (str(run.tenant_id), str(run.pk), timezone.now().isoformat())
+        # The rows' timestamps, and the export's date in the region (the day a date of birth
+        # would be in the future).
+        as_of = run.exported_at.astimezone(ZoneInfo(dialect.timezone)).date()
+        head = (str(run.tenant_id), str(run.pk), timezone.now().isoformat(), as_of)
         pool = _staging_pool()
         try:
             with connection.cursor() as cursor:

@@ -257,9 +257,13 @@ def _field(errors: list[str], parse, *args, **kwargs) -> Any:
         return None
 
 
-def member_transform(fields: dict[str, str], dialect: Dialect) -> tuple[dict[str, Any], list[str]]:
+def member_transform(
+    fields: dict[str, str], dialect: Dialect, *, as_of: date
+) -> tuple[dict[str, Any], list[str]]:
     """A member row's CRM values (JSON-ready) and the flags of the fields it dropped.
-    Raises ``RowRejected`` when the row has no key or an unknown status."""
+    Raises ``RowRejected`` when the row has no key or an unknown status. ``as_of`` is the
+    export's date in the region: a date of birth after it is in the future (whatever the day
+    the export is imported)."""
     club, number = fields["ClubCode"].strip().upper(), fields["MemberNo"].strip()
     if not club or not number:
         raise RowRejected("missing ClubCode or MemberNo")
@@ -302,7 +306,7 @@ def member_transform(fields: dict[str, str], dialect: Dialect) -> tuple[dict[str
         "sms_opt_in": _field(flags, parse_consent, fields["SMSOptIn"]),
         "last_visit": last_visit.isoformat() if last_visit else None,
     }
-    if dob and dob > date.today():
+    if dob and dob > as_of:
         flags.append(f"DOB: in the future {dob}")
         values["dob"] = None
     if left and join and left < join:

@@ -173,13 +173,26 @@ def _member(**overrides):
 
 
 def test_member_faults_drop_the_field_and_flag_the_row():
-    values, flags = member_transform(_member(DOB="31/02/2019", Email="jo smith@@x"), ZA)
+    values, flags = member_transform(
+        _member(DOB="31/02/2019", Email="jo smith@@x"), ZA, as_of=date(2024, 8, 1)
+    )
     assert values["dob"] is None and values["email"] is None
     assert flags == ["DOB: impossible date '31/02/2019'", "Email: malformed email 'jo smith@@x'"]
 
 
+def test_a_date_of_birth_after_the_export_date_is_in_the_future_whatever_the_day_of_import():
+    """The export is the clock: a birth the day after the export is flagged, though that
+    day has long passed; the export's own day is kept."""
+    as_of = date(2024, 8, 1)
+    values, flags = member_transform(_member(DOB="02/08/2024"), ZA, as_of=as_of)
+    assert values["dob"] is None
+    assert flags == ["DOB: in the future 2024-08-02"]
+    values, flags = member_transform(_member(DOB="01/08/2024"), ZA, as_of=as_of)
+    assert (values["dob"], flags) == ("2024-08-01", [])
+
+
 def test_member_without_key_or_status_is_rejected():
     with pytest.raises(RowRejected, match="MemberNo"):
-        member_transform(_member(MemberNo=" "), ZA)
+        member_transform(_member(MemberNo=" "), ZA, as_of=date(2024, 8, 1))
     with pytest.raises(RowRejected, match="status"):
-        member_transform(_member(Status="X"), ZA)
+        member_transform(_member(Status="X"), ZA, as_of=date(2024, 8, 1))
