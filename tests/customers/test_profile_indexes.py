@@ -49,7 +49,6 @@ def test_no_index_of_the_write_heavy_tables_repeats_the_lead_of_another():
 
 def _plan(queryset) -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
         sql, params = queryset.order_by().query.sql_with_params()
         cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
@@ -61,6 +60,13 @@ def test_a_survivors_merged_profiles_and_a_clubs_members_are_found_by_an_index(t
     member = person(tenant_a, email="bob@example.com")
     CustomerProfile.objects.filter(pk=member.pk).update(home_club=club_a)
     profile_merge(tenant=tenant_a, winner=survivor, loser=merged, actor="staff@example.com")
+    # A tenant of some size, with fresh statistics: on a handful of rows any plan is as good,
+    # and the planner may read them through whichever index leads with the tenant.
+    CustomerProfile.objects.bulk_create(
+        CustomerProfile(tenant=tenant_a, first_name=f"P{n}") for n in range(3_000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE customers_customerprofile")
 
     followers = CustomerProfile.objects.for_tenant(tenant_a).filter(merged_into=survivor)
     assert list(followers.values_list("pk", flat=True)) == [merged.pk]
@@ -68,4 +74,4 @@ def test_a_survivors_merged_profiles_and_a_clubs_members_are_found_by_an_index(t
 
     members = CustomerProfile.objects.for_tenant(tenant_a).filter(home_club=club_a)
     assert list(members.values_list("pk", flat=True)) == [member.pk]
-    assert "home_club_id" in _plan(members)
+    assert "customers_customerprofile_home_club_id" in _plan(members)
