@@ -34,6 +34,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -165,11 +166,13 @@ def _known(tenant, size: int) -> list[tuple[str, str]]:
     return known
 
 
-def _prepare() -> None:
+def _prepare(also: Sequence[str] = ()) -> None:
     """The same starting state for every repetition: no dead rows from the previous one
-    (autovacuum may be off), fresh planner statistics, dirty pages flushed."""
+    (autovacuum may be off), fresh planner statistics, dirty pages flushed (a checkpoint
+    falling inside a timed pass, as after a bulk load, slowed it by a quarter). ``also``:
+    more tables the repetitions write."""
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM ANALYZE {', '.join(TABLES)}")
+        cursor.execute(f"VACUUM ANALYZE {', '.join((*TABLES, *also))}")
         cursor.execute("CHECKPOINT")
 
 
@@ -206,10 +209,12 @@ def _process_batches(tenant, ids: list[int]) -> int:
     return processed
 
 
-def _worker_rate(tenant, events: list[dict], log) -> dict:
+def _worker_rate(tenant, events: list[dict], log, *, also: Sequence[str] = ()) -> dict:
     """One pass of one worker process over ``events``, in-process, no broker (the journeys
-    suite compares it with and without journeys)."""
+    suite compares it with and without journeys), prepared as every timed pass is
+    (``_prepare``; ``also``: more tables to vacuum)."""
     ids = _ingest_quietly(tenant, events)
+    _prepare(also)
     started = time.perf_counter()
     processed = _process_batches(tenant, ids)
     seconds = time.perf_counter() - started

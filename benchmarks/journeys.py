@@ -4,7 +4,9 @@
   measured in the same run without journeys and with 5 ACTIVE event-triggered journeys
   (each on one of the event types of the mix; WAIT a day, then END), so the subscriber
   (``automation.triggers.journeys_on_events``) enrolls people in every batch; in
-  alternating chunks of a quarter of the events each.
+  alternating chunks of a quarter of the events each, after a warm-up pass; each chunk is
+  prepared as the events suite's timed passes are (``events._prepare``: VACUUM ANALYZE,
+  CHECKPOINT), so a checkpoint of the bulk-loaded profiles does not fall inside one.
 * The wait sweep: 100,000 enrollments at a WAIT step that ended a minute ago (written
   set-wise), advanced by ``automation.engine.journeys_advance`` to the next WAIT;
   ``SWEEP_REPEATS`` times (a new journey each), reported as the median and spread.
@@ -134,11 +136,13 @@ def _ingestion(tenant, known, events_total: int, log) -> dict:
     ]
     try:
         journeys = _set_active(journeys, False)
+        # Warm-up (the worker's caches and connection, the tables' hot pages), untimed.
+        _worker_rate(tenant, make_events(tenant, 2_000, known, seed=10), log)
         for chunk in range(INGESTION_CHUNKS):
             for active in (False, True) if chunk % 2 == 0 else (True, False):
                 events = (triggering if active else plain)[chunk * size : (chunk + 1) * size]
                 journeys = _set_active(journeys, active) if active else journeys
-                rates[active].append(_worker_rate(tenant, events, log))
+                rates[active].append(_worker_rate(tenant, events, log, also=(E, ES)))
                 journeys = _set_active(journeys, False) if active else journeys
         enrolled = Enrollment.objects.filter(
             tenant=tenant, journey__in=[j.pk for j in journeys]
@@ -215,7 +219,10 @@ def _wait_sweep(tenant, count: int, log) -> dict:
         now = timezone.now()
         written = _enroll_setwise(tenant, journey, count, "'ACTIVE'", now)
         with connection.cursor() as cursor:
-            cursor.execute(f'ANALYZE "{E}", "{ES}"')
+            # As before every timed pass (``events._prepare``): the previous runs' dead rows
+            # gone, fresh statistics, the enrollments just written flushed.
+            cursor.execute(f'VACUUM ANALYZE "{E}", "{ES}"')
+            cursor.execute("CHECKPOINT")
         started = time.perf_counter()
         advanced = journeys_advance(tenant=tenant, now=now)
         seconds = time.perf_counter() - started

@@ -787,7 +787,9 @@ def _journeys(results: dict) -> list[str]:
         "ACTIVE journeys triggered by "
         f"{', '.join(results['data']['trigger_types'])} (WAIT a day, then END), in the same run"
         + (
-            f" in {ingestion['chunks']} alternating chunks each (the journeys paused between)."
+            f" in {ingestion['chunks']} alternating chunks each (the journeys paused between;"
+            " after a warm-up pass, each chunk's tables vacuumed and analysed and a"
+            " checkpoint taken before it is timed, as in the events suite)."
             if ingestion.get("chunks")
             else "."
         ),
