@@ -8,7 +8,7 @@ import uuid
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from crm.tenancy import TenantOwnedModel
+from crm.tenancy import TenantOwnedModel, tenant_led_key
 
 
 class JourneyStatus(models.TextChoices):
@@ -138,12 +138,8 @@ class Enrollment(TenantOwnedModel):
     segment change, date) enrolls once."""
 
     id = models.BigAutoField(primary_key=True)
-    # Not indexed alone: every index below starts with the tenant (one index less to keep up
-    # on each enrollment and move).
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    # Not indexed alone either: the enrollments of a journey are found by tenant and journey.
+    tenant = tenant_led_key()
+    # Not indexed alone: the enrollments of a journey are found by tenant and journey.
     journey = models.ForeignKey(
         Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False
     )
@@ -203,10 +199,7 @@ class EnrollmentStep(TenantOwnedModel):
     in the same transaction as the move: the analytics and the person's trail read these."""
 
     id = models.BigAutoField(primary_key=True)
-    # Not indexed alone: the unique key starts with the tenant.
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="trail")
     visit = models.PositiveIntegerField()
     step_key = models.CharField(max_length=40)
@@ -236,9 +229,7 @@ class StepStat(TenantOwnedModel):
     counter kept on the side."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="+", db_index=False)
     step_key = models.CharField(max_length=40)
     day = models.DateField()

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from .tenancy import TenantOwnedModel, TimestampedModel
+from .tenancy import TenantOwnedModel, TimestampedModel, tenant_led_key
 
 
 def validate_timezone(value: str) -> None:
@@ -161,9 +161,7 @@ class AuditEvent(TenantOwnedModel):
     how long rows are kept."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     actor = models.CharField(max_length=150)
     action = models.CharField(max_length=40)
     object_type = models.CharField(max_length=60)

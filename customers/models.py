@@ -11,7 +11,13 @@ from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.functions import Upper
 
-from crm.tenancy import TenantManager, TenantOwnedModel, TenantQuerySet, TimestampedModel
+from crm.tenancy import (
+    TenantManager,
+    TenantOwnedModel,
+    TenantQuerySet,
+    TimestampedModel,
+    tenant_led_key,
+)
 
 
 class ProfileStatus(models.TextChoices):
@@ -108,9 +114,7 @@ class CustomerProfile(TenantOwnedModel):
     would add nothing, and club deletion's ``SET NULL`` needs it); ``merged_into`` is indexed
     only where set (merged profiles are few; ``merged_into = x`` implies it is set)."""
 
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
 
     # Identity links (current values; every value ever held is an IdentityAlias).
@@ -289,9 +293,7 @@ class IdentityAlias(TenantOwnedModel):
     A tenant-only index and ``(tenant, profile)`` duplicated those two and cost every insert
     (the events' new people, the MCA v1 import) two more index entries."""
 
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     kind = models.CharField(max_length=20, choices=AliasKind.choices)
     value = models.CharField(max_length=320)
     profile = models.ForeignKey(CustomerProfile, on_delete=models.CASCADE, related_name="aliases")
@@ -385,10 +387,7 @@ class SyncLogEntry(TenantOwnedModel):
     """
 
     id = models.BigAutoField(primary_key=True)
-    # No single-column index: every index of this table starts with the tenant.
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     source = models.CharField(max_length=32)
     event_id = models.CharField(max_length=128)
     type = models.CharField(max_length=100)
@@ -452,9 +451,7 @@ class Activity(TenantOwnedModel):
 
     id = models.BigAutoField(primary_key=True)
     # No single-column indexes: the composite ones below start with tenant and customer.
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     customer = models.ForeignKey(
         CustomerProfile, on_delete=models.CASCADE, related_name="activities", db_index=False
     )
@@ -548,9 +545,7 @@ class ConsentRecord(TenantOwnedModel):
     evidence (event or message id). Never updated or deleted by the application."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     customer = models.ForeignKey(
         CustomerProfile, on_delete=models.CASCADE, related_name="consent_records", db_index=False
     )

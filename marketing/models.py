@@ -11,7 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from crm.tenancy import TenantManager, TenantOwnedModel
+from crm.tenancy import TenantManager, TenantOwnedModel, tenant_led_key
 from customers.models import Channel
 
 
@@ -562,9 +562,7 @@ class InteractionDaily(TenantOwnedModel):
     ``events`` counts every interaction recorded that day, repeats included."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(
-        "crm.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+    tenant = tenant_led_key()
     day = models.DateField()
     campaign = models.ForeignKey(
         Campaign,
