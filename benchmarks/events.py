@@ -166,13 +166,13 @@ def _known(tenant, size: int) -> list[tuple[str, str]]:
     return known
 
 
-def _prepare(also: Sequence[str] = ()) -> None:
+def _prepare(tables: Sequence[str] = TABLES) -> None:
     """The same starting state for every repetition: no dead rows from the previous one
     (autovacuum may be off), fresh planner statistics, dirty pages flushed (a checkpoint
-    falling inside a timed pass, as after a bulk load, slowed it by a quarter). ``also``:
-    more tables the repetitions write."""
+    falling inside a timed pass, as after a bulk load, slowed it by a quarter). ``tables``:
+    those the repetitions write."""
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM ANALYZE {', '.join((*TABLES, *also))}")
+        cursor.execute(f"VACUUM ANALYZE {', '.join(tables)}")
         cursor.execute("CHECKPOINT")
 
 
@@ -209,12 +209,12 @@ def _process_batches(tenant, ids: list[int]) -> int:
     return processed
 
 
-def _worker_rate(tenant, events: list[dict], log, *, also: Sequence[str] = ()) -> dict:
+def _worker_rate(tenant, events: list[dict], log, *, tables: Sequence[str] = TABLES) -> dict:
     """One pass of one worker process over ``events``, in-process, no broker (the journeys
     suite compares it with and without journeys), prepared as every timed pass is
-    (``_prepare``; ``also``: more tables to vacuum)."""
+    (``_prepare``: ``tables``, those the pass writes)."""
     ids = _ingest_quietly(tenant, events)
-    _prepare(also)
+    _prepare(tables)
     started = time.perf_counter()
     processed = _process_batches(tenant, ids)
     seconds = time.perf_counter() - started

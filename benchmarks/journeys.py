@@ -43,7 +43,7 @@ from crm.models import Region
 from crm.services import tenant_create
 from customers.models import CustomerProfile
 
-from .events import _known, _worker_rate, make_events
+from .events import TABLES, _known, _prepare, _worker_rate, make_events
 from .harness import spread, summary_ms
 from .identity import _ensure_profiles
 
@@ -142,7 +142,7 @@ def _ingestion(tenant, known, events_total: int, log) -> dict:
             for active in (False, True) if chunk % 2 == 0 else (True, False):
                 events = (triggering if active else plain)[chunk * size : (chunk + 1) * size]
                 journeys = _set_active(journeys, active) if active else journeys
-                rates[active].append(_worker_rate(tenant, events, log, also=(E, ES)))
+                rates[active].append(_worker_rate(tenant, events, log, tables=(*TABLES, E, ES)))
                 journeys = _set_active(journeys, False) if active else journeys
         enrolled = Enrollment.objects.filter(
             tenant=tenant, journey__in=[j.pk for j in journeys]
@@ -218,11 +218,7 @@ def _wait_sweep(tenant, count: int, log) -> dict:
     try:
         now = timezone.now()
         written = _enroll_setwise(tenant, journey, count, "'ACTIVE'", now)
-        with connection.cursor() as cursor:
-            # As before every timed pass (``events._prepare``): the previous runs' dead rows
-            # gone, fresh statistics, the enrollments just written flushed.
-            cursor.execute(f'VACUUM ANALYZE "{E}", "{ES}"')
-            cursor.execute("CHECKPOINT")
+        _prepare((E, ES))  # the previous runs' dead rows gone, the enrollments flushed
         started = time.perf_counter()
         advanced = journeys_advance(tenant=tenant, now=now)
         seconds = time.perf_counter() - started
